@@ -1,0 +1,75 @@
+import os
+import re
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+# The sieve package lives next to the rules; make it importable for the Snakefile and for every job, also
+# when it is not pip-installed (e.g. a fresh clone with only the conda envs).
+PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
+if PACKAGE_DIR not in sys.path:
+    sys.path.insert(0, PACKAGE_DIR)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in [PACKAGE_DIR, os.environ.get("PYTHONPATH", "")] if p
+)
+
+from sieve.io import stable_hash  # noqa: E402  (light: no torch)
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+if config.get("offline"):
+    for var in ("SIEVE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[var] = "1"
+
+MODELS = sorted(config["models"])
+PROBES = sorted(config["probes"])
+CONCEPT_SETS = sorted(config["concept_sets"])
+
+
+wildcard_constraints:
+    model="|".join(map(re.escape, MODELS)),
+    probe="|".join(map(re.escape, PROBES)),
+    concept_set="|".join(map(re.escape, CONCEPT_SETS)),
+    shard=r"\d+",
+
+
+def model_spec(wildcards):
+    return config["models"][wildcards.model]
+
+
+def probe_spec(wildcards):
+    return config["probes"][wildcards.probe]
+
+
+def select_params():
+    return config["select"]
+
+
+def get_model_probe_outputs(pattern):
+    """Expand a path pattern over every (model, probe) pair."""
+    return expand(pattern, model=MODELS, probe=PROBES)
+
+
+def get_all_outputs(pattern):
+    """Expand a path pattern over every (model, probe, concept_set) triple."""
+    return expand(pattern, model=MODELS, probe=PROBES, concept_set=CONCEPT_SETS)
+
+
+def get_final_output():
+    """What `snakemake` with no target builds: the report, which depends on every stage's results."""
+    final = get_model_probe_outputs("results/{model}/{probe}/select/summary.json")
+    final += get_stage_outputs()
+    return final
+
+
+# Stage files append to this list (path patterns over model/probe/concept_set) before `rule all` is parsed.
+STAGE_OUTPUTS = []
+
+
+def get_stage_outputs():
+    outs = []
+    for pattern in STAGE_OUTPUTS:
+        outs += expand(pattern, model=MODELS, probe=PROBES, concept_set=CONCEPT_SETS)
+    return outs

@@ -1,0 +1,1 @@
+# evaluate stage: see the issue; filled in by its owner.

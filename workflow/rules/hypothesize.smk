@@ -1,0 +1,1 @@
+# hypothesize stage: see the issue; filled in by its owner.

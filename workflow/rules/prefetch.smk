@@ -1,0 +1,1 @@
+# prefetch stage: see the issue; filled in by its owner.

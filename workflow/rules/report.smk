@@ -1,0 +1,1 @@
+# report stage: see the issue; filled in by its owner.

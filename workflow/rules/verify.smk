@@ -1,0 +1,1 @@
+# verify stage: see the issue; filled in by its owner.

@@ -1,0 +1,15 @@
+"""sieve: Select, Hypothesize, Verify.
+
+Explain what the neurons of a vision model do, and prove it. Stage modules:
+
+- :mod:`sieve.probe`       probe activations (one streaming pass, HDF5)
+- :mod:`sieve.select`      selectivity ratio p99 / median and the neurons kept
+- :mod:`sieve.hypothesize` crops, CLIP clusters and concept hypotheses
+- :mod:`sieve.concepts`    concept-set reading, cleaning and hashing
+- :mod:`sieve.verify`      sharded generation, Activation Rate, verified concepts
+- :mod:`sieve.report`      the HTML report
+- :mod:`sieve.backends`    registries of models, probe sets, embedders and generators (``source:``)
+- :mod:`sieve.synthetic`   the planted-concept world, a backend like any other
+"""
+
+__version__ = "0.1.0"

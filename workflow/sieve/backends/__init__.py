@@ -1,0 +1,64 @@
+"""Backends: one registry per kind, keyed by the config's ``source`` (or ``kind`` for probe sets).
+
+- :mod:`.models`     target vision models (torchvision, timm, places365, python, synthetic)
+- :mod:`.probes`     probe image sets (imagefolder, filelist, places365, imagenette, synthetic)
+- :mod:`.embedders`  CLIP-like image/text embedders (open_clip, python, synthetic)
+- :mod:`.generators` text-to-image generators (diffusers, python, synthetic)
+
+The synthetic world is just another backend: it registers itself in each registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class BackendError(ValueError):
+    """A backend could not be built from its config: the message names the key and the problem."""
+
+
+class Registry:
+    """name -> builder function, filled with the ``register`` decorator."""
+
+    def __init__(self, kind: str, key: str = "source") -> None:
+        self.kind = kind
+        self.key = key
+        self._builders: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[F], F]:
+        def deco(fn: F) -> F:
+            self._builders[name] = fn
+            return fn
+
+        return deco
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name == "synthetic" and name not in self._builders:
+            importlib.import_module("sieve.synthetic")  # registers itself
+        try:
+            return self._builders[name]
+        except KeyError:
+            known = ", ".join(sorted(self._builders)) or "none"
+            raise BackendError(f"unknown {self.kind} {self.key} {name!r} (known: {known})") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+
+def import_factory(ref: str, what: str = "factory") -> Callable[..., Any]:
+    """Import ``"package.module:function"``."""
+    if ":" not in ref:
+        raise BackendError(f"{what} {ref!r} must look like 'package.module:function'")
+    mod_name, fn_name = ref.split(":", 1)
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise BackendError(f"{what} {ref!r}: cannot import module {mod_name!r}: {exc}") from exc
+    try:
+        return getattr(module, fn_name)
+    except AttributeError:
+        raise BackendError(f"{what} {ref!r}: module {mod_name!r} has no attribute {fn_name!r}") from None

@@ -1,0 +1,156 @@
+"""Select stage: which neurons have a well-defined function.
+
+Per neuron, over its pooled activations on the probe set: ``ratio = p99 / median`` (numpy percentiles with
+linear interpolation). A neuron is selected when ``ratio > tau``.
+
+Edge cases (tested):
+
+- Negative activations (ViT tokens, pre-ReLU layers). ``negative: clip`` (default) clips at 0 before the
+  percentiles: a neuron "fires" only by being positive, which matches Verify's test ``activation > p99``.
+  ``negative: shift`` subtracts the neuron's minimum first (ratios then measure spread above the floor).
+- Dead neuron: p99 <= 0 after the rule above. Never selected; ratio reported as 0.
+- median == 0 < p99: maximally selective; ratio is infinite (written as the string ``"inf"`` in strict JSON)
+  and the neuron is selected for any tau.
+- ``enabled: false`` (the "no Select" ablation) keeps every neuron that is not dead.
+
+The Verify threshold of a neuron is its top-1% probe threshold: the 99th percentile of its raw pooled
+activation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import write_json
+
+log = logging.getLogger(__name__)
+
+
+def selectivity(acts: np.ndarray, negative: str = "clip") -> dict[str, np.ndarray]:
+    """acts [N, C] -> p99, median, ratio, dead, threshold (each [C])."""
+    acts = np.asarray(acts, dtype=np.float64)
+    if negative == "clip":
+        a = np.maximum(acts, 0.0)
+    elif negative == "shift":
+        a = acts - acts.min(axis=0, keepdims=True)
+    else:
+        raise ValueError(f"select.negative must be 'clip' or 'shift', not {negative!r}")
+    p99, median = np.percentile(a, [99, 50], axis=0)
+    dead = p99 <= 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(dead, 0.0, np.where(median > 0, p99 / np.where(median > 0, median, 1.0), np.inf))
+    threshold = np.percentile(acts, 99, axis=0)
+    return {"p99": p99, "median": median, "ratio": ratio, "dead": dead, "threshold": threshold}
+
+
+def select_neurons(stats: dict[str, np.ndarray], tau: float, enabled: bool = True) -> np.ndarray:
+    """Boolean mask [C] of selected neurons."""
+    if enabled:
+        return (stats["ratio"] > tau) & ~stats["dead"]
+    return ~stats["dead"]
+
+
+def run_select(
+    activations: dict[str, Any],
+    summary_path: str,
+    neurons_dir: str,
+    tau: float = 10.0,
+    top_n: int = 20,
+    enabled: bool = True,
+    negative: str = "clip",
+) -> dict[str, Any]:
+    """Write ``select/summary.json`` and one ``neurons/{neuron}.json`` per selected neuron."""
+    acts = activations["activations"]
+    stats = selectivity(acts, negative)
+    selected = select_neurons(stats, tau, enabled)
+    images = activations["images"]
+    probe_index = activations["probe_index"]
+    t_index, t_value = activations["topk_index"], activations["topk_value"]
+    if t_index.shape[1] < min(top_n, acts.shape[0]):
+        raise ValueError(
+            f"the activations file keeps {t_index.shape[1]} top images per neuron but select.top_n is {top_n}; "
+            "rerun the probe (it is keyed on top_n)"
+        )
+    out = Path(neurons_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.json"):
+        stale.unlink()
+    for n in np.flatnonzero(selected):
+        k = min(top_n, t_index.shape[1])
+        top = [
+            {"rank": r, "index": int(t_index[n, r]), "probe_index": int(probe_index[t_index[n, r]]),
+             "path": images[t_index[n, r]], "activation": float(t_value[n, r])}
+            for r in range(k)
+        ]
+        write_json(os.path.join(out, f"{int(n)}.json"), {
+            "neuron": int(n),
+            "ratio": float(stats["ratio"][n]),
+            "p99": float(stats["p99"][n]),
+            "median": float(stats["median"][n]),
+            "threshold": float(stats["threshold"][n]),
+            "top": top,
+        })
+    neurons = {
+        str(n): {
+            "p99": float(stats["p99"][n]),
+            "median": float(stats["median"][n]),
+            "ratio": float(stats["ratio"][n]),
+            "threshold": float(stats["threshold"][n]),
+            "dead": bool(stats["dead"][n]),
+            "selected": bool(selected[n]),
+        }
+        for n in range(acts.shape[1])
+    }
+    summary = {
+        "tau": float(tau),
+        "enabled": bool(enabled),
+        "negative": negative,
+        "top_n": int(top_n),
+        "n_images": int(acts.shape[0]),
+        "n_neurons": int(acts.shape[1]),
+        "n_selected": int(selected.sum()),
+        "n_dead": int(stats["dead"].sum()),
+        "model": str(activations["attrs"].get("model", "")),
+        "layer": str(activations["attrs"].get("layer", "")),
+        "probe": str(activations["attrs"].get("probe", "")),
+        "n_skipped": int(activations["attrs"].get("n_skipped", 0)),
+        "neurons": neurons,
+    }
+    write_json(summary_path, summary)
+    log.info("select: %d of %d neurons selected (tau=%s), %d dead", summary["n_selected"], summary["n_neurons"],
+             tau, summary["n_dead"])
+    return summary
+
+
+def ratio_histogram(summary: dict[str, Any], out_png: str) -> None:
+    """Histogram of log10 ratios with tau marked; infinite ratios are drawn in the last bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ratios = np.array([float(v["ratio"]) for v in summary["neurons"].values() if not v["dead"]])
+    finite = ratios[np.isfinite(ratios) & (ratios > 0)]
+    n_inf = int(np.isinf(ratios).sum())
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    logs = np.log10(finite) if finite.size else np.array([0.0])
+    hi = max(float(logs.max()), np.log10(summary["tau"])) + 0.2
+    if n_inf:
+        logs = np.concatenate([logs, np.full(n_inf, hi)])
+    ax.hist(logs, bins=40, color="#4477aa")
+    ax.axvline(np.log10(summary["tau"]), color="#cc3311", linestyle="--", label=f"tau = {summary['tau']:g}")
+    ax.set_xlabel("log10(p99 / median)")
+    ax.set_ylabel("neurons")
+    ax.set_title(f"{summary.get('model', '')} {summary.get('layer', '')}: {summary['n_selected']} of "
+                 f"{summary['n_neurons']} selected" + (f" ({n_inf} with median 0)" if n_inf else ""),
+                 fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)
