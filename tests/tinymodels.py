@@ -27,3 +27,26 @@ class HotSpotCNN(nn.Module):
 
 def hotspot_cnn(channels: int = 8, seed: int = 0):
     return HotSpotCNN(channels, seed), {"input_size": 16, "resize": 16, "mean": [0.5] * 3, "std": [0.5] * 3}
+
+
+def tiny_torchvision_vit():
+    """torchvision's VisionTransformer at toy size: 32 px, 16 px patches (2 x 2 grid), width 16."""
+    from torchvision.models import VisionTransformer
+
+    vit = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32,
+                            num_classes=4)
+    return vit, {"input_size": 32, "resize": 32}
+
+
+class MLPOnly(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(3 * 16 * 16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flat(x))
+
+
+def mlp_only():
+    return MLPOnly(), {"input_size": 16, "resize": 16}

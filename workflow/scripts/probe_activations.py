@@ -3,15 +3,14 @@
 from sieve.backends.models import load_model
 from sieve.backends.probes import open_probe
 from sieve.devices import resolve_device, resolve_dtype
-from sieve.io import setup_logging, stderr_to
+from sieve.io import script_logging
 from sieve.probe import run_probe
 
-setup_logging(snakemake.log[0])
-with stderr_to(snakemake.log[0]):
+with script_logging(snakemake.log[0]):
     p = snakemake.params
+    probe = open_probe(snakemake.wildcards.probe, p.probe)  # cheap checks first
     device = resolve_device(p.device)
     model = load_model(snakemake.wildcards.model, p.model, device, resolve_dtype(p.model.get("dtype", "auto"), device))
-    probe = open_probe(snakemake.wildcards.probe, p.probe)
     run_probe(
         model,
         probe,

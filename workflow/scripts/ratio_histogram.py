@@ -1,7 +1,7 @@
 """Snakemake script: histogram of log selectivity ratios with tau."""
 
-from sieve.io import read_json, setup_logging
+from sieve.io import read_json, script_logging
 from sieve.select import ratio_histogram
 
-setup_logging(snakemake.log[0])
-ratio_histogram(read_json(snakemake.input.summary), snakemake.output[0])
+with script_logging(snakemake.log[0]):
+    ratio_histogram(read_json(snakemake.input.summary), snakemake.output[0])

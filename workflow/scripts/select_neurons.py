@@ -1,17 +1,17 @@
 """Snakemake script: Select for one (model, probe) pair."""
 
-from sieve.io import setup_logging
+from sieve.io import script_logging
 from sieve.probe import read_activations
 from sieve.select import run_select
 
-setup_logging(snakemake.log[0])
-p = snakemake.params
-run_select(
-    read_activations(snakemake.input.h5),
-    snakemake.output.summary,
-    snakemake.output.neurons,
-    tau=p.tau,
-    top_n=p.top_n,
-    enabled=p.enabled,
-    negative=p.negative,
-)
+with script_logging(snakemake.log[0]):
+    p = snakemake.params
+    run_select(
+        read_activations(snakemake.input.h5),
+        snakemake.output.summary,
+        snakemake.output.neurons,
+        tau=p.tau,
+        top_n=p.top_n,
+        enabled=p.enabled,
+        negative=p.negative,
+    )

@@ -128,3 +128,16 @@ def stderr_to(log_file: str | os.PathLike[str] | None) -> Iterator[None]:
             yield
         finally:
             sys.stderr = old
+
+
+@contextlib.contextmanager
+def script_logging(log_file: str | os.PathLike[str] | None) -> Iterator[logging.Logger]:
+    """For Snakemake scripts: log to the rule's log file, send stderr (progress bars) there too, and record
+    any error as one clear ``ERROR`` line (plus traceback) in the log before it propagates."""
+    logger = setup_logging(log_file)
+    with stderr_to(log_file):
+        try:
+            yield logger
+        except Exception as exc:
+            logger.error("%s: %s", type(exc).__name__, exc, exc_info=True)
+            raise

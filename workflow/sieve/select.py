@@ -5,10 +5,14 @@ linear interpolation). A neuron is selected when ``ratio > tau``.
 
 Edge cases (tested):
 
-- Negative activations (ViT tokens, pre-ReLU layers). ``negative: clip`` (default) clips at 0 before the
-  percentiles: a neuron "fires" only by being positive, which matches Verify's test ``activation > p99``.
-  ``negative: shift`` subtracts the neuron's minimum first (ratios then measure spread above the floor).
-- Dead neuron: p99 <= 0 after the rule above. Never selected; ratio reported as 0.
+- Negative activations (ViT class tokens, pre-ReLU layers). A ratio of raw signed values is meaningless (a
+  median near 0 makes any neuron look selective), so ``negative: auto`` (default) leaves a layer whose
+  activations are all >= 0 (ReLU/avgpool: the paper's setting) untouched, and for a layer with any negative
+  value shifts each neuron by its minimum over the probe set first: the ratio then measures how far the
+  top 1% stands above the neuron's floor, relative to its typical value. ``shift`` always shifts; ``clip``
+  clips at 0 instead (only positive activation counts).
+- Dead neuron: p99 <= 0 after the rule above (for a shifted neuron: a constant one). Never selected; ratio
+  reported as 0.
 - median == 0 < p99: maximally selective; ratio is infinite (written as the string ``"inf"`` in strict JSON)
   and the neuron is selected for any tau.
 - ``enabled: false`` (the "no Select" ablation) keeps every neuron that is not dead.
@@ -31,15 +35,17 @@ from .io import write_json
 log = logging.getLogger(__name__)
 
 
-def selectivity(acts: np.ndarray, negative: str = "clip") -> dict[str, np.ndarray]:
+def selectivity(acts: np.ndarray, negative: str = "auto") -> dict[str, np.ndarray]:
     """acts [N, C] -> p99, median, ratio, dead, threshold (each [C])."""
     acts = np.asarray(acts, dtype=np.float64)
+    if negative == "auto":
+        negative = "shift" if (acts < 0).any() else "clip"
     if negative == "clip":
         a = np.maximum(acts, 0.0)
     elif negative == "shift":
         a = acts - acts.min(axis=0, keepdims=True)
     else:
-        raise ValueError(f"select.negative must be 'clip' or 'shift', not {negative!r}")
+        raise ValueError(f"select.negative must be 'auto', 'clip' or 'shift', not {negative!r}")
     p99, median = np.percentile(a, [99, 50], axis=0)
     dead = p99 <= 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -62,7 +68,7 @@ def run_select(
     tau: float = 10.0,
     top_n: int = 20,
     enabled: bool = True,
-    negative: str = "clip",
+    negative: str = "auto",
 ) -> dict[str, Any]:
     """Write ``select/summary.json`` and one ``neurons/{neuron}.json`` per selected neuron."""
     acts = activations["activations"]
