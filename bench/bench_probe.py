@@ -1,0 +1,153 @@
+"""Benchmark the probe stage against a plain PyTorch loop that keeps every map.
+
+Each method runs in its own subprocess (so peak RSS is its own), on the same model (random weights cost the same
+as trained ones) and the same generated images:
+
+    python bench/bench_probe.py --arch resnet50 --images 512 --device cuda --out bench/results/probe_gpu.json
+    python bench/bench_probe.py --arch resnet18 --images 128 --device cpu  --out bench/results/probe_cpu.json
+
+Reports images/s and peak host memory (ru_maxrss) and, on a GPU, peak device memory, plus the memory the
+plain loop would need for ImageNet val (50,000 images) by extrapolation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_images(root: Path, n: int, size: int = 256) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / f"{i:05d}.jpg", quality=90)
+
+
+def run_sieve(args: argparse.Namespace, images: Path, out: Path) -> dict:
+    import torch
+
+    from sieve.backends.models import load_model
+    from sieve.backends.probes import open_probe
+    from sieve.devices import resolve_device, resolve_dtype
+    from sieve.probe import run_probe
+
+    device = resolve_device(args.device)
+    model = load_model("bench", {"source": "torchvision", "arch": args.arch}, device,
+                       resolve_dtype(args.dtype, device))
+    probe = open_probe("bench", {"kind": "imagefolder", "path": str(images)})
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    run_probe(model, probe, str(out), top_n=20, batch_size=args.batch_size, num_workers=args.workers,
+              progress=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    return {"seconds": dt, "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None}
+
+
+def run_plain(args: argparse.Namespace, images: Path) -> dict:
+    """The straightforward loop: ImageFolder-like dataset, float32, keep every layer4 map on the host."""
+    import torch
+    import torchvision
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms as T
+
+    device = torch.device("cuda" if args.device == "cuda" else "cpu")
+    model = torchvision.models.get_model(args.arch).eval().to(device)
+    tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
+                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    files = sorted(images.iterdir())
+
+    class DS(Dataset):
+        def __len__(self) -> int:
+            return len(files)
+
+        def __getitem__(self, i: int):
+            return tf(Image.open(files[i]).convert("RGB"))
+
+    maps: list = []
+    model.layer4.register_forward_hook(lambda m, i, o: maps.append(o.float().cpu()))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for x in DataLoader(DS(), batch_size=args.batch_size, num_workers=args.workers):
+            model(x.to(device))
+    allmaps = torch.cat(maps)
+    pooled = allmaps.mean((2, 3))
+    torch.topk(pooled, 20, dim=0)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    return {"seconds": dt, "maps_bytes": allmaps.numel() * 4,
+            "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None}
+
+
+def child(args: argparse.Namespace) -> None:
+    images = Path(args.images_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        res = run_sieve(args, images, Path(tmp) / "a.h5") if args.child == "sieve" else run_plain(args, images)
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(res))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--images", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--child", choices=["sieve", "plain"], help=argparse.SUPPRESS)
+    ap.add_argument("--images-dir", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        images = Path(tmp) / "imgs"
+        make_images(images, args.images)
+        results = {}
+        for method in ("plain", "sieve", "plain", "sieve"):  # second round is warm (file cache, cudnn)
+            cmd = [sys.executable, __file__, "--child", method, "--images-dir", str(images), "--arch", args.arch,
+                   "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--device", args.device,
+                   "--dtype", args.dtype]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ).stdout
+            res = json.loads(out.split("RESULT ", 1)[1])
+            res["images_per_s"] = args.images / res["seconds"]
+            results[method] = res
+    import torch
+
+    c = {"resnet18": 512, "resnet50": 2048}.get(args.arch, 2048)
+    report = {
+        "arch": args.arch, "images": args.images, "device": args.device, "dtype": args.dtype,
+        "batch_size": args.batch_size, "workers": args.workers,
+        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "plain": results["plain"], "sieve": results["sieve"],
+        "speedup": results["sieve"]["images_per_s"] / results["plain"]["images_per_s"],
+        "imagenet_val_maps_gb_plain": 50000 * c * 49 * 4 / 1e9,
+        "imagenet_val_maps_mb_sieve": c * 20 * 49 * 2 / 1e6,
+    }
+    print(json.dumps(report, indent=2))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
