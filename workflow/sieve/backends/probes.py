@@ -105,7 +105,7 @@ def _filelist(name: str, spec: dict[str, Any]) -> ProbeSet:
     root = Path(os.path.expanduser(spec.get("root", str(listing.parent))))
     paths: list[str] = []
     labels: list[int] = []
-    for ln, line in enumerate(listing.read_text(encoding="utf-8").splitlines(), 1):
+    for line in listing.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -122,44 +122,81 @@ def _filelist(name: str, spec: dict[str, Any]) -> ProbeSet:
     return ProbeSet(name, str(root), paths, lab, None, info={"kind": "filelist", "path": str(listing)})
 
 
-def _torchvision_dataset(name: str, spec: dict[str, Any], kind: str) -> ProbeSet:
-    import torchvision
-
+def _dataset_root(spec: dict[str, Any], kind: str) -> Path:
     if "path" not in spec:
         raise BackendError(f"probes: kind {kind} needs 'path' (the dataset folder)")
     root = Path(os.path.expanduser(spec["path"]))
-    download = bool(spec.get("download", False))
-    if download:
+    if spec.get("download", False):
+        import torchvision
+
         from .offline import require_online
 
         require_online(kind, f"{kind} probe set", cached=root.exists() and any(root.iterdir()))
+        split = spec.get("split", "val")
+        if kind == "places365":  # torchvision fetches and checks (md5) the archives, we read the layout
+            torchvision.datasets.Places365(str(root), split=split, small=True, download=True)
+        else:
+            torchvision.datasets.Imagenette(str(root), split=split, size="320px", download=True)
     elif not root.exists():
         raise BackendError(f"probe path does not exist: {root} (set download: true to fetch {kind})")
-    split = spec.get("split", "val")
-    try:
-        if kind == "places365":
-            ds = torchvision.datasets.Places365(str(root), split=split, small=True, download=download)
-            samples = ds.imgs
-            classes = list(ds.classes)
-        else:
-            ds = torchvision.datasets.Imagenette(str(root), split=split, size="320px", download=download)
-            samples = ds._samples
-            classes = [c[0] if isinstance(c, tuple) else c for c in ds.classes]
-    except RuntimeError as exc:
-        raise BackendError(f"{kind} probe set at {root}: {exc}") from exc
-    pairs = sorted((os.path.relpath(p, root).replace(os.sep, "/"), int(t)) for p, t in samples)
-    paths, labels = _limit([p for p, _ in pairs], [t for _, t in pairs], spec)
-    return ProbeSet(name, str(root), paths, labels, classes, info={"kind": kind, "path": str(root), "split": split})
+    return root
 
 
 @PROBES.register("places365")
 def _places365(name: str, spec: dict[str, Any]) -> ProbeSet:
-    return _torchvision_dataset(name, spec, "places365")
+    """The Places365 layout torchvision downloads: ``categories_places365.txt`` (``/a/airfield 0``),
+    ``places365_{split}.txt`` (``Places365_val_00000001.jpg 165``) and images under ``{split}_256/``
+    (or ``{split}_large/``)."""
+    root = _dataset_root(spec, "places365")
+    split = spec.get("split", "val")
+    cats_file, list_file = root / "categories_places365.txt", root / f"places365_{split}.txt"
+    for f in (cats_file, list_file):
+        if not f.is_file():
+            raise BackendError(f"places365 probe set: {f} is missing (set download: true to fetch it)")
+    classes: list[str] = []
+    for line in cats_file.read_text().splitlines():
+        if line.strip():
+            cname, idx = line.rsplit(None, 1)
+            classes.append(cname)
+            if int(idx) != len(classes) - 1:
+                raise BackendError(f"{cats_file}: categories are not in index order at {line!r}")
+    img_dir = next((d for d in (f"{split}_256", f"{split}_large") if (root / d).is_dir()), None)
+    if img_dir is None:
+        raise BackendError(f"places365 probe set: no {split}_256/ or {split}_large/ folder in {root}")
+    pairs = []
+    for line in list_file.read_text().splitlines():
+        parts = line.split()
+        if parts:
+            pairs.append((f"{img_dir}/{parts[0].lstrip('/')}", int(parts[1]) if len(parts) > 1 else -1))
+    pairs.sort()
+    paths, labels = _limit([p for p, _ in pairs], [t for _, t in pairs], spec)
+    return ProbeSet(name, str(root), paths, labels, classes,
+                    info={"kind": "places365", "path": str(root), "split": split})
 
 
 @PROBES.register("imagenette")
 def _imagenette(name: str, spec: dict[str, Any]) -> ProbeSet:
-    return _torchvision_dataset(name, spec, "imagenette")
+    """The Imagenette layout: ``imagenette2-320/{split}/{wnid}/*.JPEG`` (the 320 px version torchvision
+    downloads; ``imagenette2`` and ``imagenette2-160`` are used if that is what the folder holds)."""
+    import torchvision
+
+    root = _dataset_root(spec, "imagenette")
+    split = spec.get("split", "val")
+    base = next((root / v / split for v in ("imagenette2-320", "imagenette2", "imagenette2-160")
+                 if (root / v / split).is_dir()), None)
+    if base is None:
+        raise BackendError(f"imagenette probe set: no imagenette2-320/{split}/ folder in {root}")
+    names = torchvision.datasets.Imagenette._WNID_TO_CLASS
+    wnids = sorted(d.name for d in base.iterdir() if d.is_dir())
+    classes = [names.get(w, (w,))[0] for w in wnids]
+    pairs = sorted(
+        (str(p.relative_to(root)).replace(os.sep, "/"), i)
+        for i, w in enumerate(wnids) for p in (base / w).iterdir()
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    paths, labels = _limit([p for p, _ in pairs], [t for _, t in pairs], spec)
+    return ProbeSet(name, str(root), paths, labels, classes,
+                    info={"kind": "imagenette", "path": str(root), "split": split})
 
 
 def open_probe(name: str, spec: dict[str, Any]) -> ProbeSet:
