@@ -5,14 +5,11 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-# The sieve package lives next to the rules; make it importable for the Snakefile and for every job, also
-# when it is not pip-installed (e.g. a fresh clone with only the conda envs).
+# The sieve package lives next to the rules: importable here even when only the jobs' environments have it
+# installed (envs/*.yaml install it with pip; a plain venv uses `pip install -e .`).
 PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
 if PACKAGE_DIR not in sys.path:
     sys.path.insert(0, PACKAGE_DIR)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in [PACKAGE_DIR, os.environ.get("PYTHONPATH", "")] if p
-)
 
 from sieve.io import stable_hash  # noqa: E402  (light: no torch)
 
