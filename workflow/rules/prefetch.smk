@@ -1,1 +1,31 @@
-# prefetch stage: see the issue; filled in by its owner.
+# Prefetch, for compute nodes without internet: `snakemake prefetch --cores 1` on a login node downloads every
+# model weight, CLIP, the diffusion pipeline, concept lists and downloadable probe sets the config names into
+# the caches (TORCH_HOME, HF_HOME, resources/concepts); jobs then run with `offline: true`.
+
+
+rule prefetch:
+    """Download everything the config needs from the network (a local rule: it runs where snakemake runs,
+    also under profiles/slurm, and ignores `offline:`). Writes what it fetched and the cache folders."""
+    output:
+        manifest="resources/prefetch.json",
+    log:
+        "logs/prefetch.log",
+    benchmark:
+        "benchmarks/prefetch.tsv"
+    params:
+        models=config["models"],
+        probes=config["probes"],
+        embedder=config["embedder"],
+        generator=config["generator"],
+        concept_sets=config["concept_sets"],
+        evaluate=config["evaluate"],
+        resources="resources/concepts",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/gpu.yaml"
+    script:
+        "../scripts/prefetch.py"

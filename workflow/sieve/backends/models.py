@@ -313,9 +313,9 @@ def _timm(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess]:
     if weights in (None, "none", "random"):
         model = timm.create_model(arch, pretrained=False, **kwargs)
     elif weights == "pretrained":
-        from .offline import require_hub
+        from .offline import require_timm
 
-        require_hub(f"timm/{arch}", "timm weights")
+        require_timm(arch)
         model = timm.create_model(arch, pretrained=True, **kwargs)
     else:
         model = timm.create_model(arch, pretrained=False, **kwargs)

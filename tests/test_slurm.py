@@ -1,0 +1,105 @@
+"""The tiny workflow through a real one-node SLURM cluster (tests/slurm_cluster.sh) with profiles/slurm.
+
+Skipped only where SLURM is not installed (`sbatch` missing). tests/ci_slurm_setup.sh installs and starts the
+cluster; if it is installed but not running, this module starts it (as root) and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO, TESTS, make_image_folder, run_snakemake, tiny_config
+
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(shutil.which("sbatch") is None, reason="SLURM is not installed (tests/ci_slurm_setup.sh)"),
+]
+
+CLUSTER = TESTS / "slurm_cluster.sh"
+SLURM_DIR = Path(os.environ.get("SIEVE_SLURM_DIR", "/tmp/sieve-slurm"))
+PROFILES = ("--profile", str(REPO / "profiles" / "slurm"), "--profile", str(TESTS / "profiles" / "slurm-test"))
+TARGETS = ("results/tiny/pics/select/summary.json", "results/tiny/pics/select/ratio_histogram.png")
+
+
+def _cluster_up() -> bool:
+    proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True)
+    return proc.returncode == 0 and proc.stdout.strip() in {"idle", "mixed", "allocated"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    started = False
+    if not _cluster_up():
+        proc = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True)
+        assert proc.returncode == 0, f"could not start the test cluster:\n{proc.stdout}\n{proc.stderr}"
+        started = True
+    assert _cluster_up()
+    yield SLURM_DIR
+    if started:
+        subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, text=True)
+
+
+def _scontrol(job_id: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+
+
+def _assert_same_outputs(a: Path, b: Path) -> None:
+    h5 = "results/tiny/pics/activations.h5"
+    with h5py.File(a / h5) as fa, h5py.File(b / h5) as fb:
+        names: list[str] = []
+        fa.visit(lambda n: names.append(n) if isinstance(fa[n], h5py.Dataset) else None)
+        assert names and "activations" in " ".join(names)
+        for name in names:
+            x, y = fa[name][()], fb[name][()]
+            if np.issubdtype(np.asarray(x).dtype, np.floating):
+                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=name)
+            else:
+                assert np.array_equal(x, y), name
+    sa = json.loads((a / "results/tiny/pics/select/summary.json").read_text())
+    sb = json.loads((b / "results/tiny/pics/select/summary.json").read_text())
+    assert {n for n, v in sa["neurons"].items() if v["selected"]} == {
+        n for n, v in sb["neurons"].items() if v["selected"]}
+    for n, v in sa["neurons"].items():
+        other = sb["neurons"][n]["ratio"]
+        assert v["ratio"] == (pytest.approx(other, rel=1e-5) if isinstance(other, float) else other), n
+    na = sorted(p.name for p in (a / "results/tiny/pics/select/neurons").iterdir())
+    assert na and na == sorted(p.name for p in (b / "results/tiny/pics/select/neurons").iterdir())
+    assert (b / "results/tiny/pics/select/ratio_histogram.png").stat().st_size > 0
+
+
+def test_tiny_workflow_runs_through_slurm_like_locally(cluster, tmp_path):
+    images = make_image_folder(tmp_path / "images", n_per_class=8, size=32)
+    (images / "words.txt").write_text("cat\ndog\n")
+    config = tiny_config(images)
+
+    local = run_snakemake(tmp_path / "local", config, TARGETS, extra=("--profile", str(REPO / "profiles" / "local")))
+    proc = run_snakemake(tmp_path / "slurm", config, TARGETS, extra=PROFILES, timeout=600)
+    text = proc.stdout + proc.stderr
+
+    # Every job went through sbatch: the GPU rule alone, the tiny bookkeeping rules as one group job.
+    submitted = dict(re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/(\w+?)/", text))
+    assert sorted(submitted.values()) == ["group_select_ratio_histogram_select_neurons",
+                                          "rule_probe_activations"], text[-4000:]
+    jobcomp = (cluster / "jobcomp.txt").read_text()
+    workdir = str(tmp_path / "slurm")
+    for job_id in submitted:
+        line = re.search(rf"^JobId={job_id} .*$", jobcomp, re.M)
+        assert line, f"SLURM job {job_id} is not in the job completion log"
+        assert "JobState=COMPLETED" in line.group(0) and f"WorkDir={workdir} " in line.group(0)
+    # ... with profiles/slurm's resources: one (fake) GPU, cpus_per_gpu and memory for the GPU rule.
+    probe_job = next(j for j, r in submitted.items() if r == "rule_probe_activations")
+    info = _scontrol(probe_job)
+    assert "TresPerJob=gres:gpu:1" in info and "CpusPerTres=gres:gpu:4" in info, info
+    assert "mem=16000M" in info, info
+    # The local run ran the same rules without SLURM.
+    assert "SLURM" not in local.stdout + local.stderr
+    _assert_same_outputs(tmp_path / "local", tmp_path / "slurm")

@@ -1,0 +1,22 @@
+"""Snakemake script: download every weight, pipeline, concept list and probe set the config names."""
+
+from sieve.backends.offline import set_offline
+
+set_offline(False)  # prefetch is the one job that must reach the network, whatever `offline:` says
+
+from sieve.io import setup_logging, stderr_to, write_json  # noqa: E402
+from sieve.prefetch import cache_locations, prefetch  # noqa: E402
+
+setup_logging(snakemake.log[0])
+with stderr_to(snakemake.log[0]):
+    p = snakemake.params
+    config = {
+        "models": p.models,
+        "probes": p.probes,
+        "embedder": p.embedder,
+        "generator": p.generator,
+        "concept_sets": p.concept_sets,
+        "evaluate": p.evaluate,
+    }
+    records = prefetch(config, resources_dir=p.resources)
+    write_json(snakemake.output.manifest, {"caches": cache_locations(), "items": records})
