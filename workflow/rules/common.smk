@@ -70,3 +70,21 @@ def get_stage_outputs():
     for pattern in STAGE_OUTPUTS:
         outs += expand(pattern, model=MODELS, probe=PROBES, concept_set=CONCEPT_SETS)
     return outs
+
+
+# Verify (verify.smk): hypotheses folders whose concepts are generated. Other stages (the baselines of
+# evaluate.smk) append their own patterns over model/probe/concept_set; a concept named twice is generated once.
+HYPOTHESES_DIRS = ["results/{model}/{probe}/{concept_set}/hypotheses"]
+
+
+def get_hypotheses_dirs(wildcards):
+    """Every hypotheses folder whose concepts the generation shards produce (evaluated after all includes)."""
+    dirs = []
+    for pattern in HYPOTHESES_DIRS:
+        dirs += expand(pattern, model=MODELS, probe=PROBES, concept_set=CONCEPT_SETS)
+    return dirs
+
+
+def get_shard_manifests(wildcards):
+    """The manifests of all generation shards."""
+    return expand("results/generate/shards/{shard}.json", shard=range(config["generator"]["shards"]))

@@ -1,17 +1,36 @@
 """Text-to-image generators, keyed by ``source``.
 
 Contract for every builder registered in ``GENERATORS``: ``builder(spec: dict, device, dtype) -> Generator``.
+
+- ``diffusers``: ``DiffusionPipeline.from_pretrained(spec["model"], torch_dtype=dtype, **spec["kwargs"])`` of a
+  hub id or a local folder (the same call for both; a local folder that does not exist is an error naming it,
+  raised before anything is downloaded or loaded). Each image gets its own CPU ``torch.Generator`` seeded with
+  its seed, so an image depends only on (prompt, seed), not on the batch it was generated in.
+- ``python``: ``factory: "package.module:function"`` called with ``kwargs`` (plus ``device``, ``dtype`` and
+  ``resolution`` where its signature takes them and ``kwargs`` does not set them); it returns a
+  :class:`Generator` or a diffusers pipeline (then wrapped like the ``diffusers`` source).
+- ``synthetic``: registered by :mod:`sieve.synthetic`.
+
+This module stays light at import time (no torch import) so that the Snakefile can check the generator
+config (:func:`check_generator_source`) when it is parsed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import inspect
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import torch
+from . import BackendError, Registry, import_factory
 
-from . import Registry
+if TYPE_CHECKING:
+    import torch
 
 GENERATORS = Registry("generator")
+
+# config keys that change the pixels of a generated image (the cache key is built from these)
+PIXEL_KEYS = ("source", "model", "factory", "kwargs", "spec", "steps", "guidance_scale", "resolution")
 
 
 @runtime_checkable
@@ -25,6 +44,169 @@ class Generator(Protocol):
 
 
 def load_generator(spec: dict[str, Any], device: torch.device | str = "cpu",
-                   dtype: torch.dtype = torch.float32) -> Generator:
+                   dtype: torch.dtype | None = None) -> Generator:
     """The one entry point: config ``generator:`` spec -> Generator."""
-    return GENERATORS.get(spec.get("source"))(spec, torch.device(device), dtype)
+    import torch
+
+    return GENERATORS.get(spec.get("source"))(spec, torch.device(device), dtype or torch.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# local folders vs hub ids
+
+
+def looks_like_path(ref: str) -> bool:
+    """A reference that can only be a local folder (a hub id is ``name`` or ``owner/name``)."""
+    return (ref.startswith(("/", "./", "../", "~")) or ref.count("/") > 1 or "\\" in ref
+            or ref in (".", ".."))
+
+
+def local_folder(ref: str) -> Path | None:
+    """The local folder ``ref`` names, or None if ``ref`` is a hub id; a path that does not exist is an error."""
+    path = Path(os.path.expanduser(ref))
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise BackendError(f"generator model {ref!r} is a file, not a diffusers pipeline folder")
+    if looks_like_path(ref):
+        raise BackendError(f"generator folder does not exist: {ref!r} (config key generator.model; give an existing "
+                           "diffusers pipeline folder or a Hugging Face hub id such as 'stabilityai/sdxl-turbo')")
+    return None
+
+
+def check_generator_source(spec: dict[str, Any]) -> None:
+    """Cheap config check (no model is loaded): raises a :class:`BackendError` naming the problem."""
+    source = spec.get("source", "diffusers")
+    if source == "diffusers":
+        model = spec.get("model")
+        if not model:
+            raise BackendError("generator: source diffusers needs 'model' (a hub id or a local folder)")
+        local_folder(str(model))
+    elif source == "python" and not spec.get("factory"):
+        raise BackendError("generator: source python needs 'factory: package.module:function'")
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A cheap content fingerprint of a pipeline folder: JSON/text files by content, weights by name and size."""
+    from ..io import stable_hash
+
+    parts = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        rel = str(p.relative_to(folder)).replace(os.sep, "/")
+        if p.suffix in (".json", ".txt") and p.stat().st_size < 5_000_000:
+            parts.append([rel, p.read_text(encoding="utf-8", errors="replace")])
+        else:
+            parts.append([rel, p.stat().st_size])
+    return stable_hash(parts)
+
+
+def generator_settings(spec: dict[str, Any], dtype: torch.dtype | str) -> dict[str, Any]:
+    """Everything that affects the pixels of a generated image: the content-addressed cache is keyed on this
+    (plus prompt and seed). Batch size, shard count and ``keep_images`` are not part of it."""
+    settings = {k: spec[k] for k in PIXEL_KEYS if k in spec}
+    settings.setdefault("source", "diffusers")
+    settings["dtype"] = str(dtype).replace("torch.", "")
+    if settings["source"] == "diffusers":
+        folder = local_folder(str(spec.get("model", "")))
+        if folder is not None:
+            settings["model"] = str(folder.resolve())
+            settings["fingerprint"] = folder_fingerprint(folder)
+    if settings["source"] != "diffusers":
+        settings.pop("model", None)
+    return settings
+
+
+# ----------------------------------------------------------------------------------------------------------
+# diffusers
+
+
+class DiffusersGenerator:
+    """A diffusers text-to-image pipeline behind the :class:`Generator` contract."""
+
+    def __init__(self, pipe: Any, resolution: int = 512, steps: int = 1, guidance_scale: float = 0.0,
+                 name: str = "pipeline") -> None:
+        self.pipe = pipe
+        self.resolution = int(resolution)
+        self.steps = int(steps)
+        self.guidance_scale = float(guidance_scale)
+        self.name = name
+        if getattr(pipe, "safety_checker", None) is not None:
+            pipe.safety_checker = None  # a blacked-out image would count as "not active": AR must see the image
+        if hasattr(pipe, "set_progress_bar_config"):
+            pipe.set_progress_bar_config(disable=True)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.device
+
+    def generate(self, prompts: list[str], seeds: list[int]) -> torch.Tensor:
+        import torch
+
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        # CPU generators: the same (prompt, seed) gives the same initial noise on any device and in any batch
+        gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        with torch.inference_mode():
+            out = self.pipe(prompt=list(prompts), num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
+                            height=self.resolution, width=self.resolution, generator=gens, output_type="pt")
+        images = out.images
+        if not isinstance(images, torch.Tensor):
+            import numpy as np
+
+            images = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2)
+        return images.float().clamp(0, 1)
+
+
+@GENERATORS.register("diffusers")
+def _diffusers(spec: dict[str, Any], device: torch.device, dtype: torch.dtype) -> Generator:
+    model = spec.get("model")
+    if not model:
+        raise BackendError("generator: source diffusers needs 'model' (a hub id or a local folder)")
+    folder = local_folder(str(model))
+    if folder is None:
+        from .offline import require_hub
+
+        require_hub(str(model), "generator model")
+    import warnings
+
+    from diffusers import DiffusionPipeline
+
+    try:
+        with warnings.catch_warnings():  # diffusers >= 0.36 renames torch_dtype to dtype; older ones lack dtype
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            pipe = DiffusionPipeline.from_pretrained(str(folder or model), torch_dtype=dtype, **spec.get("kwargs", {}))
+    except Exception as exc:  # noqa: BLE001 - name the model in whatever went wrong
+        raise BackendError(f"generator model {model!r}: cannot load a diffusers pipeline: {exc}") from exc
+    pipe = pipe.to(device)
+    return DiffusersGenerator(pipe, spec.get("resolution", 512), spec.get("steps", 1), spec.get("guidance_scale", 0.0),
+                              name=str(model))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# python
+
+
+@GENERATORS.register("python")
+def _python(spec: dict[str, Any], device: torch.device, dtype: torch.dtype) -> Generator:
+    if not spec.get("factory"):
+        raise BackendError("generator: source python needs 'factory: package.module:function'")
+    fn = import_factory(spec["factory"], "generator factory")
+    kwargs = dict(spec.get("kwargs", {}))
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    for key, value in (("device", device), ("dtype", dtype), ("resolution", spec.get("resolution"))):
+        if key in params and key not in kwargs and value is not None:
+            kwargs[key] = value
+    obj = fn(**kwargs)
+    if hasattr(obj, "components") and callable(obj) and not hasattr(obj, "generate"):  # a diffusers pipeline
+        obj = DiffusersGenerator(obj.to(device), spec.get("resolution", 512), spec.get("steps", 1),
+                                 spec.get("guidance_scale", 0.0), name=spec["factory"])
+    if not isinstance(obj, Generator):
+        raise BackendError(f"generator factory {spec['factory']!r} returned {type(obj).__name__}, which has no "
+                           "generate(prompts, seeds) method and resolution attribute")
+    return obj
+

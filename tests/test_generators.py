@@ -1,0 +1,114 @@
+"""Generators: the diffusers source on a tiny pipeline saved to a folder, the python source, cache keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import jobs_run, run_snakemake, tiny_config
+from sieve.backends import BackendError
+from sieve.backends.generators import (
+    DiffusersGenerator,
+    Generator,
+    check_generator_source,
+    generator_settings,
+    load_generator,
+)
+
+
+@pytest.fixture(scope="module")
+def pipe_dir(tmp_path_factory) -> Path:
+    from tinydiffusion import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("gen") / "tiny-sd")
+
+
+def diffusers_spec(folder: Path, **kw) -> dict:
+    return {"source": "diffusers", "model": str(folder), "steps": 1, "guidance_scale": 0.0, "resolution": 32, **kw}
+
+
+def test_diffusers_folder_same_seed_same_image(pipe_dir):
+    g1 = load_generator(diffusers_spec(pipe_dir), "cpu")
+    assert isinstance(g1, Generator) and isinstance(g1, DiffusersGenerator)
+    a = g1.generate(["a dog", "a cat", "a dog"], [3, 4, 5])
+    assert a.shape == (3, 3, 32, 32) and a.dtype == torch.float32
+    assert 0 <= float(a.min()) and float(a.max()) <= 1
+    # a fresh load of the same folder, the same (prompt, seed): the same image
+    g2 = load_generator(diffusers_spec(pipe_dir), "cpu")
+    b = g2.generate(["a dog", "a cat", "a dog"], [3, 4, 5])
+    assert torch.equal(a, b)
+    # an image does not depend on the batch it was generated in
+    alone = g2.generate(["a cat"], [4])
+    torch.testing.assert_close(alone[0], a[1], atol=1e-5, rtol=0)
+    # a different seed or prompt gives a different image
+    assert (a[0] - a[2]).abs().max() > 1e-3
+    assert (g2.generate(["a cow"], [3])[0] - a[0]).abs().max() > 1e-3
+
+
+def test_missing_generator_folder_is_one_clear_error(tmp_path):
+    missing = tmp_path / "no" / "such-pipeline"
+    for spec in ({"source": "diffusers", "model": str(missing)}, {"source": "diffusers", "model": "./pipes/nope"}):
+        with pytest.raises(BackendError, match="generator folder does not exist") as exc:
+            load_generator(spec, "cpu")
+        assert spec["model"] in str(exc.value)
+        with pytest.raises(BackendError, match="generator folder does not exist"):
+            check_generator_source(spec)
+    check_generator_source({"source": "diffusers", "model": "stabilityai/sdxl-turbo"})  # a hub id: not checked here
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BackendError, match="not a diffusers pipeline folder"):
+        load_generator({"source": "diffusers", "model": str(tmp_path / "file")})
+    with pytest.raises(BackendError, match=r"cannot load a diffusers pipeline"):
+        load_generator({"source": "diffusers", "model": str(tmp_path)})  # a folder that is no pipeline
+
+
+def test_missing_generator_folder_stops_snakemake_before_any_job(tmp_path, image_folder):
+    missing = tmp_path / "nowhere" / "sdxl"
+    (image_folder / "words.txt").write_text("dog\ncat\n")
+    cfg = tiny_config(image_folder, generator={"source": "diffusers", "model": str(missing)})
+    proc = run_snakemake(tmp_path / "run", cfg, extra=("-n",), check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "generator folder does not exist" in text and str(missing) in text
+    assert text.count("generator folder does not exist") == 1
+    assert not jobs_run(proc)
+
+
+def test_python_source_generator_and_pipeline_factory(pipe_dir):
+    g = load_generator({"source": "python", "factory": "tinydiffusion:pattern_generator", "resolution": 24}, "cpu")
+    x = g.generate(["a", "b"], [0, 0])
+    assert x.shape == (2, 3, 24, 24)
+    assert torch.equal(x[0], g.generate(["a"], [0])[0])
+    # a factory may return a diffusers pipeline: it is wrapped with the spec's steps/resolution
+    w = load_generator({"source": "python", "factory": "tinydiffusion:build_tiny_pipeline", "resolution": 32,
+                        "steps": 1, "kwargs": {"seed": 0}}, "cpu")
+    assert isinstance(w, DiffusersGenerator) and w.generate(["x"], [1]).shape == (1, 3, 32, 32)
+    with pytest.raises(BackendError, match="returned dict"):
+        load_generator({"source": "python", "factory": "json:loads", "kwargs": {"s": "{}"}})
+    with pytest.raises(BackendError, match="needs 'factory"):
+        load_generator({"source": "python"})
+    with pytest.raises(BackendError, match="unknown generator source 'dall-e'"):
+        load_generator({"source": "dall-e"})
+
+
+def test_cache_key_tracks_only_what_changes_pixels(pipe_dir, tmp_path):
+    base = diffusers_spec(pipe_dir, batch_size=4, shards=2, keep_images="thumbnails", images_per_concept=5)
+    key = generator_settings(base, torch.float32)
+    same = generator_settings({**base, "batch_size": 16, "shards": 8, "keep_images": "none",
+                               "images_per_concept": 20}, torch.float32)
+    assert key == same
+    for change in ({"steps": 2}, {"resolution": 64}, {"guidance_scale": 1.5}):
+        assert generator_settings({**base, **change}, torch.float32) != key
+    assert generator_settings(base, torch.bfloat16) != key
+    # a local folder is fingerprinted: editing a config inside it changes the key
+    import shutil
+
+    copy = shutil.copytree(pipe_dir, tmp_path / "copy")
+    k1 = generator_settings(diffusers_spec(copy), "float32")["fingerprint"]
+    cfg = copy / "scheduler" / "scheduler_config.json"
+    data = json.loads(cfg.read_text())
+    data["beta_end"] = 0.02
+    cfg.write_text(json.dumps(data))
+    assert generator_settings(diffusers_spec(copy), "float32")["fingerprint"] != k1

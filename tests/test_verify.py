@@ -1,0 +1,433 @@
+"""Verify: requests, sharded content-addressed generation, Activation Rate, filtering, neuron_concepts.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sieve.backends.generators import load_generator
+from sieve.backends.models import load_model
+from sieve.io import read_json, write_json
+from sieve.verify import (
+    VerifyError,
+    activation_rate,
+    collect_requests,
+    filter_hypotheses,
+    prompt_for,
+    run_activation_rate,
+    run_requests,
+    run_shard,
+    shard_of,
+)
+
+TESTS = Path(__file__).resolve().parent
+MODEL = {"source": "python", "factory": "tinymodels:hotspot_cnn", "batch_size": 8}
+N_NEURONS = 8
+
+
+def gen_spec(**kw) -> dict:
+    spec = {"source": "python", "factory": "tinydiffusion:pattern_generator", "resolution": 16, "steps": 1,
+            "guidance_scale": 0.0, "images_per_concept": 4, "prompt": "a photo of {}", "batch_size": 3, "dtype": "auto",
+            "shards": 2, "seed": 0, "keep_images": "thumbnails", "thumbnail_size": 16}
+    spec.update(kw)
+    return spec
+
+
+def write_hyp(folder: Path, neuron: int, clusters: list[list[str]]) -> None:
+    write_json(folder / f"{neuron}.json", {
+        "neuron": neuron, "concept_set": folder.parent.name, "method": "sieve",
+        "clusters": [{"cluster": k, "size": 3, "members": [0, 1, 2],
+                      "concepts": [{"id": f"id-{t}", "text": t, "score": 0.3 - 0.01 * r, "rank": r}
+                                   for r, t in enumerate(texts)]}
+                     for k, texts in enumerate(clusters)],
+    })
+
+
+class Counting:
+    """A load_generator_fn that records every (prompt, seed) it generates."""
+
+    def __init__(self) -> None:
+        self.generated: list[tuple[str, int]] = []
+        self.loads = 0
+
+    def __call__(self, spec, device, dtype):
+        self.loads += 1
+        g = load_generator(spec, device, dtype)
+        orig = g.generate
+
+        def generate(prompts, seeds):
+            self.generated += list(zip(prompts, seeds, strict=True))
+            return orig(prompts, seeds)
+
+        g.generate = generate
+        return g
+
+
+def generate_all(req: dict, spec: dict, root: Path, models: dict | None = None, counter: Counting | None = None,
+                 load_model_fn=None) -> list[dict]:
+    return [run_shard(req, s, spec, models or {"tiny": MODEL}, str(root / "cache"), str(root / "shards" / f"{s}.json"),
+                      device="cpu", load_generator_fn=counter, load_model_fn=load_model_fn)
+            for s in range(spec["shards"])]
+
+
+def reference_pooled(prompts: list[str], seeds: list[int]) -> np.ndarray:
+    """Independent path: generate, quantise to 8 bits, run the tiny model -> [len(prompts) * len(seeds), C]."""
+    from tinydiffusion import PatternGenerator
+
+    lm = load_model("tiny", MODEL, "cpu")
+    g = PatternGenerator(16)
+    out = []
+    for p in prompts:
+        x = g.generate([p] * len(seeds), seeds)
+        x = torch.round(x * 255) / 255
+        out.append(lm.activations(lm.preprocess.from_batch(x), maps=False)[0].numpy())
+    return np.stack(out)  # [P, S, C]
+
+
+def select_summary(thresholds: np.ndarray, selected: set[int], dead: set[int] = frozenset()) -> dict:
+    return {"n_neurons": len(thresholds), "neurons": {
+        str(n): {"threshold": float(t), "selected": n in selected and n not in dead, "dead": n in dead,
+                 "ratio": 0.0 if n in dead else 3.0, "p99": 1.0, "median": 0.1}
+        for n, t in enumerate(thresholds)}}
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_ar_and_filter_match_numpy_reference():
+    rng = np.random.default_rng(1)
+    acts = rng.normal(size=(50, 20))
+    thr = rng.normal(size=20)
+    acts[0, :] = thr  # equal to the threshold is not active
+    for n in range(20):
+        n_img, n_act, ar = activation_rate(acts[:, n], thr[n])
+        assert (n_img, n_act) == (50, int((acts[:, n] > thr[n]).sum()))
+        assert ar == pytest.approx(np.mean(acts[:, n] > thr[n]))
+    ars = rng.uniform(size=30)
+    kept, m0, m1 = filter_hypotheses(ars)
+    assert m0 == pytest.approx(ars.mean())
+    np.testing.assert_array_equal(kept, ars >= ars.mean())
+    assert m1 == pytest.approx(ars[ars >= ars.mean()].mean())
+    kept, m0b, m1b = filter_hypotheses(ars, enabled=False)
+    assert kept.all() and m0b == pytest.approx(m0) and m1b == pytest.approx(ars.mean())
+    kept, m0, m1 = filter_hypotheses(np.array([]))
+    assert kept.size == 0 and np.isnan(m0) and np.isnan(m1)
+
+
+def test_requests_dedupe_and_stable_shards(tmp_path):
+    a, b = tmp_path / "a" / "hypotheses", tmp_path / "b" / "hypotheses"
+    write_hyp(a, 0, [["dog", "cat"]])
+    write_hyp(a, 3, [["dog"], ["tree"]])
+    write_hyp(b, 1, [["dog", "../../etc/passwd"]])
+    req = collect_requests([a, b], "a photo of {}", 4)
+    prompts = {c["prompt"]: c for c in req["concepts"]}
+    assert set(prompts) == {"a photo of dog", "a photo of cat", "a photo of tree", "a photo of ../../etc/passwd"}
+    assert prompts["a photo of dog"]["n_hypotheses"] == 3 and req["n_hypotheses"] == 6
+    for p, c in prompts.items():
+        assert c["shard"] == shard_of(p, 4)
+        assert "/" not in c["key"] and c["key"].isalnum()
+    # a concept's shard does not depend on the other concepts
+    only = collect_requests([b], "a photo of {}", 4)
+    assert {c["prompt"]: c["shard"] for c in only["concepts"]}["a photo of dog"] == prompts["a photo of dog"]["shard"]
+    assert prompt_for("{} and {}", "{x}") == "{x} and {x}"
+
+
+def test_ar_end_to_end_against_reference_and_shared_concept_generated_once(tmp_path):
+    cs1, cs2 = tmp_path / "m/p/cs1/hypotheses", tmp_path / "m/p/cs2/hypotheses"
+    write_hyp(cs1, 0, [["dog", "cat"], ["tree"]])
+    write_hyp(cs1, 2, [["dog", "sky"]])
+    write_hyp(cs1, 5, [["car"]])
+    write_hyp(cs2, 0, [["dog", "boat"]])  # "dog" also in a second concept set
+    spec = gen_spec()
+    req = run_requests([str(cs1), str(cs2)], str(tmp_path / "requests.json"), spec["prompt"], spec["shards"], spec)
+    counter = Counting()
+    manifests = generate_all(req, spec, tmp_path, counter=counter)
+    counts = Counter(counter.generated)
+    assert set(counts.values()) == {1}  # every (prompt, seed) exactly once
+    assert len(counts) == 6 * 4 and sum(m["n_generated"] for m in manifests) == 24
+    assert sum(1 for p, _ in counts if p == "a photo of dog") == 4
+
+    seeds = [0, 1, 2, 3]
+    texts = ["dog", "cat", "tree", "sky", "car"]
+    ref = reference_pooled([f"a photo of {t}" for t in texts], seeds)  # [5, 4, C]
+    thresholds = np.median(ref.reshape(-1, N_NEURONS), axis=0)
+    sel = tmp_path / "select.json"
+    write_json(sel, select_summary(thresholds, selected={0, 2, 4, 5}, dead={7}))
+    out = tmp_path / "m/p/cs1/verify"
+    mpaths = [str(tmp_path / "shards" / f"{s}.json") for s in range(spec["shards"])]
+    summary = run_activation_rate(str(cs1), str(sel), mpaths, "tiny", str(out / "ar.csv"), str(out / "summary.json"),
+                                  str(tmp_path / "m/p/cs1/neuron_concepts.csv"), str(out / "generated.json"))
+    rows = read_csv(out / "ar.csv")
+    expected = [(0, 0, "dog"), (0, 0, "cat"), (0, 1, "tree"), (2, 0, "dog"), (2, 0, "sky"), (5, 0, "car")]
+    assert [(int(r["neuron"]), int(r["cluster"]), r["concept"]) for r in rows] == expected
+    ref_ar = np.array([np.mean(ref[texts.index(t), :, n] > thresholds[n]) for n, _, t in expected])
+    np.testing.assert_allclose([float(r["ar"]) for r in rows], ref_ar, atol=1e-6)
+    assert [int(r["n_active"]) for r in rows] == [int(round(a * 4)) for a in ref_ar]
+    kept_ref = ref_ar >= ref_ar.mean()
+    assert [bool(int(r["kept"])) for r in rows] == list(kept_ref)
+    assert summary["n_hypotheses"] == 6 and summary["n_kept"] == int(kept_ref.sum())
+    assert summary["mean_ar_initial"] == pytest.approx(ref_ar.mean())
+    assert summary["mean_ar_kept"] == pytest.approx(ref_ar[kept_ref].mean())
+    assert summary["n_selected"] == 4
+    assert read_json(out / "summary.json")["mean_ar_initial"] == pytest.approx(ref_ar.mean())
+
+    table = read_csv(tmp_path / "m/p/cs1/neuron_concepts.csv")
+    assert [int(r["neuron"]) for r in table] == list(range(N_NEURONS))  # the whole layer
+    status = {int(r["neuron"]): r["status"] for r in table}
+    assert status[7] == "dead" and status[1] == status[3] == status[6] == "not_selected"
+    assert status[4] == "unverified"  # selected, no hypotheses
+    for n in (0, 2, 5):
+        mine = [(t, a) for (nn, _, t), a, k in zip(expected, ref_ar, kept_ref, strict=True) if nn == n and k]
+        row = next(r for r in table if int(r["neuron"]) == n)
+        assert status[n] == ("verified" if mine else "unverified")
+        assert sorted(json.loads(row["concepts"])) == sorted(t for t, _ in mine)
+        assert sorted(json.loads(row["ars"])) == pytest.approx(sorted(a for _, a in mine))
+    assert summary["n_verified"] == sum(status[n] == "verified" for n in range(N_NEURONS))
+
+    generated = read_json(out / "generated.json")
+    assert set(generated) == {f"id-{t}" for t in texts}
+    for g in generated.values():
+        assert len(g["thumbs"]) == 4 and all(Image.open(p).size == (16, 16) for p in g["thumbs"])
+        assert g["text"] not in "".join(g["thumbs"])  # concept text never in a path
+
+    # the ablation keeps every hypothesis and still reports AR
+    s2 = run_activation_rate(str(cs1), str(sel), mpaths, "tiny", str(out / "ar2.csv"), str(out / "s2.json"),
+                             str(out / "nc2.csv"), enabled=False)
+    assert s2["n_kept"] == 6 and s2["mean_ar_initial"] == pytest.approx(ref_ar.mean())
+    assert all(r["kept"] == "1" for r in read_csv(out / "ar2.csv"))
+
+
+def test_rerun_generates_only_new_concepts_and_seeds(tmp_path):
+    hyp = tmp_path / "hypotheses"
+    write_hyp(hyp, 0, [["dog", "cat"]])
+    write_hyp(hyp, 1, [["tree"]])
+    spec = gen_spec()
+    req = run_requests([str(hyp)], str(tmp_path / "requests.json"), spec["prompt"], spec["shards"])
+    first = generate_all(req, spec, tmp_path)
+    assert sum(m["n_generated"] for m in first) == 12
+    acts = sorted((tmp_path / "cache").rglob("*.npz"))
+    mtimes = {p: p.stat().st_mtime_ns for p in acts}
+
+    write_hyp(hyp, 1, [["tree", "boat"], ["river"]])  # two new concepts
+    req = run_requests([str(hyp)], str(tmp_path / "requests.json"), spec["prompt"], spec["shards"])
+    counter = Counting()
+    second = generate_all(req, spec, tmp_path, counter=counter)
+    assert sum(m["n_generated"] for m in second) == 8
+    assert {p for p, _ in counter.generated} == {"a photo of boat", "a photo of river"}
+    assert sum(m["n_cached"] for m in second) == 12
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())  # old results untouched
+
+    # nothing new: no generator and no model is even loaded
+    counter = Counting()
+    loads = []
+    third = generate_all(req, spec, tmp_path, counter=counter, load_model_fn=lambda *a: loads.append(a))
+    assert sum(m["n_generated"] for m in third) == 0 and counter.loads == 0 and not loads
+
+    # more images per concept: only the new seeds
+    more = gen_spec(images_per_concept=6)
+    counter = Counting()
+    fourth = generate_all(req, more, tmp_path, counter=counter)
+    assert sum(m["n_generated"] for m in fourth) == 5 * 2
+    assert {s for _, s in counter.generated} == {4, 5}
+
+
+def test_add_model_later_uses_full_images_without_generating(tmp_path):
+    hyp = tmp_path / "hypotheses"
+    write_hyp(hyp, 0, [["dog", "cat"]])
+    spec = gen_spec(keep_images="full", shards=1)
+    req = run_requests([str(hyp)], str(tmp_path / "requests.json"), spec["prompt"], 1)
+    generate_all(req, spec, tmp_path)
+    other = {**MODEL, "kwargs": {"seed": 1}}
+    counter = Counting()
+    m = generate_all(req, spec, tmp_path, models={"tiny": MODEL, "other": other}, counter=counter)[0]
+    assert m["n_generated"] == 0 and m["n_measured_from_images"] == 8 and counter.loads == 0
+    # same activations as measuring the generated images on the fly, in a fresh cache
+    fresh = generate_all(req, spec, tmp_path / "fresh", models={"tiny": MODEL, "other": other})[0]
+    for c_old, c_new in zip(m["concepts"], fresh["concepts"], strict=True):
+        a, b = np.load(c_old["acts"]["other"]), np.load(c_new["acts"]["other"])
+        np.testing.assert_array_equal(a["seeds"], b["seeds"])
+        np.testing.assert_allclose(a["pooled"], b["pooled"], rtol=1e-5, atol=1e-6)
+
+
+KILL_SCRIPT = """
+import json, sys
+from sieve.io import read_json
+from sieve.verify import run_shard
+spec = read_json(sys.argv[1])
+run_shard(read_json(sys.argv[2]), 0, spec, {"tiny": json.loads(sys.argv[5])}, sys.argv[3], sys.argv[4], device="cpu")
+"""
+
+
+def test_killed_shard_resumes_without_redoing_finished_concepts(tmp_path):
+    hyp = tmp_path / "hypotheses"
+    write_hyp(hyp, 0, [["dog", "cat"], ["tree", "sky"]])
+    flag = tmp_path / "kill.flag"
+    flag.write_text("1")
+    spec = gen_spec(factory="tinydiffusion:killing_generator", kwargs={"flag": str(flag), "kill_at": 3},
+                    shards=1, images_per_concept=3, batch_size=2)
+    req = run_requests([str(hyp)], str(tmp_path / "requests.json"), spec["prompt"], 1)
+    write_json(tmp_path / "spec.json", spec)
+    cache, manifest = tmp_path / "cache", tmp_path / "shards" / "0.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "spec.json"), str(tmp_path / "requests.json"),
+                           str(cache), str(manifest), json.dumps(MODEL)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr[-3000:]  # SIGKILL at the third batch
+    assert not manifest.exists()
+    done = list(cache.rglob("*.npz"))
+    assert len(done) == 1  # 2 batches of 2 = 4 images: the first concept (3 seeds) is complete
+    # a kill in the middle of a write leaves only a temporary file: plant one, with a truncated JPEG in it
+    entry_dirs = [p for p in cache.glob("*/*/*") if p.is_dir()]
+    stray = entry_dirs[0] / "thumbs" / ".2.jpg.x1y2.partial"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    mtime = done[0].stat().st_mtime_ns
+
+    flag.unlink()
+    counter = Counting()
+    m = run_shard(req, 0, spec, {"tiny": MODEL}, str(cache), str(manifest), device="cpu", load_generator_fn=counter)
+    assert m["n_generated"] == 12 - 3 and len(counter.generated) == 9 and m["n_cached"] == 3
+    assert done[0].stat().st_mtime_ns == mtime
+    assert not list(cache.rglob("*.partial"))
+    thumbs = list(cache.rglob("*.jpg"))
+    assert len(thumbs) == 12
+    for t in thumbs:
+        with Image.open(t) as img:
+            img.load()  # no truncated image anywhere
+    # resumed results equal an uninterrupted run
+    clean = run_shard(req, 0, {**spec, "factory": "tinydiffusion:pattern_generator", "kwargs": {}}, {"tiny": MODEL},
+                      str(tmp_path / "clean"), str(tmp_path / "clean.json"), device="cpu")
+    for a, b in zip(m["concepts"], clean["concepts"], strict=True):
+        np.testing.assert_allclose(np.load(a["acts"]["tiny"])["pooled"], np.load(b["acts"]["tiny"])["pooled"],
+                                   rtol=1e-6)
+
+
+def test_bad_inputs_name_the_problem(tmp_path):
+    hyp = tmp_path / "hypotheses"
+    write_hyp(hyp, 0, [["dog"]])
+    spec = gen_spec(shards=1)
+    req = run_requests([str(hyp)], str(tmp_path / "requests.json"), spec["prompt"], 1)
+    generate_all(req, spec, tmp_path)
+    sel = tmp_path / "select.json"
+    write_json(sel, select_summary(np.zeros(N_NEURONS), {0}))
+    write_hyp(hyp, 3, [["never generated"]])
+    with pytest.raises(VerifyError, match=r"'never generated'.*neuron 3"):
+        run_activation_rate(str(hyp), str(sel), [str(tmp_path / "shards/0.json")], "tiny", *(str(tmp_path / f) for f in
+                            ("a.csv", "s.json", "n.csv")))
+    (hyp / "3.json").unlink()
+    with pytest.raises(VerifyError, match="model 'other'"):
+        run_activation_rate(str(hyp), str(sel), [str(tmp_path / "shards/0.json")], "other", *(str(tmp_path / f) for f in
+                            ("a.csv", "s.json", "n.csv")))
+    (hyp / "9.json").write_text("{not json")
+    with pytest.raises(VerifyError, match="9.json"):
+        run_requests([str(hyp)], str(tmp_path / "r.json"), "{}", 1)
+    with pytest.raises(VerifyError, match="does not exist"):
+        run_requests([str(tmp_path / "nope")], str(tmp_path / "r.json"), "{}", 1)
+    with pytest.raises(VerifyError, match="shards"):
+        run_shard(req, 0, gen_spec(shards=3), {"tiny": MODEL}, str(tmp_path / "c"), str(tmp_path / "m.json"), "cpu")
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    from conftest import make_image_folder, run_snakemake, tiny_config
+    from tinydiffusion import save_tiny_pipeline
+
+    work = tmp_path_factory.mktemp("verify_e2e")
+    images = make_image_folder(work / "images", n_per_class=6, corrupt=0)
+    words = work / "words.txt"
+    words.write_text("red\nblue\n$(rm -rf ~)\n", encoding="utf-8")
+    pipe = save_tiny_pipeline(work / "tiny-sd")
+    cfg = tiny_config(
+        images, words,
+        embedder={"source": "python", "factory": "tinyclip:projection_embedder"},
+        hypothesize={"concepts_per_cluster": 10},  # every concept of the set is a hypothesis of every cluster
+        generator={"source": "diffusers", "model": str(pipe), "resolution": 32, "images_per_concept": 3,
+                   "batch_size": 4, "shards": 2, "thumbnail_size": 16, "prompt": "a photo of {}"},
+    )
+    target = "results/tiny/pics/words/neuron_concepts.csv"
+    first = run_snakemake(work / "run", cfg, targets=(target,))
+    return work / "run", cfg, first, target
+
+
+def _manifests(run: Path) -> list[dict]:
+    return [read_json(p) for p in sorted((run / "results/generate/shards").glob("*.json"))]
+
+
+@pytest.mark.slow
+def test_snakemake_probe_to_neuron_concepts(e2e):
+    from conftest import jobs_run
+
+    run, cfg, proc, _ = e2e
+    ran = jobs_run(proc)
+    assert ran["generation_requests"] == 1 and ran["generate_shard"] == 2 and ran["activation_rate"] == 1
+    res = run / "results/tiny/pics/words"
+    sel = read_json(run / "results/tiny/pics/select/summary.json")
+    table = read_csv(res / "neuron_concepts.csv")
+    assert [int(r["neuron"]) for r in table] == list(range(sel["n_neurons"]))
+    for r in table:
+        info = sel["neurons"][r["neuron"]]
+        assert (r["status"] in ("verified", "unverified")) == info["selected"]
+    rows = read_csv(res / "verify/ar.csv")
+    hyps = {int(p.stem) for p in (res / "hypotheses").glob("*.json")}
+    assert rows and {int(r["neuron"]) for r in rows} == hyps
+    summary = read_json(res / "verify/summary.json")
+    assert summary["n_hypotheses"] == len(rows) and summary["n_selected"] == sel["n_selected"]
+    assert summary["mean_ar_initial"] == pytest.approx(np.mean([float(r["ar"]) for r in rows]))
+    manifests = _manifests(run)
+    assert sum(m["n_concepts"] for m in manifests) == 3 and sum(m["n_generated"] for m in manifests) == 9
+    # independent reference: load the pipeline and the model in-process, generate, measure, compare AR
+    g = load_generator(cfg["generator"] | {"steps": 1, "guidance_scale": 0.0}, "cpu")
+    lm = load_model("tiny", cfg["models"]["tiny"], "cpu")
+    for text in ("red", "$(rm -rf ~)"):
+        x = torch.round(g.generate([f"a photo of {text}"] * 3, [0, 1, 2]) * 255) / 255
+        pooled = lm.activations(lm.preprocess.from_batch(x), maps=False)[0].numpy()
+        for r in (r for r in rows if r["concept"] == text):
+            n = int(r["neuron"])
+            want = np.mean(pooled[:, n] > sel["neurons"][str(n)]["threshold"])
+            assert float(r["ar"]) == pytest.approx(want), (text, n)
+    for p in run.rglob("*"):
+        assert "rm -rf" not in str(p)
+
+
+@pytest.mark.slow
+def test_snakemake_reruns_generate_only_new_concepts_and_verify_ablation(e2e):
+    from conftest import jobs_run, run_snakemake
+
+    run, cfg, _, target = e2e
+    before = {p: p.stat().st_mtime_ns for p in (run / "results/generate/cache").rglob("*.npz")}
+    words = Path(cfg["concept_sets"]["words"]["path"])
+    words.write_text(words.read_text(encoding="utf-8") + "green\nsky\n", encoding="utf-8")
+    proc = run_snakemake(run, None, targets=(target,))
+    ran = jobs_run(proc)
+    assert "probe_activations" not in ran and "embed_crops" not in ran
+    assert ran["generate_shard"] == 2
+    manifests = _manifests(run)
+    assert sum(m["n_concepts"] for m in manifests) == 5
+    assert sum(m["n_generated"] for m in manifests) == 2 * 3  # only the two new concepts
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+    n_rows = len(read_csv(run / "results/tiny/pics/words/verify/ar.csv"))
+
+    # the "no Verify" ablation recomputes only the ARs and the filter: no generation, no network
+    cfg2 = {**cfg, "verify": {"enabled": False}}
+    (run / "config.yaml").write_text(__import__("yaml").safe_dump(cfg2, sort_keys=False))
+    proc = run_snakemake(run, None, targets=(target,))
+    assert dict(jobs_run(proc)) == {"activation_rate": 1}
+    summary = read_json(run / "results/tiny/pics/words/verify/summary.json")
+    assert summary["verify_enabled"] is False and summary["n_kept"] == summary["n_hypotheses"] == n_rows
