@@ -72,6 +72,12 @@ def get_stage_outputs():
     return outs
 
 
+def get_report_inputs(wildcards):
+    """Everything `rule all` builds except the report itself (report.smk). An input function, so it runs once
+    every stage file has appended to STAGE_OUTPUTS: a stage added later is picked up by the report."""
+    return sorted({f for f in get_final_output() if not f.startswith("results/report/")})
+
+
 # Verify (verify.smk): hypotheses folders whose concepts are generated. Other stages (the baselines of
 # evaluate.smk) append their own patterns over model/probe/concept_set; a concept named twice is generated once.
 HYPOTHESES_DIRS = ["results/{model}/{probe}/{concept_set}/hypotheses"]

@@ -1,0 +1,287 @@
+"""The HTML report: escaping of untrusted concept text, the neuron table's rows, cards and assets, scale,
+bad input, and the `report` rule end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from collections import defaultdict
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from report_fixtures import HOSTILE, WORDS, make_results, read_data_blob
+
+from sieve.report import ReportError, build_report, embed_json, json_table, read_benchmarks
+
+NASTY = [*HOSTILE, "</SCRIPT >", "<!--<script>", "]]>", "\u2028\u2029", "a & b", "\"'`${x}`"]
+
+
+def build(root: Path, **kw) -> dict:
+    out = root / "results" / "report"
+    return build_report(out / "index.html", out / "assets", results=root / "results",
+                        benchmarks=root / "benchmarks", **kw)
+
+
+class Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    planted = make_results(root, n_neurons=30, concept_sets=("words",))
+    data = build(root, models=["toy"], probes=["pics"], concept_sets=["words"], title="<script>alert(1)</script> run",
+                 settings={"models": {"toy": {"source": "python", "factory": "tinymodels:hotspot_cnn"}},
+                           "probes": {"pics": {"kind": "imagefolder", "path": "/data/pics"}},
+                           "concept_sets": {"words": {"path": "words.txt"}},
+                           "generator": {"source": "diffusers", "steps": 1, "images_per_concept": 3}},
+                 generated_per_concept=2,
+                 comparison_csv=root / "results/report/comparison.csv", ar_png=root / "results/report/ar.png")
+    return root, planted, data
+
+
+# ------------------------------------------------------------------------------------------------- escaping
+@pytest.mark.parametrize("text", NASTY)
+def test_embed_json_cannot_break_out_of_its_script_element(text):
+    out = embed_json({"concept": text, "list": [text]})
+    for bad in ("<", ">", "&", "\u2028", "\u2029"):
+        assert bad not in out
+    assert json.loads(out) == {"concept": text, "list": [text]}
+
+
+def test_hostile_concepts_and_title_stay_text_in_the_page(built):
+    root, _, data = built
+    page = (root / "results/report/index.html").read_text(encoding="utf-8")
+    tags = Tags()
+    tags.feed(page)
+    scripts = [a for t, a in tags.tags if t == "script"]
+    assert scripts == [{"id": "sieve-data", "type": "application/json"}, {"src": "assets/report.js"}]
+    assert not [t for t, _ in tags.tags if t == "img"]  # no markup from the data, only from report.js
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; run" in page
+    # the blob parses back to exactly the concept text, hostile or not
+    blob = read_data_blob(page)
+    assert blob == json.loads(json.dumps(data))
+    texts = {c["text"] for card in blob["runs"][0]["cards"].values() for cl in card["clusters"] for c in cl["concepts"]}
+    assert set(HOSTILE) <= texts
+    assert "café ünïcode ✓" in texts
+
+
+# --------------------------------------------------------------------------------------------- table rows
+def test_neuron_rows_match_the_result_files(built):
+    root, planted, data = built
+    run = data["runs"][0]
+    summary = json.loads((root / "results/toy/pics/select/summary.json").read_text())
+    assert [r["id"] for r in run["neurons"]] == [str(i) for i in range(30)]
+    ar_rows = read_csv(root / "results/toy/pics/words/verify/ar.csv")
+    kept, best = defaultdict(dict), defaultdict(float)
+    for r in ar_rows:
+        best[r["neuron"]] = max(best[r["neuron"]], float(r["ar"]))
+        if r["kept"] == "1":
+            kept[r["neuron"]][r["concept"]] = max(kept[r["neuron"]].get(r["concept"], 0), float(r["ar"]))
+    truth = {r["neuron"]: r for r in read_csv(root / "results/toy/pics/words/truth.csv")}
+    for row in run["neurons"]:
+        info = summary["neurons"][row["id"]]
+        assert row["selected"] == info["selected"]
+        assert row["ratio"] == pytest.approx(info["ratio"], rel=1e-3)
+        assert row["verified"] == sorted(([t, a] for t, a in kept[row["id"]].items()), key=lambda v: -v[1])
+        assert row["best_ar"] == (pytest.approx(best[row["id"]]) if row["id"] in best else None)
+        assert row["truth"] == truth[row["id"]]["planted_concepts"]
+        expected = ("dead" if info["dead"] else "rejected" if not info["selected"]
+                    else "verified" if kept[row["id"]] else "unverified")
+        assert row["status"] == expected
+        if info["selected"]:
+            assert row["k"] == len(planted["runs"][("toy", "pics", "words")]["hypotheses"][int(row["id"])])
+        else:
+            assert row["k"] is None and row["id"] not in run["cards"]
+    assert run["neurons"][-1]["status"] == "dead"
+    assert sorted(map(int, run["cards"])) == planted["runs"][("toy", "pics", "words")]["selected"]
+    assert run["baselines"] == ["clip_dissect"] and run["has_truth"]
+
+
+def test_comparison_summary_and_snakemake_report_files(built):
+    root, planted, data = built
+    vs = json.loads((root / "results/toy/pics/words/verify/summary.json").read_text())
+    rows = read_csv(root / "results/report/comparison.csv")
+    assert [r["method"] for r in rows] == ["sieve", "clip_dissect"]
+    assert float(rows[0]["mean AR initial"]) == pytest.approx(vs["mean_ar_initial"], abs=1e-4)
+    assert int(rows[0]["verified"]) == vs["n_verified"] and rows[0]["recovery"] == "0.5"
+    assert rows[0]["selected"] == str(len(planted["runs"][("toy", "pics", "words")]["selected"]))
+    with Image.open(root / "results/report/ar.png") as img:
+        assert img.size[0] > 300
+    facts = dict(map(tuple, data["runs"][0]["facts"]))
+    assert facts["skipped images"] == 2 and facts["mean AR initial"] == pytest.approx(vs["mean_ar_initial"], abs=1e-4)
+    settings = {t["title"]: t for t in data["settings"]}
+    assert settings["Concept sets"]["rows"] == [["words", "words.txt", len(WORDS)]]
+    assert ["steps", 1] in settings["Generator"]["rows"]
+    titles = [t["title"] for t in data["runs"][0]["tables"]]
+    assert titles == ["Planted truth: per kind", "ablations"]
+
+
+def test_cards_have_web_sized_images(built):
+    root, _, data = built
+    run = data["runs"][0]
+    report = root / "results/report"
+    card = next(c for c in run["cards"].values() if len(c["clusters"]) == 2)
+    with Image.open(report / card["grid"]) as img:
+        assert img.format == "JPEG" and max(img.size) <= 960
+    gens = [g for cl in card["clusters"] for c in cl["concepts"] for g in c["generated"]]
+    assert gens and all(len(c["generated"]) == 2 for cl in card["clusters"] for c in cl["concepts"])
+    for g in gens:
+        with Image.open(report / g) as img:
+            assert img.format == "JPEG" and max(img.size) <= 160
+    one = next(c for c in run["cards"].values() if len(c["clusters"]) == 1)
+    assert one["dropped"][0]["size"] == 1 and one["clusters"][0]["members"]
+    for name in ("report.js", "report.css"):
+        assert (report / "assets" / name).stat().st_size > 1000
+    # offline: nothing is fetched from anywhere but assets/
+    text = (report / "index.html").read_text() + (report / "assets/report.css").read_text()
+    assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
+    js = (report / "assets/report.js").read_text()
+    assert not re.search(r"\.(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write|eval\(|new Function", js)
+
+
+def test_scales_to_2048_neurons(tmp_path):
+    make_results(tmp_path, n_neurons=2048, n_images=40, baseline=False, truth=False, grid_size=(96, 40), top_n=4)
+    t = time.perf_counter()
+    data = build(tmp_path, models=["toy"], probes=["pics"], concept_sets=["words"])
+    took = time.perf_counter() - t
+    page = tmp_path / "results/report/index.html"
+    assets = sum(p.stat().st_size for p in (tmp_path / "results/report/assets").rglob("*") if p.is_file())
+    assert len(data["runs"][0]["neurons"]) == 2048 and len(data["runs"][0]["cards"]) > 600
+    assert page.stat().st_size < 3e6, "the data blob must stay small"
+    assert assets < 20e6
+    assert took < 60
+
+
+# ------------------------------------------------------------------------------------ partial and bad input
+def test_report_of_a_run_stopped_after_select(tmp_path):
+    make_results(tmp_path, n_neurons=12, baseline=False, truth=False)
+    for sub in ("words", "clusters", "grids"):
+        for p in sorted((tmp_path / "results/toy/pics" / sub).rglob("*"), reverse=True):
+            p.unlink() if p.is_file() else p.rmdir()
+    data = build(tmp_path, models=["toy"], probes=["pics"], concept_sets=["words"])
+    run = data["runs"][0]
+    assert {r["status"] for r in run["neurons"]} == {"selected", "rejected", "dead"}
+    assert run["ar"] == {} and run["methods"] == [] and all(c["grid"] is None for c in run["cards"].values())
+    assert data["comparison"]["rows"][0][3] == "sieve" and data["comparison"]["rows"][0][9] is None
+
+
+def test_kept_defaults_to_the_initial_mean_without_a_kept_column(tmp_path):
+    make_results(tmp_path, n_neurons=12, baseline=False, truth=False)
+    ar_csv = tmp_path / "results/toy/pics/words/verify/ar.csv"
+    rows = read_csv(ar_csv)
+    with open(ar_csv, "w", newline="") as fh:
+        w = csv.DictWriter(fh, [c for c in rows[0] if c != "kept"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    mean = json.loads((ar_csv.parent / "summary.json").read_text())["mean_ar_initial"]
+    data = build(tmp_path, models=["toy"], probes=["pics"], concept_sets=["words"])
+    got = [c["kept"] for card in data["runs"][0]["cards"].values() for cl in card["clusters"] for c in cl["concepts"]]
+    assert got == [float(r["ar"]) >= mean for r in rows]
+    assert got == [r["kept"] == "1" for r in rows]
+
+
+def test_bad_files_name_the_file_and_the_problem(tmp_path):
+    make_results(tmp_path, n_neurons=12, baseline=False, truth=False)
+    kw = {"models": ["toy"], "probes": ["pics"], "concept_sets": ["words"]}
+    with pytest.raises(ReportError, match=r"missing selection summary .*nope/pics/select/summary.json"):
+        build(tmp_path, **{**kw, "models": ["nope"]})
+    ar_csv = tmp_path / "results/toy/pics/words/verify/ar.csv"
+    good = ar_csv.read_text()
+    lines = good.splitlines()
+    cells = lines[2].split(",")
+    cells[-2] = "lots"
+    ar_csv.write_text("\n".join([*lines[:2], ",".join(cells), *lines[3:]]) + "\n")
+    with pytest.raises(ReportError, match=r"ar\.csv row 3 column ar: 'lots' is not a number"):
+        build(tmp_path, **kw)
+    ar_csv.write_text(good)
+    hyp = sorted((tmp_path / "results/toy/pics/words/hypotheses").glob("*.json"))[0]
+    hyp.write_text('{"neuron": 0, "clusters": [')
+    with pytest.raises(ReportError, match=rf"{hyp.name}: not valid JSON"):
+        build(tmp_path, **kw)
+    # a failed build leaves no page behind
+    assert not (tmp_path / "results/report/index.html").exists()
+
+
+# -------------------------------------------------------------------------------------------- small pieces
+def test_benchmarks_are_summed_per_stage(tmp_path):
+    make_results(tmp_path, n_neurons=6, models=("a", "b"), baseline=False, truth=False)
+    t = read_benchmarks(tmp_path / "benchmarks")
+    rows = {r[0]: r[1:] for r in t["rows"]}
+    assert rows["generate"] == [2, 5.0, 3.0]
+    assert rows["probe_activations"] == [2, 7.0, 3.5]
+    assert t["total_s"] == pytest.approx(5.0 + 7.0 + 0.8 + 0.6)
+    assert read_benchmarks(tmp_path / "missing")["rows"] == []
+
+
+def test_json_tables():
+    assert json_table([{"a": 1, "b": 0.123456}, {"a": 2, "c": "x"}], "t")["rows"] == [[1, 0.1235, None], [2, None, "x"]]
+    t = json_table({"tau=4": {"mean_ar": 0.5}, "tau=8": {"mean_ar": 0.7, "n": 3}}, "sweep")
+    assert t["columns"] == ["", "mean_ar", "n"] and t["rows"][1] == ["tau=8", 0.7, 3]
+    assert json_table({"x": [1, 2]}, "t")["rows"] == [["x", "[1, 2]"]]
+
+
+def test_several_models_probes_and_concept_sets_get_a_section_each(tmp_path):
+    make_results(tmp_path, n_neurons=9, models=("m1", "m2"), probes=("p1", "p2"), concept_sets=("c1", "c2"),
+                 truth=False)
+    data = build(tmp_path, models=["m1", "m2"], probes=["p1", "p2"], concept_sets=["c1", "c2"])
+    assert [r["key"] for r in data["runs"]] == [f"{m} / {p} / {c}" for m in ("m1", "m2") for p in ("p1", "p2")
+                                                for c in ("c1", "c2")]
+    assert len(data["comparison"]["rows"]) == 8 * 2
+    assert {r[3] for r in data["comparison"]["rows"]} == {"sieve", "clip_dissect"}
+
+
+# ------------------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_report_rule_end_to_end(tmp_path):
+    """`snakemake` with no target builds the report last, over what every stage wrote; a hostile concept of the
+    concept set arrives in the page as data, and a changed report setting reruns only the report."""
+    from conftest import jobs_run, make_image_folder, run_snakemake, tiny_config
+    from tinyclip import make_tiny_clip
+
+    images = make_image_folder(tmp_path / "images", n_per_class=6, corrupt=1)
+    words = tmp_path / "words.txt"
+    words.write_text("red\nblue\n<img src=x onerror=alert(1)>\n</script><b>bold</b>\n", encoding="utf-8")
+    cfg = tiny_config(images, words, embedder=make_tiny_clip(tmp_path / "clip"),
+                      generator={"source": "python", "factory": "tinydiffusion:pattern_generator",
+                                 "resolution": 16, "images_per_concept": 3, "shards": 1, "thumbnail_size": 16},
+                      hypothesize={"concepts_per_cluster": 4}, report={"generated_per_concept": 2})
+    proc = run_snakemake(tmp_path, cfg)
+    assert jobs_run(proc)["report"] == 1
+    out = tmp_path / "results/report"
+    page = (out / "index.html").read_text(encoding="utf-8")
+    data = read_data_blob(page)
+    run = data["runs"][0]
+    summary = json.loads((tmp_path / "results/tiny/pics/select/summary.json").read_text())
+    assert len(run["neurons"]) == summary["n_neurons"] and len(run["cards"]) == summary["n_selected"] > 0
+    hyps = {c["text"] for card in run["cards"].values() for cl in card["clusters"] for c in cl["concepts"]}
+    assert "<img src=x onerror=alert(1)>" in hyps and "</script><b>bold</b>" in hyps
+    assert "</script><b>" not in page
+    card = next(iter(run["cards"].values()))
+    assert card["grid"] and (out / card["grid"]).is_file()
+    gens = [c["generated"] for cl in card["clusters"] for c in cl["concepts"]]
+    assert gens and all(len(g) == 2 and all((out / p).is_file() for p in g) for g in gens)
+    verify = json.loads((tmp_path / "results/tiny/pics/words/verify/summary.json").read_text())
+    assert data["comparison"]["rows"][0][9] == pytest.approx(verify["mean_ar_initial"], abs=1e-4)
+    stages = {r[0] for r in data["timing"]["rows"]}
+    assert {"probe_activations", "select_neurons", "hypothesize", "generate_shard", "activation_rate"} <= stages
+    assert (out / "comparison.csv").is_file() and (out / "ar_distribution.png").is_file()
+
+    cfg["report"]["title"] = "second title"
+    ran = jobs_run(run_snakemake(tmp_path, cfg))
+    assert ran == {"report": 1, "all": 1}
+    assert "<title>second title</title>" in (out / "index.html").read_text(encoding="utf-8")

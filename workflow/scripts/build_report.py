@@ -1,0 +1,22 @@
+"""Snakemake script: the final HTML report."""
+
+from sieve.io import setup_logging, stderr_to
+from sieve.report import build_report
+
+setup_logging(snakemake.log[0])
+p = snakemake.params
+with stderr_to(snakemake.log[0]):
+    build_report(
+        snakemake.output.html,
+        snakemake.output.assets,
+        models=p.models,
+        probes=p.probes,
+        concept_sets=p.concept_sets,
+        results="results",  # the workflow's path scheme, relative to its working directory
+        benchmarks="benchmarks",
+        settings=p.settings,
+        title=p.title,
+        generated_per_concept=p.generated_per_concept,
+        comparison_csv=snakemake.output.comparison,
+        ar_png=snakemake.output.ar_png,
+    )
