@@ -431,3 +431,22 @@ def test_snakemake_reruns_generate_only_new_concepts_and_verify_ablation(e2e):
     assert dict(jobs_run(proc)) == {"activation_rate": 1}
     summary = read_json(run / "results/tiny/pics/words/verify/summary.json")
     assert summary["verify_enabled"] is False and summary["n_kept"] == summary["n_hypotheses"] == n_rows
+
+
+def test_no_hypotheses_gives_empty_but_valid_outputs(tmp_path):
+    hyp = tmp_path / "hypotheses"
+    hyp.mkdir()
+    write_json(hyp / "0.json", {"neuron": 0, "concept_set": "w", "method": "sieve", "clusters": []})
+    spec = gen_spec(shards=1)
+    req = run_requests([str(hyp)], str(tmp_path / "requests.json"), spec["prompt"], 1)
+    counter = Counting()
+    m = generate_all(req, spec, tmp_path, counter=counter)[0]
+    assert m["n_concepts"] == 0 and counter.loads == 0
+    sel = tmp_path / "select.json"
+    write_json(sel, select_summary(np.zeros(N_NEURONS), {0, 1}))
+    s = run_activation_rate(str(hyp), str(sel), [str(tmp_path / "shards/0.json")], "tiny",
+                            *(str(tmp_path / f) for f in ("ar.csv", "s.json", "nc.csv")))
+    assert s["n_hypotheses"] == 0 and s["n_verified"] == 0 and s["n_unverified"] == 2
+    assert read_json(tmp_path / "s.json")["mean_ar_initial"] is None  # strict JSON: NaN -> null
+    assert read_csv(tmp_path / "ar.csv") == []
+    assert [r["status"] for r in read_csv(tmp_path / "nc.csv")][:3] == ["unverified", "unverified", "not_selected"]
