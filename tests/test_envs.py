@@ -158,18 +158,24 @@ def test_slurm_profile_covers_every_rule(rules):
     assert not set(set_res) - set(jobs), f"profiles/slurm names rules that do not exist: {set(set_res) - set(jobs)}"
     assert not set(groups) - set(jobs), f"profiles/slurm groups rules that do not exist: {set(groups) - set(jobs)}"
     for name, r in jobs.items():
-        assert name in set_res, f"rule {name} is missing from profiles/slurm set-resources"
+        gpu = r["conda"].endswith("gpu.yaml")
+        snippet = (f"set-resources:\n  {name}:\n" + (f"    gpu: 1\n    cpus_per_gpu: {r['resources'].get('_cores')}\n"
+                                                      if gpu else "")
+                   + f"    mem_mb: \"{r['resources'].get('mem_mb')} * attempt\"\n"
+                   + f"    runtime: \"{r['resources'].get('runtime')} * attempt\"\n"
+                   + ("" if gpu else f"groups:\n  {name}: {name}\ngroup-components:\n  {name}: 16\n"))
+        assert name in set_res, f"rule {name} is missing from profiles/slurm/profile.yaml; add\n{snippet}"
         res = set_res[name]
         for key in ("mem_mb", "runtime"):
             first, second = _eval(res[key], 1), _eval(res[key], 2)
             assert first >= r["resources"][key], f"profiles/slurm {name}.{key}={first} < the rule's own"
             assert second > first, f"profiles/slurm {name}.{key} does not grow with attempt"
-        if r["conda"].endswith("gpu.yaml"):
+        if gpu:
             assert res.get("gpu") == 1 and res.get("cpus_per_gpu", 0) >= 1, f"GPU rule {name} asks for no GPU"
             assert name not in groups, f"GPU rule {name} must not share a job with CPU rules"
         else:
             assert "gpu" not in res, f"CPU rule {name} asks for a GPU"
-            assert name in groups, f"CPU rule {name} is neither grouped nor a local rule"
+            assert name in groups, f"CPU rule {name} is neither grouped nor a local rule; add\n{snippet}"
     for group in set(groups.values()):
         assert profile.get("group-components", {}).get(group, 1) >= 1
 
@@ -179,7 +185,10 @@ def test_local_profile_gives_gpu_rules_one_gpu(rules):
     assert profile["resources"]["gpu"] == 1
     jobs = _job_rules(rules)
     gpu_rules = {n for n, r in jobs.items() if r["conda"].endswith("gpu.yaml") and not r["local"]}
-    assert gpu_rules and {n for n, v in profile["set-resources"].items() if v.get("gpu") == 1} == gpu_rules
+    listed = {n for n, v in profile["set-resources"].items() if v.get("gpu") == 1}
+    assert gpu_rules and listed == gpu_rules, (
+        f"profiles/local/profile.yaml set-resources: add `gpu: 1` for {sorted(gpu_rules - listed)}, "
+        f"remove {sorted(listed - gpu_rules)}")
 
 
 def test_slurm_profile_groups_build_a_dag(tmp_path):
