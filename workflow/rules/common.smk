@@ -40,6 +40,20 @@ def probe_spec(wildcards):
     return config["probes"][wildcards.probe]
 
 
+def concept_set_spec(wildcards):
+    return config["concept_sets"][wildcards.concept_set]
+
+
+def concept_set_inputs(wildcards):
+    """Local files a concept set is read from (hypothesize.smk), so that editing one reruns that set only."""
+    spec = concept_set_spec(wildcards)
+    if "path" in spec:
+        return [os.path.expanduser(spec["path"])]
+    if "synthetic" in spec and os.path.isfile(spec["synthetic"]):
+        return [spec["synthetic"]]
+    return []
+
+
 def select_params():
     return config["select"]
 

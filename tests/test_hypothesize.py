@@ -1,0 +1,250 @@
+"""Hypothesize: crop boxes, clustering, concept scores (against numpy references) and an end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from conftest import jobs_run, make_image_folder, run_snakemake, tiny_config
+from sieve.hypothesize import (
+    HypothesizeError,
+    cluster_embeddings,
+    concept_scores,
+    crop_box,
+    neuron_boxes,
+    run_hypothesize,
+    top_concepts,
+    upsample_map,
+)
+from tinyclip import make_tiny_clip
+
+# ------------------------------------------------------------------------------------------------ crops
+
+
+def _contains(box, x0, y0, x1, y1):
+    return box[0] <= x0 and box[1] <= y0 and box[2] >= x1 and box[3] >= y1
+
+
+@pytest.mark.parametrize("cell", [(1, 2), (5, 5), (0, 6), (3, 0)])
+def test_region_box_contains_planted_hot_spot(cell):
+    rng = np.random.default_rng(0)
+    fmap = rng.uniform(0, 0.1, size=(7, 7))
+    cy, cx = cell
+    fmap[cy, cx] = 5.0
+    fmap[(cy + 3) % 7, (cx + 4) % 7] = 2.0  # a weaker, separate blob: below threshold 0.5, outside the box
+    size, stride = 56, 8
+    up = upsample_map(fmap, size)
+    box = crop_box(up, "region", threshold=0.5, min_size=0.25)
+    # the hot cell's centre pixel region is inside, the box is square, inside the image, >= min size
+    assert _contains(box, cx * stride + 2, cy * stride + 2, cx * stride + 6, cy * stride + 6)
+    assert box[2] - box[0] == box[3] - box[1] >= 14
+    assert 0 <= box[0] and 0 <= box[1] and box[2] <= size and box[3] <= size
+    assert box[2] - box[0] < size // 2  # a crop, not the whole image
+    wy, wx = (cy + 3) % 7, (cx + 4) % 7
+    assert not _contains(box, wx * stride + 3, wy * stride + 3, wx * stride + 5, wy * stride + 5)
+
+
+def test_region_box_grows_with_region_and_threshold():
+    fmap = np.zeros((8, 8))
+    fmap[2:6, 1:7] = 1.0  # a 4 x 6 cell plateau = 32 x 48 pixels at 64
+    fmap[3, 3] = 1.2
+    up = upsample_map(fmap, 64)
+    box = crop_box(up, "region", threshold=0.5, min_size=0.1)
+    assert _contains(box, 10, 18, 54, 46)
+    assert box[2] - box[0] == box[3] - box[1]  # squared around the wide region
+    tight = crop_box(up, "region", threshold=0.99, min_size=0.1)
+    assert tight[2] - tight[0] < box[2] - box[0]
+
+
+def test_window_box_and_edge_cases():
+    fmap = np.zeros((4, 4))
+    fmap[0, 3] = 1.0  # corner
+    up = upsample_map(fmap, 32)
+    box = crop_box(up, "window", window=0.5)
+    assert box == (16, 0, 32, 16)  # 16 x 16 window shifted inside the image
+    assert crop_box(np.zeros((32, 32)), "region") == (0, 0, 32, 32)  # flat map: whole image
+    neg = -np.ones((4, 4))
+    neg[2, 1] = -0.1  # all negative (ViT tokens): threshold on the min-max normalised map
+    b = crop_box(upsample_map(neg, 32), "region", threshold=0.5, min_size=0.25)
+    assert _contains(b, 10, 18, 14, 22)
+    with pytest.raises(ValueError, match="crop.method"):
+        crop_box(up, "bogus")
+    boxes = neuron_boxes(np.stack([fmap, neg]), 32, {"method": "region", "threshold": 0.5, "min_size": 0.25})
+    assert boxes.shape == (2, 4) and boxes.dtype == np.int32
+
+
+# ------------------------------------------------------------------------------------------------ clusters
+
+
+def _planted(n_groups, n=20, dim=64, seed=0, noise=0.3):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_groups, dim))
+    truth = rng.permutation(np.arange(n) % n_groups)
+    x = centres[truth] + noise * rng.normal(size=(n, dim)) * np.linalg.norm(centres[truth], axis=1,
+                                                                             keepdims=True) / np.sqrt(dim)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), truth
+
+
+@pytest.mark.parametrize("n_groups", [1, 2, 3])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clustering_recovers_planted_groups(n_groups, seed):
+    x, truth = _planted(n_groups, seed=seed)
+    res = cluster_embeddings(x, k_max=5, silhouette_floor=0.1, min_cluster_size=2)
+    assert res["k"] == n_groups
+    assert adjusted_rand_score(truth, res["labels"]) == 1.0
+    assert sorted(res["silhouette"]) == ["2", "3", "4", "5"]
+    assert res["labels"][0] == 0  # cluster 0 holds the top-ranked crop
+    members = sorted(m for c in res["clusters"] for m in c["members"])
+    assert members == list(range(20)) and not res["dropped"]
+    if n_groups > 1:
+        assert max(res["silhouette"].values()) == res["silhouette"][str(n_groups)]
+
+
+def test_small_clusters_dropped_and_ablation():
+    x, truth = _planted(3, n=21, seed=3)
+    x[truth == 2] = x[truth == 2][:1] + 0  # third group collapses on one point ...
+    keep = np.flatnonzero(truth != 2).tolist() + [int(np.flatnonzero(truth == 2)[0])]
+    x = x[sorted(keep)]  # ... and keeps one member: a singleton far from the rest
+    res = cluster_embeddings(x, k_max=5, silhouette_floor=0.1, min_cluster_size=2)
+    assert res["k"] == 3
+    assert [d["size"] for d in res["dropped"]] == [1]
+    assert "min_cluster_size 2" in res["dropped"][0]["reason"]
+    assert sum(c["size"] for c in res["clusters"]) == len(x) - 1
+    off = cluster_embeddings(x, enabled=False)
+    assert off["k"] == 1 and off["silhouette"] == {} and off["clusters"][0]["members"] == list(range(len(x)))
+    few = cluster_embeddings(x[:2])
+    assert few["k"] == 1 and few["clusters"][0]["size"] == 2
+    assert cluster_embeddings(np.ones((6, 4)))["k"] == 1  # identical crops: nothing to split
+
+
+# ------------------------------------------------------------------------------------------------ scores
+
+
+def test_scores_equal_numpy_reference_of_the_two_equations():
+    rng = np.random.default_rng(0)
+    crops = rng.normal(size=(7, 12)) * rng.uniform(0.5, 3, size=(7, 1))  # not normalised on purpose
+    texts = rng.normal(size=(30, 12)) * rng.uniform(0.5, 3, size=(30, 1))
+    ref = np.zeros(30)
+    for c in range(30):
+        cos = [crops[i] @ texts[c] / (np.linalg.norm(crops[i]) * np.linalg.norm(texts[c])) for i in range(7)]
+        ref[c] = np.mean(cos)
+    np.testing.assert_allclose(concept_scores(crops, texts), ref, rtol=1e-12)
+    top = top_concepts(ref, [f"id{i}" for i in range(30)], [f"t{i}" for i in range(30)], 3)
+    assert [t["id"] for t in top] == [f"id{i}" for i in np.argsort(-ref)[:3]]
+    assert [t["rank"] for t in top] == [0, 1, 2] and top[0]["score"] == pytest.approx(ref.max())
+    tied = top_concepts(np.array([0.5, 0.9, 0.9, 0.1]), list("abcd"), list("ABCD"), 2)
+    assert [t["id"] for t in tied] == ["b", "c"]
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    work = tmp_path_factory.mktemp("hyp_e2e")
+    images = make_image_folder(work / "images", n_per_class=6, corrupt=1)
+    words = work / "words.txt"
+    words.write_text("red\nblue\n\nred\n$(rm -rf ~)\n../../etc/passwd\n*{wild}?\n" + "long " * 300 + "\n",
+                     encoding="utf-8")
+    emb = make_tiny_clip(work / "clip")
+    cfg = tiny_config(images, words, embedder=emb, hypothesize={"concepts_per_cluster": 3})
+    proc = run_snakemake(work, cfg, targets=("results/tiny/pics/words/hypotheses", "results/tiny/pics/grids"))
+    return work, cfg, proc
+
+
+def test_end_to_end_outputs(e2e):
+    work, cfg, proc = e2e
+    ran = jobs_run(proc)
+    assert all(ran[r] == 1 for r in ("embed_crops", "cluster_crops", "hypothesize", "neuron_grids",
+                                     "prepare_concepts", "embed_concepts"))
+    res = work / "results"
+    selected = sorted(int(p.stem) for p in (res / "tiny/pics/select/neurons").glob("*.json"))
+    assert selected, "the tiny model should have selected neurons"
+    concepts = json.loads((res / "concepts/words/concepts.json").read_text())
+    assert (concepts["n_raw"], concepts["n_blank"], concepts["n_duplicates"]) == (8, 1, 1)
+    texts = [c["text"] for c in concepts["concepts"]]
+    assert "$(rm -rf ~)" in texts and "../../etc/passwd" in texts
+    # concept text never became a path
+    for p in work.rglob("*"):
+        assert "passwd" not in str(p) and "rm -rf" not in str(p) and "wild" not in str(p)
+
+    with h5py.File(res / "tiny/pics/crops/crops.h5") as f:
+        neurons = f["neurons"][()].tolist()
+        emb = f["embeddings"][()]
+        boxes = f["boxes"][()]
+        rows = f["rows"][()]
+        assert json.loads(f.attrs["embedder"])["arch"] == cfg["embedder"]["arch"]
+    with h5py.File(res / "tiny/pics/activations.h5") as f:
+        assert (rows == f["topk/index"][()][neurons, : rows.shape[1]]).all()
+    assert neurons == selected and emb.shape[:2] == (len(selected), 5) and emb.shape[2] == 16
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=2), 1.0, atol=1e-5)
+    assert (boxes[..., 0] < boxes[..., 2]).all() and (boxes[..., 3] <= 16).all() and (boxes >= 0).all()
+
+    with h5py.File(res / "concepts/words/embeddings.h5") as f:
+        ids = [i.decode() if isinstance(i, bytes) else i for i in f["ids"][()]]
+        t_emb = f["embeddings"][()]
+        assert f.attrs["template"] == "{}"
+    assert ids == [c["id"] for c in concepts["concepts"]]
+    np.testing.assert_allclose(np.linalg.norm(t_emb, axis=1), 1.0, atol=1e-5)
+
+    for s, n in enumerate(neurons):
+        cl = json.loads((res / f"tiny/pics/clusters/{n}.json").read_text())
+        hy = json.loads((res / f"tiny/pics/words/hypotheses/{n}.json").read_text())
+        assert cl["neuron"] == n and [c["rank"] for c in cl["crops"]] == list(range(5))
+        assert [c["box"] for c in cl["crops"]] == boxes[s].tolist()
+        kept = sorted(m for c in cl["clusters"] for m in c["members"])
+        dropped = sorted(m for c in cl["dropped"] for m in c["members"])
+        assert sorted(kept + dropped) == list(range(5))
+        assert hy["method"] == "sieve" and hy["concept_set"] == "words"
+        assert [c["cluster"] for c in hy["clusters"]] == [c["cluster"] for c in cl["clusters"]]
+        for c in hy["clusters"]:
+            ref = concept_scores(emb[s, c["members"]], t_emb)
+            want = np.argsort(-ref, kind="stable")[:3]
+            assert [x["id"] for x in c["concepts"]] == [ids[j] for j in want]
+            np.testing.assert_allclose([x["score"] for x in c["concepts"]], ref[want], rtol=1e-6)
+        assert (res / f"tiny/pics/grids/{n}.png").stat().st_size > 0
+
+
+def test_crop_embedding_is_the_crop_of_the_image_the_model_saw(e2e):
+    """Recompute one crop from the probe image and the stored box: same CLIP embedding."""
+    from sieve.backends.embedders import load_embedder
+    from sieve.backends.models import Preprocess
+    from sieve.backends.probes import open_probe
+    from sieve.hypothesize import cut_and_resize
+
+    work, cfg, _ = e2e
+    with h5py.File(work / "results/tiny/pics/crops/crops.h5") as f:
+        pre = Preprocess.coerce(json.loads(f.attrs["preprocess"]))
+        pi, box, want = int(f["probe_index"][0, 1]), f["boxes"][0, 1], f["embeddings"][0, 1]
+    probe = open_probe("pics", cfg["probes"]["pics"])
+    embedder = load_embedder(cfg["embedder"], "cpu")
+    x = cut_and_resize(pre.geometric(probe.load(pi)), box, embedder.image_size)
+    got = embedder.encode_images(x[None].to(torch.float16).float())[0].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_mismatched_embeddings_are_refused(e2e, tmp_path):
+    work, _, _ = e2e
+    res = work / "results"
+    bad = tmp_path / "embeddings.h5"
+    shutil.copy(res / "concepts/words/embeddings.h5", bad)
+    with h5py.File(bad, "a") as f:
+        f.attrs["embedder"] = json.dumps({"source": "open_clip", "arch": "ViT-B-16", "pretrained": "openai"})
+    with pytest.raises(HypothesizeError, match="crops .* were embedded with"):
+        run_hypothesize(str(res / "tiny/pics/clusters"), str(res / "tiny/pics/crops/crops.h5"),
+                        str(res / "concepts/words/concepts.json"), str(bad), str(tmp_path / "out"))
+    other = tmp_path / "concepts.json"
+    doc = json.loads((res / "concepts/words/concepts.json").read_text())
+    doc["concepts"] = doc["concepts"][1:]
+    other.write_text(json.dumps(doc))
+    with pytest.raises(HypothesizeError, match="does not hold the concepts"):
+        run_hypothesize(str(res / "tiny/pics/clusters"), str(res / "tiny/pics/crops/crops.h5"), str(other),
+                        str(res / "concepts/words/embeddings.h5"), str(tmp_path / "out"))
+    assert not Path(tmp_path / "out").exists()

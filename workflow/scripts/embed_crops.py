@@ -1,0 +1,23 @@
+"""Snakemake script: crops of every selected neuron's top images and their CLIP embeddings (one batched job)."""
+
+from sieve.backends.embedders import load_embedder
+from sieve.backends.probes import open_probe
+from sieve.devices import resolve_device
+from sieve.hypothesize import run_embed_crops
+from sieve.io import setup_logging, stderr_to
+
+setup_logging(snakemake.log[0])
+with stderr_to(snakemake.log[0]):
+    p = snakemake.params
+    embedder = load_embedder(dict(p.embedder), resolve_device(p.device))
+    run_embed_crops(
+        snakemake.input.h5,
+        snakemake.input.neurons,
+        open_probe(snakemake.wildcards.probe, dict(p.probe)),
+        embedder,
+        snakemake.output.h5,
+        spec=dict(p.embedder),
+        crop=dict(p.crop),
+        batch_size=p.embedder.get("batch_size", 64),
+        num_workers=min(p.num_workers, max(0, snakemake.threads - 1)),
+    )

@@ -1,0 +1,16 @@
+"""Snakemake script: one image grid per selected neuron (top images with boxes, grouped by cluster)."""
+
+from sieve.backends.probes import open_probe
+from sieve.hypothesize import run_grids
+from sieve.io import setup_logging
+
+setup_logging(snakemake.log[0])
+p = snakemake.params
+run_grids(
+    snakemake.input.clusters,
+    snakemake.input.crops,
+    open_probe(snakemake.wildcards.probe, dict(p.probe)),
+    snakemake.output.grids,
+    tile=p.tile,
+    num_workers=min(p.num_workers, max(0, snakemake.threads - 1)),
+)

@@ -1,0 +1,538 @@
+"""Hypothesize stage: crops, CLIP clusters and concept hypotheses per selected neuron.
+
+1. **Crop** (:func:`crop_box`): a neuron's spatial map on one of its top images is upsampled (bilinear,
+   ``align_corners=False``) to the model's input size S, the exact [0, 1] image the model saw
+   (``Preprocess.geometric``). ``method: region`` (default) takes the connected region (8-connected) holding
+   the map's maximum among pixels ``>= threshold * max`` (for a map whose maximum is <= 0, ViT tokens for
+   instance, ``threshold`` applies to the min-max normalised map instead); ``method: window`` takes a window
+   of side ``window * S`` centred on the maximum. Boxes are then made square (the short side grows around
+   the centre, shifted to stay inside the image) and at least ``min_size * S`` wide, so CLIP sees them
+   undistorted. A flat map gives the whole image. Boxes are ``x0, y0, x1, y1`` in model-input pixels,
+   ``x1``/``y1`` exclusive.
+2. **Embed** (:func:`run_embed_crops`): every crop of every selected neuron of a model/probe pair, in one
+   batched job: each probe image is loaded once (DataLoader workers), its crops are resized to the
+   embedder's input side and encoded in batches. ``crops.h5``: ``neurons`` [S], ``rows`` / ``probe_index`` /
+   ``activation`` / ``paths`` [S, K], ``boxes`` [S, K, 4], ``embeddings`` [S, K, D] float32 L2-normalised.
+3. **Cluster** (:func:`cluster_embeddings`): Ward agglomerative clustering on a neuron's K crop embeddings
+   for every k in 2..min(k_max, K - 1); the k with the best silhouette (Euclidean, which on unit vectors
+   orders like cosine) wins; if that best score is below ``silhouette_floor`` (or no k can be tried) the
+   neuron has one cluster. Clusters are numbered by their best-ranked crop (cluster 0 holds the top image).
+   Clusters smaller than ``min_cluster_size`` are dropped and listed with the reason. ``cluster: false``
+   (the "no Cluster" ablation) keeps one cluster with every crop.
+4. **Hypothesize** (:func:`concept_scores`): cos(x, t) = x.t / (|x| |t|) between a crop embedding x and a
+   concept's text embedding t (the template filled with the concept), and score(c) = mean over the cluster's
+   crops of cos(x_i, t_c); the ``concepts_per_cluster`` best concepts are kept (ties: concept-set order).
+   Ranks are 0-based, like crop ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import numpy as np
+
+from .io import atomic_path, read_json, write_json
+
+if TYPE_CHECKING:  # torch is imported where it is used: clustering and scoring jobs start without it
+    import torch
+
+log = logging.getLogger(__name__)
+
+STR_DT = h5py.string_dtype("utf-8")
+EMBEDDER_IGNORED_KEYS = ("batch_size",)  # keys that do not change an embedding
+
+
+class HypothesizeError(ValueError):
+    """Inconsistent inputs of the Hypothesize stage; the message names the file and the neuron."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 1. crops
+
+
+def upsample_map(fmap: np.ndarray | torch.Tensor, size: int) -> np.ndarray:
+    """[h, w] (or [B, h, w]) map -> [size, size] (or [B, size, size]) float32, bilinear, align_corners=False."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.as_tensor(np.asarray(fmap, dtype=np.float32))
+    squeeze = t.dim() == 2
+    if squeeze:
+        t = t[None]
+    up = F.interpolate(t[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    return (up[0] if squeeze else up).numpy()
+
+
+def _fit_square(cx: float, cy: float, side: int, size: int) -> tuple[int, int, int, int]:
+    """A side x side box centred near (cx, cy), shifted to stay inside [0, size)."""
+    side = int(min(max(side, 1), size))
+    x0 = int(round(cx - side / 2))
+    y0 = int(round(cy - side / 2))
+    x0 = min(max(x0, 0), size - side)
+    y0 = min(max(y0, 0), size - side)
+    return x0, y0, x0 + side, y0 + side
+
+
+def crop_box(up: np.ndarray, method: str = "region", threshold: float = 0.5, min_size: float = 0.25,
+             window: float = 0.5) -> tuple[int, int, int, int]:
+    """Box (x0, y0, x1, y1), exclusive ends, of the most activated part of an upsampled [S, S] map."""
+    from scipy import ndimage
+
+    up = np.asarray(up, dtype=np.float64)
+    size = up.shape[0]
+    if up.shape != (size, size):
+        raise ValueError(f"crop_box expects a square map, got {up.shape}")
+    lo, hi = float(up.min()), float(up.max())
+    if not np.isfinite(hi) or hi - lo <= 1e-12 * max(1.0, abs(hi)):
+        return 0, 0, size, size
+    peak_y, peak_x = np.unravel_index(int(np.argmax(up)), up.shape)
+    min_side = int(math.ceil(min_size * size))
+    if method == "window":
+        return _fit_square(peak_x + 0.5, peak_y + 0.5, max(int(round(window * size)), min_side), size)
+    if method != "region":
+        raise ValueError(f"hypothesize.crop.method must be 'region' or 'window', not {method!r}")
+    mask = up >= threshold * hi if hi > 0 else (up - lo) / (hi - lo) >= threshold
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=int))
+    ys, xs = np.nonzero(labels == labels[peak_y, peak_x])
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    side = max(x1 - x0, y1 - y0, min_side)
+    return _fit_square((x0 + x1) / 2, (y0 + y1) / 2, side, size)
+
+
+def neuron_boxes(maps: np.ndarray, size: int, crop: dict[str, Any]) -> np.ndarray:
+    """[K, h, w] maps of one neuron -> [K, 4] int boxes in model-input pixels."""
+    ups = upsample_map(maps, size) if len(maps) else np.zeros((0, size, size), np.float32)
+    kw = {k: crop[k] for k in ("method", "threshold", "min_size", "window") if k in crop}
+    return np.array([crop_box(u, **kw) for u in ups], dtype=np.int32).reshape(-1, 4)
+
+
+def cut_and_resize(image: torch.Tensor, box: tuple[int, int, int, int] | np.ndarray, side: int) -> torch.Tensor:
+    """[3, S, S] image in [0, 1] -> the box's crop resized to [3, side, side] (antialiased bilinear)."""
+    import torch.nn.functional as F
+
+    x0, y0, x1, y1 = (int(v) for v in box)
+    crop = image[:, y0:y1, x0:x1]
+    return F.interpolate(crop[None], size=(side, side), mode="bilinear", antialias=True,
+                         align_corners=False)[0].clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 3. clustering
+
+
+def cluster_embeddings(x: np.ndarray, k_max: int = 5, silhouette_floor: float = 0.1, min_cluster_size: int = 2,
+                       enabled: bool = True) -> dict[str, Any]:
+    """Ward clustering of one neuron's crop embeddings [K, D] with k chosen by silhouette.
+
+    Returns ``labels`` [K] (cluster ids numbered by best-ranked member), ``silhouette`` {k: score}, ``k``,
+    ``clusters`` (kept: cluster, members, size) and ``dropped`` (cluster, size, reason)."""
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import silhouette_score
+
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    silhouette: dict[str, float] = {}
+    labels = np.zeros(n, dtype=int)
+    k = 1 if n else 0
+    distinct = len(np.unique(np.round(x, 6), axis=0)) if n else 0
+    if enabled and n >= 3 and distinct >= 2:
+        best_k, best_s, best_labels = 1, -math.inf, labels
+        for kk in range(2, min(k_max, n - 1, distinct) + 1):
+            lab = AgglomerativeClustering(n_clusters=kk, linkage="ward").fit_predict(x)
+            s = float(silhouette_score(x, lab, metric="euclidean"))
+            silhouette[str(kk)] = s
+            if s > best_s + 1e-12:
+                best_k, best_s, best_labels = kk, s, lab
+        if best_k > 1 and best_s >= silhouette_floor:
+            k, labels = best_k, best_labels
+    # renumber: cluster 0 holds the top-ranked crop, cluster 1 the best-ranked crop not in cluster 0, ...
+    order: dict[int, int] = {}
+    for lab in labels:
+        order.setdefault(int(lab), len(order))
+    labels = np.array([order[int(lab)] for lab in labels], dtype=int)
+    clusters, dropped = [], []
+    for c in range(k):
+        members = [int(i) for i in np.flatnonzero(labels == c)]
+        if len(members) < min_cluster_size:
+            dropped.append({"cluster": c, "size": len(members), "members": members,
+                            "reason": f"size {len(members)} < min_cluster_size {min_cluster_size}"})
+        else:
+            clusters.append({"cluster": c, "members": members, "size": len(members)})
+    return {"labels": labels, "silhouette": silhouette, "k": k, "clusters": clusters, "dropped": dropped}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 4. concept scores
+
+
+def concept_scores(crops: np.ndarray, texts: np.ndarray) -> np.ndarray:
+    """Mean cosine similarity between a cluster's crop embeddings [n, D] and every concept [C, D] -> [C]."""
+    crops = np.asarray(crops, dtype=np.float64)
+    texts = np.asarray(texts, dtype=np.float64)
+    crops = crops / np.maximum(np.linalg.norm(crops, axis=1, keepdims=True), 1e-12)
+    texts = texts / np.maximum(np.linalg.norm(texts, axis=1, keepdims=True), 1e-12)
+    return crops.mean(axis=0) @ texts.T
+
+
+def top_concepts(scores: np.ndarray, ids: list[str], texts: list[str], k: int) -> list[dict[str, Any]]:
+    """The k best concepts, best first; ties keep concept-set order."""
+    order = np.argsort(-np.asarray(scores), kind="stable")[:k]
+    return [{"id": ids[j], "text": texts[j], "score": float(scores[j]), "rank": r} for r, j in enumerate(order)]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# I/O runners (one per rule)
+
+
+def embedder_key(spec: dict[str, Any]) -> str:
+    """The embedder spec as canonical JSON, without keys that do not change an embedding."""
+    return json.dumps({k: v for k, v in spec.items() if k not in EMBEDDER_IGNORED_KEYS}, sort_keys=True)
+
+
+def fill_template(template: str, concept: str) -> str:
+    """``template`` with ``{}`` replaced by the concept (plain replacement: braces in concepts are text)."""
+    return template.replace("{}", concept)
+
+
+def encode_texts(embedder: Any, texts: list[str], batch_size: int = 256) -> np.ndarray:
+    out = [embedder.encode_text(texts[i : i + batch_size]).float().numpy() for i in range(0, len(texts), batch_size)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, int(embedder.dim)), np.float32)
+
+
+def run_embed_concepts(concepts_json: str, out_h5: str, embedder: Any, spec: dict[str, Any],
+                       template: str = "{}", batch_size: int = 256) -> None:
+    data = read_json(concepts_json)
+    ids = [c["id"] for c in data["concepts"]]
+    texts = [fill_template(template, c["text"]) for c in data["concepts"]]
+    emb = encode_texts(embedder, texts, batch_size)
+    if emb.shape[0] != len(ids) or not np.isfinite(emb).all():
+        raise HypothesizeError(f"embedder {embedder.name} returned {emb.shape} (or non-finite values) for "
+                               f"{len(ids)} concepts of {concepts_json}")
+    with atomic_path(out_h5, suffix=".h5.partial") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STR_DT)
+        f.create_dataset("embeddings", data=emb, dtype="float32")
+        f.attrs.update({"embedder": embedder_key(spec), "embedder_name": str(embedder.name),
+                        "template": template, "concept_set": data["concept_set"], "dim": emb.shape[1],
+                        "complete": 1})
+    log.info("embedded %d concepts of %s (dim %d)", len(ids), data["concept_set"], emb.shape[1])
+
+
+def read_selected(neurons_dir: str) -> list[dict[str, Any]]:
+    """Every ``{neuron}.json`` of a select/neurons directory, sorted by neuron id."""
+    files = sorted(Path(neurons_dir).glob("*.json"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
+    out = []
+    for p in files:
+        if not p.stem.isdigit():
+            raise HypothesizeError(f"unexpected file {p} in {neurons_dir} (expected <neuron id>.json)")
+        out.append(read_json(p))
+    return out
+
+
+class _CropDataset:
+    """One item per probe image: its crops (all neurons that have it among their top images)."""
+
+    def __init__(self, probe: Any, pre: Any, jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]],
+                 side: int) -> None:
+        self.probe, self.pre, self.jobs, self.side = probe, pre, jobs, side
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, i: int) -> tuple[list[tuple[int, int]], torch.Tensor | None, str]:
+        pi, crops = self.jobs[i]
+        try:
+            img = self.pre.geometric(self.probe.load(pi))
+        except Exception as exc:  # noqa: BLE001 - reported with the neurons concerned
+            return [(s, k) for s, k, _ in crops], None, f"{self.probe.paths[pi]} (probe index {pi}): {exc}"
+        import torch
+
+        x = torch.stack([cut_and_resize(img, box, self.side) for _, _, box in crops])
+        return [(s, k) for s, k, _ in crops], x.to(torch.float16), ""
+
+
+def _collate_crops(batch: list) -> list:
+    return batch
+
+
+def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder: Any, out_h5: str,
+                    spec: dict[str, Any], crop: dict[str, Any] | None = None, batch_size: int = 64,
+                    num_workers: int = 0) -> dict[str, Any]:
+    """Crop every top image of every selected neuron and embed the crops (see the module docstring)."""
+    import torch
+
+    from .backends.embedders import embedder_image_size
+    from .backends.models import Preprocess
+
+    crop = dict(crop or {})
+    selected = read_selected(neurons_dir)
+    with h5py.File(activations_h5, "r") as f:
+        if not f.attrs.get("complete"):
+            raise HypothesizeError(f"{activations_h5} is not a complete sieve activations file")
+        pre = Preprocess.coerce(json.loads(f.attrs["preprocess"]))
+        t_index = f["topk/index"][()]
+        t_value = f["topk/value"][()]
+        pidx_all = f["probe_index"][()]
+        attrs = {k: f.attrs[k] for k in ("model", "layer", "probe") if k in f.attrs}
+        neurons = np.array([int(d["neuron"]) for d in selected], dtype=np.int64)
+        k = len(selected[0]["top"]) if selected else 0
+        for d in selected:
+            n = int(d["neuron"])
+            if len(d["top"]) != k:
+                raise HypothesizeError(f"{neurons_dir}/{n}.json has {len(d['top'])} top images, others {k}")
+            if n >= t_index.shape[0] or k > t_index.shape[1] or \
+                    [t["index"] for t in d["top"]] != t_index[n, :k].tolist():
+                raise HypothesizeError(f"{neurons_dir}/{n}.json does not match the top images of neuron {n} in "
+                                       f"{activations_h5}; rerun select")
+        maps = f["topk/maps"][()]  # C x K x h x w float16: bounded by the probe stage's own memory
+    size = pre.input_size
+    boxes = np.zeros((len(neurons), k, 4), dtype=np.int32)
+    for s, n in enumerate(neurons):
+        boxes[s] = neuron_boxes(maps[n, :k].astype(np.float32), size, crop)
+    del maps
+    rows = t_index[neurons, :k] if len(neurons) else np.zeros((0, k), np.int64)
+    activation = t_value[neurons, :k].astype(np.float32) if len(neurons) else np.zeros((0, k), np.float32)
+    probe_index = pidx_all[rows] if rows.size else np.zeros(rows.shape, np.int64)
+    paths = [[t["path"] for t in d["top"]] for d in selected]
+    side = embedder_image_size(embedder)
+    dim = int(embedder.dim)
+    emb = np.full((len(neurons), k, dim), np.nan, dtype=np.float32)
+
+    by_image: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
+    for s in range(len(neurons)):
+        for r in range(k):
+            by_image[int(probe_index[s, r])].append((s, r, boxes[s, r]))
+    jobs = sorted(by_image.items())
+    loader = torch.utils.data.DataLoader(
+        _CropDataset(probe, pre, jobs, side), batch_size=max(1, batch_size // max(1, k)), shuffle=False,
+        num_workers=num_workers, collate_fn=_collate_crops,
+        prefetch_factor=4 if num_workers > 0 else None)
+    from tqdm import tqdm
+
+    pending_pos: list[tuple[int, int]] = []
+    pending_x: list[torch.Tensor] = []
+
+    def flush() -> None:
+        if not pending_pos:
+            return
+        x = torch.cat(pending_x)
+        for i in range(0, len(x), batch_size):
+            z = embedder.encode_images(x[i : i + batch_size].float()).float().numpy()
+            for (s, r), v in zip(pending_pos[i : i + batch_size], z, strict=True):
+                emb[s, r] = v
+        pending_pos.clear()
+        pending_x.clear()
+
+    n_crops = 0
+    for batch in tqdm(loader, desc="crops", unit="img", mininterval=5.0, total=len(loader)):
+        for pos, x, err in batch:
+            if x is None:
+                ns = sorted({int(neurons[s]) for s, _ in pos})
+                raise HypothesizeError(f"top image {err} of neuron(s) {ns} cannot be read any more")
+            pending_pos.extend(pos)
+            pending_x.append(x)
+            n_crops += len(pos)
+        if len(pending_pos) >= batch_size:
+            flush()
+    flush()
+    if not np.isfinite(emb).all():
+        raise HypothesizeError("some crops got no embedding (non-finite values)")
+    with atomic_path(out_h5, suffix=".h5.partial") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("neurons", data=neurons)
+        f.create_dataset("rows", data=rows.astype(np.int64))
+        f.create_dataset("probe_index", data=probe_index.astype(np.int64))
+        f.create_dataset("boxes", data=boxes)
+        f.create_dataset("activation", data=activation)
+        f.create_dataset("embeddings", data=emb)
+        f.create_dataset("paths", data=np.array(paths, dtype=object).reshape(len(neurons), k), dtype=STR_DT)
+        f.attrs.update({
+            **attrs, "embedder": embedder_key(spec), "embedder_name": str(embedder.name), "dim": dim,
+            "crop": json.dumps(crop, sort_keys=True), "crop_side": side, "input_size": size,
+            "preprocess": json.dumps(pre.as_dict()), "complete": 1,
+        })
+    log.info("embedded %d crops of %d neurons from %d images (dim %d)", n_crops, len(neurons), len(jobs), dim)
+    return {"n_neurons": len(neurons), "n_crops": n_crops, "n_images": len(jobs)}
+
+
+def read_crops(path: str) -> dict[str, Any]:
+    with h5py.File(path, "r") as f:
+        if not f.attrs.get("complete"):
+            raise HypothesizeError(f"{path} is not a complete crops file")
+        out = {k: f[k][()] for k in ("neurons", "rows", "probe_index", "boxes", "activation", "embeddings")}
+        out["paths"] = [[p.decode() if isinstance(p, bytes) else p for p in row] for row in f["paths"][()]]
+        out["attrs"] = dict(f.attrs)
+    return out
+
+
+def run_cluster(crops_h5: str, out_dir: str, cluster: bool = True, k_max: int = 5, silhouette_floor: float = 0.1,
+                min_cluster_size: int = 2) -> int:
+    """One ``clusters/{neuron}.json`` per neuron of ``crops.h5``."""
+    c = read_crops(crops_h5)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for s, n in enumerate(c["neurons"]):
+        res = cluster_embeddings(c["embeddings"][s], k_max, silhouette_floor, min_cluster_size, enabled=cluster)
+        crops = [
+            {"rank": r, "index": int(c["rows"][s, r]), "probe_index": int(c["probe_index"][s, r]),
+             "path": c["paths"][s][r], "box": [int(v) for v in c["boxes"][s, r]],
+             "activation": float(c["activation"][s, r]), "cluster": int(res["labels"][r])}
+            for r in range(c["rows"].shape[1])
+        ]
+        write_json(os.path.join(out_dir, f"{int(n)}.json"), {
+            "neuron": int(n), "crops": crops, "silhouette": res["silhouette"], "k": res["k"],
+            "clustered": bool(cluster), "clusters": res["clusters"], "dropped": res["dropped"],
+        })
+    log.info("clustered %d neurons", len(c["neurons"]))
+    return len(c["neurons"])
+
+
+def read_concept_embeddings(concepts_json: str, embeddings_h5: str) -> tuple[list[str], list[str], np.ndarray,
+                                                                               dict[str, Any]]:
+    data = read_json(concepts_json)
+    with h5py.File(embeddings_h5, "r") as f:
+        ids = [i.decode() if isinstance(i, bytes) else i for i in f["ids"][()]]
+        emb = f["embeddings"][()]
+        attrs = dict(f.attrs)
+    if ids != [c["id"] for c in data["concepts"]]:
+        raise HypothesizeError(f"{embeddings_h5} does not hold the concepts of {concepts_json}; rerun embed_concepts")
+    return ids, [c["text"] for c in data["concepts"]], emb, attrs
+
+
+def run_hypothesize(clusters_dir: str, crops_h5: str, concepts_json: str, embeddings_h5: str, out_dir: str,
+                    concepts_per_cluster: int = 2, chunk: int = 256) -> int:
+    """One ``hypotheses/{neuron}.json`` per clustered neuron: each kept cluster's top concepts."""
+    c = read_crops(crops_h5)
+    ids, texts, t_emb, t_attrs = read_concept_embeddings(concepts_json, embeddings_h5)
+    if json.loads(c["attrs"]["embedder"]) != json.loads(t_attrs["embedder"]) or t_emb.shape[1] != c["embeddings"].shape[2]:
+        raise HypothesizeError(
+            f"crops ({crops_h5}) were embedded with {c['attrs']['embedder']} (dim {c['embeddings'].shape[2]}) but "
+            f"concepts ({embeddings_h5}) with {t_attrs['embedder']} (dim {t_emb.shape[1]}); rerun both"
+        )
+    slot = {int(n): s for s, n in enumerate(c["neurons"])}
+    concept_set = read_json(concepts_json)["concept_set"]
+    files = sorted(Path(clusters_dir).glob("*.json"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
+    docs, tasks = [], []  # tasks: (doc index, cluster entry, members' embeddings mean)
+    for p in files:
+        d = read_json(p)
+        n = int(d["neuron"])
+        if n not in slot:
+            raise HypothesizeError(f"neuron {n} of {p} has no crops in {crops_h5}; rerun cluster_crops")
+        doc = {"neuron": n, "concept_set": concept_set, "method": "sieve", "clusters": []}
+        for cl in d["clusters"]:
+            x = c["embeddings"][slot[n], cl["members"]].astype(np.float64)
+            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            entry = {"cluster": cl["cluster"], "size": cl["size"], "members": cl["members"], "concepts": []}
+            doc["clusters"].append(entry)
+            tasks.append((entry, x.mean(axis=0)))
+        docs.append(doc)
+    t = t_emb.astype(np.float64)
+    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    k = min(concepts_per_cluster, len(ids))
+    for i in range(0, len(tasks), chunk):
+        part = tasks[i : i + chunk]
+        scores = np.stack([m for _, m in part]) @ t.T  # mean of cosines = cosine with the mean of unit vectors
+        for (entry, _), row in zip(part, scores, strict=True):
+            entry["concepts"] = top_concepts(row, ids, texts, k)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for doc in docs:
+        write_json(os.path.join(out_dir, f"{doc['neuron']}.json"), doc)
+    log.info("hypotheses for %d neurons, %d clusters, %d concepts each", len(docs), len(tasks), k)
+    return len(docs)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# grids for the report
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+           (240, 50, 230), (210, 245, 60)]
+
+
+class _ThumbDataset:
+    def __init__(self, probe: Any, pre: Any, indices: list[int], tile: int) -> None:
+        self.probe, self.pre, self.indices, self.tile = probe, pre, indices, tile
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None]:
+        import torch.nn.functional as F
+
+        pi = self.indices[i]
+        try:
+            x = self.pre.geometric(self.probe.load(pi))
+        except Exception:  # noqa: BLE001 - drawn as a grey tile
+            return pi, None
+        x = F.interpolate(x[None], size=(self.tile, self.tile), mode="bilinear", antialias=True,
+                          align_corners=False)[0]
+        return pi, (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def draw_grid(doc: dict[str, Any], thumbs: dict[int, np.ndarray], input_size: int, tile: int = 96,
+              per_row: int = 10) -> Any:
+    """One neuron's top images with their boxes, one row block per cluster (dropped clusters last)."""
+    from PIL import Image, ImageDraw
+
+    crops = doc["crops"]
+    groups = [(f"cluster {c['cluster']} ({c['size']})", c["cluster"], c["members"]) for c in doc["clusters"]]
+    groups += [(f"dropped {c['cluster']} ({c['size']})", c["cluster"], c.get("members", [])) for c in doc["dropped"]]
+    groups = [g for g in groups if g[2]]
+    label_w, pad = 110, 4
+    n_lines = sum(math.ceil(len(m) / per_row) for _, _, m in groups) or 1
+    widest = max([min(len(m), per_row) for _, _, m in groups] or [1])
+    width = max(label_w + widest * (tile + pad) + pad, 220)
+    height = n_lines * (tile + pad) + pad + 18
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((pad, 3), f"neuron {doc['neuron']}: k = {doc['k']}", fill=(0, 0, 0))
+    y = 18 + pad
+    scale = tile / float(input_size)
+    for label, cid, members in groups:
+        colour = PALETTE[cid % len(PALETTE)]
+        draw.text((pad, y + tile // 2 - 6), label, fill=colour if not label.startswith("dropped") else (120, 120, 120))
+        for j, r in enumerate(members):
+            if j and j % per_row == 0:
+                y += tile + pad
+            x = label_w + (j % per_row) * (tile + pad)
+            crop = crops[r]
+            arr = thumbs.get(int(crop["probe_index"]))
+            im = Image.fromarray(arr) if arr is not None else Image.new("RGB", (tile, tile), (160, 160, 160))
+            img.paste(im, (x, y))
+            x0, y0, x1, y1 = (v * scale for v in crop["box"])
+            draw.rectangle([x + x0, y + y0, x + max(x0, x1 - 1), y + max(y0, y1 - 1)], outline=colour, width=2)
+            draw.text((x + 2, y + 1), str(r), fill=(255, 255, 255))
+        y += tile + pad
+    return img
+
+
+def run_grids(clusters_dir: str, crops_h5: str, probe: Any, out_dir: str, tile: int = 96,
+              num_workers: int = 0) -> int:
+    """One ``grids/{neuron}.png`` per clustered neuron (each probe image loaded once)."""
+    import torch
+
+    from .backends.models import Preprocess
+
+    with h5py.File(crops_h5, "r") as f:
+        pre = Preprocess.coerce(json.loads(f.attrs["preprocess"]))
+    docs = [read_json(p) for p in sorted(Path(clusters_dir).glob("*.json"))]
+    indices = sorted({int(c["probe_index"]) for d in docs for c in d["crops"]})
+    thumbs: dict[int, np.ndarray] = {}
+    loader = torch.utils.data.DataLoader(_ThumbDataset(probe, pre, indices, tile), batch_size=16,
+                                         num_workers=num_workers, collate_fn=_collate_crops)
+    for batch in loader:
+        for pi, arr in batch:
+            if arr is None:
+                log.warning("grid: probe image %d cannot be read; drawn grey", pi)
+            else:
+                thumbs[pi] = arr
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for d in docs:
+        img = draw_grid(d, thumbs, pre.input_size, tile)
+        with atomic_path(os.path.join(out_dir, f"{d['neuron']}.png"), suffix=".png") as tmp:
+            img.save(tmp, format="PNG", optimize=True)
+    log.info("drew %d grids", len(docs))
+    return len(docs)
