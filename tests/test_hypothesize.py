@@ -248,3 +248,22 @@ def test_mismatched_embeddings_are_refused(e2e, tmp_path):
         run_hypothesize(str(res / "tiny/pics/clusters"), str(res / "tiny/pics/crops/crops.h5"), str(other),
                         str(res / "concepts/words/embeddings.h5"), str(tmp_path / "out"))
     assert not Path(tmp_path / "out").exists()
+
+
+def test_no_selected_neuron_gives_empty_outputs(e2e, tmp_path):
+    """tau above every ratio: the stage still writes valid, empty outputs instead of failing."""
+    from sieve.backends.probes import open_probe
+    from sieve.hypothesize import read_crops, run_cluster, run_embed_crops, run_grids
+    from tinyclip import projection_embedder
+
+    work, cfg, _ = e2e
+    res = work / "results"
+    (tmp_path / "neurons").mkdir()
+    probe = open_probe("pics", cfg["probes"]["pics"])
+    out = run_embed_crops(str(res / "tiny/pics/activations.h5"), str(tmp_path / "neurons"), probe,
+                          projection_embedder(8), str(tmp_path / "crops.h5"), spec={"source": "python"})
+    assert out == {"n_neurons": 0, "n_crops": 0, "n_images": 0}
+    assert read_crops(str(tmp_path / "crops.h5"))["embeddings"].shape == (0, 0, 8)
+    assert run_cluster(str(tmp_path / "crops.h5"), str(tmp_path / "clusters")) == 0
+    assert run_grids(str(tmp_path / "clusters"), str(tmp_path / "crops.h5"), probe, str(tmp_path / "grids")) == 0
+    assert list((tmp_path / "clusters").iterdir()) == [] and (tmp_path / "grids").is_dir()
