@@ -108,3 +108,12 @@ def get_hypotheses_dirs(wildcards):
 def get_shard_manifests(wildcards):
     """The manifests of all generation shards."""
     return expand("results/generate/shards/{shard}.json", shard=range(config["generator"]["shards"]))
+
+
+def get_truth_baselines(wildcards):
+    """Verify files of the baselines (evaluate.smk) that the truth stage puts beside SIEVE in truth_summary.json."""
+    methods = config["hypothesize"].get("methods") or [config["hypothesize"]["method"]]
+    if "clip_dissect" not in methods:
+        return []
+    base = f"results/{wildcards.model}/{wildcards.probe}/{wildcards.concept_set}/baselines/clip_dissect"
+    return [f"{base}/verify/ar.csv", f"{base}/verify/summary.json", f"{base}/neuron_concepts.csv"]

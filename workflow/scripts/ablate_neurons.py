@@ -1,0 +1,24 @@
+"""Snakemake script: zero each chosen neuron; per-class accuracy drop on the labelled probe set."""
+
+from sieve.backends.models import load_model
+from sieve.backends.probes import open_probe
+from sieve.devices import resolve_device
+from sieve.evaluate import read_ground_truth, run_ablation
+from sieve.io import script_logging
+
+with script_logging(snakemake.log[0]):
+    p = snakemake.params
+    model = load_model(snakemake.wildcards.model, dict(p.model), resolve_device(p.device))
+    probe = open_probe(snakemake.wildcards.probe, dict(p.probe))
+    from_truth = len(snakemake.input) > 0
+    names = read_ground_truth(snakemake.input[0]) if from_truth else probe.classes
+    run_ablation(
+        model,
+        probe,
+        list(p.neurons),
+        snakemake.output.ablation,
+        class_names=names,
+        batch_size=p.model.get("batch_size", 64),
+        num_workers=min(p.num_workers, max(0, snakemake.threads - 1)),
+        strict_names=from_truth,
+    )

@@ -1,0 +1,21 @@
+"""Snakemake script: CLIP-Dissect's SoftWPMI labels for one (model, probe, concept set)."""
+
+import torch
+
+from sieve.baselines import run_clip_dissect
+from sieve.io import script_logging
+
+with script_logging(snakemake.log[0]):
+    torch.set_num_threads(max(1, snakemake.threads))
+    p = snakemake.params
+    run_clip_dissect(
+        snakemake.input.images,
+        snakemake.input.select,
+        snakemake.input.concepts,
+        snakemake.input.embeddings,
+        snakemake.output.hypotheses,
+        snakemake.output.labels,
+        alpha=p.alpha,
+        lam=p.lam,
+        top_images=p.top_images,
+    )

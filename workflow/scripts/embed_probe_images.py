@@ -1,0 +1,21 @@
+"""Snakemake script: CLIP-Dissect's whole-image CLIP embeddings of every probe image among the neurons' top images."""
+
+from sieve.backends.embedders import load_embedder
+from sieve.backends.probes import open_probe
+from sieve.baselines import run_embed_probe_images
+from sieve.devices import resolve_device
+from sieve.io import script_logging
+
+with script_logging(snakemake.log[0]):
+    p = snakemake.params
+    embedder = load_embedder(dict(p.embedder), resolve_device(p.device))
+    run_embed_probe_images(
+        snakemake.input.h5,
+        open_probe(snakemake.wildcards.probe, dict(p.probe)),
+        embedder,
+        dict(p.embedder),
+        snakemake.output.h5,
+        top_images=p.top_images,
+        batch_size=p.embedder.get("batch_size", 64),
+        num_workers=min(p.num_workers, max(0, snakemake.threads - 1)),
+    )

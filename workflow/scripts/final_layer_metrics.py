@@ -1,0 +1,30 @@
+"""Snakemake script: CLIP cos, mpnet cos and top-1 accuracy of every method's labels of a classifier layer."""
+
+from sieve.backends.embedders import load_embedder
+from sieve.devices import resolve_device
+from sieve.evaluate import SentenceEncoder, run_final_layer_metrics
+from sieve.io import script_logging
+
+with script_logging(snakemake.log[0]):
+    p = snakemake.params
+    device = resolve_device(p.device)
+    files = {}
+    for method in p.methods:
+        files[method] = {
+            "hypotheses": snakemake.input[f"{method}_hypotheses"],
+            "neuron_concepts": snakemake.input[f"{method}_neuron_concepts"],
+        }
+        if f"{method}_labels" in snakemake.input.keys():
+            files[method]["labels"] = snakemake.input[f"{method}_labels"]
+    clip = load_embedder(dict(p.clip_model), device)
+    mpnet = SentenceEncoder(p.mpnet_model, device)
+    run_final_layer_metrics(
+        snakemake.input.select,
+        snakemake.input.ground_truth,
+        snakemake.output.json,
+        files,
+        clip,
+        mpnet,
+        clip_name=str(getattr(clip, "name", "")),
+        mpnet_name=p.mpnet_model,
+    )
