@@ -11,6 +11,8 @@
 #   results/generate/cache/                                     content-addressed images and activations
 #   results/{model}/{probe}/{concept_set}/verify/ar.csv, summary.json, neuron_concepts.csv   Verify
 #   results/{model}/{probe}/{concept_set}/baselines/clip_dissect/...                          baselines (evaluate.smk)
+#   results/{model}/{probe}/{concept_set}/truth.csv, truth_summary.json  planted truth, synthetic models (truth.smk)
+#   results/ablations/{model}/{probe}/{concept_set}/ablations.json      no Select / no Cluster / no Verify (truth.smk)
 #   results/report/index.html                                   the report (report.smk)
 # Logs mirror results under logs/, benchmarks under benchmarks/.
 
@@ -31,6 +33,7 @@ include: "workflow/rules/probe.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/hypothesize.smk"
 include: "workflow/rules/verify.smk"
+include: "workflow/rules/truth.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/prefetch.smk"

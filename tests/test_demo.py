@@ -1,0 +1,99 @@
+"""The README's main command on the planted-concept world, end to end: one real `snakemake` run of the
+repository's config.yaml (a smaller probe, to stay fast), shared by every assert below."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, jobs_run, run_snakemake
+from sieve.synthetic import load_world
+
+pytestmark = pytest.mark.slow
+
+RUN = "results/synthetic/synthetic/synthetic"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    work = tmp_path_factory.mktemp("demo")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["probes"]["synthetic"]["n_images"] = 400
+    config["generator"]["images_per_concept"] = 8
+    config["generator"]["shards"] = 1
+    assert config["evaluate"]["ablations"] is True and config["models"]["synthetic"]["source"] == "synthetic"
+    proc = run_snakemake(work, config)
+    return work, proc
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_select_keeps_planted_and_rejects_redundant_and_dead(demo):
+    work, _ = demo
+    truth = {int(r["neuron"]): r for r in _csv(work / RUN / "truth.csv")}
+    sel = json.loads((work / "results/synthetic/synthetic/select/summary.json").read_text())
+    for n in load_world().neurons:
+        selected = sel["neurons"][str(n.index)]["selected"]
+        assert selected == (n.kind in ("detector", "polysemantic", "attribute")), n
+        assert truth[n.index]["selected"] == ("true" if selected else "false")
+        assert truth[n.index]["kind"] == n.kind
+
+
+def test_polysemantic_neurons_get_two_clusters_one_concept_each(demo):
+    work, _ = demo
+    for n in load_world().neurons:
+        if n.kind != "polysemantic":
+            continue
+        clusters = json.loads((work / f"results/synthetic/synthetic/clusters/{n.index}.json").read_text())
+        assert clusters["k"] == 2
+        hyp = json.loads((work / RUN / "hypotheses" / f"{n.index}.json").read_text())
+        tops = [c["concepts"][0]["text"] for c in hyp["clusters"]]
+        assert sorted(tops) == sorted(n.concepts)
+
+
+def test_planted_concepts_are_recovered_and_wrong_hypotheses_rejected(demo):
+    work, _ = demo
+    summary = json.loads((work / RUN / "truth_summary.json").read_text())
+    assert summary["recovery"] >= 0.9
+    assert summary["select_correct"] is True
+    h = summary["hypotheses"]
+    assert h["n_wrong"] > 0 and h["mean_ar_wrong"] < summary["mean_ar_initial"] < h["mean_ar_right"]
+    assert h["n_wrong_kept"] == 0
+    ar = _csv(work / RUN / "verify/ar.csv")
+    planted = {n.index: n.concepts for n in load_world().neurons}
+    # "red" for the "red circle" detector: drawn in a random shape, it rarely fires the neuron
+    wrong = [r for r in ar if int(r["neuron"]) == 0 and r["concept"] == "red"]
+    assert wrong and all(float(r["ar"]) < 0.6 and r["kept"] == "0" for r in wrong)
+    for r in ar:
+        if r["concept"] in planted[int(r["neuron"])]:
+            assert float(r["ar"]) >= 0.9 and r["kept"] == "1"
+
+
+def test_ablation_table(demo):
+    work, _ = demo
+    table = json.loads((work / "results/ablations/synthetic/synthetic/synthetic/ablations.json").read_text())
+    rows = {r["variant"]: r for r in table["variants"]}
+    assert set(rows) == {"full", "no_select", "no_cluster", "no_verify"}
+    full = rows["full"]
+    assert full["recovery"] == json.loads((work / RUN / "truth_summary.json").read_text())["recovery"]
+    assert rows["no_verify"]["mean_ar"] < full["mean_ar"]
+    assert rows["no_verify"]["n_wrong_kept"] > 0 and full["n_wrong_kept"] == 0
+    assert rows["no_select"]["n_selected"] > full["n_selected"]
+    assert rows["no_select"]["mean_ar_initial"] < full["mean_ar_initial"]
+    assert rows["no_cluster"]["n_hypotheses"] < full["n_hypotheses"]
+
+
+def test_report_shows_the_truth_and_a_rerun_does_nothing(demo):
+    work, proc = demo
+    html = (work / "results/report/index.html").read_text(encoding="utf-8")
+    assert "Planted truth" in html
+    assert "results/report/index.html" in proc.stdout + proc.stderr
+    again = run_snakemake(work)
+    assert sum(jobs_run(again).values()) == 0

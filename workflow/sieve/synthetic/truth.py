@@ -1,0 +1,209 @@
+"""The planted truth beside the workflow's result, and the ablation table.
+
+A planted concept is *recovered* when it is among the neuron's verified concepts (``neuron_concepts.csv``).
+A hypothesis is *right* for a neuron when drawing it always shows one of the neuron's planted concepts (every
+part the planted concept names, the hypothesis names too: "red circle" is right for the attribute neuron "red",
+"red" is wrong for the detector "red circle"), and *wrong* otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_path, read_json, write_json
+from .world import World, load_world
+
+log = logging.getLogger(__name__)
+
+TRUTH_COLUMNS = ["neuron", "kind", "planted_concepts", "selected", "status", "verified_concepts", "recovered",
+                 "n_recovered", "n_hypotheses", "n_wrong_hypotheses", "best_concept", "best_ar"]
+PLANTED_KINDS = ("detector", "polysemantic", "attribute")
+VARIANTS = {  # name: (label, select.enabled, hypothesize.cluster, verify.enabled)
+    "full": ("all three (sieve)", True, True, True),
+    "no_select": ("no Select", False, True, True),
+    "no_cluster": ("no Cluster", True, False, True),
+    "no_verify": ("no Verify", True, True, False),
+}
+
+
+def read_csv(path: str) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _require(row: dict[str, str], keys: Sequence[str], path: str) -> None:
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing} (is it a sieve file of this version?)")
+
+
+def is_right(world: World, hypothesis: str, planted: Sequence[str]) -> bool:
+    """Does drawing ``hypothesis`` always show one of the ``planted`` concepts?"""
+    h = world.parse(hypothesis)
+    for p in planted:
+        want = world.parse(p)
+        if any(want[k] is not None for k in want) and all(want[k] is None or want[k] == h[k] for k in want):
+            return True
+    return False
+
+
+def truth_table(world: World, select_summary: dict[str, Any], neuron_rows: list[dict[str, str]],
+                ar_rows: list[dict[str, str]], where: str = "") -> list[dict[str, Any]]:
+    """One row per neuron: planted kind and concepts, selected, verified concepts, recovered."""
+    n_layer = int(select_summary.get("n_neurons", len(select_summary["neurons"])))
+    if n_layer != len(world.neurons):
+        raise ValueError(f"{where}: the analysed layer has {n_layer} neurons but the world spec {world.source} plants "
+                         f"{len(world.neurons)}: is this the synthetic model of that spec?")
+    by_neuron = {}
+    for r in neuron_rows:
+        _require(r, ("neuron", "status", "concepts"), f"{where} neuron_concepts.csv")
+        by_neuron[int(r["neuron"])] = r
+    hyps: dict[int, list[dict[str, str]]] = {}
+    for r in ar_rows:
+        _require(r, ("neuron", "concept", "ar", "kept"), f"{where} ar.csv")
+        hyps.setdefault(int(r["neuron"]), []).append(r)
+    rows = []
+    for n in world.neurons:
+        info = select_summary["neurons"][str(n.index)]
+        nc = by_neuron.get(n.index, {})
+        verified = json.loads(nc["concepts"]) if nc.get("concepts") else []
+        recovered = [c for c in n.concepts if c in verified]
+        mine = hyps.get(n.index, [])
+        wrong = [h for h in mine if not is_right(world, h["concept"], n.concepts)]
+        rows.append({
+            "neuron": n.index,
+            "kind": n.kind,
+            "planted_concepts": json.dumps(list(n.concepts)),
+            "selected": bool(info.get("selected")),
+            "status": nc.get("status", "not_selected"),
+            "verified_concepts": json.dumps(verified),
+            "recovered": bool(n.concepts) and len(recovered) == len(n.concepts),
+            "n_recovered": len(recovered),
+            "n_hypotheses": len(mine),
+            "n_wrong_hypotheses": len(wrong),
+            "best_concept": nc.get("best_concept", ""),
+            "best_ar": nc.get("best_ar", ""),
+        })
+    return rows
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+def truth_summary(world: World, rows: list[dict[str, Any]], ar_rows: list[dict[str, str]],
+                  verify_summary: dict[str, Any]) -> dict[str, Any]:
+    kinds: dict[str, Any] = {}
+    for kind in ("detector", "polysemantic", "attribute", "redundant", "dead"):
+        mine = [r for r in rows if r["kind"] == kind]
+        if not mine:
+            continue
+        planted = kind in PLANTED_KINDS
+        kinds[kind] = {
+            "count": len(mine),
+            "selected": sum(r["selected"] for r in mine),
+            "selected_share": sum(r["selected"] for r in mine) / len(mine),
+            "recovered": sum(r["recovered"] for r in mine) if planted else None,
+            "recovered_share": sum(r["recovered"] for r in mine) / len(mine) if planted else None,
+        }
+    planted_rows = [r for r in rows if r["kind"] in PLANTED_KINDS]
+    n_concepts = sum(len(json.loads(r["planted_concepts"])) for r in planted_rows)
+    n_rec = sum(r["n_recovered"] for r in planted_rows)
+    plan = {r["neuron"]: json.loads(r["planted_concepts"]) for r in rows}
+    right_ar, wrong_ar, wrong_kept = [], [], 0
+    for h in ar_rows:
+        ar = float(h["ar"]) if h["ar"] not in ("", "nan") else math.nan
+        if is_right(world, h["concept"], plan.get(int(h["neuron"]), [])):
+            right_ar.append(ar)
+        else:
+            wrong_ar.append(ar)
+            wrong_kept += int(h["kept"] or 0)
+    should_select = [r for r in rows if r["kind"] in PLANTED_KINDS]
+    should_reject = [r for r in rows if r["kind"] not in PLANTED_KINDS]
+    return {
+        "spec": world.source,
+        "n_neurons": len(rows),
+        "kinds": kinds,
+        "n_planted_concepts": n_concepts,
+        "n_recovered_concepts": n_rec,
+        "recovery": n_rec / n_concepts if n_concepts else None,
+        "neurons_recovered_share": (sum(r["recovered"] for r in planted_rows) / len(planted_rows)
+                                    if planted_rows else None),
+        "select_correct": all(r["selected"] for r in should_select) and not any(r["selected"] for r in should_reject),
+        "hypotheses": {
+            "n": len(ar_rows),
+            "n_right": len(right_ar), "mean_ar_right": _mean(right_ar),
+            "n_wrong": len(wrong_ar), "mean_ar_wrong": _mean(wrong_ar), "n_wrong_kept": wrong_kept,
+        },
+        "mean_ar_initial": verify_summary.get("mean_ar_initial"),
+        "mean_ar_kept": verify_summary.get("mean_ar_kept"),
+        "verify_enabled": verify_summary.get("verify_enabled", True),
+    }
+
+
+def _write_csv(path: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("true" if r[k] is True else "false" if r[k] is False else r[k]) for k in columns})
+
+
+def evaluate(spec: str | None, select_path: str, neuron_concepts_path: str, ar_path: str,
+             verify_summary_path: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    world = load_world(spec)
+    rows = truth_table(world, read_json(select_path), read_csv(neuron_concepts_path), read_csv(ar_path),
+                       where=neuron_concepts_path.rsplit("/", 1)[0])
+    return rows, truth_summary(world, rows, read_csv(ar_path), read_json(verify_summary_path))
+
+
+def run_truth(spec: str | None, select_path: str, neuron_concepts_path: str, ar_path: str,
+              verify_summary_path: str, out_csv: str, out_summary: str) -> dict[str, Any]:
+    """Write ``truth.csv`` and ``truth_summary.json`` for one synthetic model / probe / concept set."""
+    rows, summary = evaluate(spec, select_path, neuron_concepts_path, ar_path, verify_summary_path)
+    _write_csv(out_csv, TRUTH_COLUMNS, rows)
+    write_json(out_summary, summary)
+    log.info("truth: %d of %d planted concepts recovered (%.0f%%); Select correct: %s; wrong hypotheses: %d, "
+             "mean AR %.3f, %d kept", summary["n_recovered_concepts"], summary["n_planted_concepts"],
+             100 * (summary["recovery"] or 0), summary["select_correct"], summary["hypotheses"]["n_wrong"],
+             summary["hypotheses"]["mean_ar_wrong"], summary["hypotheses"]["n_wrong_kept"])
+    return summary
+
+
+def run_ablations(variants: dict[str, dict[str, str]], out_json: str, spec: str | None = None,
+                  synthetic: bool = True) -> dict[str, Any]:
+    """The ablation table: one row per variant (``full``, ``no_select``, ``no_cluster``, ``no_verify``) from its
+    select summary, verify summary, ar.csv and neuron_concepts.csv; recovery only for a synthetic model."""
+    table = []
+    for name in VARIANTS:
+        if name not in variants:
+            continue
+        paths = variants[name]
+        label, sel, clu, ver = VARIANTS[name]
+        vs = read_json(paths["verify_summary"])
+        row: dict[str, Any] = {
+            "variant": name, "label": label, "select": sel, "cluster": clu, "verify": ver,
+            "n_hypotheses": vs.get("n_hypotheses"), "n_kept": vs.get("n_kept"),
+            "mean_ar_initial": vs.get("mean_ar_initial"), "mean_ar_kept": vs.get("mean_ar_kept"),
+            # the AR of what the variant finally reports as explanations
+            "mean_ar": vs.get("mean_ar_kept") if ver else vs.get("mean_ar_initial"),
+            "n_selected": vs.get("n_selected"), "n_verified": vs.get("n_verified"),
+            "recovery": None, "neurons_recovered_share": None, "n_wrong_kept": None,
+        }
+        if synthetic:
+            _, s = evaluate(spec, paths["select"], paths["neuron_concepts"], paths["ar"], paths["verify_summary"])
+            row.update(recovery=s["recovery"], neurons_recovered_share=s["neurons_recovered_share"],
+                       n_wrong_kept=s["hypotheses"]["n_wrong_kept"], select_correct=s["select_correct"])
+        table.append(row)
+    out = {"synthetic": synthetic, "spec": spec if synthetic else None, "variants": table}
+    write_json(out_json, out)
+    for r in table:
+        log.info("ablation %-10s mean AR %s, recovery %s", r["variant"], r["mean_ar"], r["recovery"])
+    return out
