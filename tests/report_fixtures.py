@@ -82,6 +82,7 @@ def make_results(root: Path, n_neurons: int = 24, n_images: int = 60, models=("t
                     "dropped": [{"cluster": 9, "size": 1, "members": [top_n - 1]}] if k == 1 else [],
                 })
                 _image(results / m / p / "grids" / f"{n}.png", grid_size, seed=n, boxes=top_n)
+            _image(results / m / p / "ablation" / f"{selected[0]}.png", (300, 200), seed=7)  # evaluate.ablate_neurons
             for cs in concept_sets:
                 run = results / m / p / cs
                 hyp_rows, truth_rows = [], []
@@ -115,19 +116,22 @@ def make_results(root: Path, n_neurons: int = 24, n_images: int = 60, models=("t
                 run_planted["mean_ar_initial"] = mean
                 if truth:
                     for n in range(n_neurons):
-                        truth_rows.append([n, "detector" if n in sharp else "redundant", WORDS[n % len(WORDS)],
-                                           n in selected, "|".join(run_planted["verified"].get(n, [])),
+                        truth_rows.append([n, "detector" if n in sharp else "redundant",
+                                           json.dumps([WORDS[n % len(WORDS)]], ensure_ascii=False), n in selected,
+                                           json.dumps(run_planted["verified"].get(n, []), ensure_ascii=False),
                                            n in verified])
                     _write_csv(run / "truth.csv", ["neuron", "kind", "planted_concepts", "selected",
                                                    "verified_concepts", "recovered"], truth_rows)
-                    write_json(run / "truth_summary.json", {
-                        "per_kind": {"detector": {"count": len(sharp), "selected_share": 1.0, "recovered_share": 0.5},
-                                     "redundant": {"count": n_neurons - len(sharp), "selected_share": 0.0,
-                                                   "recovered_share": 0.0}},
-                        "recovery": 0.5, "mean_ar_initial": mean})
-                    write_json(run / "ablations.json", [
-                        {"ablation": "full", "mean_ar": 0.8, "recovery": 0.9},
-                        {"ablation": "no Select", "mean_ar": 0.5, "recovery": 0.7}])
+                    write_json(run / "truth_summary.json", {  # the layout of sieve.synthetic.truth
+                        "kinds": {"detector": {"count": len(sharp), "selected_share": 1.0, "recovered_share": 0.5},
+                                  "redundant": {"count": n_neurons - len(sharp), "selected_share": 0.0,
+                                                "recovered_share": None}},
+                        "recovery": 0.5, "select_correct": True, "mean_ar_initial": mean,
+                        "hypotheses": {"n": len(hyp_rows), "n_wrong_kept": 1}})
+                    write_json(results / "ablations" / m / p / cs / "ablations.json", {"synthetic": True, "variants": [
+                        {"variant": "full", "label": "all three (sieve)", "mean_ar": 0.8, "recovery": 0.9},
+                        {"variant": "no_select", "label": "no Select", "mean_ar": 0.5, "recovery": 0.7}]})
+                    write_json(run / "sweeps" / "tau.json", [{"tau": 4, "n_selected": 9}, {"tau": 8, "n_selected": 5}])
                 if baseline:
                     b = run / "baselines" / "clip_dissect"
                     rows = []

@@ -99,7 +99,7 @@ def test_neuron_rows_match_the_result_files(built):
         assert row["ratio"] == pytest.approx(info["ratio"], rel=1e-3)
         assert row["verified"] == sorted(([t, a] for t, a in kept[row["id"]].items()), key=lambda v: -v[1])
         assert row["best_ar"] == (pytest.approx(best[row["id"]]) if row["id"] in best else None)
-        assert row["truth"] == truth[row["id"]]["planted_concepts"]
+        assert row["truth"] == ", ".join(json.loads(truth[row["id"]]["planted_concepts"]))
         expected = ("dead" if info["dead"] else "rejected" if not info["selected"]
                     else "verified" if kept[row["id"]] else "unverified")
         assert row["status"] == expected
@@ -127,8 +127,14 @@ def test_comparison_summary_and_snakemake_report_files(built):
     settings = {t["title"]: t for t in data["settings"]}
     assert settings["Concept sets"]["rows"] == [["words", "words.txt", len(WORDS)]]
     assert ["steps", 1] in settings["Generator"]["rows"]
-    titles = [t["title"] for t in data["runs"][0]["tables"]]
-    assert titles == ["Planted truth: per kind", "ablations"]
+    tables = {t["title"]: t for t in data["runs"][0]["tables"]}
+    assert list(tables) == ["Planted truth: per kind", "Planted truth: overall", "sweeps/tau", "ablations"]
+    assert tables["Planted truth: per kind"]["rows"][0] == ["detector", 10, 1.0, 0.5]
+    assert ["hypotheses.n_wrong_kept", 1] in tables["Planted truth: overall"]["rows"]
+    assert tables["ablations"]["columns"] == ["variant", "label", "mean_ar", "recovery"]
+    assert tables["ablations"]["rows"][1] == ["no_select", "no Select", 0.5, 0.7]
+    assert tables["ablations"]["note"] == "synthetic = True"
+    assert tables["sweeps/tau"]["rows"] == [[4, 9], [8, 5]]
 
 
 def test_cards_have_web_sized_images(built):
@@ -143,6 +149,8 @@ def test_cards_have_web_sized_images(built):
     for g in gens:
         with Image.open(report / g) as img:
             assert img.format == "JPEG" and max(img.size) <= 160
+    ablated = [n for n, c in run["cards"].items() if c.get("ablation")]
+    assert ablated == [str(min(map(int, run["cards"])))] and (report / run["cards"][ablated[0]]["ablation"]).is_file()
     one = next(c for c in run["cards"].values() if len(c["clusters"]) == 1)
     assert one["dropped"][0]["size"] == 1 and one["clusters"][0]["members"]
     for name in ("report.js", "report.css"):

@@ -182,6 +182,12 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
         b.js(f"{card}.querySelector('img.gen').scrollIntoView()")
         b.wait_js(f"Array.from({card}.querySelectorAll('img.gen')).every(i => i.complete && i.naturalWidth > 0)")
         assert b.js(f"{card}.querySelectorAll('img.gen').length") >= 3
+        first = min(selected)  # the fixture's neuron-ablation plot
+        b.js(f"location.hash = '#n-0-{first}'")
+        b.wait_js(f"(() => {{ const i = document.querySelector('#n-0-{first} figure.ablation img'); if (!i) return false; "
+                  "i.scrollIntoView(); return i.complete && i.naturalWidth > 0; })()")
+        b.js(f"location.hash = '#n-0-{n}'")
+        b.wait_js(f"document.querySelector('#n-0-{n}') !== null")
         # hostile concept text is shown as text, never parsed: no injected element, no alert
         texts = b.js(f"Array.from({card}.querySelectorAll('td.concept')).map(e => e.textContent)")
         assert word in texts

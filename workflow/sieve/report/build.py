@@ -207,6 +207,12 @@ def json_table(obj: Any, title: str) -> dict[str, Any]:
         return {"title": title, "columns": ["", *cols],
                 "rows": [[k, *[cell(r.get(c)) for c in cols]] for k, r in obj.items()]}
     if isinstance(obj, dict):
+        tables = [k for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
+        if len(tables) == 1:  # e.g. {"synthetic": true, "variants": [{...}, ...]}: the list is the table
+            t = json_table(obj[tables[0]], title)
+            t["note"] = "; ".join(f"{k} = {_fmt(v)}" for k, v in obj.items()
+                                  if k != tables[0] and v is not None and not isinstance(v, (dict, list)))
+            return t
         return {"title": title, "columns": ["key", "value"], "rows": [[k, cell(v)] for k, v in obj.items()]}
     return {"title": title, "columns": ["value"], "rows": [[cell(obj)]]}
 
@@ -395,7 +401,7 @@ def collect_run(results: Path, model: str, probe: str, concept_set: str, assets:
         for r in _read_csv(truth_path):
             if "neuron" not in r:
                 raise ReportError(f"{truth_path}: needs a 'neuron' column")
-            truth[str(r["neuron"])] = {k: v for k, v in r.items() if k != "neuron"}
+            truth[str(r["neuron"])] = {k: _display(v or "") for k, v in r.items() if k != "neuron"}
 
     neurons = []
     cards: dict[str, Any] = {}
@@ -434,8 +440,8 @@ def collect_run(results: Path, model: str, probe: str, concept_set: str, assets:
     tables = []
     ts_path = run_dir / "truth_summary.json"
     if ts_path.is_file():
-        tables.append(_truth_tables(_read_json(ts_path)))
-    tables += extra_tables(run_dir)
+        tables += _truth_tables(_read_json(ts_path))
+    tables += extra_tables(run_dir, results / "ablations" / model / probe / concept_set)
 
     facts = [["model", model], ["layer", sel.get("layer", "")], ["probe", probe],
              ["images", sel.get("n_images")], ["skipped images", sel.get("n_skipped", 0)],
@@ -462,24 +468,52 @@ def collect_run(results: Path, model: str, probe: str, concept_set: str, assets:
     }
 
 
-def _truth_tables(ts: Any) -> dict[str, Any]:
-    if isinstance(ts, dict) and isinstance(ts.get("per_kind", ts.get("kinds")), dict):
-        t = json_table(ts.get("per_kind", ts.get("kinds")), "Planted truth: per kind")
-        rest = {k: v for k, v in ts.items() if k not in ("per_kind", "kinds")}
-        t["note"] = "; ".join(f"{k} = {_fmt(v)}" for k, v in rest.items() if not isinstance(v, (dict, list)))
-        return t
-    return json_table(ts, "Planted truth")
-
-
-def extra_tables(run_dir: Path) -> list[dict[str, Any]]:
-    """Every other JSON table of a run (final-layer metrics, ablations, sweeps): rendered generically."""
-    known = {"truth_summary.json"}
+def _truth_tables(ts: Any) -> list[dict[str, Any]]:
+    """truth_summary.json: a per-kind table and the overall numbers (nested mappings flattened a.b)."""
+    if not isinstance(ts, dict):
+        return [json_table(ts, "Planted truth")]
     out = []
-    files = [p for p in sorted(run_dir.glob("*.json")) if p.name not in known]
+    kinds_key = next((k for k in ("kinds", "per_kind", "by_kind") if isinstance(ts.get(k), dict)), None)
+    if kinds_key:
+        out.append(json_table(ts[kinds_key], "Planted truth: per kind"))
+    flat: dict[str, Any] = {}
+    for k, v in ts.items():
+        if k == kinds_key:
+            continue
+        if isinstance(v, dict):
+            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            flat[k] = v
+    out.append(json_table(flat, "Planted truth: overall"))
+    return out
+
+
+def _display(value: str) -> str:
+    """A CSV cell that holds a JSON list (truth.csv's concept lists) as plain comma-separated text."""
+    if value.startswith("["):
+        try:
+            items = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        if isinstance(items, list):
+            return ", ".join(map(str, items))
+    return value
+
+
+def extra_tables(run_dir: Path, ablation_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Every other JSON table of a run (final-layer metrics, sweeps, the ablation table): rendered generically.
+
+    Read: ``{run}/*.json`` (but truth_summary.json), ``{run}/{evaluate,ablations,sweeps}/*.json`` and
+    ``results/ablations/{model}/{probe}/{concept_set}/*.json`` (``ablation_dir``)."""
+    known = {"truth_summary.json"}
+    files = [(p, run_dir) for p in sorted(run_dir.glob("*.json")) if p.name not in known]
     for sub in ("evaluate", "ablations", "sweeps"):
-        files += sorted((run_dir / sub).glob("*.json")) if (run_dir / sub).is_dir() else []
-    for p in files:
-        title = p.relative_to(run_dir).with_suffix("").as_posix().replace("_", " ")
+        files += [(p, run_dir) for p in sorted((run_dir / sub).glob("*.json"))] if (run_dir / sub).is_dir() else []
+    if ablation_dir is not None and ablation_dir.is_dir():
+        files += [(p, ablation_dir) for p in sorted(ablation_dir.glob("*.json"))]
+    out = []
+    for p, base in files:
+        title = p.relative_to(base).with_suffix("").as_posix().replace("_", " ")
         out.append(json_table(_read_json(p), title))
     return out
 
@@ -497,6 +531,9 @@ def _card(mp: Path, run_dir: Path, nid: str, info: dict[str, Any], clusters: lis
             if (mp / "grids").is_dir() else grid
     if grid.is_file():
         card["grid"] = assets.thumbnail(grid, f"{prefix}/grids/{nid}.jpg", GRID_MAX_SIZE)
+    ablation = mp / "ablation" / f"{nid}.png"  # evaluate.ablate_neurons: per-class accuracy drop
+    if ablation.is_file():
+        card["ablation"] = assets.thumbnail(ablation, f"{prefix}/ablation/{nid}.jpg", GRID_MAX_SIZE)
     members: dict[str, Any] = {}
     cl_path = mp / "clusters" / f"{nid}.json"
     if cl_path.is_file():

@@ -324,6 +324,10 @@
         cl.length ? cl.map(function (c) { return hypotheses(c.concepts); }) : el("p", { class: "muted", text: "no label" })));
     });
     append(body, methods);
+    if (card.ablation) {
+      append(body, el("figure", { class: "ablation" }, el("img", { src: card.ablation, loading: "lazy", class: "plot", alt: "accuracy drop per class when neuron " + r.id + " is zeroed" }),
+        el("figcaption", { text: "Neuron ablation: the classes whose accuracy drops most when this neuron is set to 0." })));
+    }
     append(node, body);
     return node;
   }
