@@ -93,9 +93,6 @@ class World:
                 texture = TEXTURE_WORDS[w]
         return {"colour": colour, "shape": shape, "texture": texture}
 
-    def concept_parts(self, concept: str) -> dict[str, str | None]:
-        return self.parse(concept)
-
     def all_sizes(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.sizes) | {self.generated_size}))
 
@@ -135,10 +132,9 @@ def _load_cached(path: str, _mtime: float) -> World:
 
 
 def _parse(raw: dict[str, Any], src: str) -> World:
-    default_raw: dict[str, Any] = {}
-    if src != "<default>":
-        with resources.files("sieve.synthetic").joinpath("default.yaml").open(encoding="utf-8") as fh:
-            default_raw = yaml.safe_load(fh)
+    # keys the user's spec leaves out come from the packaged default world
+    with resources.files("sieve.synthetic").joinpath("default.yaml").open(encoding="utf-8") as fh:
+        default_raw: dict[str, Any] = yaml.safe_load(fh)
     known = set(default_raw) | {"neurons"}
     unknown = sorted(set(raw) - known)
     if unknown:
