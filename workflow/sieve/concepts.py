@@ -20,6 +20,7 @@ it never becomes a path, a wildcard value or a shell word. Every concept is iden
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
 import re
@@ -123,7 +124,7 @@ def fetch_concept_list(url: str, sha256: str, dest: str | os.PathLike[str], time
 def synthetic_concepts(spec: str) -> list[str]:
     """The synthetic world's vocabulary, with a clear error where that world is not available."""
     try:
-        import sieve.synthetic as synthetic
+        synthetic = importlib.import_module("sieve.synthetic")
     except ImportError as exc:
         raise ConceptSetError(
             f"concept set source 'synthetic: {spec}' needs the synthetic world (sieve.synthetic), "
