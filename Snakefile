@@ -43,3 +43,7 @@ rule all:
     input:
         get_final_output(),
     default_target: True
+
+
+onsuccess:
+    print_report_location()

@@ -117,3 +117,10 @@ def get_truth_baselines(wildcards):
         return []
     base = f"results/{wildcards.model}/{wildcards.probe}/{wildcards.concept_set}/baselines/clip_dissect"
     return [f"{base}/verify/ar.csv", f"{base}/verify/summary.json", f"{base}/neuron_concepts.csv"]
+
+
+def print_report_location():
+    """After a successful run: say where the report is (when this run built it)."""
+    index = Path("results/report/index.html")
+    if index.is_file():
+        print(f"sieve: the report is {index.resolve()} (open it in a browser; offline, self-contained)")
