@@ -38,9 +38,15 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 def sdxl_pipeline(scale: str, dtype: torch.dtype, device: str):
     """An SDXL pipeline from configs with random weights: ``sdxl`` = SDXL-Turbo sizes, ``sdxl-tiny`` = same
     layout, tiny widths (to test this code on a CPU)."""
-    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from tinydiffusion import write_tiny_clip_tokenizer
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from tinydiffusion import write_tiny_clip_tokenizer
 
     tmp = Path(tempfile.mkdtemp())
     vocab = write_tiny_clip_tokenizer(tmp / "tok")
