@@ -9,7 +9,7 @@ one-prompt-at-a-time diffusers loop (``pipe(prompt).images[0]`` per image) on th
 Both sides run the same pipeline object after it is loaded; load time is reported apart. The shard side runs
 :func:`sieve.verify.run_shard` in a fresh cache (so everything is generated), measuring a target model
 (tests' tiny CNN on CPU, a random-weight torchvision ResNet-50 on GPU) and writing thumbnails. The loop side only
-generates. Results are appended as one JSON line to ``bench/results_generate.jsonl``.
+generates. Results are appended as one JSON line to ``bench/results/generate.jsonl``.
 
 FLOP floor (GPU): about 4.1 TFLOP per SDXL-Turbo image at 512 x 512 and 1 step (most of it the VAE decoder);
 at the GPU's dense bf16 peak this bounds images/s from above.
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--images-per-concept", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--out", default=str(REPO / "bench" / "results_generate.jsonl"))
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "generate.jsonl"))
     args = ap.parse_args()
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
