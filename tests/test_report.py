@@ -243,6 +243,40 @@ def test_json_tables():
     assert json_table({"x": [1, 2]}, "t")["rows"] == [["x", "[1, 2]"]]
 
 
+def test_run_summary_shows_only_the_settings_of_the_source_in_use():
+    """The schema fills in diffusers' defaults (model, steps, ...) whatever generator.source is: the summary
+    leaves out what the source in use ignores, for the generator and the embedder alike."""
+    from sieve.report.build import settings_tables
+
+    defaults = {"model": "stabilityai/sdxl-turbo", "steps": 1, "guidance_scale": 0.0, "resolution": 512,
+                "images_per_concept": 20, "prompt": "{}", "batch_size": 16, "dtype": "auto", "shards": 8, "seed": 0,
+                "keep_images": "thumbnails", "thumbnail_size": 128}
+    common = {"images_per_concept", "prompt", "batch_size", "shards", "seed", "keep_images", "thumbnail_size"}
+
+    def tables(generator, embedder):
+        out = {t["title"]: t for t in settings_tables({"generator": generator, "embedder": embedder}, [])}
+        return out["Generator"], {r[0]: r[1] for r in out["Generator"]["rows"]}, \
+            {r[0]: r[1] for r in out["Embedder"]["rows"]}
+
+    table, gen, emb = tables({"source": "synthetic", **defaults},
+                             {"source": "synthetic", "arch": "ViT-B-16", "pretrained": "openai", "batch_size": 64})
+    assert set(gen) == {"source"} | common and gen["source"] == "synthetic" and "note" not in table
+    assert emb == {"source": "synthetic", "batch_size": 64}
+
+    table, gen, emb = tables({"source": "python", "factory": "pkg.mod:make", **defaults},
+                             {"source": "python", "factory": "pkg.mod:clip", "kwargs": {"dim": 8}, "batch_size": 64})
+    assert set(gen) == {"source", "factory"} | common
+    assert "resolution = 512" in table["note"] and "steps = 1" in table["note"] and "sdxl" not in table["note"]
+    assert emb == {"source": "python", "factory": "pkg.mod:clip", "kwargs": '{"dim": 8}', "batch_size": 64}
+
+    table, gen, emb = tables(dict(defaults), {"source": "open_clip", "arch": "ViT-B-16", "pretrained": "openai",
+                                              "factory": "stray", "batch_size": 64})
+    assert set(gen) == set(defaults) and gen["model"] == "stabilityai/sdxl-turbo"  # no source: diffusers
+    assert emb == {"source": "open_clip", "arch": "ViT-B-16", "pretrained": "openai", "batch_size": 64}
+    _, gen, _ = tables({"source": "plugin", **defaults}, {"source": "plugin", "x": 1})
+    assert set(gen) == {"source"} | set(defaults)  # a source the report does not know: every setting
+
+
 def test_several_models_probes_and_concept_sets_get_a_section_each(tmp_path):
     make_results(tmp_path, n_neurons=9, models=("m1", "m2"), probes=("p1", "p2"), concept_sets=("c1", "c2"),
                  truth=False)

@@ -38,6 +38,18 @@ JPEG_QUALITY = 75
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 METHOD_DIRS = {"sieve": "", "clip_dissect": "baselines/clip_dissect"}
 STATIC_FILES = ("report.js", "report.css")
+# Run summary: the settings each embedder / generator source uses (besides "source" and the common ones).
+DEFAULT_SOURCE = {"generator": "diffusers"}
+COMMON_SETTINGS = {
+    "embedder": ("batch_size",),
+    "generator": ("images_per_concept", "prompt", "batch_size", "shards", "seed", "keep_images", "thumbnail_size"),
+}
+SOURCE_SETTINGS = {
+    "embedder": {"open_clip": ("arch", "pretrained", "model_config"), "python": ("factory", "kwargs"),
+                 "synthetic": ("spec",)},
+    "generator": {"diffusers": ("model", "kwargs", "steps", "guidance_scale", "resolution", "dtype"),
+                  "python": ("factory", "kwargs"), "synthetic": ("spec",)},
+}
 
 
 class ReportError(ValueError):
@@ -603,11 +615,38 @@ def settings_tables(settings: dict[str, Any], runs: list[dict[str, Any]]) -> lis
                               settings.get("concept_counts", {}).get(n)] for n, s in csets.items()]})
     for key in ("select", "embedder", "hypothesize", "generator", "verify"):
         if settings.get(key):
-            out.append({"title": key.capitalize(), "columns": ["setting", "value"],
-                        "rows": [[k, v if isinstance(v, (str, int, float, bool)) or v is None
-                                  else json.dumps(_jsonable(v), ensure_ascii=False)]
-                                 for k, v in settings[key].items()]})
+            shown, note = applicable_settings(key, settings[key])
+            table = {"title": key.capitalize(), "columns": ["setting", "value"],
+                     "rows": [[k, _setting_cell(v)] for k, v in shown.items()]}
+            if note:
+                table["note"] = note
+            out.append(table)
     return out
+
+
+def _setting_cell(v: Any) -> Any:
+    return v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(_jsonable(v), ensure_ascii=False)
+
+
+def applicable_settings(section: str, spec: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The settings of config ``embedder:`` / ``generator:`` that its ``source`` uses (the schema fills in
+    diffusers' model, steps, ... whatever the source), and a note on those a python factory may take.
+
+    Other sections, and a source this table does not know, are shown whole."""
+    by_source = SOURCE_SETTINGS.get(section)
+    source = spec.get("source", DEFAULT_SOURCE.get(section))
+    if by_source is None or source not in by_source:
+        return dict(spec), ""
+    keep = {"source", *COMMON_SETTINGS[section], *by_source[source]}
+    shown = {k: v for k, v in spec.items() if k in keep}
+    note = ""
+    if section == "generator" and source == "python":
+        passed = [f"{k} = {_setting_cell(spec[k])}" for k in ("resolution", "dtype") if k in spec]
+        piped = [f"{k} = {_setting_cell(spec[k])}" for k in ("steps", "guidance_scale") if k in spec]
+        note = "; ".join(filter(None, [
+            "passed to the factory where its signature takes them: " + ", ".join(passed) if passed else "",
+            "used only if it returns a diffusers pipeline: " + ", ".join(piped) if piped else ""]))
+    return shown, note
 
 
 def count_concepts(results: Path, concept_sets: Iterable[str]) -> dict[str, int]:
