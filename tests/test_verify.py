@@ -129,6 +129,18 @@ def test_ar_and_filter_match_numpy_reference():
     assert kept.size == 0 and np.isnan(m0) and np.isnan(m1)
 
 
+def test_filter_keeps_hypotheses_equal_to_the_mean():
+    # a float mean of 7 x 0.35 is 0.35000000000000003: none of them is below the mean, all are kept
+    ars = np.full(7, 0.35)
+    kept, m0, m1 = filter_hypotheses(ars)
+    assert kept.all() and m0 == 0.35 and m1 == 0.35
+    # the same tie among other values: 0.35 is exactly the mean of [0.35] * 7 + [0.1, 0.6]
+    ars = np.array([0.35] * 7 + [0.1, 0.6])
+    kept, m0, m1 = filter_hypotheses(ars)
+    assert kept.tolist() == [True] * 7 + [False, True] and m0 == 0.35
+    assert m1 == pytest.approx((0.35 * 7 + 0.6) / 8)
+
+
 def test_requests_dedupe_and_stable_shards(tmp_path):
     a, b = tmp_path / "a" / "hypotheses", tmp_path / "b" / "hypotheses"
     write_hyp(a, 0, [["dog", "cat"]])

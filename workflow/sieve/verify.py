@@ -45,6 +45,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +106,27 @@ def activation_rate(acts: np.ndarray, threshold: float) -> tuple[int, int, float
 def filter_hypotheses(ar: np.ndarray, enabled: bool = True) -> tuple[np.ndarray, float, float]:
     """AR of every hypothesis -> (kept mask, initial mean AR, mean AR of those kept).
 
-    Hypotheses whose AR is below the initial mean (over all hypotheses) are rejected; ``enabled=False`` (the
+    Hypotheses whose AR is below the initial mean (over all hypotheses) are rejected, an AR equal to it is kept
+    (compared exactly, not after float rounding); ``enabled=False`` (the
     "no Verify" ablation) keeps every hypothesis, and both means are still reported."""
     ar = np.asarray(ar, dtype=np.float64)
     if ar.size == 0:
         return np.zeros(0, dtype=bool), math.nan, math.nan
-    mean_initial = float(ar.mean())
-    kept = ar >= mean_initial if enabled else np.ones(ar.shape, dtype=bool)
-    mean_kept = float(ar[kept].mean()) if kept.any() else math.nan
+    if not np.isfinite(ar).all():
+        raise VerifyError(f"{int(np.count_nonzero(~np.isfinite(ar)))} hypotheses have no finite AR")
+    # Exact arithmetic on the ratios n_active / n_images the ARs are: a float mean of equal ARs can round above
+    # them (7 x 0.35 -> 0.35000000000000003) and would reject hypotheses that are not below the mean. Each
+    # distinct AR is read back as the nearest fraction with a denominator up to 10^6 (exact for any image count
+    # up to that), so ties with the mean are ties.
+    values, counts = np.unique(ar, return_counts=True)
+    exact = [Fraction(float(v)).limit_denominator(1_000_000) for v in values]
+    mean_exact = sum(f * int(c) for f, c in zip(exact, counts, strict=True)) / int(ar.size)
+    keep_value = np.array([not enabled or f >= mean_exact for f in exact])
+    kept = keep_value[np.searchsorted(values, ar)]
+    n_kept = int(counts[keep_value].sum())
+    kept_total = sum(f * int(c) for f, c, k in zip(exact, counts, keep_value, strict=True) if k)
+    mean_initial = float(mean_exact)
+    mean_kept = float(kept_total / n_kept) if n_kept else math.nan
     return kept, mean_initial, mean_kept
 
 
