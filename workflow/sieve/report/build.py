@@ -38,6 +38,7 @@ JPEG_QUALITY = 75
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 METHOD_DIRS = {"sieve": "", "clip_dissect": "baselines/clip_dissect"}
 STATIC_FILES = ("report.js", "report.css")
+BENCHMARK_GROUPS = ("sweeps", "ablations")  # benchmarks/{group}/...: not the run's own stages
 # Run summary: the settings each embedder / generator source uses (besides "source" and the common ones).
 DEFAULT_SOURCE = {"generator": "diffusers"}
 COMMON_SETTINGS = {
@@ -170,8 +171,10 @@ def _concept_text(c: dict[str, Any]) -> str:
 def read_benchmarks(bench_dir: str | Path) -> dict[str, Any]:
     """Wall time per stage from the rules' ``benchmark:`` files (column ``s``), as a table.
 
-    A stage is the benchmark file's name with a trailing shard number removed (``generate_3`` ->
-    ``generate``); its jobs are summed (total) and the slowest is shown (max).
+    A stage is the benchmark file's name with a trailing number (a shard, a swept tau) removed
+    (``generate_shard_3`` -> ``generate_shard``, ``tau_0.5`` -> ``tau``), prefixed by ``sweeps/`` or
+    ``ablations/`` for the jobs of a sweep or an ablation, so that they do not count as the run's own stages;
+    its jobs are summed (total) and the slowest is shown (max).
     """
     root = Path(bench_dir)
     stages: dict[str, list[float]] = {}
@@ -181,13 +184,22 @@ def read_benchmarks(bench_dir: str | Path) -> dict[str, Any]:
         secs = [s for s in secs if s is not None]
         if not secs:
             continue
-        stage = re.sub(r"[_.-]?\d+$", "", path.stem) or path.stem
-        stages.setdefault(stage, []).append(sum(secs) / len(secs))
+        stages.setdefault(benchmark_stage(path.relative_to(root)), []).append(sum(secs) / len(secs))
     rows = [[stage, len(v), round(sum(v), 2), round(max(v), 2)] for stage, v in stages.items()]
     rows.sort(key=lambda r: -r[2])
     total = round(sum(r[2] for r in rows), 2)
     return {"title": "Wall time per stage", "columns": ["stage", "jobs", "total s", "max s"], "rows": rows,
             "total_s": total}
+
+
+def benchmark_stage(rel: Path) -> str:
+    """The stage of a benchmark file, from its path under ``benchmarks/`` (see :func:`read_benchmarks`)."""
+    stage = rel.stem
+    m = re.fullmatch(r"(.+?)[_.-]?(\d+(?:\.\d+)?(?:e[-+]?\d+)?)", stage)
+    if m:
+        stage = m.group(1)
+    group = rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in BENCHMARK_GROUPS else ""
+    return f"{group}/{stage}" if group else stage
 
 
 def _read_csv_tsv(path: Path) -> list[dict[str, str]]:
