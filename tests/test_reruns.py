@@ -7,9 +7,11 @@ end to end in test_hypothesize.py."""
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections import Counter
 
-from conftest import jobs_run, make_image_folder, run_snakemake, tiny_config
+from conftest import REPO, jobs_run, make_image_folder, run_snakemake, tiny_config
 
 
 def test_partial_reruns(tmp_path):
@@ -43,3 +45,33 @@ def test_partial_reruns(tmp_path):
     third = jobs_run(run_snakemake(tmp_path, cfg, targets=targets + ("results/tiny/pics/more/hypotheses",)))
     assert third == Counter({"select_neurons": 1, "embed_crops": 1, "cluster_crops": 1, "hypothesize": 2})
     assert third["probe_activations"] == 0
+
+
+def test_editing_a_world_spec_reruns_what_reads_it(tmp_path):
+    """The synthetic world is a file the user edits: its content, not only its path, keys the probe and the
+    truth (a path alone is a param, unchanged by an edit)."""
+    spec = tmp_path / "world.yaml"
+    spec.write_text((REPO / "workflow/sieve/synthetic/default.yaml").read_text())
+    cfg = {
+        "models": {"w": {"source": "synthetic", "spec": str(spec)}},
+        "probes": {"scenes": {"kind": "synthetic", "spec": str(spec), "n_images": 40}},
+        "concept_sets": {"words": {"synthetic": str(spec)}},
+        "embedder": {"source": "synthetic", "spec": str(spec)},
+        "generator": {"source": "synthetic", "spec": str(spec), "shards": 1},
+        "device": "cpu",
+        "num_workers": 0,
+    }
+    targets = ("results/w/scenes/select/summary.json",)
+    assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets))["probe_activations"] == 1
+    assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets, extra=("-n",))) == Counter()
+
+    time.sleep(0.05)
+    spec.write_text(spec.read_text().replace("noise: 0.03", "noise: 0.05"))
+    assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets, extra=("-n",))) == Counter(
+        {"probe_activations": 1, "select_neurons": 1})
+
+    # the truth and the ablation table read the spec too (their dry-run inputs name it)
+    dry = run_snakemake(tmp_path, {**cfg, "evaluate": {"ablations": True}}, extra=("-n",))
+    for rule in ("truth", "ablation_table", "prepare_concepts"):
+        block = re.search(rf"^\s*(?:local)?rule {rule}:\n\s*input: ([^\n]*)", dry.stdout, re.M)
+        assert block and str(spec) in block.group(1), rule

@@ -44,14 +44,36 @@ def concept_set_spec(wildcards):
     return config["concept_sets"][wildcards.concept_set]
 
 
+# The packaged planted world (sieve.synthetic.world.resolve_spec_path reads the same file for "default").
+DEFAULT_WORLD_SPEC = str(Path(workflow.basedir) / "workflow" / "sieve" / "synthetic" / "default.yaml")
+
+
+def world_spec_file(spec):
+    """The YAML file a synthetic entry reads (`spec:` of a model or probe set, `synthetic:` of a concept set):
+    an input of the rules that use it, so that editing the world reruns them (a path alone is only a param)."""
+    if spec in (None, "", "default"):
+        return DEFAULT_WORLD_SPEC
+    return os.path.expanduser(spec)
+
+
 def concept_set_inputs(wildcards):
     """Local files a concept set is read from (hypothesize.smk), so that editing one reruns that set only."""
     spec = concept_set_spec(wildcards)
     if "path" in spec:
         return [os.path.expanduser(spec["path"])]
-    if "synthetic" in spec and os.path.isfile(spec["synthetic"]):
-        return [spec["synthetic"]]
+    if "synthetic" in spec:
+        return [world_spec_file(spec["synthetic"])]
     return []
+
+
+def probe_world_specs(wildcards):
+    """World spec files of a synthetic model or probe set (probe.smk); none for real ones."""
+    files = set()
+    if model_spec(wildcards).get("source") == "synthetic":
+        files.add(world_spec_file(model_spec(wildcards).get("spec")))
+    if probe_spec(wildcards).get("kind") == "synthetic":
+        files.add(world_spec_file(probe_spec(wildcards).get("spec")))
+    return sorted(files)
 
 
 def select_params():

@@ -1,6 +1,8 @@
 rule probe_activations:
     """Run the probe set through the model once, streaming: pooled activations of every image and the
     spatial maps of each neuron's top images."""
+    input:
+        world=probe_world_specs,
     output:
         h5="results/{model}/{probe}/activations.h5",
     log:

@@ -24,6 +24,7 @@ rule truth:
         verify_summary="results/{model}/{probe}/{concept_set}/verify/summary.json",
         neuron_concepts="results/{model}/{probe}/{concept_set}/neuron_concepts.csv",
         baselines=get_truth_baselines,
+        world=world_spec_input,
     output:
         csv="results/{model}/{probe}/{concept_set}/truth.csv",
         summary="results/{model}/{probe}/{concept_set}/truth_summary.json",

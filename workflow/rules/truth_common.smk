@@ -25,6 +25,11 @@ def world_spec(wildcards):
     return spec.get("spec", "default")
 
 
+def world_spec_input(wildcards):
+    """The world spec file itself, so that editing it reruns the truth."""
+    return world_spec_file(world_spec(wildcards))
+
+
 def model_is_synthetic(wildcards):
     return config["models"][wildcards.model].get("source") == "synthetic"
 
@@ -91,6 +96,8 @@ def ablation_table_inputs(wildcards):
         files[f"{v}_verify_summary"] = f"{ab_cs}/{v}/verify/summary.json"
         files[f"{v}_ar"] = f"{ab_cs}/{v}/verify/ar.csv"
         files[f"{v}_neuron_concepts"] = f"{ab_cs}/{v}/neuron_concepts.csv"
+    if model_is_synthetic(wildcards):
+        files["world"] = world_spec_file(ablation_world_spec(wildcards))
     return files
 
 
