@@ -111,3 +111,8 @@ def test_synthetic_source(monkeypatch):
     data = load_concept_set("syn", {"synthetic": "default"})
     assert [c["text"] for c in data["concepts"]] == ["red circle", "blue square", "default"]
     assert data["source"] == "synthetic default"
+
+
+def test_a_bad_synthetic_spec_names_the_concept_set():
+    with pytest.raises(ConceptSetError, match=r"concept set 'syn' \(synthetic nope\.yaml\): .*nope\.yaml"):
+        load_concept_set("syn", {"synthetic": "nope.yaml"})

@@ -135,7 +135,10 @@ def synthetic_concepts(spec: str) -> list[str]:
         raise ConceptSetError(
             f"concept set source 'synthetic: {spec}': sieve.synthetic has no concept_list(spec) function"
         )
-    concepts = fn(spec)
+    try:
+        concepts = fn(spec)
+    except (ValueError, OSError) as exc:  # e.g. the spec file is missing or malformed: say which concept set
+        raise ConceptSetError(str(exc)) from exc
     if not isinstance(concepts, (list, tuple)):
         raise ConceptSetError(f"sieve.synthetic.concept_list({spec!r}) returned {type(concepts).__name__}, "
                               "not a list of strings")
