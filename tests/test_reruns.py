@@ -75,3 +75,18 @@ def test_editing_a_world_spec_reruns_what_reads_it(tmp_path):
     for rule in ("truth", "ablation_table", "prepare_concepts"):
         block = re.search(rf"^\s*(?:local)?rule {rule}:\n\s*input: ([^\n]*)", dry.stdout, re.M)
         assert block and str(spec) in block.group(1), rule
+
+
+def test_adding_ground_truth_to_a_model_does_not_rerun_the_probe(tmp_path):
+    """`ground_truth` only feeds the final-layer metrics: the probe (hours on ImageNet) and Select stay."""
+    images = make_image_folder(tmp_path / "images", n_per_class=4, corrupt=0)
+    cfg = tiny_config(images)
+    targets = ("results/tiny/pics/select/summary.json",)
+    assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets))["probe_activations"] == 1
+    classes = tmp_path / "classes.txt"
+    classes.write_text("cat\ndog\n")
+    cfg["models"]["tiny"]["ground_truth"] = str(classes)
+    assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets, extra=("-n",))) == Counter()
+    # a key that does change activations still reruns it
+    cfg["models"]["tiny"]["dtype"] = "float32"
+    assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets, extra=("-n",)))["probe_activations"] == 1

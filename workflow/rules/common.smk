@@ -36,6 +36,17 @@ def model_spec(wildcards):
     return config["models"][wildcards.model]
 
 
+# Model keys that change no activation of the probe.
+MODEL_KEYS_NOT_IN_ACTIVATIONS = ("ground_truth",)
+
+
+def probe_model_spec(wildcards):
+    """The model spec as the probe's param: without keys that change no activation (adding `ground_truth` for
+    the final-layer metrics must not rerun the probe and everything after it)."""
+    spec = model_spec(wildcards)
+    return {k: v for k, v in spec.items() if k not in MODEL_KEYS_NOT_IN_ACTIVATIONS}
+
+
 def probe_spec(wildcards):
     return config["probes"][wildcards.probe]
 

@@ -10,7 +10,7 @@ rule probe_activations:
     benchmark:
         "benchmarks/{model}/{probe}/probe_activations.tsv"
     params:
-        model=model_spec,
+        model=probe_model_spec,
         probe=probe_spec,
         top_n=config["select"]["top_n"],
         device=config["device"],
