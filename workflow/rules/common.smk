@@ -87,10 +87,6 @@ def probe_world_specs(wildcards):
     return sorted(files)
 
 
-def select_params():
-    return config["select"]
-
-
 def get_model_probe_outputs(pattern):
     """Expand a path pattern over every (model, probe) pair."""
     return expand(pattern, model=MODELS, probe=PROBES)

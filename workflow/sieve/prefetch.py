@@ -76,7 +76,9 @@ def _model_item(name: str, spec: dict[str, Any]) -> Item | None:
 
         kind, ref = timm_weights_source(spec.get("arch", ""))
         return Item("model", key, ref, "HF_HOME" if kind == "hf" else "TORCH_HOME", spec)
-    if "/" in weights or weights.endswith((".pt", ".pth", ".tar", ".bin", ".safetensors")) or _is_local_path(weights):
+    from .backends.models import is_local_checkpoint
+
+    if is_local_checkpoint(weights):
         return None  # a local checkpoint
     return Item("model", key, f"torchvision {spec.get('arch')} {weights}", "TORCH_HOME", spec)
 

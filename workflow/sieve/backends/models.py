@@ -140,10 +140,7 @@ class LoadedModel:
             x = x.contiguous(memory_format=torch.channels_last)
         autocast = self.dtype != torch.float32 and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
-            try:
-                self.model(x)
-            except _StopForward:
-                pass
+            self.model(x)
         if not self._captured:
             raise BackendError(f"model {self.name!r}: layer {self.layer!r} was not reached by the forward pass")
         out = self._captured[-1].float()
@@ -158,10 +155,6 @@ class LoadedModel:
     @property
     def map_size(self) -> tuple[int, int]:
         return tuple(self.info["map_size"])  # type: ignore[return-value]
-
-
-class _StopForward(Exception):
-    pass
 
 
 def split_layer_output(out: torch.Tensor, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,7 +235,8 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], where: str
 # sources
 
 
-def _is_local(weights: str) -> bool:
+def is_local_checkpoint(weights: str) -> bool:
+    """Whether ``weights`` names a checkpoint file (a path or a checkpoint file name) rather than a weights name."""
     return "/" in weights or weights.endswith((".pt", ".pth", ".tar", ".bin", ".safetensors")) or Path(
         os.path.expanduser(weights)
     ).exists()
@@ -263,14 +257,14 @@ def _torchvision(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess]:
     kwargs: dict[str, Any] = {}
     if spec.get("num_classes"):
         kwargs["num_classes"] = int(spec["num_classes"])
-    if weights and not _is_local(weights) and "://" not in weights:
+    if weights and not is_local_checkpoint(weights) and "://" not in weights:
         from .offline import require_online
 
         try:
             w = torchvision.models.get_weight(weights if "." in weights else f"{_weights_enum(arch)}.{weights}")
         except (ValueError, KeyError, AttributeError) as exc:
             raise BackendError(f"unknown torchvision weights {weights!r} for arch {arch!r}: {exc}") from None
-        require_online(w.url, f"torchvision weights {weights}", cached=_torch_hub_cached(w.url))
+        require_online(w.url, f"torchvision weights {weights}")
         model = torchvision.models.get_model(arch, weights=w, **kwargs)
         t = w.transforms()
         pre = Preprocess(
@@ -289,11 +283,6 @@ def _weights_enum(arch: str) -> str:
     import torchvision
 
     return type(torchvision.models.get_model_weights(arch).DEFAULT).__name__
-
-
-def _torch_hub_cached(url: str) -> bool:
-    fname = os.path.basename(url)
-    return (Path(torch.hub.get_dir()) / "checkpoints" / fname).is_file()
 
 
 @MODELS.register("timm")
