@@ -113,3 +113,13 @@ def test_any_layer_by_name_and_final_layer() -> None:
 
 
 sys.modules.setdefault("tinymodels", __import__("tinymodels"))
+
+
+def test_a_wrong_sieve_penultimate_is_one_clear_error() -> None:
+    from sieve.backends.models import resolve_layer
+    from tinymodels import HotSpotCNN
+
+    model = HotSpotCNN(4, 0)
+    model.sieve_penultimate = "layer5"
+    with pytest.raises(BackendError, match="sieve_penultimate names 'layer5'.*layer4"):
+        resolve_layer(model, "penultimate", "hotspot", 16)

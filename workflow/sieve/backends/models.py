@@ -385,6 +385,9 @@ def resolve_layer(model: nn.Module, layer: str, arch: str = "?", input_size: int
         return layer
     own = getattr(model, "sieve_penultimate", None)
     if isinstance(own, str):
+        if own not in dict(model.named_modules()):
+            raise BackendError(f"arch {arch!r}: its sieve_penultimate names {own!r}, which is not a module; "
+                               "valid module names include: " + ", ".join(names[:60]))
         return own
     children = dict(model.named_children())
     if "layer4" in children and ("fc" in children or "head" in children or "avgpool" in children):
