@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import h5py
@@ -199,6 +200,26 @@ def test_select_at_tau_and_table():
                          5.0: {"n_selected": 2, "n_verified": 1, "n_hypotheses": 4}}, 4)
     assert list(table) == ["tau=5", "tau=8"]
     assert table["tau=5"]["selected_share"] == 0.5 and table["tau=5"]["verified_share"] == 0.5
+
+
+def test_sweep_hypotheses_are_generated_without_sieve_verify(tmp_path):
+    """`method: clip_dissect` alone drops SIEVE's hypotheses from the generation requests; a tau sweep that reuses
+    them (its smallest tau >= select.tau) must still get their images, or its Verify finds no manifest."""
+    from conftest import tiny_config
+
+    images = make_image_folder(tmp_path / "imgs", n_per_class=2, corrupt=0)
+    (tmp_path / "words.txt").write_text("red\nblue\n", encoding="utf-8")
+    cfg = tiny_config(images, tmp_path / "words.txt",
+                      embedder={"source": "python", "factory": "tinyclip:projection_embedder"},
+                      generator={"source": "python", "factory": "tinydiffusion:pattern_generator", "resolution": 16,
+                                 "images_per_concept": 2, "shards": 1},
+                      hypothesize={"method": "clip_dissect"}, sweeps={"select.tau": [1.5, 2]})
+    proc = run_snakemake(tmp_path / "run", cfg, targets=("results/tiny/pics/words/sweeps/tau.json",), extra=("-n",))
+    out = proc.stdout + proc.stderr
+    inputs = {m.group(1): set(m.group(2).split(", "))
+              for m in re.finditer(r"rule (\w+):\n\s+input: ([^\n]*)", out)}
+    assert "results/tiny/pics/words/hypotheses" in inputs["sweep_tau"]
+    assert "results/tiny/pics/words/hypotheses" in inputs["generation_requests"], inputs["generation_requests"]
 
 
 # ------------------------------------------------------------------------------------------------ end to end

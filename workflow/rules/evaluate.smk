@@ -387,5 +387,6 @@ rule sweep_table:
 
 if SWEEP_TAUS:
     STAGE_OUTPUTS.append("results/{model}/{probe}/{concept_set}/sweeps/tau.json")
-    if not SWEEP_REUSES_RUN:
-        HYPOTHESES_DIRS.append("results/sweeps/{model}/{probe}/{concept_set}/hypotheses")
+    # the sweep's hypotheses need generated images even when SIEVE's own Verify is off (`method: clip_dissect`)
+    if SWEEP_HYPOTHESES not in HYPOTHESES_DIRS:
+        HYPOTHESES_DIRS.append(SWEEP_HYPOTHESES)

@@ -10,6 +10,11 @@ SWEEP_TAU_NAMES = {f"{t:g}": t for t in SWEEP_TAUS}
 SWEEP_REUSES_RUN = bool(SWEEP_TAUS) and (
     not config["select"]["enabled"] or SWEEP_TAUS[0] >= config["select"]["tau"]
 )
+SWEEP_HYPOTHESES = (
+    "results/{model}/{probe}/{concept_set}/hypotheses"
+    if SWEEP_REUSES_RUN
+    else "results/sweeps/{model}/{probe}/{concept_set}/hypotheses"
+)
 
 
 def never_matching(names):
@@ -56,7 +61,9 @@ def sweep_select_summary(wildcards):
 
 
 def sweep_hypotheses(wildcards):
-    return f"{sweep_base(wildcards)}/{wildcards.concept_set}/hypotheses"
+    return SWEEP_HYPOTHESES.format(
+        model=wildcards.model, probe=wildcards.probe, concept_set=wildcards.concept_set
+    )
 
 
 def sweep_tau_value(wildcards):
