@@ -328,6 +328,35 @@ def test_killed_shard_resumes_without_redoing_finished_concepts(tmp_path):
                                    rtol=1e-6)
 
 
+def test_shard_survives_another_job_cleaning_its_temporary_files(tmp_path, monkeypatch):
+    """Shard jobs share the cache (the ablations' shards run beside the main ones); a job starting on a concept
+    removes the temporary files it finds there, possibly one that another job is writing at that moment."""
+    hyp = tmp_path / "hypotheses"
+    write_hyp(hyp, 0, [["dog", "cat"]])
+    spec = gen_spec(shards=1)
+    req = run_requests([str(hyp)], str(tmp_path / "requests.json"), spec["prompt"], 1)
+    cache = tmp_path / "cache"
+    cleaned = []
+
+    def other_job_cleans(kind, real):
+        def wrapped(*args, **kwargs):
+            out = real(*args, **kwargs)
+            if kind not in cleaned:  # once per kind of file: after the write, before the rename
+                cleaned.append(kind)
+                for p in cache.rglob(".*.partial"):
+                    p.unlink()
+            return out
+
+        return wrapped
+
+    monkeypatch.setattr(np, "savez", other_job_cleans("acts", np.savez))
+    monkeypatch.setattr(Image.Image, "save", other_job_cleans("thumb", Image.Image.save))
+    m = generate_all(req, spec, tmp_path)[0]
+    assert cleaned == ["thumb", "acts"] and m["n_generated"] == 8
+    assert len(list(cache.rglob("*.npz"))) == 2 and len(list(cache.rglob("*.jpg"))) == 8
+    assert not list(cache.rglob("*.partial"))
+
+
 def test_bad_inputs_name_the_problem(tmp_path):
     hyp = tmp_path / "hypotheses"
     write_hyp(hyp, 0, [["dog"]])

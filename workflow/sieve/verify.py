@@ -28,7 +28,8 @@ steps, guidance, resolution, resolved dtype, factory kwargs), ``prompt_key`` the
 model's spec and resolved dtype. Seeds are ``generator.seed + i`` for image i, so raising
 ``images_per_concept`` only generates the new seeds. Every file is written under a temporary name and renamed;
 ``acts`` is written last and is the completion marker, so a killed shard loses at most the concepts in flight,
-and the rerun deletes leftover temporary files before it regenerates them.
+and the rerun deletes leftover temporary files before it regenerates them (a job that shares the cache and
+finds its temporary file deleted that way writes it again).
 
 Images are quantised to 8 bits before they are measured (what any saved image holds), so activations measured
 on the fly equal those measured later from ``keep_images: full`` PNGs (used when a model is added).
@@ -51,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_path, read_json, stable_hash, write_json
+from .io import atomic_path, dumps, read_json, stable_hash, write_json
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,8 @@ class CacheEntry:
         return self.dir / "images" / f"{seed}.png"
 
     def clean_partials(self) -> int:
-        """Remove temporary files a killed job left behind (never a complete file)."""
+        """Remove temporary files a killed job left behind (never a complete file). A job sharing the cache may be
+        writing one of them right now: :func:`write_cache_file` then writes it again."""
         n = 0
         if self.dir.is_dir():
             for p in self.dir.rglob(".*.partial"):
@@ -256,8 +258,28 @@ class CacheEntry:
         pooled = np.stack([merged[int(s)] for s in seeds]).astype(np.float32)
         path = self.acts_path(mkey)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, seeds=seeds, pooled=pooled)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, seeds=seeds, pooled=pooled)
+
+        write_cache_file(path, write)
+
+
+def write_cache_file(path: Path, write: Callable[[Path], None], attempts: int = 3) -> None:
+    """Write one cache file under a temporary name, then rename it. Shard jobs share the cache (the ablation
+    variants' shards run beside the main ones) and each removes the temporary files it finds in the entries it
+    starts on (:meth:`CacheEntry.clean_partials`): a temporary file removed under a running write is written
+    again instead of failing the job."""
+    for attempt in range(attempts):
+        try:
+            with atomic_path(path) as tmp:
+                write(tmp)
+            return
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            log.warning("the temporary file of %s was removed by another job; writing it again", path)
 
 
 def quantize(images: Any) -> Any:
@@ -276,11 +298,11 @@ def _save_images(images: Any, paths: list[Path], kind: str, thumb_size: int) -> 
     arr = (x * 255).round().to("cpu").byte().permute(0, 2, 3, 1).numpy()
     for a, path in zip(arr, paths, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            if kind == "thumbnails":
-                Image.fromarray(a).save(tmp, format="JPEG", quality=90)
-            else:
-                Image.fromarray(a).save(tmp, format="PNG")
+        img = Image.fromarray(a)
+        if kind == "thumbnails":
+            write_cache_file(path, lambda tmp, img=img: img.save(tmp, format="JPEG", quality=90))
+        else:
+            write_cache_file(path, lambda tmp, img=img: img.save(tmp, format="PNG"))
 
 
 def _load_images(paths: list[Path]) -> Any:
@@ -401,7 +423,8 @@ def run_shard(
             pending[ci].remaining -= 1
             if pending[ci].remaining == 0:
                 p = pending.pop(ci)
-                write_json(p.entry.dir / "prompt.json", {"prompt": p.concept["prompt"], "generator": settings})
+                text = dumps({"prompt": p.concept["prompt"], "generator": settings}) + "\n"
+                write_cache_file(p.entry.dir / "prompt.json", lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
                 for mk, rows in p.rows.items():  # acts last: the completion marker
                     p.entry.write_acts(mk, rows)
 
