@@ -68,3 +68,50 @@ def test_bad_inputs_are_named():
         soft_wpmi(np.ones((3, 4)), np.ones((2, 5)), np.zeros((1, 2), int))
     with pytest.raises(BaselineError, match="out of range"):
         soft_wpmi(np.ones((3, 4)), np.ones((2, 4)), np.array([[0, 3]]))
+
+
+def test_image_embeddings_with_too_few_top_images_are_refused(tmp_path):
+    """image_embeddings.h5 keeps K top images per neuron; asking SoftWPMI for more than K (when the probe has more
+    than K images) must stop with a message, not silently score fewer images."""
+    import h5py
+    from PIL import Image
+
+    from sieve.backends.probes import open_probe
+    from sieve.baselines import run_clip_dissect, run_embed_probe_images
+    from sieve.hypothesize import run_embed_concepts
+    from sieve.io import write_json
+    from tinyclip import ProjectionEmbedder
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs/a").mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"imgs/a/{i}.png")
+    probe = open_probe("pics", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
+    acts = rng.random((6, 3)).astype(np.float32)
+    with h5py.File(tmp_path / "acts.h5", "w") as f:
+        f["activations"] = acts
+        f["images"] = np.array([str(p).encode() for p in probe.paths])
+        f["probe_index"] = np.arange(6)
+        f["labels"] = np.zeros(6, dtype=np.int64)
+        f["topk/index"] = top_rows(acts, 2).T
+        f["topk/value"] = np.zeros((2, 3), dtype=np.float32)
+        f.attrs["complete"] = 1
+    spec = {"source": "python", "factory": "tinyclip:projection_embedder"}
+    emb = ProjectionEmbedder()
+    write_json(tmp_path / "concepts.json", {"concept_set": "w", "concepts": [{"id": t, "text": t}
+                                                                             for t in ("red", "blue")]})
+    run_embed_concepts(str(tmp_path / "concepts.json"), str(tmp_path / "concepts.h5"), emb, spec)
+    write_json(tmp_path / "select.json", {"n_neurons": 3, "neurons": {str(n): {"selected": True} for n in range(3)}})
+
+    def clip_dissect(images_h5, top_images):
+        return run_clip_dissect(str(images_h5), str(tmp_path / "select.json"), str(tmp_path / "concepts.json"),
+                                str(tmp_path / "concepts.h5"), str(tmp_path / "hyp"), str(tmp_path / "labels.csv"),
+                                top_images=top_images)
+
+    run_embed_probe_images(str(tmp_path / "acts.h5"), probe, emb, spec, str(tmp_path / "top2.h5"), top_images=2)
+    assert clip_dissect(tmp_path / "top2.h5", 2)["n_neurons"] == 3
+    with pytest.raises(BaselineError, match="top2.h5 keeps 2 top images per neuron.*top_images is 4"):
+        clip_dissect(tmp_path / "top2.h5", 4)
+    # a probe smaller than top_images: every image is a top image, nothing is missing
+    run_embed_probe_images(str(tmp_path / "acts.h5"), probe, emb, spec, str(tmp_path / "top10.h5"), top_images=10)
+    assert clip_dissect(tmp_path / "top10.h5", 10)["n_neurons"] == 3

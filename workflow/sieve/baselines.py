@@ -155,7 +155,8 @@ def run_embed_probe_images(activations_h5: str, probe: Any, embedder: Any, spec:
     """Embed, whole, every probe image that is among the ``top_images`` best of any neuron of the layer.
 
     ``image_embeddings.h5``: ``rows`` [M] (rows of ``activations.h5``), ``probe_index`` [M], ``embeddings``
-    [M, D] float32 L2-normalised, ``top`` [C, K] indices into ``rows`` of each neuron's top images."""
+    [M, D] float32 L2-normalised, ``top`` [C, K] indices into ``rows`` of each neuron's top images; attributes
+    ``top_images`` (K) and ``n_probe_images`` (so that a later, larger ``top_images`` is recognised as stale)."""
     from .backends.embedders import embedder_image_size
     from .hypothesize import embedder_key
     from .probe import read_activations
@@ -195,6 +196,7 @@ def run_embed_probe_images(activations_h5: str, probe: Any, embedder: Any, spec:
         f.create_dataset("top", data=pos[top])
         f.attrs.update({"embedder": embedder_key(spec), "embedder_name": str(embedder.name),
                         "top_images": int(top.shape[1]), "n_neurons": int(acts.shape[1]),
+                        "n_probe_images": int(acts.shape[0]),
                         "image_side": side, "complete": 1})
     log.info("embedded %d whole probe images (top %d of %d neurons)", len(rows), top.shape[1], acts.shape[1])
     return {"n_images": len(rows), "top_images": int(top.shape[1])}
@@ -225,7 +227,8 @@ def run_clip_dissect(image_embeddings_h5: str, select_summary: str, concepts_jso
         raise BaselineError(f"{embeddings_h5} embeds concepts with template {t_attrs.get('template')!r}; "
                             "CLIP-Dissect uses the raw concept text")
     top = img["top"]
-    if top.shape[1] < top_images and top.shape[1] < int(img["attrs"].get("top_images", 0)):
+    n_probe = int(img["attrs"].get("n_probe_images", top.shape[1]))  # a probe smaller than K: all its images
+    if top.shape[1] < min(int(top_images), n_probe):
         raise BaselineError(f"{image_embeddings_h5} keeps {top.shape[1]} top images per neuron, "
                             f"hypothesize.clip_dissect.top_images is {top_images}; rerun embed_probe_images")
     top = top[:, :top_images]
