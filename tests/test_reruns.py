@@ -25,6 +25,10 @@ def test_partial_reruns(tmp_path):
 
     # nothing changed: nothing to do
     assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets, extra=("-n",))) == Counter()
+    # speed settings (batch sizes, DataLoader workers) change no result: nothing to do either
+    fast = {**cfg, "num_workers": 1, "models": {"tiny": {**cfg["models"]["tiny"], "batch_size": 3}},
+            "embedder": {**cfg["embedder"], "batch_size": 5}}
+    assert jobs_run(run_snakemake(tmp_path, fast, targets=targets, extra=("-n",))) == Counter()
 
     # a concept set's contents change and a new set is added: only concept jobs and hypotheses run
     crops_mtime = (tmp_path / "results/tiny/pics/crops/crops.h5").stat().st_mtime_ns

@@ -36,8 +36,21 @@ def model_spec(wildcards):
     return config["models"][wildcards.model]
 
 
-# Model keys that change no activation of the probe.
-MODEL_KEYS_NOT_IN_ACTIVATIONS = ("ground_truth",)
+# Model keys that change no activation of the probe: `ground_truth` feeds the final-layer metrics only, and
+# `batch_size` is a speed setting (passed as a resource, see below).
+MODEL_KEYS_NOT_IN_ACTIVATIONS = ("ground_truth", "batch_size")
+
+
+# Speed settings (batch sizes, DataLoader workers) change how fast a job runs, never what it writes. They reach
+# the scripts as `resources:` rather than `params:`, so that tuning them for a GPU never reruns a finished probe
+# or embedding (Snakemake's params trigger would).
+def model_batch_size(wildcards):
+    return int(model_spec(wildcards).get("batch_size", 64))
+
+
+def embedder_result_spec():
+    """The embedder spec as a param: without its batch size (a resource)."""
+    return {k: v for k, v in config["embedder"].items() if k != "batch_size"}
 
 
 def probe_model_spec(wildcards):

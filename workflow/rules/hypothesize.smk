@@ -37,13 +37,14 @@ rule embed_concepts:
     benchmark:
         "benchmarks/concepts/{concept_set}/embed_concepts.tsv"
     params:
-        embedder=config["embedder"],
+        embedder=embedder_result_spec(),
         template=config["hypothesize"]["template"],
         device=config["device"],
     threads: 2
     resources:
         mem_mb=8000,
         runtime=30,
+        batch_size=config["embedder"]["batch_size"],
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -63,14 +64,15 @@ rule embed_crops:
         "benchmarks/{model}/{probe}/embed_crops.tsv"
     params:
         probe=probe_spec,
-        embedder=config["embedder"],
+        embedder=embedder_result_spec(),
         crop=config["hypothesize"]["crop"],
         device=config["device"],
-        num_workers=config["num_workers"],
     threads: 4
     resources:
         mem_mb=16000,
         runtime=120,
+        batch_size=config["embedder"]["batch_size"],
+        workers=config["num_workers"],
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -147,11 +149,11 @@ rule neuron_grids:
     params:
         probe=probe_spec,
         tile=96,
-        num_workers=config["num_workers"],
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
+        workers=config["num_workers"],
     conda:
         "../../envs/cpu.yaml"
     script:

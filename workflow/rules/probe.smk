@@ -14,12 +14,13 @@ rule probe_activations:
         probe=probe_spec,
         top_n=config["select"]["top_n"],
         device=config["device"],
-        num_workers=config["num_workers"],
         max_bad_share=config["max_bad_image_share"],
     threads: 4
     resources:
         mem_mb=16000,
         runtime=240,
+        batch_size=model_batch_size,
+        workers=config["num_workers"],
     conda:
         "../../envs/gpu.yaml"
     script:

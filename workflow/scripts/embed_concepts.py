@@ -10,4 +10,4 @@ with stderr_to(snakemake.log[0]):
     p = snakemake.params
     embedder = load_embedder(dict(p.embedder), resolve_device(p.device))
     run_embed_concepts(snakemake.input.json, snakemake.output.h5, embedder, dict(p.embedder),
-                       template=p.template, batch_size=max(256, p.embedder.get("batch_size", 64)))
+                       template=p.template, batch_size=max(256, snakemake.resources.batch_size))

@@ -18,6 +18,6 @@ with stderr_to(snakemake.log[0]):
         snakemake.output.h5,
         spec=dict(p.embedder),
         crop=dict(p.crop),
-        batch_size=p.embedder.get("batch_size", 64),
-        num_workers=min(p.num_workers, max(0, snakemake.threads - 1)),
+        batch_size=snakemake.resources.batch_size,
+        num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),
     )

@@ -12,5 +12,5 @@ run_grids(
     open_probe(snakemake.wildcards.probe, dict(p.probe)),
     snakemake.output.grids,
     tile=p.tile,
-    num_workers=min(p.num_workers, max(0, snakemake.threads - 1)),
+    num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),
 )

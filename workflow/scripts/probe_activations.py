@@ -16,8 +16,8 @@ with script_logging(snakemake.log[0]):
         probe,
         snakemake.output.h5,
         top_n=p.top_n,
-        batch_size=p.model.get("batch_size", 64),
-        num_workers=min(p.num_workers, max(0, snakemake.threads - 1)),
+        batch_size=snakemake.resources.batch_size,
+        num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),
         max_bad_share=p.max_bad_share,
         probe_spec=p.probe,
     )
