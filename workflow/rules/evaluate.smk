@@ -266,14 +266,15 @@ rule sweep_embed_crops:
         "benchmarks/sweeps/{model}/{probe}/embed_crops.tsv"
     params:
         probe=probe_spec,
-        embedder=config["embedder"],
+        embedder=embedder_result_spec(),
         crop=config["hypothesize"]["crop"],
         device=config["device"],
-        num_workers=config["num_workers"],
     threads: 4
     resources:
         mem_mb=16000,
         runtime=120,
+        batch_size=config["embedder"]["batch_size"],
+        workers=config["num_workers"],
     conda:
         "../../envs/gpu.yaml"
     script:
