@@ -30,14 +30,15 @@ rule embed_probe_images:
         "benchmarks/{model}/{probe}/embed_probe_images.tsv"
     params:
         probe=probe_spec,
-        embedder=config["embedder"],
+        embedder=embedder_result_spec(),
         top_images=config["hypothesize"]["clip_dissect"]["top_images"],
         device=config["device"],
-        num_workers=config["num_workers"],
     threads: 4
     resources:
         mem_mb=16000,
         runtime=120,
+        batch_size=config["embedder"]["batch_size"],
+        workers=config["num_workers"],
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -205,15 +206,16 @@ rule ablate_neurons:
     benchmark:
         "benchmarks/{model}/{probe}/ablate_neurons.tsv"
     params:
-        model=model_spec,
+        model=probe_model_spec,
         probe=probe_spec,
         neurons=ABLATE_NEURONS,
         device=config["device"],
-        num_workers=config["num_workers"],
     threads: 4
     resources:
         mem_mb=16000,
         runtime=120,
+        batch_size=model_batch_size,
+        workers=config["num_workers"],
     conda:
         "../../envs/gpu.yaml"
     script:

@@ -18,7 +18,7 @@ with script_logging(snakemake.log[0]):
         list(p.neurons),
         snakemake.output.ablation,
         class_names=names,
-        batch_size=p.model.get("batch_size", 64),
-        num_workers=min(p.num_workers, max(0, snakemake.threads - 1)),
+        batch_size=snakemake.resources.batch_size,
+        num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),
         strict_names=from_truth,
     )

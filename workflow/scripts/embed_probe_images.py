@@ -16,6 +16,6 @@ with script_logging(snakemake.log[0]):
         dict(p.embedder),
         snakemake.output.h5,
         top_images=p.top_images,
-        batch_size=p.embedder.get("batch_size", 64),
-        num_workers=min(p.num_workers, max(0, snakemake.threads - 1)),
+        batch_size=snakemake.resources.batch_size,
+        num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),
     )
