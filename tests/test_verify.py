@@ -491,3 +491,27 @@ def test_no_hypotheses_gives_empty_but_valid_outputs(tmp_path):
     assert read_json(tmp_path / "s.json")["mean_ar_initial"] is None  # strict JSON: NaN -> null
     assert read_csv(tmp_path / "ar.csv") == []
     assert [r["status"] for r in read_csv(tmp_path / "nc.csv")][:3] == ["unverified", "unverified", "not_selected"]
+
+
+def test_cache_keys_follow_the_contents_of_local_files(tmp_path):
+    """A world spec or checkpoint edited in place must not reuse cached images or activations."""
+    from sieve.backends.generators import generator_settings
+    from sieve.verify import model_key
+
+    spec = tmp_path / "world.yaml"
+    spec.write_text("noise: 0.1\n")
+    gen = {"source": "synthetic", "spec": str(spec)}
+    model = {"source": "synthetic", "spec": str(spec)}
+    g1, m1 = generator_settings(gen, "float32"), model_key(model, "float32")
+    assert generator_settings(gen, "float32") == g1 and model_key(model, "float32") == m1  # stable
+    spec.write_text("noise: 0.25\n")
+    assert generator_settings(gen, "float32") != g1 and model_key(model, "float32") != m1
+
+    ckpt = tmp_path / "r.pth"
+    torch.save({"w": torch.zeros(2)}, ckpt)
+    tv = {"source": "torchvision", "arch": "resnet18", "weights": str(ckpt)}
+    k1 = model_key(tv, "float32")
+    torch.save({"w": torch.ones(2)}, ckpt)  # retrained in place: same path, same size
+    assert model_key(tv, "float32") != k1
+    hub = {"source": "torchvision", "arch": "resnet50", "weights": "IMAGENET1K_V1"}
+    assert model_key(hub, "float32") == model_key(dict(hub), "float32")  # hub names: no file to read

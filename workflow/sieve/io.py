@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -94,6 +95,27 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)[:16]
+
+
+def local_file_fingerprints(spec: dict[str, Any], keys: tuple[str, ...] = ("weights", "spec", "model_config",
+                                                                           "pretrained")) -> dict[str, str]:
+    """Content digests of the local files a backend spec names (a checkpoint, a world spec): keys of
+    content-addressed caches include them, so editing or retraining a file in place never reuses stale
+    results. Hub ids, URLs and missing paths give nothing."""
+    out = {}
+    for key in keys:
+        value = spec.get(key)
+        if isinstance(value, str) and "://" not in value:
+            path = Path(os.path.expanduser(value))
+            if path.is_file():
+                st = path.stat()
+                out[key] = _file_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return out
 
 
 def setup_logging(log_file: str | os.PathLike[str] | None = None, level: int = logging.INFO) -> logging.Logger:

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_path, dumps, read_json, stable_hash, write_json
+from .io import atomic_path, dumps, local_file_fingerprints, read_json, stable_hash, write_json
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def concept_seeds(base_seed: int, images_per_concept: int) -> list[int]:
 def model_key(spec: dict[str, Any], dtype: Any) -> str:
     """Key of a target model's activations: its spec (without batch size) and resolved dtype."""
     return stable_hash("model", {k: v for k, v in spec.items() if k not in MODEL_KEY_IGNORED},
-                       str(dtype).replace("torch.", ""))
+                       str(dtype).replace("torch.", ""), local_file_fingerprints(spec))
 
 
 def activation_rate(acts: np.ndarray, threshold: float) -> tuple[int, int, float]:

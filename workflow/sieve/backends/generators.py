@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..io import local_file_fingerprints
 from . import BackendError, Registry, import_factory
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ def generator_settings(spec: dict[str, Any], dtype: torch.dtype | str) -> dict[s
             settings["fingerprint"] = folder_fingerprint(folder)
     if settings["source"] != "diffusers":
         settings.pop("model", None)
+    settings.update({f"{k}_sha256": v for k, v in local_file_fingerprints(spec, ("spec",)).items()})
     return settings
 
 
