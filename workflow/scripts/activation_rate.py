@@ -3,19 +3,19 @@
 Reusable by other rules (baselines): inputs hypotheses, select, manifests; outputs ar, summary,
 neuron_concepts, generated; params enabled, method; wildcard model."""
 
-from sieve.io import setup_logging
+from sieve.io import script_logging
 from sieve.verify import run_activation_rate
 
-setup_logging(snakemake.log[0])
-run_activation_rate(
-    snakemake.input.hypotheses,
-    snakemake.input.select,
-    list(snakemake.input.manifests),
-    snakemake.wildcards.model,
-    snakemake.output.ar,
-    snakemake.output.summary,
-    snakemake.output.neuron_concepts,
-    out_generated=snakemake.output.generated,
-    enabled=snakemake.params.enabled,
-    method=snakemake.params.method,
-)
+with script_logging(snakemake.log[0]):
+    run_activation_rate(
+        snakemake.input.hypotheses,
+        snakemake.input.select,
+        list(snakemake.input.manifests),
+        snakemake.wildcards.model,
+        snakemake.output.ar,
+        snakemake.output.summary,
+        snakemake.output.neuron_concepts,
+        out_generated=snakemake.output.generated,
+        enabled=snakemake.params.enabled,
+        method=snakemake.params.method,
+    )

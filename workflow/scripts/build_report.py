@@ -1,11 +1,10 @@
 """Snakemake script: the final HTML report."""
 
-from sieve.io import setup_logging, stderr_to
+from sieve.io import script_logging
 from sieve.report import build_report
 
-setup_logging(snakemake.log[0])
-p = snakemake.params
-with stderr_to(snakemake.log[0]):
+with script_logging(snakemake.log[0]):
+    p = snakemake.params
     build_report(
         snakemake.output.html,
         snakemake.output.assets,

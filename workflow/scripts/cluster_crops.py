@@ -1,15 +1,15 @@
 """Snakemake script: Ward clusters of each selected neuron's crop embeddings."""
 
 from sieve.hypothesize import run_cluster
-from sieve.io import setup_logging
+from sieve.io import script_logging
 
-setup_logging(snakemake.log[0])
-p = snakemake.params
-run_cluster(
-    snakemake.input.h5,
-    snakemake.output.clusters,
-    cluster=p.cluster,
-    k_max=p.k_max,
-    silhouette_floor=p.silhouette_floor,
-    min_cluster_size=p.min_cluster_size,
-)
+with script_logging(snakemake.log[0]):
+    p = snakemake.params
+    run_cluster(
+        snakemake.input.h5,
+        snakemake.output.clusters,
+        cluster=p.cluster,
+        k_max=p.k_max,
+        silhouette_floor=p.silhouette_floor,
+        min_cluster_size=p.min_cluster_size,
+    )

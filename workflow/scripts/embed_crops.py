@@ -4,10 +4,9 @@ from sieve.backends.embedders import load_embedder
 from sieve.backends.probes import open_probe
 from sieve.devices import resolve_device
 from sieve.hypothesize import run_embed_crops
-from sieve.io import setup_logging, stderr_to
+from sieve.io import script_logging
 
-setup_logging(snakemake.log[0])
-with stderr_to(snakemake.log[0]):
+with script_logging(snakemake.log[0]):
     p = snakemake.params
     embedder = load_embedder(dict(p.embedder), resolve_device(p.device))
     run_embed_crops(

@@ -1,8 +1,8 @@
 """Snakemake script: every distinct concept of every hypotheses folder -> results/generate/requests.json."""
 
-from sieve.io import setup_logging
+from sieve.io import script_logging
 from sieve.verify import run_requests
 
-setup_logging(snakemake.log[0])
-p = snakemake.params
-run_requests(list(snakemake.input.hypotheses), snakemake.output.requests, p.prompt, p.shards, p.generator)
+with script_logging(snakemake.log[0]):
+    p = snakemake.params
+    run_requests(list(snakemake.input.hypotheses), snakemake.output.requests, p.prompt, p.shards, p.generator)

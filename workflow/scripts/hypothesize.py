@@ -1,14 +1,14 @@
 """Snakemake script: top concepts of each cluster of each selected neuron, for one concept set."""
 
 from sieve.hypothesize import run_hypothesize
-from sieve.io import setup_logging
+from sieve.io import script_logging
 
-setup_logging(snakemake.log[0])
-run_hypothesize(
-    snakemake.input.clusters,
-    snakemake.input.crops,
-    snakemake.input.concepts,
-    snakemake.input.embeddings,
-    snakemake.output.hypotheses,
-    concepts_per_cluster=snakemake.params.concepts_per_cluster,
-)
+with script_logging(snakemake.log[0]):
+    run_hypothesize(
+        snakemake.input.clusters,
+        snakemake.input.crops,
+        snakemake.input.concepts,
+        snakemake.input.embeddings,
+        snakemake.output.hypotheses,
+        concepts_per_cluster=snakemake.params.concepts_per_cluster,
+    )

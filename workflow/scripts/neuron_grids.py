@@ -2,15 +2,15 @@
 
 from sieve.backends.probes import open_probe
 from sieve.hypothesize import run_grids
-from sieve.io import setup_logging
+from sieve.io import script_logging
 
-setup_logging(snakemake.log[0])
-p = snakemake.params
-run_grids(
-    snakemake.input.clusters,
-    snakemake.input.crops,
-    open_probe(snakemake.wildcards.probe, dict(p.probe)),
-    snakemake.output.grids,
-    tile=p.tile,
-    num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),
-)
+with script_logging(snakemake.log[0]):
+    p = snakemake.params
+    run_grids(
+        snakemake.input.clusters,
+        snakemake.input.crops,
+        open_probe(snakemake.wildcards.probe, dict(p.probe)),
+        snakemake.output.grids,
+        tile=p.tile,
+        num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),
+    )

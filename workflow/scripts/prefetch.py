@@ -4,11 +4,10 @@ from sieve.backends.offline import set_offline
 
 set_offline(False)  # prefetch is the one job that must reach the network, whatever `offline:` says
 
-from sieve.io import setup_logging, stderr_to, write_json  # noqa: E402
+from sieve.io import script_logging, write_json  # noqa: E402
 from sieve.prefetch import cache_locations, prefetch  # noqa: E402
 
-setup_logging(snakemake.log[0])
-with stderr_to(snakemake.log[0]):
+with script_logging(snakemake.log[0]):
     p = snakemake.params
     config = {
         "models": p.models,

@@ -1,9 +1,9 @@
 """Snakemake script: read, clean and hash one concept set (fetching a url list once)."""
 
 from sieve.concepts import load_concept_set
-from sieve.io import setup_logging, write_json
+from sieve.io import script_logging, write_json
 
-setup_logging(snakemake.log[0])
-p = snakemake.params
-write_json(snakemake.output.json,
-           load_concept_set(snakemake.wildcards.concept_set, dict(p.spec), resources_dir=p.resources))
+with script_logging(snakemake.log[0]):
+    p = snakemake.params
+    write_json(snakemake.output.json,
+               load_concept_set(snakemake.wildcards.concept_set, dict(p.spec), resources_dir=p.resources))

@@ -1,22 +1,22 @@
 """Snakemake script: planted truth beside the result for one synthetic model / probe / concept set (and, when
 the CLIP-Dissect baseline ran, its recovery beside SIEVE's)."""
 
-from sieve.io import setup_logging
+from sieve.io import script_logging
 from sieve.synthetic.truth import run_truth
 
-setup_logging(snakemake.log[0])
-inp = snakemake.input
-run_truth(
-    snakemake.params.spec,
-    inp.select,
-    inp.neuron_concepts,
-    inp.ar,
-    inp.verify_summary,
-    snakemake.output.csv,
-    snakemake.output.summary,
-)
-if inp.baselines:
-    from sieve.evaluate import add_methods_to_truth
+with script_logging(snakemake.log[0]):
+    inp = snakemake.input
+    run_truth(
+        snakemake.params.spec,
+        inp.select,
+        inp.neuron_concepts,
+        inp.ar,
+        inp.verify_summary,
+        snakemake.output.csv,
+        snakemake.output.summary,
+    )
+    if inp.baselines:
+        from sieve.evaluate import add_methods_to_truth
 
-    add_methods_to_truth(snakemake.output.summary, snakemake.params.spec, inp.select,
-                         {"clip_dissect": list(inp.baselines)}, sieve_verify_summary=inp.verify_summary)
+        add_methods_to_truth(snakemake.output.summary, snakemake.params.spec, inp.select,
+                             {"clip_dissect": list(inp.baselines)}, sieve_verify_summary=inp.verify_summary)
