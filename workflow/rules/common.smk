@@ -11,7 +11,8 @@ PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
 if PACKAGE_DIR not in sys.path:
     sys.path.insert(0, PACKAGE_DIR)
 
-from sieve.io import stable_hash  # noqa: E402  (light: no torch)
+from sieve.backends import activation_spec, embedding_spec  # noqa: E402  (light: no torch)
+from sieve.io import stable_hash  # noqa: E402
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -36,11 +37,6 @@ def model_spec(wildcards):
     return config["models"][wildcards.model]
 
 
-# Model keys that change no activation of the probe: `ground_truth` feeds the final-layer metrics only, and
-# `batch_size` is a speed setting (passed as a resource, see below).
-MODEL_KEYS_NOT_IN_ACTIVATIONS = ("ground_truth", "batch_size")
-
-
 # Speed settings (batch sizes, DataLoader workers) change how fast a job runs, never what it writes. They reach
 # the scripts as `resources:` rather than `params:`, so that tuning them for a GPU never reruns a finished probe
 # or embedding (Snakemake's params trigger would).
@@ -50,14 +46,13 @@ def model_batch_size(wildcards):
 
 def embedder_result_spec():
     """The embedder spec as a param: without its batch size (a resource)."""
-    return {k: v for k, v in config["embedder"].items() if k != "batch_size"}
+    return embedding_spec(config["embedder"])
 
 
 def probe_model_spec(wildcards):
     """The model spec as the probe's param: without keys that change no activation (adding `ground_truth` for
     the final-layer metrics must not rerun the probe and everything after it)."""
-    spec = model_spec(wildcards)
-    return {k: v for k, v in spec.items() if k not in MODEL_KEYS_NOT_IN_ACTIVATIONS}
+    return activation_spec(model_spec(wildcards))
 
 
 def probe_spec(wildcards):

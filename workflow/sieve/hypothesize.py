@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
+from .backends import embedding_spec
 from .io import atomic_path, read_json, write_json
 
 if TYPE_CHECKING:  # torch is imported where it is used: clustering and scoring jobs start without it
@@ -46,7 +47,6 @@ if TYPE_CHECKING:  # torch is imported where it is used: clustering and scoring 
 log = logging.getLogger(__name__)
 
 STR_DT = h5py.string_dtype("utf-8")
-EMBEDDER_IGNORED_KEYS = ("batch_size",)  # keys that do not change an embedding
 
 
 class HypothesizeError(ValueError):
@@ -193,7 +193,7 @@ def top_concepts(scores: np.ndarray, ids: list[str], texts: list[str], k: int) -
 
 def embedder_key(spec: dict[str, Any]) -> str:
     """The embedder spec as canonical JSON, without keys that do not change an embedding."""
-    return json.dumps({k: v for k, v in spec.items() if k not in EMBEDDER_IGNORED_KEYS}, sort_keys=True)
+    return json.dumps(embedding_spec(spec), sort_keys=True)
 
 
 def fill_template(template: str, concept: str) -> str:

@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends import activation_spec
 from .io import atomic_path, dumps, local_file_fingerprints, read_json, stable_hash, write_json
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,6 @@ log = logging.getLogger(__name__)
 AR_COLUMNS = ["neuron", "cluster", "concept", "concept_id", "rank", "score", "n_images", "n_active", "ar", "kept"]
 NEURON_COLUMNS = ["neuron", "status", "n_hypotheses", "n_verified", "best_concept", "best_ar", "concepts", "ars",
                   "concept_ids", "ratio", "threshold"]
-MODEL_KEY_IGNORED = ("batch_size", "ground_truth")
 
 
 class VerifyError(ValueError):
@@ -91,7 +91,7 @@ def concept_seeds(base_seed: int, images_per_concept: int) -> list[int]:
 
 def model_key(spec: dict[str, Any], dtype: Any) -> str:
     """Key of a target model's activations: its spec (without batch size) and resolved dtype."""
-    return stable_hash("model", {k: v for k, v in spec.items() if k not in MODEL_KEY_IGNORED},
+    return stable_hash("model", activation_spec(spec),
                        str(dtype).replace("torch.", ""), local_file_fingerprints(spec))
 
 

@@ -17,6 +17,22 @@ from typing import Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Spec keys that change how fast a job runs or what else it feeds, never an activation or an embedding: the
+# params that trigger reruns (common.smk) and the content-addressed cache keys (verify, hypothesize) omit them.
+MODEL_KEYS_NOT_IN_ACTIVATIONS = ("ground_truth", "batch_size")
+EMBEDDER_KEYS_NOT_IN_EMBEDDINGS = ("batch_size",)
+
+
+def activation_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A model spec without the keys that change no activation."""
+    return {k: v for k, v in spec.items() if k not in MODEL_KEYS_NOT_IN_ACTIVATIONS}
+
+
+def embedding_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """An embedder spec without the keys that change no embedding."""
+    return {k: v for k, v in spec.items() if k not in EMBEDDER_KEYS_NOT_IN_EMBEDDINGS}
+
+
 class BackendError(ValueError):
     """A backend could not be built from its config: the message names the key and the problem."""
 
