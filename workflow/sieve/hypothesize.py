@@ -172,13 +172,25 @@ def cluster_embeddings(x: np.ndarray, k_max: int = 5, silhouette_floor: float = 
 # 4. concept scores
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def mean_unit(crops: np.ndarray) -> np.ndarray:
+    """The mean of a cluster's L2-normalised crop embeddings [n, D] -> [D]."""
+    return _unit(crops).mean(axis=0)
+
+
+def cluster_scores(means: np.ndarray, texts: np.ndarray) -> np.ndarray:
+    """Many clusters at once: means [M, D] (from :func:`mean_unit`) against concepts [C, D] -> [M, C]. The mean
+    of the cosines equals the dot product of the mean unit crop with the unit text."""
+    return np.asarray(means, dtype=np.float64) @ _unit(texts).T
+
+
 def concept_scores(crops: np.ndarray, texts: np.ndarray) -> np.ndarray:
     """Mean cosine similarity between a cluster's crop embeddings [n, D] and every concept [C, D] -> [C]."""
-    crops = np.asarray(crops, dtype=np.float64)
-    texts = np.asarray(texts, dtype=np.float64)
-    crops = crops / np.maximum(np.linalg.norm(crops, axis=1, keepdims=True), 1e-12)
-    texts = texts / np.maximum(np.linalg.norm(texts, axis=1, keepdims=True), 1e-12)
-    return crops.mean(axis=0) @ texts.T
+    return cluster_scores(mean_unit(crops)[None], texts)[0]
 
 
 def top_concepts(scores: np.ndarray, ids: list[str], texts: list[str], k: int) -> list[dict[str, Any]]:
@@ -424,18 +436,14 @@ def run_hypothesize(clusters_dir: str, crops_h5: str, concepts_json: str, embedd
             raise HypothesizeError(f"neuron {n} of {p} has no crops in {crops_h5}; rerun cluster_crops")
         doc = {"neuron": n, "concept_set": concept_set, "method": "sieve", "clusters": []}
         for cl in d["clusters"]:
-            x = c["embeddings"][slot[n], cl["members"]].astype(np.float64)
-            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
             entry = {"cluster": cl["cluster"], "size": cl["size"], "members": cl["members"], "concepts": []}
             doc["clusters"].append(entry)
-            tasks.append((entry, x.mean(axis=0)))
+            tasks.append((entry, mean_unit(c["embeddings"][slot[n], cl["members"]])))
         docs.append(doc)
-    t = t_emb.astype(np.float64)
-    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
     k = min(concepts_per_cluster, len(ids))
     for i in range(0, len(tasks), chunk):
         part = tasks[i : i + chunk]
-        scores = np.stack([m for _, m in part]) @ t.T  # mean of cosines = cosine with the mean of unit vectors
+        scores = cluster_scores(np.stack([m for _, m in part]), t_emb)
         for (entry, _), row in zip(part, scores, strict=True):
             entry["concepts"] = top_concepts(row, ids, texts, k)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
