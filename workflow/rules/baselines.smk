@@ -19,7 +19,7 @@ rule embed_probe_images:
     threads: 4
     resources:
         gpu=1,
-        cpus_per_gpu=cpus_per_gpu,
+        cpus_per_gpu=4,
         mem_mb=per_attempt(16000),
         runtime=per_attempt(120),
         batch_size=config["embedder"]["batch_size"],

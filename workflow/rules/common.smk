@@ -92,6 +92,8 @@ wildcard_constraints:
 
 
 # ------------------------------------------------------------------------------------------------- resources
+# Each rule states its threads, memory and runtime (per_attempt), and a rule that runs a network `gpu=1` with
+# `cpus_per_gpu` (SLURM's --cpus-per-gpu) equal to its threads; profiles hold only site policy.
 def per_attempt(amount):
     """A resource (memory in MB, runtime in minutes) that grows with the attempt: a job killed for memory or
     time is retried (the profile's `retries:`) with twice, then three times as much."""
@@ -100,11 +102,6 @@ def per_attempt(amount):
         return amount * attempt
 
     return resource
-
-
-def cpus_per_gpu(wildcards, threads):
-    """A GPU job's CPUs on SLURM (--cpus-per-gpu): its threads, for data loading."""
-    return threads
 
 
 # Speed settings (batch sizes, DataLoader workers) change how fast a job runs, never what it writes. They reach
@@ -225,6 +222,12 @@ def get_stage_outputs():
     if "sieve" in HYPOTHESIZE_METHODS:
         outs += over_runs(paths.GRIDS)
         outs += over_runs(paths.VERIFY["neuron_concepts"]) + over_runs(paths.VERIFY["summary"])
+    if SYNTHETIC_MODELS:
+        outs += over_runs(paths.TRUTH_CSV, SYNTHETIC_MODELS) + over_runs(
+            paths.TRUTH_SUMMARY, SYNTHETIC_MODELS
+        )
+    if STAGE_ABLATIONS:
+        outs += over_runs(paths.STAGE_ABLATION_TABLE)
     if "clip_dissect" in HYPOTHESIZE_METHODS:
         clip_dissect = paths.verify_files(paths.CLIP_DISSECT)
         outs += over_runs(clip_dissect["summary"]) + over_runs(clip_dissect["neuron_concepts"])
@@ -234,12 +237,6 @@ def get_stage_outputs():
         outs += over_runs(paths.NEURON_ABLATION)
     if SWEEP_TAUS:
         outs += over_runs(paths.SWEEP_TABLE)
-    if SYNTHETIC_MODELS:
-        outs += over_runs(paths.TRUTH_CSV, SYNTHETIC_MODELS) + over_runs(
-            paths.TRUTH_SUMMARY, SYNTHETIC_MODELS
-        )
-    if STAGE_ABLATIONS:
-        outs += over_runs(paths.STAGE_ABLATION_TABLE)
     return outs
 
 

@@ -21,7 +21,7 @@ rule final_layer_metrics:
     threads: 2
     resources:
         gpu=1,
-        cpus_per_gpu=cpus_per_gpu,
+        cpus_per_gpu=2,
         mem_mb=per_attempt(8000),
         runtime=per_attempt(30),
     params:
@@ -54,7 +54,7 @@ rule ablate_neurons:
     threads: 4
     resources:
         gpu=1,
-        cpus_per_gpu=cpus_per_gpu,
+        cpus_per_gpu=4,
         mem_mb=per_attempt(16000),
         runtime=per_attempt(120),
         batch_size=model_batch_size,

@@ -43,7 +43,7 @@ rule embed_concepts:
     threads: 2
     resources:
         gpu=1,
-        cpus_per_gpu=cpus_per_gpu,
+        cpus_per_gpu=2,
         mem_mb=per_attempt(8000),
         runtime=per_attempt(30),
         batch_size=config["embedder"]["batch_size"],
@@ -71,7 +71,7 @@ rule embed_crops:
     threads: 4
     resources:
         gpu=1,
-        cpus_per_gpu=cpus_per_gpu,
+        cpus_per_gpu=4,
         mem_mb=per_attempt(16000),
         runtime=per_attempt(120),
         batch_size=config["embedder"]["batch_size"],

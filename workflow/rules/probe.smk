@@ -14,7 +14,7 @@ rule probe_activations:
     threads: 4
     resources:
         gpu=1,
-        cpus_per_gpu=cpus_per_gpu,
+        cpus_per_gpu=4,
         mem_mb=per_attempt(16000),
         runtime=per_attempt(240),
         batch_size=model_batch_size,

@@ -46,7 +46,7 @@ rule generate_shard:
     threads: 4
     resources:
         gpu=1,
-        cpus_per_gpu=cpus_per_gpu,
+        cpus_per_gpu=4,
         mem_mb=per_attempt(32000),
         runtime=per_attempt(360),
     params:
