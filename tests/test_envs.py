@@ -55,9 +55,10 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
         threads = r.resources["_cores"].value
         res = {k: [evaluate(v, 1, threads), evaluate(v, 2, threads)] for k, v in r.resources.items()
                if not k.startswith("_")}
+        # r._group: the rule's own group (r.group reads None outside cluster execution and dry runs)
         rules.append({"name": r.name, "conda": r.conda_env, "log": [str(x) for x in r.log],
                       "benchmark": str(r.benchmark) if r.benchmark else None, "resources": res,
-                      "threads": threads, "group": r.group, "local": r.name in wf._localrules,
+                      "threads": threads, "group": r._group, "local": r.name in wf._localrules,
                       "script": r.script, "is_target_only": not r.output})
 json.dump(rules, sys.stdout)
 """
