@@ -30,9 +30,10 @@ def check_renamed_keys(cfg):
     """Raise a WorkflowError naming the new key for every renamed key the config still uses."""
     for (section, key), new in RENAMED_KEYS.items():
         if isinstance(cfg.get(section), dict) and key in cfg[section]:
+            value = str(cfg[section][key]).lower()
             raise WorkflowError(
-                f"config key {section}.{key} was renamed {new}: write `{new}: "
-                f"{str(cfg[section][key]).lower()}` instead"
+                f"config key {section}.{key} was renamed {new}: write "
+                f"`{section}: {{{new.split('.')[-1]}: {value}}}` instead"
             )
 
 
