@@ -9,12 +9,12 @@
 # no Select: every neuron that is not dead goes on to Hypothesize.
 use rule select_neurons as stage_ablation_select_neurons with:
     output:
-        summary=paths.select_summary(paths.stage_ablation_model_probe("no_select")),
-        neurons=directory(paths.select_neurons(paths.stage_ablation_model_probe("no_select"))),
+        summary=paths.select_summary(paths.STAGE_ABLATION_NO_SELECT),
+        neurons=directory(paths.select_neurons(paths.STAGE_ABLATION_NO_SELECT)),
     log:
-        paths.log(paths.stage_ablation_model_probe("no_select"), "select_neurons"),
+        paths.log(paths.STAGE_ABLATION_NO_SELECT, "select_neurons"),
     benchmark:
-        paths.benchmark(paths.stage_ablation_model_probe("no_select"), "select_neurons")
+        paths.benchmark(paths.STAGE_ABLATION_NO_SELECT, "select_neurons")
     params:
         enabled=False,
 
@@ -25,11 +25,11 @@ use rule embed_crops as stage_ablation_embed_crops with:
         h5=rules.probe_activations.output.h5,
         neurons=rules.stage_ablation_select_neurons.output.neurons,
     output:
-        h5=paths.crops(paths.stage_ablation_model_probe("no_select")),
+        h5=paths.crops(paths.STAGE_ABLATION_NO_SELECT),
     log:
-        paths.log(paths.stage_ablation_model_probe("no_select"), "embed_crops"),
+        paths.log(paths.STAGE_ABLATION_NO_SELECT, "embed_crops"),
     benchmark:
-        paths.benchmark(paths.stage_ablation_model_probe("no_select"), "embed_crops")
+        paths.benchmark(paths.STAGE_ABLATION_NO_SELECT, "embed_crops")
 
 
 # no Select: the usual clusters over all neurons; no Cluster: one cluster per neuron.

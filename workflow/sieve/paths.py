@@ -56,6 +56,9 @@ def stage_ablation_run(variant: str) -> str:
     return STAGE_ABLATION_VARIANT_RUN.replace("{variant}", variant)
 
 
+STAGE_ABLATION_NO_SELECT = stage_ablation_model_probe("no_select")  # the one variant with its own Select and crops
+
+
 def result(root: str, name: str) -> str:
     """``results/{root}/{name}``."""
     return f"{RESULTS}/{root}/{name}" if root else f"{RESULTS}/{name}"
