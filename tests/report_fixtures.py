@@ -128,7 +128,7 @@ def make_results(root: Path, n_neurons: int = 24, n_images: int = 60, models=("t
                                                 "recovered_share": None}},
                         "recovery": 0.5, "select_correct": True, "mean_ar_initial": mean,
                         "hypotheses": {"n": len(hyp_rows), "n_wrong_kept": 1}})
-                    write_json(results / "ablations" / m / p / cs / "ablations.json", {"synthetic": True, "variants": [
+                    write_json(results / "stage_ablations" / m / p / cs / "ablations.json", {"synthetic": True, "variants": [
                         {"variant": "full", "label": "all three (sieve)", "mean_ar": 0.8, "recovery": 0.9},
                         {"variant": "no_select", "label": "no Select", "mean_ar": 0.5, "recovery": 0.7}]})
                     write_json(run / "sweeps" / "tau.json", [{"tau": 4, "n_selected": 9}, {"tau": 8, "n_selected": 5}])

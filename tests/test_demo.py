@@ -25,7 +25,7 @@ def demo(tmp_path_factory):
     config["probes"]["synthetic"]["n_images"] = 400
     config["generator"]["images_per_concept"] = 8
     config["generator"]["shards"] = 1
-    assert config["evaluate"]["ablations"] is True and config["models"]["synthetic"]["source"] == "synthetic"
+    assert config["evaluate"]["stage_ablations"] is True and config["models"]["synthetic"]["source"] == "synthetic"
     proc = run_snakemake(work, config)
     return work, proc
 
@@ -76,9 +76,9 @@ def test_planted_concepts_are_recovered_and_wrong_hypotheses_rejected(demo):
             assert float(r["ar"]) >= 0.9 and r["kept"] == "1"
 
 
-def test_ablation_table(demo):
+def test_stage_ablation_table(demo):
     work, _ = demo
-    table = json.loads((work / "results/ablations/synthetic/synthetic/synthetic/ablations.json").read_text())
+    table = json.loads((work / "results/stage_ablations/synthetic/synthetic/synthetic/ablations.json").read_text())
     rows = {r["variant"]: r for r in table["variants"]}
     assert set(rows) == {"full", "no_select", "no_cluster", "no_verify"}
     full = rows["full"]

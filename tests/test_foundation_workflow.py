@@ -46,6 +46,7 @@ def test_probe_and_select_end_to_end(tmp_path) -> None:
         ({"device": "tpu"}, "'tpu' is not one of"),
         ({"models": {"m": {"source": "caffe"}}}, "'caffe' is not one of"),
         ({"probes": {"p": {"kind": "imagefolder", "pathh": "/x"}}}, "'pathh' was unexpected"),
+        ({"evaluate": {"ablations": True}}, "config key evaluate.ablations was renamed evaluate.stage_ablations"),
     ],
 )
 def test_config_errors_stop_before_any_job(tmp_path, patch, message) -> None:

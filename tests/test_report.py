@@ -243,9 +243,10 @@ def test_json_tables():
     assert json_table({"x": [1, 2]}, "t")["rows"] == [["x", "[1, 2]"]]
 
 
-def test_sweep_and_ablation_jobs_are_their_own_stages(tmp_path):
-    """benchmarks/sweeps/... and benchmarks/ablations/... hold other rules' jobs of the same file names: they are
-    not folded into the run's own stages, and a fractional swept tau is a number, not part of a stage name."""
+def test_sweep_and_stage_ablation_jobs_are_their_own_stages(tmp_path):
+    """benchmarks/sweeps/... and benchmarks/stage_ablations/... hold other rules' jobs of the same file names:
+    they are not folded into the run's own stages, and a fractional swept tau is a number, not part of a stage
+    name."""
     bench = tmp_path / "benchmarks"
 
     def write(rel, secs):
@@ -253,17 +254,17 @@ def test_sweep_and_ablation_jobs_are_their_own_stages(tmp_path):
         (bench / rel).write_text(f"s\th:m:s\n{secs}\t0:00:01\n")
 
     write("m/p/select_neurons.tsv", 1.0)
-    write("ablations/m/p/no_select/select_neurons.tsv", 2.0)
+    write("stage_ablations/m/p/no_select/select_neurons.tsv", 2.0)
     write("sweeps/m/p/select_neurons.tsv", 4.0)
     for i, tau in enumerate(("0.5", "1.5", "4", "1e-05")):
         write(f"sweeps/m/p/c/tau_{tau}.tsv", 10.0 + i)
     write("generate/generate_shard_0.tsv", 3.0)
     write("generate/generate_shard_1.tsv", 5.0)
-    write("ablations/generate/generate_shard_0.tsv", 8.0)
+    write("stage_ablations/generate/generate_shard_0.tsv", 8.0)
     rows = {r[0]: r[1:] for r in read_benchmarks(bench)["rows"]}
-    assert rows == {"select_neurons": [1, 1.0, 1.0], "ablations/select_neurons": [1, 2.0, 2.0],
+    assert rows == {"select_neurons": [1, 1.0, 1.0], "stage_ablations/select_neurons": [1, 2.0, 2.0],
                     "sweeps/select_neurons": [1, 4.0, 4.0], "sweeps/tau": [4, 46.0, 13.0],
-                    "generate_shard": [2, 8.0, 5.0], "ablations/generate_shard": [1, 8.0, 8.0]}
+                    "generate_shard": [2, 8.0, 5.0], "stage_ablations/generate_shard": [1, 8.0, 8.0]}
 
 
 def test_run_summary_shows_only_the_settings_of_the_source_in_use():

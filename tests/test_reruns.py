@@ -74,9 +74,9 @@ def test_editing_a_world_spec_reruns_what_reads_it(tmp_path):
     assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets, extra=("-n",))) == Counter(
         {"probe_activations": 1, "select_neurons": 1})
 
-    # the truth and the ablation table read the spec too (their dry-run inputs name it)
-    dry = run_snakemake(tmp_path, {**cfg, "evaluate": {"ablations": True}}, extra=("-n",))
-    for rule in ("truth", "ablation_table", "prepare_concepts"):
+    # the truth and the stage ablation table read the spec too (their dry-run inputs name it)
+    dry = run_snakemake(tmp_path, {**cfg, "evaluate": {"stage_ablations": True}}, extra=("-n",))
+    for rule in ("truth", "stage_ablation_table", "prepare_concepts"):
         block = re.search(rf"^\s*(?:local)?rule {rule}:\n\s*input: ([^\n]*)", dry.stdout, re.M)
         assert block and str(spec) in block.group(1), rule
 

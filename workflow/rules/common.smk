@@ -1,8 +1,13 @@
+# The config (checked against the schema, whose `default:` values fill missing keys), the switches read from
+# it, the final targets, and every input function of the rules. Functions live here, rules in the stage files
+# (`snakemake --lint` wants them apart). File names come from sieve/paths.py, the one home of the path scheme.
+
 import os
 import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # The sieve package lives next to the rules: importable here even when only the jobs' environments have it
@@ -11,37 +16,105 @@ PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
 if PACKAGE_DIR not in sys.path:
     sys.path.insert(0, PACKAGE_DIR)
 
-from sieve.backends import activation_spec, embedding_spec  # noqa: E402  (light: no torch)
-from sieve.io import stable_hash  # noqa: E402
+from sieve import paths  # noqa: E402  (light: no torch)
+from sieve.backends import BackendError, activation_spec, embedding_spec  # noqa: E402
+from sieve.backends.generators import check_generator_source  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------------- config
+# Keys that were renamed: the old spelling stops the run with the new one named (the schema alone would only
+# say that the key is unexpected).
+RENAMED_KEYS = {("evaluate", "ablations"): "evaluate.stage_ablations"}
 
 
+def check_renamed_keys(cfg):
+    """Raise a WorkflowError naming the new key for every renamed key the config still uses."""
+    for (section, key), new in RENAMED_KEYS.items():
+        if isinstance(cfg.get(section), dict) and key in cfg[section]:
+            value = str(cfg[section][key]).lower()
+            raise WorkflowError(
+                f"config key {section}.{key} was renamed {new}: write "
+                f"`{section}: {{{new.split('.')[-1]}: {value}}}` instead"
+            )
+
+
+check_renamed_keys(config)
 validate(config, schema="../schemas/config.schema.yaml")
 
-if config.get("offline"):
+# A generator folder that does not exist stops the run when the workflow is parsed, with one message.
+try:
+    check_generator_source(config["generator"])
+except BackendError as exc:
+    raise WorkflowError(str(exc)) from None
+
+if config["offline"]:
     for var in ("SIEVE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ[var] = "1"
+
+
+def hypothesize_methods():
+    """`hypothesize.methods` when given, else the one `hypothesize.method` (the schema's default: sieve)."""
+    hyp = config["hypothesize"]
+    return hyp["methods"] if "methods" in hyp else [hyp["method"]]
+
 
 MODELS = sorted(config["models"])
 PROBES = sorted(config["probes"])
 CONCEPT_SETS = sorted(config["concept_sets"])
+HYPOTHESIZE_METHODS = hypothesize_methods()
+GROUND_TRUTH_MODELS = [m for m in MODELS if "ground_truth" in config["models"][m]]
+SYNTHETIC_MODELS = [m for m in MODELS if config["models"][m]["source"] == "synthetic"]
+ABLATE_NEURONS = config["evaluate"]["ablate_neurons"]
+STAGE_ABLATIONS = config["evaluate"]["stage_ablations"]
+# no Select (select.enabled false), no Cluster (hypothesize.cluster false), no Verify (verify.enabled false)
+STAGE_ABLATION_VARIANTS = ["no_select", "no_cluster", "no_verify"]
+SWEEP_TAUS = sorted({float(t) for t in config["sweeps"]["select.tau"]})
+SWEEP_TAU_NAMES = {f"{t:g}": t for t in SWEEP_TAUS}
+# A sweep reuses the run's own Select/Hypothesize when they already cover its smallest tau.
+SWEEP_REUSES_RUN = bool(SWEEP_TAUS) and (
+    not config["select"]["enabled"] or SWEEP_TAUS[0] >= config["select"]["tau"]
+)
+SWEEP_MODEL_PROBE = paths.MODEL_PROBE if SWEEP_REUSES_RUN else paths.SWEEP_MODEL_PROBE
+SWEEP_HYPOTHESES = paths.HYPOTHESES if SWEEP_REUSES_RUN else paths.hypotheses(paths.SWEEP_RUN)
+# The packaged planted world (sieve.synthetic.world.resolve_spec_path reads the same file for "default").
+DEFAULT_WORLD_SPEC = str(Path(workflow.basedir) / "workflow" / "sieve" / "synthetic" / "default.yaml")
+
+
+def never_matching(names):
+    """A wildcard regex over ``names`` (one that matches nothing when there are none)."""
+    return "|".join(map(re.escape, names)) if names else "(?!)"
 
 
 wildcard_constraints:
-    model="|".join(map(re.escape, MODELS)),
-    probe="|".join(map(re.escape, PROBES)),
-    concept_set="|".join(map(re.escape, CONCEPT_SETS)),
+    model=never_matching(MODELS),
+    probe=never_matching(PROBES),
+    concept_set=never_matching(CONCEPT_SETS),
+    variant=never_matching(STAGE_ABLATION_VARIANTS),
     shard=r"\d+",
 
 
-def model_spec(wildcards):
-    return config["models"][wildcards.model]
+# ------------------------------------------------------------------------------------------------- resources
+# Each rule states its threads, memory and runtime (per_attempt), and a rule that runs a network `gpu=1` with
+# `cpus_per_gpu` (SLURM's --cpus-per-gpu) equal to its threads; profiles hold only site policy.
+def per_attempt(amount):
+    """A resource (memory in MB, runtime in minutes) that grows with the attempt: a job killed for memory or
+    time is retried (the profile's `retries:`) with twice, then three times as much."""
+
+    def resource(wildcards, attempt):
+        return amount * attempt
+
+    return resource
 
 
 # Speed settings (batch sizes, DataLoader workers) change how fast a job runs, never what it writes. They reach
 # the scripts as `resources:` rather than `params:`, so that tuning them for a GPU never reruns a finished probe
 # or embedding (Snakemake's params trigger would).
 def model_batch_size(wildcards):
-    return int(model_spec(wildcards).get("batch_size", 64))
+    return model_spec(wildcards)["batch_size"]
+
+
+# ---------------------------------------------------------------------------------------------------- specs
+def model_spec(wildcards):
+    return config["models"][wildcards.model]
 
 
 def embedder_result_spec():
@@ -63,13 +136,15 @@ def concept_set_spec(wildcards):
     return config["concept_sets"][wildcards.concept_set]
 
 
-# The packaged planted world (sieve.synthetic.world.resolve_spec_path reads the same file for "default").
-DEFAULT_WORLD_SPEC = str(Path(workflow.basedir) / "workflow" / "sieve" / "synthetic" / "default.yaml")
+def final_layer_clip_model():
+    """The CLIP of the final-layer metrics' CLIP cos: `evaluate.clip_model`, else the embedder."""
+    return config["evaluate"].get("clip_model", config["embedder"])
 
 
 def world_spec_file(spec):
     """The YAML file a synthetic entry reads (`spec:` of a model or probe set, `synthetic:` of a concept set):
-    an input of the rules that use it, so that editing the world reruns them (a path alone is only a param)."""
+    an input of the rules that use it, so that editing the world reruns them (a path alone is only a param).
+    """
     if spec in (None, "", "default"):
         return DEFAULT_WORLD_SPEC
     return os.path.expanduser(spec)
@@ -88,76 +163,232 @@ def concept_set_inputs(wildcards):
 def probe_world_specs(wildcards):
     """World spec files of a synthetic model or probe set (probe.smk); none for real ones."""
     files = set()
-    if model_spec(wildcards).get("source") == "synthetic":
+    if model_spec(wildcards)["source"] == "synthetic":
         files.add(world_spec_file(model_spec(wildcards).get("spec")))
-    if probe_spec(wildcards).get("kind") == "synthetic":
+    if probe_spec(wildcards)["kind"] == "synthetic":
         files.add(world_spec_file(probe_spec(wildcards).get("spec")))
     return sorted(files)
 
 
-def get_model_probe_outputs(pattern):
-    """Expand a path pattern over every (model, probe) pair."""
-    return expand(pattern, model=MODELS, probe=PROBES)
+def model_is_synthetic(wildcards):
+    return config["models"][wildcards.model]["source"] == "synthetic"
 
 
-def get_all_outputs(pattern):
-    """Expand a path pattern over every (model, probe, concept_set) triple."""
-    return expand(pattern, model=MODELS, probe=PROBES, concept_set=CONCEPT_SETS)
+def world_spec(wildcards):
+    """The world spec of a synthetic model, for its planted truth ('default' when the model names none)."""
+    spec = config["models"][wildcards.model]
+    if spec["source"] != "synthetic":
+        raise WorkflowError(
+            f"truth of model {wildcards.model!r}: only synthetic models (source: synthetic) have a planted truth"
+        )
+    return spec.get("spec", "default")
 
 
-def get_final_output():
-    """What `snakemake` with no target builds: the report, which depends on every stage's results."""
-    final = get_model_probe_outputs("results/{model}/{probe}/select/summary.json")
-    final += get_stage_outputs()
-    return final
+def world_spec_input(wildcards):
+    """The world spec file itself, so that editing it reruns the truth."""
+    return world_spec_file(world_spec(wildcards))
 
 
-# Stage files append to this list (path patterns over model/probe/concept_set) before `rule all` is parsed.
-STAGE_OUTPUTS = []
+def stage_ablation_world_spec(wildcards):
+    return config["models"][wildcards.model].get("spec", "default")
+
+
+def ground_truth_file(wildcards):
+    gt = config["models"][wildcards.model].get("ground_truth")
+    return [os.path.expanduser(gt)] if gt else []
+
+
+# -------------------------------------------------------------------------------------------- final targets
+def over_runs(pattern, models=None):
+    """Expand a path pattern over every (model, probe, concept set); a pattern without {concept_set} (or
+    without {probe}) expands to one path per model/probe pair."""
+    return expand(pattern, model=models or MODELS, probe=PROBES, concept_set=CONCEPT_SETS)
+
+
+def get_hypotheses_patterns():
+    """The one list of hypotheses folders whose concepts the generation shards produce: each method's, and a
+    tau sweep's own (a concept named twice is generated once)."""
+    patterns = [
+        paths.hypotheses(paths.method_root(m)) for m in ("sieve", "clip_dissect") if m in HYPOTHESIZE_METHODS
+    ]
+    # the sweep's hypotheses need generated images even when SIEVE's own Verify is off (`method: clip_dissect`)
+    if SWEEP_TAUS and SWEEP_HYPOTHESES not in patterns:
+        patterns.append(SWEEP_HYPOTHESES)
+    return patterns
 
 
 def get_stage_outputs():
-    outs = []
-    for pattern in STAGE_OUTPUTS:
-        outs += expand(pattern, model=MODELS, probe=PROBES, concept_set=CONCEPT_SETS)
+    """Every result the config switches on, except the report (which reads them all)."""
+    outs = over_runs(paths.SELECT_SUMMARY) + over_runs(paths.RATIO_HISTOGRAM)
+    if "sieve" in HYPOTHESIZE_METHODS:
+        outs += over_runs(paths.GRIDS)
+        outs += over_runs(paths.VERIFY["neuron_concepts"]) + over_runs(paths.VERIFY["summary"])
+    if SYNTHETIC_MODELS:
+        outs += over_runs(paths.TRUTH_CSV, SYNTHETIC_MODELS) + over_runs(
+            paths.TRUTH_SUMMARY, SYNTHETIC_MODELS
+        )
+    if STAGE_ABLATIONS:
+        outs += over_runs(paths.STAGE_ABLATION_TABLE)
+    if "clip_dissect" in HYPOTHESIZE_METHODS:
+        clip_dissect = paths.verify_files(paths.CLIP_DISSECT)
+        outs += over_runs(clip_dissect["summary"]) + over_runs(clip_dissect["neuron_concepts"])
+    if GROUND_TRUTH_MODELS:
+        outs += over_runs(paths.FINAL_LAYER_METRICS, GROUND_TRUTH_MODELS)
+    if ABLATE_NEURONS:
+        outs += over_runs(paths.NEURON_ABLATION)
+    if SWEEP_TAUS:
+        outs += over_runs(paths.SWEEP_TABLE)
     return outs
 
 
+def get_final_output():
+    """What `snakemake` with no target builds: every stage's results and the report over them."""
+    return get_stage_outputs() + [paths.REPORT_HTML]
+
+
 def get_report_inputs(wildcards):
-    """Everything `rule all` builds except the report itself (report.smk). An input function, so it runs once
-    every stage file has appended to STAGE_OUTPUTS: a stage added later is picked up by the report."""
-    return sorted({f for f in get_final_output() if not f.startswith("results/report/")})
+    """The report reads every other final output, so it runs last."""
+    return sorted(set(get_stage_outputs()))
 
 
-# Verify (verify.smk): hypotheses folders whose concepts are generated. Other stages (the baselines of
-# evaluate.smk) append their own patterns over model/probe/concept_set; a concept named twice is generated once.
-HYPOTHESES_DIRS = ["results/{model}/{probe}/{concept_set}/hypotheses"]
-
-
+# ------------------------------------------------------------------------------------------------- Verify
 def get_hypotheses_dirs(wildcards):
-    """Every hypotheses folder whose concepts the generation shards produce (evaluated after all includes)."""
+    """Every hypotheses folder whose concepts the generation shards produce."""
     dirs = []
-    for pattern in HYPOTHESES_DIRS:
-        dirs += expand(pattern, model=MODELS, probe=PROBES, concept_set=CONCEPT_SETS)
+    for pattern in get_hypotheses_patterns():
+        dirs += over_runs(pattern)
     return dirs
 
 
 def get_shard_manifests(wildcards):
     """The manifests of all generation shards."""
-    return expand("results/generate/shards/{shard}.json", shard=range(config["generator"]["shards"]))
+    return expand(paths.GENERATION_SHARD, shard=range(config["generator"]["shards"]))
 
 
 def get_truth_baselines(wildcards):
-    """Verify files of the baselines (evaluate.smk) that the truth stage puts beside SIEVE in truth_summary.json."""
-    methods = config["hypothesize"].get("methods") or [config["hypothesize"]["method"]]
-    if "clip_dissect" not in methods:
+    """Verify files of the baselines that the truth stage puts beside SIEVE in truth_summary.json."""
+    if "clip_dissect" not in HYPOTHESIZE_METHODS:
         return []
-    base = f"results/{wildcards.model}/{wildcards.probe}/{wildcards.concept_set}/baselines/clip_dissect"
-    return [f"{base}/verify/ar.csv", f"{base}/verify/summary.json", f"{base}/neuron_concepts.csv"]
+    out = rules.clip_dissect_activation_rate.output
+    return [out.ar, out.summary, out.neuron_concepts]
 
 
+# ------------------------------------------------------------------------------------------------ baselines
+def raw_concept_embeddings(wildcards):
+    """CLIP-Dissect embeds concept text raw: reuse Hypothesize's embeddings when its template is "{}"."""
+    if config["hypothesize"]["template"] == "{}":
+        return rules.embed_concepts.output.h5
+    return rules.embed_concepts_raw.output.h5
+
+
+def final_layer_inputs(wildcards):
+    """The labels of every method of a classifier layer, and its ground-truth class names."""
+    ins = {"select": rules.select_neurons.output.summary, "ground_truth": ground_truth_file(wildcards)[0]}
+    if "sieve" in HYPOTHESIZE_METHODS:
+        ins["sieve_hypotheses"] = rules.hypothesize.output.hypotheses
+        ins["sieve_neuron_concepts"] = rules.activation_rate.output.neuron_concepts
+    if "clip_dissect" in HYPOTHESIZE_METHODS:
+        ins["clip_dissect_hypotheses"] = rules.clip_dissect.output.hypotheses
+        ins["clip_dissect_neuron_concepts"] = rules.clip_dissect_activation_rate.output.neuron_concepts
+        ins["clip_dissect_labels"] = rules.clip_dissect.output.labels
+    return ins
+
+
+# ---------------------------------------------------------------------------------------------------- sweeps
+def sweep_select_summary(wildcards):
+    return paths.select_summary(SWEEP_MODEL_PROBE)
+
+
+def sweep_hypotheses(wildcards):
+    return SWEEP_HYPOTHESES
+
+
+def sweep_tau_value(wildcards):
+    return SWEEP_TAU_NAMES[wildcards.tau]
+
+
+def sweep_summaries(wildcards):
+    return expand(rules.sweep_tau.output.summary, tau=list(SWEEP_TAU_NAMES), allow_missing=True)
+
+
+# -------------------------------------------------------------------------------------------- stage ablations
+def stage_ablation_crops(wildcards):
+    """no Select crops every neuron; the other variants reuse the run's crops."""
+    if wildcards.variant == "no_select":
+        return rules.stage_ablation_embed_crops.output.h5
+    return rules.embed_crops.output.h5
+
+
+def stage_ablation_cluster_switch(wildcards):
+    return wildcards.variant != "no_cluster"
+
+
+def stage_ablation_select(wildcards):
+    if wildcards.variant == "no_select":
+        return rules.stage_ablation_select_neurons.output.summary
+    return rules.select_neurons.output.summary
+
+
+def stage_ablation_hypotheses(wildcards):
+    """no Verify verifies nothing new: it reads the run's own hypotheses."""
+    if wildcards.variant == "no_verify":
+        return rules.hypothesize.output.hypotheses
+    return rules.stage_ablation_hypothesize.output.hypotheses
+
+
+def stage_ablation_manifests(wildcards):
+    if wildcards.variant == "no_verify":
+        return get_shard_manifests(wildcards)
+    return expand(
+        rules.stage_ablation_generate_shard.output.manifest, shard=range(config["generator"]["shards"])
+    )
+
+
+def stage_ablation_verify_switch(wildcards):
+    return wildcards.variant != "no_verify"
+
+
+def stage_ablation_hypotheses_dirs(wildcards):
+    """The hypotheses of the variants that hypothesise anew (no Verify reuses the run's)."""
+    return expand(
+        rules.stage_ablation_hypothesize.output.hypotheses,
+        model=MODELS,
+        probe=PROBES,
+        concept_set=CONCEPT_SETS,
+        variant=["no_select", "no_cluster"],
+    )
+
+
+def stage_ablation_table_inputs(wildcards):
+    """The run's own Select and Verify ("full") and every variant's, plus a synthetic model's world spec."""
+    full = rules.activation_rate.output
+    files = {
+        "full_select": rules.select_neurons.output.summary,
+        "full_verify_summary": full.summary,
+        "full_ar": full.ar,
+        "full_neuron_concepts": full.neuron_concepts,
+    }
+    for v in STAGE_ABLATION_VARIANTS:
+        variant = paths.verify_files(paths.stage_ablation_run(v))
+        select = (
+            rules.stage_ablation_select_neurons.output.summary if v == "no_select" else files["full_select"]
+        )
+        files[f"{v}_select"] = select
+        files[f"{v}_verify_summary"] = variant["summary"]
+        files[f"{v}_ar"] = variant["ar"]
+        files[f"{v}_neuron_concepts"] = variant["neuron_concepts"]
+    if model_is_synthetic(wildcards):
+        files["world"] = world_spec_file(stage_ablation_world_spec(wildcards))
+    return files
+
+
+def get_stage_ablation_outputs():
+    return over_runs(paths.STAGE_ABLATION_TABLE)
+
+
+# ------------------------------------------------------------------------------------------------- the report
 def print_report_location():
     """After a successful run: say where the report is (when this run built it)."""
-    index = Path("results/report/index.html")
+    index = Path(paths.REPORT_HTML)
     if index.is_file():
         print(f"sieve: the report is {index.resolve()} (open it in a browser; offline, self-contained)")

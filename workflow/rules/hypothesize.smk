@@ -8,20 +8,22 @@ rule prepare_concepts:
     input:
         concept_set_inputs,
     output:
-        json="results/concepts/{concept_set}/concepts.json",
+        json=paths.CONCEPTS_JSON,
     log:
-        "logs/concepts/{concept_set}/prepare_concepts.log",
+        paths.log(paths.CONCEPTS, "prepare_concepts"),
     benchmark:
-        "benchmarks/concepts/{concept_set}/prepare_concepts.tsv"
-    params:
-        spec=concept_set_spec,
-        resources="resources/concepts",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=20,
+        paths.benchmark(paths.CONCEPTS, "prepare_concepts")
+    group:
+        "concepts"
     conda:
         "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(20),
+    params:
+        spec=concept_set_spec,
+        resources=paths.CONCEPT_DOWNLOADS,
     script:
         "../scripts/prepare_concepts.py"
 
@@ -31,22 +33,24 @@ rule embed_concepts:
     input:
         json=rules.prepare_concepts.output.json,
     output:
-        h5="results/concepts/{concept_set}/embeddings.h5",
+        h5=paths.CONCEPT_EMBEDDINGS,
     log:
-        "logs/concepts/{concept_set}/embed_concepts.log",
+        paths.log(paths.CONCEPTS, "embed_concepts"),
     benchmark:
-        "benchmarks/concepts/{concept_set}/embed_concepts.tsv"
+        paths.benchmark(paths.CONCEPTS, "embed_concepts")
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_gpu=2,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(30),
+        batch_size=config["embedder"]["batch_size"],
     params:
         embedder=embedder_result_spec(),
         template=config["hypothesize"]["template"],
         device=config["device"],
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=30,
-        batch_size=config["embedder"]["batch_size"],
-    conda:
-        "../../envs/gpu.yaml"
     script:
         "../scripts/embed_concepts.py"
 
@@ -57,24 +61,26 @@ rule embed_crops:
         h5=rules.probe_activations.output.h5,
         neurons=rules.select_neurons.output.neurons,
     output:
-        h5="results/{model}/{probe}/crops/crops.h5",
+        h5=paths.CROPS,
     log:
-        "logs/{model}/{probe}/embed_crops.log",
+        paths.log(paths.MODEL_PROBE, "embed_crops"),
     benchmark:
-        "benchmarks/{model}/{probe}/embed_crops.tsv"
+        paths.benchmark(paths.MODEL_PROBE, "embed_crops")
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        cpus_per_gpu=4,
+        mem_mb=per_attempt(16000),
+        runtime=per_attempt(120),
+        batch_size=config["embedder"]["batch_size"],
+        workers=config["num_workers"],
     params:
         probe=probe_spec,
         embedder=embedder_result_spec(),
         crop=config["hypothesize"]["crop"],
         device=config["device"],
-    threads: 4
-    resources:
-        mem_mb=16000,
-        runtime=120,
-        batch_size=config["embedder"]["batch_size"],
-        workers=config["num_workers"],
-    conda:
-        "../../envs/gpu.yaml"
     script:
         "../scripts/embed_crops.py"
 
@@ -84,22 +90,24 @@ rule cluster_crops:
     input:
         h5=rules.embed_crops.output.h5,
     output:
-        clusters=directory("results/{model}/{probe}/clusters"),
+        clusters=directory(paths.CLUSTERS),
     log:
-        "logs/{model}/{probe}/cluster_crops.log",
+        paths.log(paths.MODEL_PROBE, "cluster_crops"),
     benchmark:
-        "benchmarks/{model}/{probe}/cluster_crops.tsv"
+        paths.benchmark(paths.MODEL_PROBE, "cluster_crops")
+    group:
+        "hypothesize"
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(60),
     params:
         cluster=config["hypothesize"]["cluster"],
         k_max=config["hypothesize"]["k_max"],
         silhouette_floor=config["hypothesize"]["silhouette_floor"],
         min_cluster_size=config["hypothesize"]["min_cluster_size"],
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    conda:
-        "../../envs/cpu.yaml"
     script:
         "../scripts/cluster_crops.py"
 
@@ -112,19 +120,21 @@ rule hypothesize:
         concepts=rules.prepare_concepts.output.json,
         embeddings=rules.embed_concepts.output.h5,
     output:
-        hypotheses=directory("results/{model}/{probe}/{concept_set}/hypotheses"),
+        hypotheses=directory(paths.HYPOTHESES),
     log:
-        "logs/{model}/{probe}/{concept_set}/hypothesize.log",
+        paths.log(paths.RUN, "hypothesize"),
     benchmark:
-        "benchmarks/{model}/{probe}/{concept_set}/hypothesize.tsv"
-    params:
-        concepts_per_cluster=config["hypothesize"]["concepts_per_cluster"],
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
+        paths.benchmark(paths.RUN, "hypothesize")
+    group:
+        "hypothesize"
     conda:
         "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(60),
+    params:
+        concepts_per_cluster=config["hypothesize"]["concepts_per_cluster"],
     script:
         "../scripts/hypothesize.py"
 
@@ -136,28 +146,27 @@ rule neuron_grids:
         crops=rules.embed_crops.output.h5,
     output:
         grids=report(
-            directory("results/{model}/{probe}/grids"),
+            directory(paths.GRIDS),
             patterns=["{neuron}.png"],
             caption="../report/neuron_grids.rst",
             category="Hypothesize",
             subcategory="{model} / {probe}",
         ),
     log:
-        "logs/{model}/{probe}/neuron_grids.log",
+        paths.log(paths.MODEL_PROBE, "neuron_grids"),
     benchmark:
-        "benchmarks/{model}/{probe}/neuron_grids.tsv"
+        paths.benchmark(paths.MODEL_PROBE, "neuron_grids")
+    group:
+        "hypothesize"
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(60),
+        workers=config["num_workers"],
     params:
         probe=probe_spec,
         tile=96,
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
-        workers=config["num_workers"],
-    conda:
-        "../../envs/cpu.yaml"
     script:
         "../scripts/neuron_grids.py"
-
-
-STAGE_OUTPUTS.append("results/{model}/{probe}/grids")

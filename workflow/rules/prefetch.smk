@@ -7,11 +7,18 @@ rule prefetch:
     """Download everything the config needs from the network (a local rule: it runs where snakemake runs,
     also under profiles/slurm, and ignores `offline:`). Writes what it fetched and the cache folders."""
     output:
-        manifest="resources/prefetch.json",
+        manifest=paths.PREFETCH_MANIFEST,
     log:
-        "logs/prefetch.log",
+        paths.log("", "prefetch"),
     benchmark:
-        "benchmarks/prefetch.tsv"
+        paths.benchmark("", "prefetch")
+    localrule: True
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(240),
     params:
         models=config["models"],
         probes=config["probes"],
@@ -19,13 +26,6 @@ rule prefetch:
         generator=config["generator"],
         concept_sets=config["concept_sets"],
         evaluate=config["evaluate"],
-        resources="resources/concepts",
-    localrule: True
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=240,
-    conda:
-        "../../envs/gpu.yaml"
+        resources=paths.CONCEPT_DOWNLOADS,
     script:
         "../scripts/prefetch.py"

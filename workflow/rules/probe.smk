@@ -4,24 +4,26 @@ rule probe_activations:
     input:
         world=probe_world_specs,
     output:
-        h5="results/{model}/{probe}/activations.h5",
+        h5=paths.ACTIVATIONS,
     log:
-        "logs/{model}/{probe}/probe_activations.log",
+        paths.log(paths.MODEL_PROBE, "probe_activations"),
     benchmark:
-        "benchmarks/{model}/{probe}/probe_activations.tsv"
+        paths.benchmark(paths.MODEL_PROBE, "probe_activations")
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        cpus_per_gpu=4,
+        mem_mb=per_attempt(16000),
+        runtime=per_attempt(240),
+        batch_size=model_batch_size,
+        workers=config["num_workers"],
     params:
         model=probe_model_spec,
         probe=probe_spec,
         top_n=config["select"]["top_n"],
         device=config["device"],
         max_bad_share=config["max_bad_image_share"],
-    threads: 4
-    resources:
-        mem_mb=16000,
-        runtime=240,
-        batch_size=model_batch_size,
-        workers=config["num_workers"],
-    conda:
-        "../../envs/gpu.yaml"
     script:
         "../scripts/probe_activations.py"

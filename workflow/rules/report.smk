@@ -1,10 +1,7 @@
-# The final report: one static, offline page over every stage's results (sieve.report).
-#   results/report/index.html            the page (data inline, rendered by assets/report.js)
-#   results/report/assets/               report.js, report.css, web-sized JPEG thumbnails, histograms
-#   results/report/comparison.csv        one row per model / probe / concept set / method (also in the page)
-#   results/report/ar_distribution.png   AR histograms with the initial and kept means
-# It reads results/ and benchmarks/ by the path scheme of the Snakefile; its input (get_report_inputs, in
-# common.smk) is every other final output, so it runs last.
+# The final report: one static, offline page over every stage's results (sieve.report): index.html (data
+# inline, rendered by assets/report.js), assets/ (report.js, report.css, web-sized JPEG thumbnails,
+# histograms), comparison.csv (one row per model / probe / concept set / method) and ar_distribution.png.
+# Its input (get_report_inputs, common.smk) is every other final output, so it runs last.
 
 
 rule report:
@@ -12,22 +9,30 @@ rule report:
     input:
         get_report_inputs,
     output:
-        html="results/report/index.html",
-        assets=directory("results/report/assets"),
+        html=paths.REPORT_HTML,
+        assets=directory(paths.REPORT_ASSETS),
         comparison=report(
-            "results/report/comparison.csv",
+            paths.REPORT_COMPARISON,
             caption="../report/comparison.rst",
             category="Report",
         ),
         ar_png=report(
-            "results/report/ar_distribution.png",
+            paths.REPORT_AR_PNG,
             caption="../report/ar_distribution.rst",
             category="Report",
         ),
     log:
-        "logs/report/report.log",
+        paths.log(paths.REPORT, "report"),
     benchmark:
-        "benchmarks/report/report.tsv"
+        paths.benchmark(paths.REPORT, "report")
+    group:
+        "report"
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(30),
     params:
         models=MODELS,
         probes=PROBES,
@@ -44,14 +49,5 @@ rule report:
             "generator": config["generator"],
             "verify": config["verify"],
         },
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../../envs/cpu.yaml"
     script:
         "../scripts/build_report.py"
-
-
-STAGE_OUTPUTS.append("results/report/index.html")

@@ -3,23 +3,25 @@ rule select_neurons:
     input:
         h5=rules.probe_activations.output.h5,
     output:
-        summary="results/{model}/{probe}/select/summary.json",
-        neurons=directory("results/{model}/{probe}/select/neurons"),
+        summary=paths.SELECT_SUMMARY,
+        neurons=directory(paths.SELECT_NEURONS),
     log:
-        "logs/{model}/{probe}/select_neurons.log",
+        paths.log(paths.MODEL_PROBE, "select_neurons"),
     benchmark:
-        "benchmarks/{model}/{probe}/select_neurons.tsv"
+        paths.benchmark(paths.MODEL_PROBE, "select_neurons")
+    group:
+        "select"
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(20),
     params:
         tau=config["select"]["tau"],
         top_n=config["select"]["top_n"],
         enabled=config["select"]["enabled"],
         negative=config["select"]["negative"],
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../../envs/cpu.yaml"
     script:
         "../scripts/select_neurons.py"
 
@@ -30,23 +32,22 @@ rule ratio_histogram:
         summary=rules.select_neurons.output.summary,
     output:
         report(
-            "results/{model}/{probe}/select/ratio_histogram.png",
+            paths.RATIO_HISTOGRAM,
             caption="../report/ratio_histogram.rst",
             category="Select",
             subcategory="{model} / {probe}",
         ),
     log:
-        "logs/{model}/{probe}/ratio_histogram.log",
+        paths.log(paths.MODEL_PROBE, "ratio_histogram"),
     benchmark:
-        "benchmarks/{model}/{probe}/ratio_histogram.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
+        paths.benchmark(paths.MODEL_PROBE, "ratio_histogram")
+    group:
+        "select"
     conda:
         "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     script:
         "../scripts/ratio_histogram.py"
-
-
-STAGE_OUTPUTS.append("results/{model}/{probe}/select/ratio_histogram.png")

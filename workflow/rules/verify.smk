@@ -1,25 +1,7 @@
 # Verify: generate images of every hypothesised concept (sharded, content-addressed), measure the neurons on
-# them, and keep the hypotheses whose Activation Rate reaches the initial mean.
-#
-#   results/generate/requests.json           every distinct prompt of every hypotheses folder, with its shard
-#   results/generate/shards/{shard}.json     one GPU job per shard: what it generated/reused, cache paths
-#   results/generate/cache/...               content-addressed images (thumbnails) and activations
-#   results/{model}/{probe}/{concept_set}/verify/ar.csv, summary.json, generated.json
-#   results/{model}/{probe}/{concept_set}/neuron_concepts.csv
-
-
-from snakemake.exceptions import WorkflowError
-
-from sieve.backends import BackendError
-from sieve.backends.generators import check_generator_source
-
-GENERATE_CACHE = "results/generate/cache"
-
-# A generator folder that does not exist stops the run when the workflow is parsed, with one message.
-try:
-    check_generator_source(config["generator"])
-except BackendError as exc:
-    raise WorkflowError(str(exc)) from None
+# them, and keep the hypotheses whose Activation Rate reaches the initial mean. One request list gathers the
+# concepts of every hypotheses folder (get_hypotheses_dirs, common.smk); one GPU job per shard generates what
+# the shared cache lacks.
 
 
 rule generation_requests:
@@ -27,21 +9,23 @@ rule generation_requests:
     input:
         hypotheses=get_hypotheses_dirs,
     output:
-        requests="results/generate/requests.json",
+        requests=paths.GENERATION_REQUESTS,
     log:
-        "logs/generate/generation_requests.log",
+        paths.log(paths.GENERATE, "generation_requests"),
     benchmark:
-        "benchmarks/generate/generation_requests.tsv"
+        paths.benchmark(paths.GENERATE, "generation_requests")
+    group:
+        "requests"
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     params:
         prompt=config["generator"]["prompt"],
         shards=config["generator"]["shards"],
         generator=config["generator"],
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/cpu.yaml"
     script:
         "../scripts/generation_requests.py"
 
@@ -52,22 +36,24 @@ rule generate_shard:
     input:
         requests=rules.generation_requests.output.requests,
     output:
-        manifest="results/generate/shards/{shard}.json",
+        manifest=paths.GENERATION_SHARD,
     log:
-        "logs/generate/generate_shard_{shard}.log",
+        paths.log(paths.GENERATE, "generate_shard_{shard}"),
     benchmark:
-        "benchmarks/generate/generate_shard_{shard}.tsv"
+        paths.benchmark(paths.GENERATE, "generate_shard_{shard}")
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        cpus_per_gpu=4,
+        mem_mb=per_attempt(32000),
+        runtime=per_attempt(360),
     params:
         generator=config["generator"],
         models=config["models"],
         device=config["device"],
-        cache=GENERATE_CACHE,
-    threads: 4
-    resources:
-        mem_mb=32000,
-        runtime=360,
-    conda:
-        "../../envs/gpu.yaml"
+        cache=paths.GENERATE_CACHE,
     script:
         "../scripts/generate_shard.py"
 
@@ -75,35 +61,33 @@ rule generate_shard:
 rule activation_rate:
     """Activation Rate of every hypothesis, the filter at the initial mean AR, and the per-neuron result."""
     input:
-        hypotheses="results/{model}/{probe}/{concept_set}/hypotheses",
-        select="results/{model}/{probe}/select/summary.json",
+        hypotheses=rules.hypothesize.output.hypotheses,
+        select=rules.select_neurons.output.summary,
         manifests=get_shard_manifests,
     output:
-        ar="results/{model}/{probe}/{concept_set}/verify/ar.csv",
-        summary="results/{model}/{probe}/{concept_set}/verify/summary.json",
-        generated="results/{model}/{probe}/{concept_set}/verify/generated.json",
+        ar=paths.VERIFY["ar"],
+        summary=paths.VERIFY["summary"],
+        generated=paths.VERIFY["generated"],
         neuron_concepts=report(
-            "results/{model}/{probe}/{concept_set}/neuron_concepts.csv",
+            paths.VERIFY["neuron_concepts"],
             caption="../report/neuron_concepts.rst",
             category="Verify",
             subcategory="{model} / {probe} / {concept_set}",
         ),
     log:
-        "logs/{model}/{probe}/{concept_set}/activation_rate.log",
+        paths.log(paths.RUN, "activation_rate"),
     benchmark:
-        "benchmarks/{model}/{probe}/{concept_set}/activation_rate.tsv"
+        paths.benchmark(paths.RUN, "activation_rate")
+    group:
+        "verify"
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(20),
     params:
         enabled=config["verify"]["enabled"],
         method="sieve",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../../envs/cpu.yaml"
     script:
         "../scripts/activation_rate.py"
-
-
-STAGE_OUTPUTS.append("results/{model}/{probe}/{concept_set}/neuron_concepts.csv")
-STAGE_OUTPUTS.append("results/{model}/{probe}/{concept_set}/verify/summary.json")

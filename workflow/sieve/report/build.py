@@ -29,6 +29,7 @@ from typing import Any
 from PIL import Image
 
 from ..io import _jsonable, atomic_path, read_json, write_text
+from ..paths import STAGE_ABLATIONS, SWEEPS
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ JPEG_QUALITY = 75
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 METHOD_DIRS = {"sieve": "", "clip_dissect": "baselines/clip_dissect"}
 STATIC_FILES = ("report.js", "report.css")
-BENCHMARK_GROUPS = ("sweeps", "ablations")  # benchmarks/{group}/...: not the run's own stages
+BENCHMARK_GROUPS = (SWEEPS, STAGE_ABLATIONS)  # benchmarks/{group}/...: not the run's own stages
 # Run summary: the settings each embedder / generator source uses (besides "source" and the common ones).
 DEFAULT_SOURCE = {"generator": "diffusers"}
 COMMON_SETTINGS = {
@@ -173,8 +174,8 @@ def read_benchmarks(bench_dir: str | Path) -> dict[str, Any]:
 
     A stage is the benchmark file's name with a trailing number (a shard, a swept tau) removed
     (``generate_shard_3`` -> ``generate_shard``, ``tau_0.5`` -> ``tau``), prefixed by ``sweeps/`` or
-    ``ablations/`` for the jobs of a sweep or an ablation, so that they do not count as the run's own stages;
-    its jobs are summed (total) and the slowest is shown (max).
+    ``stage_ablations/`` for the jobs of a sweep or a stage ablation, so that they do not count as the run's own
+    stages; its jobs are summed (total) and the slowest is shown (max).
     """
     root = Path(bench_dir)
     stages: dict[str, list[float]] = {}
@@ -465,7 +466,7 @@ def collect_run(results: Path, model: str, probe: str, concept_set: str, assets:
     ts_path = run_dir / "truth_summary.json"
     if ts_path.is_file():
         tables += _truth_tables(_read_json(ts_path))
-    tables += extra_tables(run_dir, results / "ablations" / model / probe / concept_set)
+    tables += extra_tables(run_dir, results / STAGE_ABLATIONS / model / probe / concept_set)
 
     facts = [["model", model], ["layer", sel.get("layer", "")], ["probe", probe],
              ["images", sel.get("n_images")], ["skipped images", sel.get("n_skipped", 0)],
@@ -528,7 +529,7 @@ def extra_tables(run_dir: Path, ablation_dir: Path | None = None) -> list[dict[s
     """Every other JSON table of a run (final-layer metrics, sweeps, the ablation table): rendered generically.
 
     Read: ``{run}/*.json`` (but truth_summary.json), ``{run}/{evaluate,ablations,sweeps}/*.json`` and
-    ``results/ablations/{model}/{probe}/{concept_set}/*.json`` (``ablation_dir``)."""
+    ``results/stage_ablations/{model}/{probe}/{concept_set}/*.json`` (``ablation_dir``)."""
     known = {"truth_summary.json"}
     files = [(p, run_dir) for p in sorted(run_dir.glob("*.json")) if p.name not in known]
     for sub in ("evaluate", "ablations", "sweeps"):
