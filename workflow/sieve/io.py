@@ -148,7 +148,8 @@ def setup_logging(log_file: str | os.PathLike[str] | None = None, level: int = l
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+        # a file name that is not valid UTF-8 is logged with \x escapes instead of failing the log call
+        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8", errors="backslashreplace"))
     for h in handlers:
         h.setFormatter(fmt)
         root.addHandler(h)
@@ -164,7 +165,7 @@ def stderr_to(log_file: str | os.PathLike[str] | None) -> Iterator[None]:
         yield
         return
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "a", encoding="utf-8", buffering=1) as fh:
+    with open(log_file, "a", encoding="utf-8", errors="backslashreplace", buffering=1) as fh:
         old = sys.stderr
         sys.stderr = fh
         try:
