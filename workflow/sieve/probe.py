@@ -150,7 +150,8 @@ def run_probe(
         collate_fn=_collate, pin_memory=model.device.type == "cuda",
         persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None,
     )
-    topk = StreamingTopK(c, top_n, (h, w), device=model.device)
+    # no neuron has more top images than the probe has images: allocate for that many, whatever top_n says
+    topk = StreamingTopK(c, max(1, min(top_n, n_total)), (h, w), device=model.device)
     skipped: list[tuple[int, str]] = []
     max_bad = max_bad_share * n_total
     n_rows = 0
