@@ -3,6 +3,7 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # The sieve package lives next to the rules: importable here even when only the jobs' environments have it
@@ -12,10 +13,15 @@ if PACKAGE_DIR not in sys.path:
     sys.path.insert(0, PACKAGE_DIR)
 
 from sieve.backends import activation_spec, embedding_spec  # noqa: E402  (light: no torch)
+from sieve.config_checks import ConfigError, check_config  # noqa: E402
 from sieve.io import stable_hash  # noqa: E402
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+try:  # what the schema cannot say (finite numbers, local files, architecture names): before any job queues
+    check_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 
 if config.get("offline"):
     for var in ("SIEVE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
