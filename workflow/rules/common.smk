@@ -19,6 +19,7 @@ if PACKAGE_DIR not in sys.path:
 from sieve import paths  # noqa: E402  (light: no torch)
 from sieve.backends import BackendError, activation_spec, embedding_spec  # noqa: E402
 from sieve.backends.generators import check_generator_source  # noqa: E402
+from sieve.config_checks import ConfigError, check_config  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------- config
 # Keys that were renamed: the old spelling stops the run with the new one named (the schema alone would only
@@ -39,6 +40,10 @@ def check_renamed_keys(cfg):
 
 check_renamed_keys(config)
 validate(config, schema="../schemas/config.schema.yaml")
+try:  # what the schema cannot say (finite numbers, local files, architecture names): before any job queues
+    check_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 
 # A generator folder that does not exist stops the run when the workflow is parsed, with one message.
 try:

@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 import torch
 
+from .images import to_rgb
 from .io import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def _clip_transform(side: int):
     from torchvision.transforms import functional as TF
 
     def apply(img: Any) -> torch.Tensor:
-        img = TF.resize(img.convert("RGB"), side, interpolation=InterpolationMode.BICUBIC, antialias=True)
+        img = TF.resize(to_rgb(img), side, interpolation=InterpolationMode.BICUBIC, antialias=True)
         img = TF.center_crop(img, [side, side])
         return TF.to_tensor(img)
 

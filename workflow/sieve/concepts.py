@@ -7,8 +7,9 @@ A concept set comes from one of three sources (config ``concept_sets: {name: ...
 - ``path``: a local UTF-8 text file, one concept per line;
 - ``synthetic``: the planted world's own vocabulary, ``sieve.synthetic.concept_list(spec)``.
 
-Cleaning: surrounding whitespace is stripped and inner runs of whitespace become one space; blank lines are
-dropped; duplicates (the same text after that normalisation, case-sensitive) are removed, keeping the first,
+Cleaning: control characters that are not whitespace (NUL, ESC, DEL, the C1 controls) are removed and the
+concepts that held any are counted (``n_control`` in ``concepts.json`` when there are some); surrounding
+whitespace is stripped and inner runs of whitespace become one space; blank lines are dropped; duplicates (the same text after that normalisation, case-sensitive) are removed, keeping the first,
 and counted; an empty set is an error. Lines are split on ``\\n`` only (``\\r\\n`` is fine), a UTF-8 BOM is
 ignored, and a file that is not UTF-8 is an error naming the file and the byte offset.
 
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 LONG_CONCEPT = 300  # characters; longer concepts are kept but logged (CLIP truncates its tokens anyway)
 _WS = re.compile(r"\s+")
+# Unicode category Cc less the characters \s matches (tab, newlines, form feed, \x1c-\x1f, \x85): those
+# become spaces instead
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 
 
 class ConceptSetError(ValueError):
@@ -50,22 +54,32 @@ def normalize_concept(line: str) -> str:
     return _WS.sub(" ", line.replace("\ufeff", "")).strip()
 
 
+def strip_control(line: str) -> tuple[str, bool]:
+    """``line`` without its non-whitespace control characters, and whether it held any. They would reach
+    ``ar.csv``, the report and the embedders' tokenisers raw (a NUL truncates a C string)."""
+    stripped = _CONTROL.sub("", line)
+    return stripped, stripped != line
+
+
 @dataclass
 class CleanedConcepts:
     concepts: list[str]
     n_raw: int
     n_blank: int
     n_duplicates: int
+    n_control: int = 0  # lines that held control characters (removed; the rest of the line is kept)
 
 
 def clean_concepts(lines: list[str]) -> CleanedConcepts:
-    """Drop blank lines and duplicates (keeping the first), in order."""
+    """Remove control characters, then drop blank lines and duplicates (keeping the first), in order."""
     seen: set[str] = set()
     out: list[str] = []
-    n_blank = n_dup = 0
+    n_blank = n_dup = n_control = 0
     for raw in lines:
         if not isinstance(raw, str):
             raise ConceptSetError(f"a concept must be a string, got {type(raw).__name__}: {raw!r}")
+        raw, had_control = strip_control(raw)
+        n_control += had_control
         text = normalize_concept(raw)
         if not text:
             n_blank += 1
@@ -74,7 +88,7 @@ def clean_concepts(lines: list[str]) -> CleanedConcepts:
         else:
             seen.add(text)
             out.append(text)
-    return CleanedConcepts(out, len(lines), n_blank, n_dup)
+    return CleanedConcepts(out, len(lines), n_blank, n_dup, n_control)
 
 
 def read_lines(path: str | os.PathLike[str]) -> list[str]:
@@ -184,14 +198,15 @@ def load_concept_set(name: str, spec: dict[str, Any], resources_dir: str | os.Pa
     if n_long:
         log.warning("concept set %s: %d concepts are longer than %d characters (kept; CLIP truncates them)",
                     name, n_long, LONG_CONCEPT)
-    if cleaned.n_duplicates or cleaned.n_blank:
-        log.info("concept set %s: %d lines, %d blank dropped, %d duplicates removed", name, cleaned.n_raw,
-                 cleaned.n_blank, cleaned.n_duplicates)
+    if cleaned.n_duplicates or cleaned.n_blank or cleaned.n_control:
+        log.info("concept set %s: %d lines, %d blank dropped, %d duplicates removed, %d with control characters "
+                 "removed", name, cleaned.n_raw, cleaned.n_blank, cleaned.n_duplicates, cleaned.n_control)
+    counts = {"n_raw": cleaned.n_raw, "n_blank": cleaned.n_blank, "n_duplicates": cleaned.n_duplicates}
+    if cleaned.n_control:  # only when there were some: concepts.json of a clean list is as before
+        counts["n_control"] = cleaned.n_control
     return {
         "concept_set": name,
         "source": source,
-        "n_raw": cleaned.n_raw,
-        "n_blank": cleaned.n_blank,
-        "n_duplicates": cleaned.n_duplicates,
+        **counts,
         "concepts": [{"id": i, "text": t} for i, t in zip(ids, cleaned.concepts, strict=True)],
     }

@@ -46,11 +46,31 @@ def dumps(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(_jsonable(obj), indent=indent, allow_nan=False, ensure_ascii=False)
 
 
+def current_umask() -> int:
+    """The process's umask. Read from /proc (Linux) where it can be, since ``os.umask`` can only be read by
+    setting it, which briefly changes it for every thread (DataLoader workers, h5py)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file: 0o666 less the umask (0o644 under umask 022)."""
+    return 0o666 & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
 
     A crash leaves no file that looks complete: either the old file, or nothing, never a half-written one.
+    The file gets the mode of an ordinary new file (:func:`ordinary_file_mode`), not the temporary file's
+    owner-only 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +81,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, ordinary_file_mode())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -127,7 +148,8 @@ def setup_logging(log_file: str | os.PathLike[str] | None = None, level: int = l
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+        # a file name that is not valid UTF-8 is logged with \x escapes instead of failing the log call
+        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8", errors="backslashreplace"))
     for h in handlers:
         h.setFormatter(fmt)
         root.addHandler(h)
@@ -143,7 +165,7 @@ def stderr_to(log_file: str | os.PathLike[str] | None) -> Iterator[None]:
         yield
         return
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "a", encoding="utf-8", buffering=1) as fh:
+    with open(log_file, "a", encoding="utf-8", errors="backslashreplace", buffering=1) as fh:
         old = sys.stderr
         sys.stderr = fh
         try:

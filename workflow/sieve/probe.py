@@ -8,6 +8,8 @@ Output HDF5 (``results/{model}/{probe}/activations.h5``):
 - ``topk/index`` [C, K] int64 (rows of ``activations``), ``topk/value`` [C, K] float32, ``topk/maps``
   [C, K, h, w] float16: each neuron's K highest images, sorted descending, with their spatial maps;
 - ``skipped`` [S] (str): unreadable images with the reason;
+- ``image_names_raw`` [N] (vlen uint8), only when a name is not valid UTF-8: the exact bytes of each name in
+  ``images`` (which shows such names with ``\\xNN`` escapes, see :mod:`sieve.filenames`);
 - attributes: model, source, arch, weights, layer, preprocess (JSON), probe, probe_spec (JSON), n_skipped,
   complete=1.
 
@@ -30,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .backends.models import LoadedModel, Preprocess
 from .backends.probes import BadImage, ProbeSet
+from .filenames import from_raw, printable_name, raw_name
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,31 @@ class StreamingTopK:
                 self.maps[:, :k].cpu().numpy())
 
 
+def write_image_names(f: h5py.File, paths: list[str], names: list[str], rows: np.ndarray) -> None:
+    """The ``images`` dataset (``names``: the printable forms of ``paths``) and, when a name is not valid UTF-8,
+    ``image_names_raw``, its exact bytes, so that no name is lost."""
+    f.create_dataset("images", data=np.array([names[i] for i in rows], dtype=object),
+                     dtype=h5py.string_dtype("utf-8"))
+    if any(names[i] != paths[i] for i in rows):
+        raw = np.empty(len(rows), dtype=object)
+        raw[:] = [np.frombuffer(raw_name(paths[i]), dtype=np.uint8) for i in rows]
+        f.create_dataset("image_names_raw", data=raw, dtype=h5py.vlen_dtype(np.uint8))
+
+
+def image_file_names(path: str) -> list[str]:
+    """The names of the images of an activations file as the file system holds them (the ``str`` that opens
+    each file), also for names that are not valid UTF-8."""
+    with h5py.File(path, "r") as f:
+        if "image_names_raw" in f:
+            return [from_raw(bytes(a)) for a in f["image_names_raw"][()]]
+        return [s.decode() if isinstance(s, bytes) else s for s in f["images"][()]]
+
+
+def _printable_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """HDF5 attributes with every string printable (a probe root or folder name may not be valid UTF-8)."""
+    return {k: printable_name(v) if isinstance(v, str) else v for k, v in attrs.items()}
+
+
 def run_probe(
     model: LoadedModel,
     probe: ProbeSet,
@@ -122,10 +150,12 @@ def run_probe(
         collate_fn=_collate, pin_memory=model.device.type == "cuda",
         persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None,
     )
-    topk = StreamingTopK(c, top_n, (h, w), device=model.device)
+    # no neuron has more top images than the probe has images: allocate for that many, whatever top_n says
+    topk = StreamingTopK(c, max(1, min(top_n, n_total)), (h, w), device=model.device)
     skipped: list[tuple[int, str]] = []
     max_bad = max_bad_share * n_total
     n_rows = 0
+    names = [printable_name(p) for p in probe.paths]  # before the pass: no name can fail the write ending it
     from tqdm import tqdm
 
     with atomic_path(out_path, suffix=".h5.partial") as tmp, h5py.File(tmp, "w") as f:
@@ -135,7 +165,7 @@ def run_probe(
         bar = tqdm(total=n_total, desc=f"probe {model.name}/{probe.name}", unit="img", disable=not progress,
                    mininterval=5.0)
         for idx, xs, bad in loader:
-            for i, msg in bad:
+            for i, msg in ((i, printable_name(m)) for i, m in bad):
                 log.warning("skipped unreadable image %s", msg)
                 skipped.append((i, msg))
             if len(skipped) > max_bad:
@@ -159,8 +189,7 @@ def run_probe(
         acts.resize((n_rows, c))
         f.create_dataset("probe_index", data=probe_index[:n_rows])
         str_dt = h5py.string_dtype("utf-8")
-        f.create_dataset("images", data=np.array([probe.paths[i] for i in probe_index[:n_rows]], dtype=object),
-                         dtype=str_dt)
+        write_image_names(f, probe.paths, names, probe_index[:n_rows])
         labels = probe.labels
         f.create_dataset("labels", data=np.array(
             [labels[i] if labels is not None else -1 for i in probe_index[:n_rows]], dtype=np.int64))
@@ -175,15 +204,15 @@ def run_probe(
             "preprocess": json.dumps(model.info["preprocess"]),
             "map_size": json.dumps(model.info["map_size"]),
             "probe": probe.name,
-            "probe_root": probe.root,
+            "probe_root": printable_name(probe.root),
             "probe_spec": json.dumps(probe_spec or probe.info, sort_keys=True),
-            "classes": json.dumps(probe.classes or []),
+            "classes": json.dumps([printable_name(c) for c in probe.classes or []]),
             "n_images_total": n_total,
             "n_skipped": len(skipped),
             "top_n": top_n,
             "complete": 1,
         }
-        f.attrs.update(attrs)
+        f.attrs.update(_printable_attrs(attrs))
     log.info("probe %s/%s: %d images, %d skipped, %d neurons", model.name, probe.name, n_rows, len(skipped), c)
     return {"n_images": n_rows, "n_skipped": len(skipped), "skipped": [m for _, m in skipped]}
 

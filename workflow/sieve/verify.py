@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from .backends import activation_spec
+from .images import open_rgb
 from .io import atomic_path, dumps, local_file_fingerprints, read_json, stable_hash, write_json
 
 log = logging.getLogger(__name__)
@@ -307,12 +308,8 @@ def _save_images(images: Any, paths: list[Path], kind: str, thumb_size: int) -> 
 
 def _load_images(paths: list[Path]) -> Any:
     import torch
-    from PIL import Image
 
-    arrs = []
-    for p in paths:
-        with Image.open(p) as img:
-            arrs.append(np.asarray(img.convert("RGB")))
+    arrs = [np.asarray(open_rgb(p)) for p in paths]
     return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 255
 
 

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..images import to_rgb
 from . import BackendError, Registry, import_factory
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class Preprocess:
         from torchvision.transforms import functional as TF
 
         mode = InterpolationMode(self.interpolation)
-        img = img.convert("RGB")
+        img = to_rgb(img)
         img = TF.resize(img, self.resize, interpolation=mode)
         img = TF.center_crop(img, [self.input_size, self.input_size])
         return TF.to_tensor(img)

@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from ..images import open_rgb
 from . import BackendError, Registry
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,7 @@ class ProbeSet:
             return self.loader(i)
         path = os.path.join(self.root, self.paths[i])
         try:
-            with Image.open(path) as img:
-                img.load()
-                return img.convert("RGB")
+            return open_rgb(path)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             raise BadImage(f"{path}: {exc}") from exc
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..images import open_rgb
 from ..io import _jsonable, atomic_path, read_json, write_text
 from ..paths import STAGE_ABLATIONS, SWEEPS
 
@@ -82,19 +83,11 @@ def render_html(data: dict[str, Any], title: str) -> str:
 def make_thumbnail(src: str | Path, dst: str | Path, max_size: int, quality: int = JPEG_QUALITY) -> tuple[int, int]:
     """Re-encode ``src`` as a JPEG whose longest side is at most ``max_size``; returns (width, height)."""
     try:
-        with Image.open(src) as img:
-            img.load()
-            if img.mode in ("RGBA", "LA", "P"):
-                img = img.convert("RGBA")
-                bg = Image.new("RGB", img.size, (255, 255, 255))
-                bg.paste(img, mask=img.getchannel("A"))
-                img = bg
-            else:
-                img = img.convert("RGB")
-            img.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
-            with atomic_path(dst, suffix=".jpg") as tmp:
-                img.save(tmp, "JPEG", quality=quality, optimize=True)
-            return img.size
+        img = open_rgb(src, background=(255, 255, 255))
+        img.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
+        with atomic_path(dst, suffix=".jpg") as tmp:
+            img.save(tmp, "JPEG", quality=quality, optimize=True)
+        return img.size
     except OSError as exc:
         raise ReportError(f"cannot read image {src}: {exc}") from exc
 

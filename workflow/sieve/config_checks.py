@@ -1,0 +1,133 @@
+"""Config checks that JSON schema cannot express, run once when the workflow is parsed (common.smk).
+
+They need no model loading, so a cluster user hears of a typo before any job queues:
+
+- every number in the config is finite (YAML's ``.nan``, ``.inf``, ``-.inf`` and ``--config key=nan`` pass
+  JSON schema's ``minimum``/``maximum`` comparisons);
+- a model's local checkpoint file (``weights``) and the embedder's local files (``model_config``, a
+  ``pretrained`` path) exist;
+- a torchvision/timm/places365 ``arch`` is a name that library knows, where that library is installed where
+  the workflow is parsed (otherwise the job checks it, as before).
+
+What needs the model (an unknown ``layer``) or the device (a missing GPU) is still checked in the job.
+This module imports no torch at import time; torchvision/timm are imported only for a model that uses them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .backends import BackendError
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".bin", ".safetensors", ".ckpt")
+
+
+class ConfigError(BackendError):
+    """A config value that cannot work: the message names the key and the problem."""
+
+
+def _key(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def non_finite_numbers(obj: Any, path: str = "") -> Iterator[tuple[str, float]]:
+    """(key, value) of every NaN or infinite float anywhere in ``obj``; keys are dotted (``select.tau``), list
+    items get ``[i]``."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        yield path, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from non_finite_numbers(v, _key(path, str(k)))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from non_finite_numbers(v, f"{path}[{i}]")
+
+
+def check_finite(config: dict[str, Any]) -> list[str]:
+    """One message per key of ``config`` that holds a non-finite number."""
+    return [f"config key {key}: {value} is not a finite number" for key, value in non_finite_numbers(config)]
+
+
+def _is_checkpoint_path(weights: str) -> bool:
+    """Whether ``weights`` names a checkpoint file (a path or a checkpoint file name) rather than a weights name
+    or a URL (the rule of ``sieve.backends.models.is_local_checkpoint``, without importing torch)."""
+    if "://" in weights:
+        return False
+    return "/" in weights or weights.endswith(CHECKPOINT_SUFFIXES) or Path(os.path.expanduser(weights)).exists()
+
+
+def _missing_file(value: Any, key: str, what: str) -> list[str]:
+    if isinstance(value, str) and value and not Path(os.path.expanduser(value)).is_file():
+        return [f"config key {key}: {what} not found: {os.path.expanduser(value)}"]
+    return []
+
+
+def _unknown_arch(source: str, arch: str) -> str | None:
+    """Why ``arch`` is not an architecture of ``source`` (None when it is, or when the library that would know
+    is not installed where the workflow is parsed)."""
+    module = "timm" if source == "timm" else "torchvision"
+    if importlib.util.find_spec(module) is None:
+        return None
+    if source == "timm":
+        import timm
+
+        known = list(timm.list_models())
+        if timm.is_model(arch):
+            return None
+    else:
+        import torchvision
+
+        known = list(torchvision.models.list_models())
+        if arch in known:
+            return None
+    close = difflib.get_close_matches(arch, known, n=5)
+    return f"unknown {source} arch {arch!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+
+
+def check_model(name: str, spec: dict[str, Any]) -> list[str]:
+    """Problems of one ``models:`` entry that show without loading it."""
+    where = f"models.{name}"
+    source = spec.get("source")
+    errors = []
+    if source in ("torchvision", "timm", "places365"):
+        arch = spec.get("arch", "resnet18" if source == "places365" else None)
+        if not arch:
+            errors.append(f"config key {where}.arch: source {source} needs an architecture name (e.g. resnet50)")
+        elif (why := _unknown_arch(source, arch)) is not None:
+            errors.append(f"config key {where}.arch: {why}")
+        weights = spec.get("weights")
+        if isinstance(weights, str) and _is_checkpoint_path(weights):
+            errors += _missing_file(weights, f"{where}.weights", "checkpoint file")
+    elif source == "python" and not spec.get("factory"):
+        errors.append(f"config key {where}.factory: source python needs 'factory: package.module:function'")
+    return errors
+
+
+def check_embedder(spec: dict[str, Any], where: str = "embedder") -> list[str]:
+    """Local files an open_clip embedder names: ``model_config`` and a ``pretrained`` that is a path."""
+    if spec.get("source", "open_clip") != "open_clip":
+        return []
+    errors = _missing_file(spec.get("model_config"), f"{where}.model_config", "model config file")
+    pretrained = spec.get("pretrained")
+    if isinstance(pretrained, str) and _is_checkpoint_path(pretrained):
+        errors += _missing_file(pretrained, f"{where}.pretrained", "checkpoint file")
+    return errors
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Every parse-time check of a validated config; raises one :class:`ConfigError` listing all problems."""
+    errors = check_finite(config)
+    for name, spec in sorted(config.get("models", {}).items()):
+        errors += check_model(name, spec)
+    errors += check_embedder(config.get("embedder") or {})
+    clip_model = (config.get("evaluate") or {}).get("clip_model")
+    if isinstance(clip_model, dict):
+        errors += check_embedder(clip_model, "evaluate.clip_model")
+    if errors:
+        raise ConfigError("invalid config: " + "; ".join(errors))

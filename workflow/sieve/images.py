@@ -1,0 +1,70 @@
+"""The one way sieve reads an image: any PIL mode in, 8-bit RGB out, with high bit depths scaled, not clipped.
+
+Pillow's own ``img.convert("RGB")`` clips the 16-bit and 32-bit modes to 255, so a 16-bit grey PNG (mode
+``I;16``) reaches the model almost white. :func:`to_rgb` scales them instead:
+
+- ``I;16``, ``I;16L``, ``I;16B``, ``I;16N`` (16-bit): ``round(v / 257)``, so 0 -> 0 and 65535 -> 255;
+- ``I`` (32-bit integer; how Pillow opens a 16-bit PGM): values within [0, 65535] are taken as 16-bit and
+  scaled like ``I;16``; any other range is stretched linearly, minimum -> 0 and maximum -> 255;
+- ``F`` (32-bit float): values within [0, 1] are multiplied by 255, values within [0, 255] are kept, any other
+  range is stretched like ``I``; NaN takes the minimum, +-inf the ends of the finite range.
+
+Every other mode (``1``, ``L``, ``LA``, ``P``, ``PA``, ``RGBA``, ``RGBX``, ``CMYK``, ``YCbCr``, ``LAB``,
+``HSV``) goes through Pillow's conversion, which is exact for them. Transparency is dropped (the colour under
+it is kept, as torchvision's loaders do) unless a ``background`` colour is given to composite onto (the
+report's thumbnails use white).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+WIDE_INT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+U16_MAX = 65535
+
+
+def _to_8bit(a: np.ndarray, mode: str) -> np.ndarray:
+    """A single-channel array of a wide mode -> uint8, scaled by the rules of the module docstring."""
+    a = a.astype(np.float64)
+    finite = a[np.isfinite(a)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    a = np.nan_to_num(a, nan=lo, posinf=hi, neginf=lo)
+    if mode == "F" and lo >= 0.0 and hi <= 1.0:
+        out = a * 255.0
+    elif mode == "F" and lo >= 0.0 and hi <= 255.0:
+        out = a
+    elif mode != "F" and (mode.startswith("I;16") or (lo >= 0 and hi <= U16_MAX)):
+        out = a * (255.0 / U16_MAX)
+    else:  # stretch the range onto [0, 255] (a constant image becomes 0)
+        out = (a - lo) * (255.0 / ((hi - lo) or 1.0))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def has_alpha(img: Image.Image) -> bool:
+    """True for modes with an alpha band and for palette images with a transparent colour."""
+    return "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info)
+
+
+def to_rgb(img: Image.Image, background: tuple[int, int, int] | None = None) -> Image.Image:
+    """``img`` as an 8-bit RGB image; see the module docstring for how each mode is converted."""
+    if img.mode in WIDE_INT_MODES or img.mode == "F":
+        return Image.fromarray(_to_8bit(np.asarray(img), img.mode)).convert("RGB")
+    if background is not None and has_alpha(img):
+        rgba = img.convert("RGBA")
+        out = Image.new("RGB", img.size, background)
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    return img.convert("RGB")  # a copy even for RGB: the caller may close ``img``
+
+
+def open_rgb(path: str | os.PathLike[str], background: tuple[int, int, int] | None = None) -> Image.Image:
+    """Open, decode and convert the image at ``path`` (the first frame of an animation).
+
+    Raises what Pillow raises for an unreadable file (``OSError``, ``UnidentifiedImageError``, ``ValueError``,
+    ``DecompressionBombError``): callers decide whether that skips the image or stops the stage."""
+    with Image.open(path) as img:
+        img.load()
+        return to_rgb(img, background)
