@@ -122,7 +122,7 @@ def make_results(root: Path, n_neurons: int = 24, n_images: int = 60, models=("t
                                            n in verified])
                     _write_csv(run / "truth.csv", ["neuron", "kind", "planted_concepts", "selected",
                                                    "verified_concepts", "recovered"], truth_rows)
-                    write_json(run / "truth_summary.json", {  # the layout of sieve.synthetic.truth
+                    write_json(run / "truth_summary.json", {  # the layout of sieve.evaluate.truth
                         "kinds": {"detector": {"count": len(sharp), "selected_share": 1.0, "recovered_share": 0.5},
                                   "redundant": {"count": n_neurons - len(sharp), "selected_share": 0.0,
                                                 "recovered_share": None}},

@@ -15,11 +15,12 @@ import yaml
 from sieve.backends import BackendError
 from sieve.backends.embedders import load_embedder
 from sieve.backends.generators import load_generator
+from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
-from sieve.backends.probes import open_probe
+from sieve.evaluate.stage_ablations import run_stage_ablations
+from sieve.evaluate.truth import is_right, run_truth
 from sieve.select import select_neurons, selectivity
 from sieve.synthetic import concept_list, load_world, planted_truth, scene_truth
-from sieve.synthetic.truth import is_right, run_ablations, run_truth
 from sieve.synthetic.world import SpecError, render_prompt, render_scene
 
 WORLD = load_world()
@@ -183,7 +184,7 @@ def test_neuron_maps_light_up_the_object(model):
 
 
 def test_select_keeps_planted_neurons_and_rejects_redundant_and_dead(model):
-    probe = open_probe("synthetic", {"kind": "synthetic", "n_images": 160, "seed": 0})
+    probe = open_image_set("synthetic", {"kind": "synthetic", "n_images": 160, "seed": 0})
     x = torch.from_numpy(np.stack([np.asarray(probe.load(i)) for i in range(len(probe))])).permute(0, 3, 1, 2) / 255
     acts = np.concatenate([_pooled(model, x[i : i + 40]) for i in range(0, len(x), 40)])
     stats = selectivity(acts)
@@ -256,7 +257,7 @@ def test_generator_contract(generator):
 
 
 def test_probe_set(tmp_path):
-    probe = open_probe("p", {"kind": "synthetic", "n_images": 12, "seed": 3})
+    probe = open_image_set("p", {"kind": "synthetic", "n_images": 12, "seed": 3})
     assert len(probe) == 12 and probe.paths[0] == "scene_00000.png"
     img = probe.load(4)
     assert img.size == (64, 64) and img.mode == "RGB"
@@ -321,7 +322,7 @@ def test_truth_outputs(tmp_path):
     assert rows[0]["n_wrong_hypotheses"] == "2"
     assert json.loads((tmp_path / "truth_summary.json").read_text())["recovery"] == s["recovery"]
     # the ablation table reads the same four files per variant
-    out = run_ablations({"full": p, "no_verify": p}, str(tmp_path / "ablations.json"), spec="default")
+    out = run_stage_ablations({"full": p, "no_verify": p}, str(tmp_path / "ablations.json"), spec="default")
     assert [r["variant"] for r in out["variants"]] == ["full", "no_verify"]
     assert out["variants"][0]["mean_ar"] == 0.9 and out["variants"][1]["mean_ar"] == 0.5
     assert out["variants"][0]["recovery"] == s["recovery"]

@@ -8,7 +8,9 @@ Explain what the neurons of a vision model do, and prove it. Stage modules:
 - :mod:`sieve.concepts`    concept-set reading, cleaning and hashing
 - :mod:`sieve.verify`      sharded generation, Activation Rate, verified concepts
 - :mod:`sieve.report`      the HTML report
-- :mod:`sieve.backends`    registries of models, probe sets, embedders and generators (``source:``)
+- :mod:`sieve.backends`    registries of models, image sets, embedders and generators (``source:``)
+- :mod:`sieve.evaluate`    CLIP-Dissect baseline, final-layer metrics, neuron ablation, tau sweep,
+                           stage ablations, planted-truth comparison
 - :mod:`sieve.synthetic`   the planted-concept world, a backend like any other
 """
 

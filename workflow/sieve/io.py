@@ -1,8 +1,9 @@
-"""Small I/O layer shared by every stage: atomic writes, strict JSON, logging set-up."""
+"""Small I/O layer shared by every stage: atomic writes, strict JSON, CSV tables, logging set-up."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import hashlib
 import json
@@ -11,7 +12,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,33 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def csv_cell(value: Any) -> Any:
+    """One CSV cell, the same convention in every file sieve writes: a boolean is ``true`` / ``false`` (a 0/1
+    flag meant to be summed, such as ar.csv's ``kept``, is an int and stays 0/1), a float its shortest
+    round-trip form with NaN and None empty."""
+    if value is True or value is False or isinstance(value, np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(float(value))
+    return "" if value is None else value
+
+
+def write_csv(path: str | os.PathLike[str], columns: Sequence[str], rows: Iterable[Mapping[str, Any]],
+              line_terminator: str = "\n") -> None:
+    """Write ``rows`` (mappings; a missing key is an empty cell) under the header ``columns``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator=line_terminator)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([csv_cell(r.get(k, "")) for k in columns])
+
+
+def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """A CSV file with a header as one dict per row (every value a string)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def stable_hash(*parts: Any, n: int = 16) -> str:

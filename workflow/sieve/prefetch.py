@@ -165,10 +165,10 @@ def _fetch_concept_set(item: Item, resources_dir: Path) -> None:
 
 
 def _fetch_probe(item: Item, resources_dir: Path) -> None:
-    from .backends.probes import open_probe
+    from .backends.imagesets import open_image_set
 
     spec = {k: v for k, v in item.spec.items() if k != "name"}
-    open_probe(item.spec["name"], spec)
+    open_image_set(item.spec["name"], spec)
 
 
 FETCHERS: dict[str, Callable[[Item, Path], None]] = {

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .backends.imagesets import BadImage, ImageSet
 from .backends.models import LoadedModel, Preprocess
-from .backends.probes import BadImage, ProbeSet
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class TooManyBadImages(RuntimeError):
 
 
 class _ProbeDataset(Dataset):
-    def __init__(self, probe: ProbeSet, pre: Preprocess) -> None:
+    def __init__(self, probe: ImageSet, pre: Preprocess) -> None:
         self.probe = probe
         self.pre = pre
 
@@ -104,7 +104,7 @@ class StreamingTopK:
 
 def run_probe(
     model: LoadedModel,
-    probe: ProbeSet,
+    probe: ImageSet,
     out_path: str,
     top_n: int = 20,
     batch_size: int = 64,

@@ -38,7 +38,6 @@ on the fly equal those measured later from ``keep_images: full`` PNGs (used when
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
 import os
@@ -53,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from .backends import activation_spec
-from .io import atomic_path, dumps, local_file_fingerprints, read_json, stable_hash, write_json
+from .io import atomic_path, dumps, local_file_fingerprints, read_json, stable_hash, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -510,20 +509,6 @@ def index_manifests(manifest_paths: Sequence[str | os.PathLike[str]]) -> dict[st
     return by_text
 
 
-def _fmt(x: Any) -> Any:
-    if isinstance(x, float):
-        return "" if math.isnan(x) else repr(x)
-    return x
-
-
-def _write_csv(path: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _fmt(r.get(k, "")) for k in columns})
-
-
 def compute_ar(hyps: list[dict[str, Any]], select_summary: dict[str, Any], by_text: dict[str, dict[str, Any]],
                model: str, hypotheses_dir: str = "") -> list[dict[str, Any]]:
     """One row per (neuron, cluster, concept) hypothesis with n_images, n_active, ar."""
@@ -637,8 +622,8 @@ def run_activation_rate(
         "images_per_concept": len(seeds),
         "n_concepts": len({r["concept"] for r in rows}),
     }
-    _write_csv(out_ar, AR_COLUMNS, rows)
-    _write_csv(out_neuron_concepts, NEURON_COLUMNS, table)
+    write_csv(out_ar, AR_COLUMNS, rows)
+    write_csv(out_neuron_concepts, NEURON_COLUMNS, table)
     if out_generated:
         gen = {}
         for r in rows:

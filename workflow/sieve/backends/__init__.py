@@ -1,7 +1,7 @@
 """Backends: one registry per kind, keyed by the config's ``source`` (or ``kind`` for probe sets).
 
 - :mod:`.models`     target vision models (torchvision, timm, places365, python, synthetic)
-- :mod:`.probes`     probe image sets (imagefolder, filelist, places365, imagenette, synthetic)
+- :mod:`.imagesets`  image sets the probe stage reads (imagefolder, filelist, places365, imagenette, synthetic)
 - :mod:`.embedders`  CLIP-like image/text embedders (open_clip, python, synthetic)
 - :mod:`.generators` text-to-image generators (diffusers, python, synthetic)
 

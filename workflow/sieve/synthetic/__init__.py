@@ -24,8 +24,8 @@ from PIL import Image
 from ..backends import BackendError
 from ..backends.embedders import EMBEDDERS
 from ..backends.generators import GENERATORS
+from ..backends.imagesets import IMAGE_SETS, ImageSet
 from ..backends.models import MODELS, Preprocess
-from ..backends.probes import PROBES, ProbeSet
 from .world import SpecError, World, load_world, render_prompt, render_scene
 
 __all__ = ["World", "SpecError", "load_world", "concept_list", "planted_truth", "scene_truth"]
@@ -61,8 +61,8 @@ def _model(spec: dict[str, Any]) -> tuple[torch.nn.Module, Preprocess]:
     return model, Preprocess.coerce(pre)
 
 
-@PROBES.register("synthetic")
-def _probe(name: str, spec: dict[str, Any]) -> ProbeSet:
+@IMAGE_SETS.register("synthetic")
+def _probe(name: str, spec: dict[str, Any]) -> ImageSet:
     world = _world(spec, f"probes: {name}")
     n = spec.get("n_images", 600)
     if not isinstance(n, int) or n < 1:
@@ -77,7 +77,7 @@ def _probe(name: str, spec: dict[str, Any]) -> ProbeSet:
     def loader(i: int) -> Image.Image:
         return Image.fromarray(render_scene(world, seed, i)[0])
 
-    return ProbeSet(name, root="synthetic", paths=[f"scene_{i:05d}.png" for i in range(n)], labels=counts,
+    return ImageSet(name, root="synthetic", paths=[f"scene_{i:05d}.png" for i in range(n)], labels=counts,
                     classes=classes, loader=loader,
                     info={"kind": "synthetic", "spec": world.source, "seed": seed, "n_images": n})
 

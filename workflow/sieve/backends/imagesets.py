@@ -1,9 +1,10 @@
-"""Probe image sets, keyed by the config's ``kind``.
+"""Image sets (the config's ``probes:``), keyed by ``kind``: the images the probe stage runs a model on.
 
-Every probe set is a :class:`ProbeSet`: a sorted list of items (path relative to the probe root, and a
+"Probe" names the stage (one activation pass, :mod:`sieve.probe`); this module holds the image sets it reads.
+Every image set is an :class:`ImageSet`: a sorted list of items (path relative to the probe root, and a
 class label where there is one) plus ``load(i)``, which returns a PIL image or raises :class:`BadImage`.
 Later stages (crops, CLIP-Dissect's whole-image embeddings, neuron ablation) reopen the same set through
-:func:`open_probe`, so indices match the HDF5's ``images`` everywhere.
+:func:`open_image_set`, so indices match the HDF5's ``images`` everywhere.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from . import BackendError, Registry
 
 log = logging.getLogger(__name__)
 
-PROBES = Registry("probe set", key="kind")
+IMAGE_SETS = Registry("probe set", key="kind")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -30,7 +31,7 @@ class BadImage(Exception):
 
 
 @dataclass
-class ProbeSet:
+class ImageSet:
     name: str
     root: str
     paths: list[str]
@@ -71,8 +72,8 @@ def _require_dir(spec: dict[str, Any], what: str) -> Path:
     return root
 
 
-@PROBES.register("imagefolder")
-def _imagefolder(name: str, spec: dict[str, Any]) -> ProbeSet:
+@IMAGE_SETS.register("imagefolder")
+def _imagefolder(name: str, spec: dict[str, Any]) -> ImageSet:
     """All images under ``path``, recursively, sorted; the first folder level is the class label if every
     image sits in one (the ImageNet / torchvision ImageFolder layout)."""
     root = _require_dir(spec, "imagefolder")
@@ -91,11 +92,11 @@ def _imagefolder(name: str, spec: dict[str, Any]) -> ProbeSet:
         index = {c: i for i, c in enumerate(classes)}
         labels = [index[p.split("/", 1)[0]] for p in paths]
     paths, labels = _limit(paths, labels, spec)
-    return ProbeSet(name, str(root), paths, labels, classes, info={"kind": "imagefolder", "path": str(root)})
+    return ImageSet(name, str(root), paths, labels, classes, info={"kind": "imagefolder", "path": str(root)})
 
 
-@PROBES.register("filelist")
-def _filelist(name: str, spec: dict[str, Any]) -> ProbeSet:
+@IMAGE_SETS.register("filelist")
+def _filelist(name: str, spec: dict[str, Any]) -> ImageSet:
     """A text file of image paths, one per line (blank lines and ``#`` comments ignored); relative paths are
     resolved against ``root`` (default: the list's folder). An optional second whitespace-separated column
     is an integer class label."""
@@ -119,7 +120,7 @@ def _filelist(name: str, spec: dict[str, Any]) -> ProbeSet:
         raise BackendError(f"probe filelist {listing} lists no images")
     lab = labels if len(labels) == len(paths) else None
     paths, lab = _limit(paths, lab, spec)
-    return ProbeSet(name, str(root), paths, lab, None, info={"kind": "filelist", "path": str(listing)})
+    return ImageSet(name, str(root), paths, lab, None, info={"kind": "filelist", "path": str(listing)})
 
 
 def _dataset_root(spec: dict[str, Any], kind: str) -> Path:
@@ -142,8 +143,8 @@ def _dataset_root(spec: dict[str, Any], kind: str) -> Path:
     return root
 
 
-@PROBES.register("places365")
-def _places365(name: str, spec: dict[str, Any]) -> ProbeSet:
+@IMAGE_SETS.register("places365")
+def _places365(name: str, spec: dict[str, Any]) -> ImageSet:
     """The Places365 layout torchvision downloads: ``categories_places365.txt`` (``/a/airfield 0``),
     ``places365_{split}.txt`` (``Places365_val_00000001.jpg 165``) and images under ``{split}_256/``
     (or ``{split}_large/``)."""
@@ -170,12 +171,12 @@ def _places365(name: str, spec: dict[str, Any]) -> ProbeSet:
             pairs.append((f"{img_dir}/{parts[0].lstrip('/')}", int(parts[1]) if len(parts) > 1 else -1))
     pairs.sort()
     paths, labels = _limit([p for p, _ in pairs], [t for _, t in pairs], spec)
-    return ProbeSet(name, str(root), paths, labels, classes,
+    return ImageSet(name, str(root), paths, labels, classes,
                     info={"kind": "places365", "path": str(root), "split": split})
 
 
-@PROBES.register("imagenette")
-def _imagenette(name: str, spec: dict[str, Any]) -> ProbeSet:
+@IMAGE_SETS.register("imagenette")
+def _imagenette(name: str, spec: dict[str, Any]) -> ImageSet:
     """The Imagenette layout: ``imagenette2-320/{split}/{wnid}/*.JPEG`` (the 320 px version torchvision
     downloads; ``imagenette2`` and ``imagenette2-160`` are used if that is what the folder holds)."""
     import torchvision
@@ -195,10 +196,10 @@ def _imagenette(name: str, spec: dict[str, Any]) -> ProbeSet:
         if p.suffix.lower() in IMAGE_EXTENSIONS
     )
     paths, labels = _limit([p for p, _ in pairs], [t for _, t in pairs], spec)
-    return ProbeSet(name, str(root), paths, labels, classes,
+    return ImageSet(name, str(root), paths, labels, classes,
                     info={"kind": "imagenette", "path": str(root), "split": split})
 
 
-def open_probe(name: str, spec: dict[str, Any]) -> ProbeSet:
-    """The one entry point: config spec -> ProbeSet."""
-    return PROBES.get(spec.get("kind"))(name, spec)
+def open_image_set(name: str, spec: dict[str, Any]) -> ImageSet:
+    """The one entry point: config spec -> ImageSet."""
+    return IMAGE_SETS.get(spec.get("kind"))(name, spec)
