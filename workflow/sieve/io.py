@@ -134,13 +134,16 @@ def local_file_fingerprints(spec: dict[str, Any], keys: tuple[str, ...] = ("weig
                                                                            "pretrained")) -> dict[str, str]:
     """Content digests of the local files a backend spec names (a checkpoint, a world spec): keys of
     content-addressed caches include them, so editing or retraining a file in place never reuses stale
-    results. Hub ids, URLs and missing paths give nothing."""
+    results. Hub ids, URLs and missing paths give nothing (:func:`~sieve.backends.refs.parse_ref` decides)."""
+    from .backends.refs import parse_ref
+
     out = {}
     for key in keys:
         value = spec.get(key)
-        if isinstance(value, str) and "://" not in value:
-            path = Path(os.path.expanduser(value))
-            if path.is_file():
+        if isinstance(value, str) and value.strip():
+            ref = parse_ref(value)
+            path = Path(ref.value)
+            if ref.is_local and path.is_file():
                 st = path.stat()
                 out[key] = _file_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
     return out

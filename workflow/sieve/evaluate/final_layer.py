@@ -165,11 +165,16 @@ class SentenceEncoder:
 
         from ..backends import BackendError
         from ..backends.offline import require_hub
+        from ..backends.refs import parse_ref
 
-        local = os.path.isdir(os.path.expanduser(name_or_path))
-        path = os.path.expanduser(name_or_path) if local else name_or_path
-        if not local:
-            require_hub(name_or_path, "evaluate.mpnet_model")
+        ref = parse_ref(name_or_path, hub_ids=True)
+        if ref.kind == "hub":
+            path = ref.value
+            require_hub(path, "evaluate.mpnet_model")
+        elif ref.kind == "path":
+            path = str(ref.existing_dir("evaluate.mpnet_model"))
+        else:
+            raise BackendError(f"evaluate.mpnet_model {name_or_path!r}: give a hub id or a local folder, not a URL")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModel.from_pretrained(path)
