@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -336,3 +339,32 @@ def test_truth_refuses_a_layer_that_is_not_the_spec(tmp_path):
     with pytest.raises(ValueError, match="3 neurons"):
         run_truth("default", p["select"], p["neuron_concepts"], p["ar"], p["verify_summary"],
                   str(tmp_path / "t.csv"), str(tmp_path / "t.json"))
+
+
+def test_world_and_backends_import_without_each_other():
+    """No import circle: the registries reach the world's backends through sieve.backends.PLUGINS, on first
+    use; the world (truth, concept lists) imports no backend and no torch."""
+    code = "\n".join([
+        "import sys",
+        "import sieve.synthetic",
+        "assert 'torch' not in sys.modules and 'sieve.backends' not in sys.modules, sorted(sys.modules)",
+        "from sieve.backends.models import MODELS",
+        "from sieve.backends.imagesets import IMAGE_SETS",
+        "assert 'sieve.synthetic.backends' not in sys.modules",
+        "assert 'synthetic' in MODELS.names() and 'synthetic' in IMAGE_SETS.names()",
+        "model, pre = MODELS.get('synthetic')({'source': 'synthetic'})",
+        "assert 'sieve.synthetic.backends' in sys.modules and pre.input_size > 0",
+    ])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=False)
+
+
+def test_plugin_table_names_an_importable_function_for_every_kind():
+    from sieve.backends import PLUGINS, Registry
+
+    for kind, table in PLUGINS.items():
+        reg = Registry(kind)
+        for name in table:
+            assert callable(reg.get(name))
+    with pytest.raises(BackendError, match=r"unknown model source 'nope' \(known: synthetic\)"):
+        Registry("model").get("nope")
