@@ -125,7 +125,7 @@ def protocol_scores(predicted: dict[int, list[str]], classes: list[str],
 
 def hypotheses_labels(folder: str | os.PathLike[str]) -> dict[int, list[str]]:
     """neuron -> every hypothesised concept, cluster by cluster in rank order (first = the label)."""
-    from ..verify import read_hypotheses
+    from ..verify.requests import read_hypotheses
 
     out: dict[int, list[str]] = {}
     for h in read_hypotheses(folder):

@@ -42,7 +42,7 @@ def run_sweep_tau(select_summary: str, hypotheses_dir: str, manifest_paths: Sequ
     """One tau of a sweep: the selection at tau, the subset of hypotheses, and Verify's AR/filter on them.
     Writes ``select_summary.json``, ``hypotheses/``, ``verify/{ar.csv,summary.json,generated.json}`` and
     ``neuron_concepts.csv`` under ``out_dir`` (the same names as a run's)."""
-    from ..verify import run_activation_rate
+    from ..verify.activation_rate import run_activation_rate
 
     sel = select_at_tau(read_json(select_summary), tau)
     base = read_json(select_summary)
