@@ -95,14 +95,21 @@ def csv_cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def write_csv(path: str | os.PathLike[str], columns: Sequence[str], rows: Iterable[Mapping[str, Any]],
-              line_terminator: str = "\n") -> None:
-    """Write ``rows`` (mappings; a missing key is an empty cell) under the header ``columns``, atomically."""
+def write_csv(path: str | os.PathLike[str], columns: Sequence[str],
+              rows: Iterable[Mapping[str, Any] | Sequence[Any]], line_terminator: str = "\n") -> None:
+    """Write ``rows`` under the header ``columns``, atomically, every cell by :func:`csv_cell`. A row is a
+    mapping (a missing key is an empty cell) or a sequence in column order."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator=line_terminator)
         w.writerow(columns)
-        for r in rows:
-            w.writerow([csv_cell(r.get(k, "")) for k in columns])
+        for i, r in enumerate(rows):
+            if isinstance(r, Mapping):
+                cells = [r.get(k, "") for k in columns]
+            elif len(r) == len(columns):
+                cells = list(r)
+            else:
+                raise ValueError(f"{path}: row {i} has {len(r)} cells for {len(columns)} columns")
+            w.writerow([csv_cell(v) for v in cells])
 
 
 def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:

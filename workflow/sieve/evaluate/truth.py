@@ -23,7 +23,13 @@ from . import EvaluateError
 
 log = logging.getLogger(__name__)
 
-TRUTH_COLUMNS = ["neuron", "kind", "planted_concepts", "selected", "status", "verified_concepts", "recovered",
+# Names the report reads (sieve.report imports them): truth.csv's planted column, truth_summary.json's
+# per-kind table, its methods table and each method's recovery.
+PLANTED_COLUMN = "planted_concepts"
+KINDS_KEY = "kinds"
+METHODS_KEY = "methods"
+RECOVERY_KEY = "recovery"
+TRUTH_COLUMNS = ["neuron", "kind", PLANTED_COLUMN, "selected", "status", "verified_concepts", "recovered",
                  "n_recovered", "n_hypotheses", "n_wrong_hypotheses", "best_concept", "best_ar"]
 PLANTED_KINDS = ("detector", "polysemantic", "attribute")
 
@@ -70,7 +76,7 @@ def truth_table(world: World, select_summary: dict[str, Any], neuron_rows: list[
         rows.append({
             "neuron": n.index,
             "kind": n.kind,
-            "planted_concepts": json.dumps(list(n.concepts)),
+            PLANTED_COLUMN: json.dumps(list(n.concepts)),
             "selected": bool(info.get("selected")),
             "status": nc.get("status", "not_selected"),
             "verified_concepts": json.dumps(verified),
@@ -104,9 +110,9 @@ def truth_summary(world: World, rows: list[dict[str, Any]], ar_rows: list[dict[s
             "recovered_share": sum(r["recovered"] for r in mine) / len(mine) if planted else None,
         }
     planted_rows = [r for r in rows if r["kind"] in PLANTED_KINDS]
-    n_concepts = sum(len(json.loads(r["planted_concepts"])) for r in planted_rows)
+    n_concepts = sum(len(json.loads(r[PLANTED_COLUMN])) for r in planted_rows)
     n_rec = sum(r["n_recovered"] for r in planted_rows)
-    plan = {r["neuron"]: json.loads(r["planted_concepts"]) for r in rows}
+    plan = {r["neuron"]: json.loads(r[PLANTED_COLUMN]) for r in rows}
     right_ar, wrong_ar, wrong_kept = [], [], 0
     for h in ar_rows:
         ar = float(h["ar"]) if h["ar"] not in ("", "nan") else math.nan
@@ -120,10 +126,10 @@ def truth_summary(world: World, rows: list[dict[str, Any]], ar_rows: list[dict[s
     return {
         "spec": world.source,
         "n_neurons": len(rows),
-        "kinds": kinds,
+        KINDS_KEY: kinds,
         "n_planted_concepts": n_concepts,
         "n_recovered_concepts": n_rec,
-        "recovery": n_rec / n_concepts if n_concepts else None,
+        RECOVERY_KEY: n_rec / n_concepts if n_concepts else None,
         "neurons_recovered_share": (sum(r["recovered"] for r in planted_rows) / len(planted_rows)
                                     if planted_rows else None),
         "select_correct": all(r["selected"] for r in should_select) and not any(r["selected"] for r in should_reject),
@@ -154,7 +160,7 @@ def run_truth(spec: str | None, select_path: str, neuron_concepts_path: str, ar_
     write_json(out_summary, summary)
     log.info("truth: %d of %d planted concepts recovered (%.0f%%); Select correct: %s; wrong hypotheses: %d, "
              "mean AR %.3f, %d kept", summary["n_recovered_concepts"], summary["n_planted_concepts"],
-             100 * (summary["recovery"] or 0), summary["select_correct"], summary["hypotheses"]["n_wrong"],
+             100 * (summary[RECOVERY_KEY] or 0), summary["select_correct"], summary["hypotheses"]["n_wrong"],
              summary["hypotheses"]["mean_ar_wrong"], summary["hypotheses"]["n_wrong_kept"])
     return summary
 
@@ -164,7 +170,7 @@ def run_truth(spec: str | None, select_path: str, neuron_concepts_path: str, ar_
 
 
 
-TRUTH_METHOD_KEYS = ("recovery", "n_recovered_concepts", "n_planted_concepts", "neurons_recovered_share",
+TRUTH_METHOD_KEYS = (RECOVERY_KEY, "n_recovered_concepts", "n_planted_concepts", "neurons_recovered_share",
                      "mean_ar_initial", "mean_ar_kept")
 
 
@@ -195,9 +201,9 @@ def add_methods_to_truth(summary_path: str, spec: str | None, select_path: str,
                            by_name["summary.json"])
         summary[name] = res
         methods[name] = {k: v for k, v in res.items() if k != "hypotheses"}
-    summary["methods"] = methods
+    summary[METHODS_KEY] = methods
     write_json(summary_path, summary)
     for name, m in methods.items():
-        log.info("truth %s: recovery %s, mean AR initial %s, kept %s", name, m.get("recovery"),
+        log.info("truth %s: recovery %s, mean AR initial %s, kept %s", name, m.get(RECOVERY_KEY),
                  m.get("mean_ar_initial"), m.get("mean_ar_kept"))
     return summary
