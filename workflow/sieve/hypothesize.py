@@ -32,6 +32,7 @@ import logging
 import math
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -273,17 +274,24 @@ def _collate_crops(batch: list) -> list:
     return batch
 
 
-def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder: Any, out_h5: str,
-                    spec: dict[str, Any], crop: dict[str, Any] | None = None, batch_size: int = 64,
-                    num_workers: int = 0) -> dict[str, Any]:
-    """Crop every top image of every selected neuron and embed the crops (see the module docstring)."""
-    import torch
+@dataclass
+class TopImages:
+    """What ``activations.h5`` holds for the selected neurons: their top images and spatial maps."""
 
-    from .backends.embedders import embedder_image_size
+    pre: Any  # the model's Preprocess
+    neurons: np.ndarray  # [S] neuron ids
+    k: int  # top images per neuron
+    rows: np.ndarray  # [S, K] rows of activations.h5
+    activation: np.ndarray  # [S, K] pooled activations
+    probe_index: np.ndarray  # [S, K] indices into the probe's image set
+    maps: np.ndarray  # [S, K, h, w] float32
+    attrs: dict[str, Any]
+
+
+def read_top_images(activations_h5: str, neurons_dir: str, selected: list[dict[str, Any]]) -> TopImages:
+    """Phase 1: the top images and maps of the selected neurons, checked against ``select/neurons``."""
     from .backends.models import Preprocess
 
-    crop = dict(crop or {})
-    selected = read_selected(neurons_dir)
     with h5py.File(activations_h5, "r") as f:
         if not f.attrs.get("complete"):
             raise HypothesizeError(f"{activations_h5} is not a complete sieve activations file")
@@ -303,30 +311,44 @@ def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder:
                 raise HypothesizeError(f"{neurons_dir}/{n}.json does not match the top images of neuron {n} in "
                                        f"{activations_h5}; rerun select")
         maps = f["topk/maps"][()]  # C x K x h x w float16: bounded by the probe stage's own memory
-    size = pre.input_size
-    boxes = np.zeros((len(neurons), k, 4), dtype=np.int32)
-    for s, n in enumerate(neurons):
-        boxes[s] = neuron_boxes(maps[n, :k].astype(np.float32), size, crop)
-    del maps
     rows = t_index[neurons, :k] if len(neurons) else np.zeros((0, k), np.int64)
-    activation = t_value[neurons, :k].astype(np.float32) if len(neurons) else np.zeros((0, k), np.float32)
-    probe_index = pidx_all[rows] if rows.size else np.zeros(rows.shape, np.int64)
-    paths = [[t["path"] for t in d["top"]] for d in selected]
-    side = embedder_image_size(embedder)
-    dim = int(embedder.dim)
-    emb = np.full((len(neurons), k, dim), np.nan, dtype=np.float32)
+    return TopImages(
+        pre=pre, neurons=neurons, k=k, rows=rows,
+        activation=t_value[neurons, :k].astype(np.float32) if len(neurons) else np.zeros((0, k), np.float32),
+        probe_index=pidx_all[rows] if rows.size else np.zeros(rows.shape, np.int64),
+        maps=maps[neurons, :k].astype(np.float32), attrs=attrs,
+    )
 
+
+def crop_boxes(top: TopImages, crop: dict[str, Any]) -> np.ndarray:
+    """Phase 2: [S, K, 4] boxes, in model-input pixels, of every top image of every selected neuron."""
+    boxes = np.zeros((len(top.neurons), top.k, 4), dtype=np.int32)
+    for s in range(len(top.neurons)):
+        boxes[s] = neuron_boxes(top.maps[s], top.pre.input_size, crop)
+    return boxes
+
+
+def crop_jobs(probe_index: np.ndarray, boxes: np.ndarray) -> list[tuple[int, list[tuple[int, int, np.ndarray]]]]:
+    """Phase 3: one job per probe image (by index): every (neuron slot, rank, box) that crops it."""
     by_image: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
-    for s in range(len(neurons)):
-        for r in range(k):
+    for s in range(probe_index.shape[0]):
+        for r in range(probe_index.shape[1]):
             by_image[int(probe_index[s, r])].append((s, r, boxes[s, r]))
-    jobs = sorted(by_image.items())
-    loader = torch.utils.data.DataLoader(
-        _CropDataset(probe, pre, jobs, side), batch_size=max(1, batch_size // max(1, k)), shuffle=False,
-        num_workers=num_workers, collate_fn=_collate_crops,
-        prefetch_factor=4 if num_workers > 0 else None)
+    return sorted(by_image.items())
+
+
+def embed_crop_jobs(jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]], top: TopImages, probe: Any,
+                    embedder: Any, side: int, batch_size: int, num_workers: int) -> tuple[np.ndarray, int]:
+    """Phase 4: load each probe image once (DataLoader workers), cut its crops, embed them in batches.
+    -> ([S, K, D] embeddings, number of crops)."""
+    import torch
     from tqdm import tqdm
 
+    emb = np.full((len(top.neurons), top.k, int(embedder.dim)), np.nan, dtype=np.float32)
+    loader = torch.utils.data.DataLoader(
+        _CropDataset(probe, top.pre, jobs, side), batch_size=max(1, batch_size // max(1, top.k)), shuffle=False,
+        num_workers=num_workers, collate_fn=_collate_crops,
+        prefetch_factor=4 if num_workers > 0 else None)
     pending_pos: list[tuple[int, int]] = []
     pending_x: list[torch.Tensor] = []
 
@@ -345,7 +367,7 @@ def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder:
     for batch in tqdm(loader, desc="crops", unit="img", mininterval=5.0, total=len(loader)):
         for pos, x, err in batch:
             if x is None:
-                ns = sorted({int(neurons[s]) for s, _ in pos})
+                ns = sorted({int(top.neurons[s]) for s, _ in pos})
                 raise HypothesizeError(f"top image {err} of neuron(s) {ns} cannot be read any more")
             pending_pos.extend(pos)
             pending_x.append(x)
@@ -355,21 +377,45 @@ def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder:
     flush()
     if not np.isfinite(emb).all():
         raise HypothesizeError("some crops got no embedding (non-finite values)")
+    return emb, n_crops
+
+
+def write_crops(out_h5: str, top: TopImages, boxes: np.ndarray, emb: np.ndarray, paths: list[list[str]],
+                attrs: dict[str, Any]) -> None:
+    """Phase 5: ``crops.h5`` (layout in the module docstring), atomically."""
     with atomic_path(out_h5, suffix=".h5.partial") as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("neurons", data=neurons)
-        f.create_dataset("rows", data=rows.astype(np.int64))
-        f.create_dataset("probe_index", data=probe_index.astype(np.int64))
+        f.create_dataset("neurons", data=top.neurons)
+        f.create_dataset("rows", data=top.rows.astype(np.int64))
+        f.create_dataset("probe_index", data=top.probe_index.astype(np.int64))
         f.create_dataset("boxes", data=boxes)
-        f.create_dataset("activation", data=activation)
+        f.create_dataset("activation", data=top.activation)
         f.create_dataset("embeddings", data=emb)
-        f.create_dataset("paths", data=np.array(paths, dtype=object).reshape(len(neurons), k), dtype=STR_DT)
-        f.attrs.update({
-            **attrs, "embedder": embedder_key(spec), "embedder_name": str(embedder.name), "dim": dim,
-            "crop": json.dumps(crop, sort_keys=True), "crop_side": side, "input_size": size,
-            "preprocess": json.dumps(pre.as_dict()), "complete": 1,
-        })
-    log.info("embedded %d crops of %d neurons from %d images (dim %d)", n_crops, len(neurons), len(jobs), dim)
-    return {"n_neurons": len(neurons), "n_crops": n_crops, "n_images": len(jobs)}
+        f.create_dataset("paths", data=np.array(paths, dtype=object).reshape(len(top.neurons), top.k), dtype=STR_DT)
+        f.attrs.update(attrs)
+
+
+def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder: Any, out_h5: str,
+                    spec: dict[str, Any], crop: dict[str, Any] | None = None, batch_size: int = 64,
+                    num_workers: int = 0) -> dict[str, Any]:
+    """Crop every top image of every selected neuron and embed the crops (see the module docstring), in
+    phases: read the top images, box them, group the crops by image, embed, write ``crops.h5``."""
+    from .backends.embedders import embedder_image_size
+
+    crop = dict(crop or {})
+    selected = read_selected(neurons_dir)
+    top = read_top_images(activations_h5, neurons_dir, selected)
+    boxes = crop_boxes(top, crop)
+    jobs = crop_jobs(top.probe_index, boxes)
+    side = embedder_image_size(embedder)
+    emb, n_crops = embed_crop_jobs(jobs, top, probe, embedder, side, batch_size, num_workers)
+    write_crops(out_h5, top, boxes, emb, [[t["path"] for t in d["top"]] for d in selected], {
+        **top.attrs, "embedder": embedder_key(spec), "embedder_name": str(embedder.name), "dim": int(embedder.dim),
+        "crop": json.dumps(crop, sort_keys=True), "crop_side": side, "input_size": top.pre.input_size,
+        "preprocess": json.dumps(top.pre.as_dict()), "complete": 1,
+    })
+    log.info("embedded %d crops of %d neurons from %d images (dim %d)", n_crops, len(top.neurons), len(jobs),
+             int(embedder.dim))
+    return {"n_neurons": len(top.neurons), "n_crops": n_crops, "n_images": len(jobs)}
 
 
 def read_crops(path: str) -> dict[str, Any]:
