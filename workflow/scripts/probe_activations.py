@@ -10,7 +10,7 @@ with script_logging(snakemake.log[0]):
     p = snakemake.params
     probe = open_image_set(snakemake.wildcards.probe, p.probe)  # cheap checks first
     device = resolve_device(p.device)
-    model = load_model(snakemake.wildcards.model, p.model, device, resolve_dtype(p.model.get("dtype", "auto"), device))
+    model = load_model(snakemake.wildcards.model, p.model, device, resolve_dtype(p.model["dtype"], device))
     run_probe(
         model,
         probe,

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from .backends import embedding_spec
+from .config import with_defaults
 from .io import atomic_path, read_json, write_json
 
 if TYPE_CHECKING:  # torch is imported where it is used: clustering and scoring jobs start without it
@@ -48,6 +49,10 @@ if TYPE_CHECKING:  # torch is imported where it is used: clustering and scoring 
 log = logging.getLogger(__name__)
 
 STR_DT = h5py.string_dtype("utf-8")
+
+# Defaults for direct calls (the workflow passes every setting): the schema's, never retyped here.
+_HYP = with_defaults(None, "hypothesize")
+_CROP = with_defaults(None, "hypothesize.crop")
 
 
 class HypothesizeError(ValueError):
@@ -81,8 +86,8 @@ def _fit_square(cx: float, cy: float, side: int, size: int) -> tuple[int, int, i
     return x0, y0, x0 + side, y0 + side
 
 
-def crop_box(up: np.ndarray, method: str = "region", threshold: float = 0.5, min_size: float = 0.25,
-             window: float = 0.5) -> tuple[int, int, int, int]:
+def crop_box(up: np.ndarray, method: str = _CROP["method"], threshold: float = _CROP["threshold"],
+             min_size: float = _CROP["min_size"], window: float = _CROP["window"]) -> tuple[int, int, int, int]:
     """Box (x0, y0, x1, y1), exclusive ends, of the most activated part of an upsampled [S, S] map."""
     from scipy import ndimage
 
@@ -128,8 +133,8 @@ def cut_and_resize(image: torch.Tensor, box: tuple[int, int, int, int] | np.ndar
 # 3. clustering
 
 
-def cluster_embeddings(x: np.ndarray, k_max: int = 5, silhouette_floor: float = 0.1, min_cluster_size: int = 2,
-                       enabled: bool = True) -> dict[str, Any]:
+def cluster_embeddings(x: np.ndarray, k_max: int = _HYP["k_max"], silhouette_floor: float = _HYP["silhouette_floor"],
+                       min_cluster_size: int = _HYP["min_cluster_size"], enabled: bool = True) -> dict[str, Any]:
     """Ward clustering of one neuron's crop embeddings [K, D] with k chosen by silhouette.
 
     Returns ``labels`` [K] (cluster ids numbered by best-ranked member), ``silhouette`` {k: score}, ``k``,
@@ -220,7 +225,7 @@ def encode_texts(embedder: Any, texts: list[str], batch_size: int = 256) -> np.n
 
 
 def run_embed_concepts(concepts_json: str, out_h5: str, embedder: Any, spec: dict[str, Any],
-                       template: str = "{}", batch_size: int = 256) -> None:
+                       template: str = _HYP["template"], batch_size: int = 256) -> None:
     data = read_json(concepts_json)
     ids = [c["id"] for c in data["concepts"]]
     texts = [fill_template(template, c["text"]) for c in data["concepts"]]
@@ -428,8 +433,8 @@ def read_crops(path: str) -> dict[str, Any]:
     return out
 
 
-def run_cluster(crops_h5: str, out_dir: str, cluster: bool = True, k_max: int = 5, silhouette_floor: float = 0.1,
-                min_cluster_size: int = 2) -> int:
+def run_cluster(crops_h5: str, out_dir: str, cluster: bool = _HYP["cluster"], k_max: int = _HYP["k_max"],
+                silhouette_floor: float = _HYP["silhouette_floor"], min_cluster_size: int = _HYP["min_cluster_size"]) -> int:
     """One ``clusters/{neuron}.json`` per neuron of ``crops.h5``."""
     c = read_crops(crops_h5)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -462,7 +467,7 @@ def read_concept_embeddings(concepts_json: str, embeddings_h5: str) -> tuple[lis
 
 
 def run_hypothesize(clusters_dir: str, crops_h5: str, concepts_json: str, embeddings_h5: str, out_dir: str,
-                    concepts_per_cluster: int = 2, chunk: int = 256) -> int:
+                    concepts_per_cluster: int = _HYP["concepts_per_cluster"], chunk: int = 256) -> int:
     """One ``hypotheses/{neuron}.json`` per clustered neuron: each kept cluster's top concepts."""
     c = read_crops(crops_h5)
     ids, texts, t_emb, t_attrs = read_concept_embeddings(concepts_json, embeddings_h5)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.refs import parse_ref
+from .config import schema_default
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def plan(config: dict[str, Any]) -> list[Item]:
         items.append(_model_item(name, config["models"][name]))
     items.append(_clip_item("embedder", config.get("embedder")))
     gen = config.get("generator") or {}
-    if gen.get("source", "diffusers") == "diffusers" and gen.get("model"):
+    if gen.get("source", schema_default("generator.source")) == "diffusers" and gen.get("model"):
         from .backends.generators import local_folder
 
         if local_folder(str(gen["model"])) is None:

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..config import schema_default, with_defaults
 from ..io import local_file_fingerprints
 from . import BackendError, Registry, import_factory
 from .refs import parse_ref
@@ -77,7 +78,7 @@ def local_folder(ref: str) -> Path | None:
 
 def check_generator_source(spec: dict[str, Any]) -> None:
     """Cheap config check (no model is loaded): raises a :class:`BackendError` naming the problem."""
-    source = spec.get("source", "diffusers")
+    source = spec.get("source", schema_default("generator.source"))
     if source == "diffusers":
         model = spec.get("model")
         if not model:
@@ -107,7 +108,7 @@ def generator_settings(spec: dict[str, Any], dtype: torch.dtype | str) -> dict[s
     """Everything that affects the pixels of a generated image: the content-addressed cache is keyed on this
     (plus prompt and seed). Batch size, shard count and ``keep_images`` are not part of it."""
     settings = {k: spec[k] for k in PIXEL_KEYS if k in spec}
-    settings.setdefault("source", "diffusers")
+    settings.setdefault("source", schema_default("generator.source"))
     settings["dtype"] = str(dtype).replace("torch.", "")
     if settings["source"] == "diffusers" and spec.get("model"):
         folder = local_folder(str(spec["model"]))
@@ -183,8 +184,13 @@ def _diffusers(spec: dict[str, Any], device: torch.device, dtype: torch.dtype) -
     except Exception as exc:  # noqa: BLE001 - name the model in whatever went wrong
         raise BackendError(f"generator model {model!r}: cannot load a diffusers pipeline: {exc}") from exc
     pipe = pipe.to(device)
-    return DiffusersGenerator(pipe, spec.get("resolution", 512), spec.get("steps", 1), spec.get("guidance_scale", 0.0),
-                              name=str(model))
+    return _diffusers_generator(pipe, spec, name=str(model))
+
+
+def _diffusers_generator(pipe: Any, spec: dict[str, Any], name: str) -> DiffusersGenerator:
+    """A pipeline with the spec's resolution, steps and guidance (the schema's defaults where it has none)."""
+    full = with_defaults(spec, "generator")
+    return DiffusersGenerator(pipe, full["resolution"], full["steps"], full["guidance_scale"], name=name)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -206,8 +212,7 @@ def _python(spec: dict[str, Any], device: torch.device, dtype: torch.dtype) -> G
             kwargs[key] = value
     obj = fn(**kwargs)
     if hasattr(obj, "components") and callable(obj) and not hasattr(obj, "generate"):  # a diffusers pipeline
-        obj = DiffusersGenerator(obj.to(device), spec.get("resolution", 512), spec.get("steps", 1),
-                                 spec.get("guidance_scale", 0.0), name=spec["factory"])
+        obj = _diffusers_generator(obj.to(device), spec, name=spec["factory"])
     if not isinstance(obj, Generator):
         raise BackendError(f"generator factory {spec['factory']!r} returned {type(obj).__name__}, which has no "
                            "generate(prompts, seeds) method and resolution attribute")

@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from ..config import schema_default
 from . import BackendError, Registry
 
 log = logging.getLogger(__name__)
@@ -127,13 +128,13 @@ def _dataset_root(spec: dict[str, Any], kind: str) -> Path:
     if "path" not in spec:
         raise BackendError(f"probes: kind {kind} needs 'path' (the dataset folder)")
     root = Path(os.path.expanduser(spec["path"]))
-    if spec.get("download", False):
+    if spec.get("download", schema_default("probes.*.download")):
         import torchvision
 
         from .offline import require_online
 
         require_online(kind, f"{kind} probe set", cached=root.exists() and any(root.iterdir()))
-        split = spec.get("split", "val")
+        split = spec.get("split", schema_default("probes.*.split"))
         if kind == "places365":  # torchvision fetches and checks (md5) the archives, we read the layout
             torchvision.datasets.Places365(str(root), split=split, small=True, download=True)
         else:
@@ -149,7 +150,7 @@ def _places365(name: str, spec: dict[str, Any]) -> ImageSet:
     ``places365_{split}.txt`` (``Places365_val_00000001.jpg 165``) and images under ``{split}_256/``
     (or ``{split}_large/``)."""
     root = _dataset_root(spec, "places365")
-    split = spec.get("split", "val")
+    split = spec.get("split", schema_default("probes.*.split"))
     cats_file, list_file = root / "categories_places365.txt", root / f"places365_{split}.txt"
     for f in (cats_file, list_file):
         if not f.is_file():
@@ -182,7 +183,7 @@ def _imagenette(name: str, spec: dict[str, Any]) -> ImageSet:
     import torchvision
 
     root = _dataset_root(spec, "imagenette")
-    split = spec.get("split", "val")
+    split = spec.get("split", schema_default("probes.*.split"))
     base = next((root / v / split for v in ("imagenette2-320", "imagenette2", "imagenette2-160")
                  if (root / v / split).is_dir()), None)
     if base is None:

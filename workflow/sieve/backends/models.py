@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..config import schema_default
 from . import BackendError, Registry, import_factory
 from .refs import parse_ref
 
@@ -423,7 +424,8 @@ def load_model(name: str, spec: dict[str, Any], device: torch.device | str = "cp
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    layer = resolve_layer(model, spec.get("layer", "penultimate"), spec.get("arch", source), pre.input_size)
+    requested = spec.get("layer", schema_default("models.*.layer"))
+    layer = resolve_layer(model, requested, spec.get("arch", source), pre.input_size)
     shapes = _trace_shapes(model, [layer], pre.input_size)
     if layer not in shapes:
         raise BackendError(f"model {name!r}: layer {layer!r} produced no tensor output")
@@ -435,7 +437,7 @@ def load_model(name: str, spec: dict[str, Any], device: torch.device | str = "cp
         "arch": spec.get("arch", spec.get("factory", "")),
         "weights": spec.get("weights") or "",
         "layer": layer,
-        "layer_requested": spec.get("layer", "penultimate"),
+        "layer_requested": requested,
         "n_neurons": int(fmap.shape[1]),
         "map_size": [int(fmap.shape[2]), int(fmap.shape[3])],
         "preprocess": pre.as_dict(),

@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 import torch
 
+from ..config import with_defaults
 from ..io import atomic_path, read_csv, read_json, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ P_START = 0.998
 P_END = 0.97
 MIN_PROB = 1e-7
 LABEL_COLUMNS = ["neuron", "label", "concept_id", "score", "selected"]
+# The published constants above; the settings below default to the schema's (hypothesize.clip_dissect).
+_CD = with_defaults(None, "hypothesize.clip_dissect")
 
 
 class BaselineError(ValueError):
@@ -150,7 +153,8 @@ def _collate(batch: list) -> list:
 
 
 def run_embed_probe_images(activations_h5: str, probe: Any, embedder: Any, spec: dict[str, Any], out_h5: str,
-                           top_images: int = 100, batch_size: int = 64, num_workers: int = 0) -> dict[str, Any]:
+                           top_images: int = _CD["top_images"], batch_size: int = 64,
+                           num_workers: int = 0) -> dict[str, Any]:
     """Embed, whole, every probe image that is among the ``top_images`` best of any neuron of the layer.
 
     ``image_embeddings.h5``: ``rows`` [M] (rows of ``activations.h5``), ``probe_index`` [M], ``embeddings``
@@ -211,8 +215,9 @@ def read_image_embeddings(path: str) -> dict[str, Any]:
 
 
 def run_clip_dissect(image_embeddings_h5: str, select_summary: str, concepts_json: str, embeddings_h5: str,
-                     out_dir: str, out_labels: str, alpha: float = 10.0, lam: float = 1.0,
-                     top_images: int = 100, device: str = "cpu") -> dict[str, Any]:
+                     out_dir: str, out_labels: str, alpha: float = float(_CD["alpha"]),
+                     lam: float = float(_CD["lambda"]), top_images: int = _CD["top_images"],
+                     device: str = "cpu") -> dict[str, Any]:
     """Label every neuron with SoftWPMI; ``hypotheses/{neuron}.json`` for the selected ones (the neurons SIEVE
     describes, so both methods are verified on the same neurons), ``labels.csv`` for all."""
     from ..hypothesize import read_concept_embeddings

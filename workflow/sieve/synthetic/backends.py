@@ -15,6 +15,7 @@ from PIL import Image
 from ..backends import BackendError
 from ..backends.imagesets import ImageSet
 from ..backends.models import Preprocess
+from ..config import schema_default
 from .world import SpecError, World, load_world, render_prompt, render_scene
 
 
@@ -37,7 +38,7 @@ def image_set(name: str, spec: dict[str, Any]) -> ImageSet:
     n = spec.get("n_images", 600)
     if not isinstance(n, int) or n < 1:
         raise BackendError(f"probes: {name}: n_images must be a positive integer, got {n!r}")
-    seed = int(spec.get("seed", 0))
+    seed = int(spec.get("seed", schema_default("probes.*.seed")))
     limit = spec.get("limit")
     if limit:
         n = min(n, int(limit))

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config import schema_default
 from ..io import read_json, stable_hash, write_json
 from . import VerifyError
 
@@ -70,8 +71,9 @@ def iter_hypotheses(hyps: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
                        "rank": con.get("rank", ""), "score": con.get("score", "")}
 
 
-def collect_requests(hypotheses_dirs: Sequence[str | os.PathLike[str]], template: str = "{}",
-                     n_shards: int = 8) -> dict[str, Any]:
+def collect_requests(hypotheses_dirs: Sequence[str | os.PathLike[str]],
+                     template: str = schema_default("generator.prompt"),
+                     n_shards: int = schema_default("generator.shards")) -> dict[str, Any]:
     """Every distinct prompt named by any hypothesis of any folder, with its shard."""
     concepts: dict[str, dict[str, Any]] = {}
     n_hyp = 0
