@@ -18,7 +18,7 @@
    orders like cosine) wins; if that best score is below ``silhouette_floor`` (or no k can be tried) the
    neuron has one cluster. Clusters are numbered by their best-ranked crop (cluster 0 holds the top image).
    Clusters smaller than ``min_cluster_size`` are dropped and listed with the reason. ``cluster: false``
-   (the "no Cluster" ablation) keeps one cluster with every crop.
+   (the "no Cluster" stage ablation) keeps one cluster with every crop.
 4. **Hypothesize** (:func:`concept_scores`): cos(x, t) = x.t / (|x| |t|) between a crop embedding x and a
    concept's text embedding t (the template filled with the concept), and score(c) = mean over the cluster's
    crops of cos(x_i, t_c); the ``concepts_per_cluster`` best concepts are kept (ties: concept-set order).

@@ -28,6 +28,7 @@ from ..io import _jsonable, write_text
 from .assets import Assets, render_html
 from .results import best_ar, method_result, verified_concepts
 from .tables import (
+    STAGE_ABLATIONS_DIR,
     ar_distribution_png,
     comparison_table,
     count_concepts,
@@ -179,7 +180,7 @@ def collect_run(results: Path, model: str, probe: str, concept_set: str, assets:
     ts_path = run_dir / "truth_summary.json"
     truth_summary = load_json(ts_path) if ts_path.is_file() else None
     tables = truth_tables(truth_summary) if truth_summary is not None else []
-    tables += extra_tables(run_dir, results / "ablations" / model / probe / concept_set)
+    tables += extra_tables(run_dir, results / STAGE_ABLATIONS_DIR / model / probe / concept_set)
     return {
         "key": f"{model} / {probe} / {concept_set}", "model": model, "probe": probe, "concept_set": concept_set,
         "layer": sel.get("layer", ""), "tau": sel["tau"],
@@ -203,9 +204,9 @@ def neuron_card(mp: Path, nid: str, info: dict[str, Any], clusters: list[dict[st
             if (mp / "grids").is_dir() else grid
     if grid.is_file():
         card["grid"] = assets.thumbnail(grid, f"{prefix}/grids/{nid}.jpg", GRID_MAX_SIZE)
-    ablation = mp / "ablation" / f"{nid}.png"  # evaluate.ablate_neurons: per-class accuracy drop
-    if ablation.is_file():
-        card["ablation"] = assets.thumbnail(ablation, f"{prefix}/ablation/{nid}.jpg", GRID_MAX_SIZE)
+    neuron_ablation = mp / "ablation" / f"{nid}.png"  # evaluate.ablate_neurons: per-class accuracy drop
+    if neuron_ablation.is_file():
+        card["ablation"] = assets.thumbnail(neuron_ablation, f"{prefix}/ablation/{nid}.jpg", GRID_MAX_SIZE)
     members: dict[str, Any] = {}
     cl_path = mp / "clusters" / f"{nid}.json"
     if cl_path.is_file():

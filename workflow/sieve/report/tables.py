@@ -13,7 +13,8 @@ from ..evaluate.truth import KINDS_KEY, RECOVERY_KEY
 from ..io import _jsonable, atomic_path, write_csv
 from .values import as_number, load_json, load_tsv, rounded, short_text
 
-BENCHMARK_GROUPS = ("sweeps", "ablations")  # benchmarks/{group}/...: not the run's own stages
+STAGE_ABLATIONS_DIR = "ablations"  # results/{this}/ and benchmarks/{this}/: the stage-ablation variants
+BENCHMARK_GROUPS = ("sweeps", STAGE_ABLATIONS_DIR)  # benchmarks/{group}/...: not the run's own stages
 # Run summary: the settings each embedder / generator source uses (besides "source" and the common ones).
 DEFAULT_SOURCE = {"generator": "diffusers"}
 COMMON_SETTINGS = {
@@ -33,7 +34,7 @@ def read_benchmarks(bench_dir: str | Path) -> dict[str, Any]:
 
     A stage is the benchmark file's name with a trailing number (a shard, a swept tau) removed
     (``generate_shard_3`` -> ``generate_shard``, ``tau_0.5`` -> ``tau``), prefixed by ``sweeps/`` or
-    ``ablations/`` for the jobs of a sweep or an ablation, so that they do not count as the run's own stages;
+    ``ablations/`` for the jobs of a sweep or a stage ablation, so that they do not count as the run's own stages;
     its jobs are summed (total) and the slowest is shown (max).
     """
     root = Path(bench_dir)
@@ -115,17 +116,18 @@ def truth_tables(ts: Any) -> list[dict[str, Any]]:
     return out
 
 
-def extra_tables(run_dir: Path, ablation_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Every other JSON table of a run (final-layer metrics, sweeps, the ablation table): rendered generically.
+def extra_tables(run_dir: Path, stage_ablation_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Every other JSON table of a run (final-layer metrics, sweeps, the stage-ablation table), rendered
+    generically.
 
     Read: ``{run}/*.json`` (but truth_summary.json), ``{run}/{evaluate,ablations,sweeps}/*.json`` and
-    ``results/ablations/{model}/{probe}/{concept_set}/*.json`` (``ablation_dir``)."""
+    ``results/ablations/{model}/{probe}/{concept_set}/*.json`` (``stage_ablation_dir``)."""
     known = {"truth_summary.json"}
     files = [(p, run_dir) for p in sorted(run_dir.glob("*.json")) if p.name not in known]
     for sub in ("evaluate", "ablations", "sweeps"):
         files += [(p, run_dir) for p in sorted((run_dir / sub).glob("*.json"))] if (run_dir / sub).is_dir() else []
-    if ablation_dir is not None and ablation_dir.is_dir():
-        files += [(p, ablation_dir) for p in sorted(ablation_dir.glob("*.json"))]
+    if stage_ablation_dir is not None and stage_ablation_dir.is_dir():
+        files += [(p, stage_ablation_dir) for p in sorted(stage_ablation_dir.glob("*.json"))]
     out = []
     for p, base in files:
         title = p.relative_to(base).with_suffix("").as_posix().replace("_", " ")

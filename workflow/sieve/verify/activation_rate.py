@@ -44,7 +44,7 @@ def filter_hypotheses(ar: np.ndarray, enabled: bool = True) -> tuple[np.ndarray,
 
     Hypotheses whose AR is below the initial mean (over all hypotheses) are rejected, an AR equal to it is kept
     (compared exactly, not after float rounding); ``enabled=False`` (the
-    "no Verify" ablation) keeps every hypothesis, and both means are still reported."""
+    "no Verify" stage ablation) keeps every hypothesis, and both means are still reported."""
     ar = np.asarray(ar, dtype=np.float64)
     if ar.size == 0:
         return np.zeros(0, dtype=bool), math.nan, math.nan

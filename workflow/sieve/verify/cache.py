@@ -84,7 +84,7 @@ class CacheEntry:
 
 
 def write_cache_file(path: Path, write: Callable[[Path], None], attempts: int = 3) -> None:
-    """Write one cache file under a temporary name, then rename it. Shard jobs share the cache (the ablation
+    """Write one cache file under a temporary name, then rename it. Shard jobs share the cache (the stage-ablation
     variants' shards run beside the main ones) and each removes the temporary files it finds in the entries it
     starts on (:meth:`CacheEntry.clean_partials`): a temporary file removed under a running write is written
     again instead of failing the job."""
