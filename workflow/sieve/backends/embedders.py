@@ -12,7 +12,8 @@ Sources:
 - ``python``: ``factory: "package.module:function"`` called with ``kwargs`` (plus ``device=``
   if it has a ``device`` parameter), returning an object with
   ``encode_images``, ``encode_text`` and ``dim`` (see :class:`Embedder`).
-- ``synthetic``: the planted world's embedder (:mod:`sieve.synthetic.backends`, a plugin of :data:`sieve.backends.PLUGINS`).
+- ``synthetic``: the planted world's embedder (:mod:`sieve.synthetic.backends`, a plugin listed in
+  :data:`sieve.backends.PLUGINS`).
 """
 
 from __future__ import annotations

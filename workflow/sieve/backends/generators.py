@@ -9,7 +9,8 @@ Contract for every builder registered in ``GENERATORS``: ``builder(spec: dict, d
 - ``python``: ``factory: "package.module:function"`` called with ``kwargs`` (plus ``device``, ``dtype`` and
   ``resolution`` where its signature takes them and ``kwargs`` does not set them); it returns a
   :class:`Generator` or a diffusers pipeline (then wrapped like the ``diffusers`` source).
-- ``synthetic``: the planted world's renderer (:mod:`sieve.synthetic.backends`, a plugin of :data:`sieve.backends.PLUGINS`).
+- ``synthetic``: the planted world's renderer (:mod:`sieve.synthetic.backends`, a plugin listed in
+  :data:`sieve.backends.PLUGINS`).
 
 This module stays light at import time (no torch import) so that the Snakefile can check the generator
 config (:func:`check_generator_source`) when it is parsed.

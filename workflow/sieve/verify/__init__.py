@@ -2,16 +2,17 @@
 
 Three steps, three rules (``workflow/rules/verify.smk``), one module each:
 
-1. :func:`.requests.run_requests` gathers every distinct concept that any hypotheses folder names (all models, probes,
-   concept sets and baseline methods) into ``results/generate/requests.json``. A concept's prompt is the
+1. :func:`.requests.run_requests` gathers every distinct concept that any hypotheses folder names (all models,
+   probes, concept sets and baseline methods) into ``results/generate/requests.json``. A concept's prompt is the
    ``generator.prompt`` template filled with its text; its shard is ``stable_hash(prompt) mod shards``, so it
    does not depend on which other concepts exist.
-2. :func:`.shard.run_shard` (one job per shard, on a GPU) loads the generator and every configured target model once,
-   generates the shard's missing (prompt, seed) images in batches, resizes each batch on the device to every
-   model's input and records the pooled activation of every neuron of the analysed layer. Results go to a
-   content-addressed cache and a manifest ``results/generate/shards/{shard}.json`` lists them.
-3. :func:`.activation_rate.run_activation_rate` (one CPU job per model/probe/concept set, or per baseline method) computes
-   AR = share of a concept's images on which the neuron's pooled activation is above its probe threshold
+2. :func:`.shard.run_shard` (one job per shard, on a GPU) loads the generator and every configured target model
+   once, generates the shard's missing (prompt, seed) images in batches, resizes each batch on the device to
+   every model's input and records the pooled activation of every neuron of the analysed layer. Results go to a
+   content-addressed cache and a manifest ``results/generate/shards/{shard}.json`` lists them. Its planning
+   phase (:func:`.shard.plan_shard`) needs no torch.
+3. :func:`.activation_rate.run_activation_rate` (one CPU job per model/probe/concept set, or per baseline
+   method) computes AR = share of a concept's images on which the neuron's pooled activation is above its probe threshold
    (the 99th percentile from Select), filters at the initial mean AR and writes ``ar.csv``, ``summary.json``,
    ``neuron_concepts.csv`` and ``generated.json``.
 
