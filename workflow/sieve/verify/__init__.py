@@ -12,9 +12,9 @@ Three steps, three rules (``workflow/rules/verify.smk``), one module each:
    content-addressed cache and a manifest ``results/generate/shards/{shard}.json`` lists them. Its planning
    phase (:func:`.shard.plan_shard`) needs no torch.
 3. :func:`.activation_rate.run_activation_rate` (one CPU job per model/probe/concept set, or per baseline
-   method) computes AR = share of a concept's images on which the neuron's pooled activation is above its probe threshold
-   (the 99th percentile from Select), filters at the initial mean AR and writes ``ar.csv``, ``summary.json``,
-   ``neuron_concepts.csv`` and ``generated.json``.
+   method) computes AR = share of a concept's images on which the neuron's pooled activation is above its probe
+   threshold (the 99th percentile from Select), filters at the initial mean AR and writes ``ar.csv``,
+   ``summary.json``, ``neuron_concepts.csv`` and ``generated.json``.
 
 Cache layout (:mod:`.cache`, ``results/generate/cache/``; no concept text ever appears in a path)::
 
