@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from sieve.io import stable_hash, write_json
 from sieve.select import ratio_histogram, run_select
+from sieve.verify.activation_rate import AR_COLUMNS  # ar.csv as Verify writes it
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>",
@@ -23,7 +24,6 @@ WORDS = ["red circle", "blue square", "striped triangle", "green star", "dotted 
          "checkerboard", "café ünïcode ✓", *HOSTILE]
 
 
-AR_COLUMNS = ["neuron", "cluster", "concept", "concept_id", "rank", "score", "n_images", "n_active", "ar", "kept"]
 N_GENERATED = 3
 
 

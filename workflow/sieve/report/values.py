@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import read_csv, read_json
+from ..verify.requests import CLUSTER_KEY, CONCEPT_ID_KEY, CONCEPT_TEXT_KEY
 
 
 class ReportError(ValueError):
@@ -94,15 +95,14 @@ def as_items(obj: Any, id_key: str) -> list[dict[str, Any]]:
 
 
 def cluster_id(item: dict[str, Any], fallback: int) -> str:
-    for key in ("cluster", "id", "label"):
-        if key in item and item[key] is not None:
-            return str(item[key])
-    return str(fallback)
+    """A cluster's id as the hypotheses and clusters files write it, else its position."""
+    value = item.get(CLUSTER_KEY)
+    return str(fallback) if value is None else str(value)
 
 
 def concept_id(c: dict[str, Any]) -> str:
-    return str(c.get("id", c.get("concept_id", "")))
+    return str(c.get(CONCEPT_ID_KEY, ""))
 
 
 def concept_text(c: dict[str, Any]) -> str:
-    return str(c.get("text", c.get("concept", "")))
+    return str(c.get(CONCEPT_TEXT_KEY, ""))

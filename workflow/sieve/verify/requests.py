@@ -18,6 +18,12 @@ from . import VerifyError
 
 log = logging.getLogger(__name__)
 
+# The layout of ``hypotheses/{neuron}.json`` (written by Hypothesize and the baselines, read here and by the
+# report): {"neuron", "clusters": [{CLUSTER_KEY, "concepts": [{CONCEPT_ID_KEY, CONCEPT_TEXT_KEY, ...}]}]}.
+CLUSTER_KEY = "cluster"
+CONCEPT_ID_KEY = "id"
+CONCEPT_TEXT_KEY = "text"
+
 
 def prompt_for(template: str, text: str) -> str:
     """Fill every ``{}`` of the prompt template with the concept text (the text is never format-parsed)."""
@@ -54,8 +60,8 @@ def read_hypotheses(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise VerifyError(f"hypotheses file {p} lacks 'neuron' or a 'clusters' list")
         for c in h["clusters"]:
             for con in c.get("concepts", []):
-                if not isinstance(con.get("text"), str) or not con["text"].strip():
-                    raise VerifyError(f"hypotheses file {p}, neuron {h['neuron']}, cluster {c.get('cluster')}: "
+                if not isinstance(con.get(CONCEPT_TEXT_KEY), str) or not con[CONCEPT_TEXT_KEY].strip():
+                    raise VerifyError(f"hypotheses file {p}, neuron {h['neuron']}, cluster {c.get(CLUSTER_KEY)}: "
                                       f"a concept has no text: {con!r}")
         out.append(h)
     return sorted(out, key=lambda h: int(h["neuron"]))
@@ -66,8 +72,9 @@ def iter_hypotheses(hyps: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     for h in hyps:
         for c in h["clusters"]:
             for con in c.get("concepts", []):
-                yield {"neuron": int(h["neuron"]), "cluster": c.get("cluster", 0), "concept": con["text"],
-                       "concept_id": str(con.get("id", stable_hash(con["text"]))),
+                text = con[CONCEPT_TEXT_KEY]
+                yield {"neuron": int(h["neuron"]), "cluster": c.get(CLUSTER_KEY, 0), "concept": text,
+                       "concept_id": str(con.get(CONCEPT_ID_KEY, stable_hash(text))),
                        "rank": con.get("rank", ""), "score": con.get("score", "")}
 
 
