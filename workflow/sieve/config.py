@@ -27,6 +27,10 @@ class SchemaKeyError(KeyError):
 
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
+    """The workflow's config schema (next to the package, in ``workflow/schemas/``)."""
+    if not SCHEMA_PATH.is_file():
+        raise FileNotFoundError(f"sieve.config: the config schema {SCHEMA_PATH} is missing; sieve reads its defaults "
+                                "from the workflow checkout (install it editable: pip install -e .)")
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
