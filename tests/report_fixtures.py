@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from sieve.io import stable_hash, write_json
 from sieve.select import ratio_histogram, run_select
+from sieve.verify.activation_rate import AR_COLUMNS  # ar.csv as Verify writes it
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>",
@@ -23,7 +24,6 @@ WORDS = ["red circle", "blue square", "striped triangle", "green star", "dotted 
          "checkerboard", "café ünïcode ✓", *HOSTILE]
 
 
-AR_COLUMNS = ["neuron", "cluster", "concept", "concept_id", "rank", "score", "n_images", "n_active", "ar", "kept"]
 N_GENERATED = 3
 
 
@@ -122,7 +122,7 @@ def make_results(root: Path, n_neurons: int = 24, n_images: int = 60, models=("t
                                            n in verified])
                     _write_csv(run / "truth.csv", ["neuron", "kind", "planted_concepts", "selected",
                                                    "verified_concepts", "recovered"], truth_rows)
-                    write_json(run / "truth_summary.json", {  # the layout of sieve.synthetic.truth
+                    write_json(run / "truth_summary.json", {  # the layout of sieve.evaluate.truth
                         "kinds": {"detector": {"count": len(sharp), "selected_share": 1.0, "recovered_share": 0.5},
                                   "redundant": {"count": n_neurons - len(sharp), "selected_share": 0.0,
                                                 "recovered_share": None}},

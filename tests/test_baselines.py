@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sieve.baselines import BaselineError, example_weights, labels_from_scores, soft_wpmi, top_rows
+from sieve.evaluate.clip_dissect import (
+    BaselineError,
+    example_weights,
+    labels_from_scores,
+    soft_wpmi,
+    top_rows,
+)
 
 
 def numpy_soft_wpmi(image_emb, text_emb, acts, k, alpha=10.0, lam=1.0, p_start=0.998, p_end=0.97):
@@ -76,8 +82,8 @@ def test_image_embeddings_with_too_few_top_images_are_refused(tmp_path):
     import h5py
     from PIL import Image
 
-    from sieve.backends.probes import open_probe
-    from sieve.baselines import run_clip_dissect, run_embed_probe_images
+    from sieve.backends.imagesets import open_image_set
+    from sieve.evaluate.clip_dissect import run_clip_dissect, run_embed_probe_images
     from sieve.hypothesize import run_embed_concepts
     from sieve.io import write_json
     from tinyclip import ProjectionEmbedder
@@ -86,7 +92,7 @@ def test_image_embeddings_with_too_few_top_images_are_refused(tmp_path):
     (tmp_path / "imgs/a").mkdir(parents=True)
     for i in range(6):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"imgs/a/{i}.png")
-    probe = open_probe("pics", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
+    probe = open_image_set("pics", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
     acts = rng.random((6, 3)).astype(np.float32)
     with h5py.File(tmp_path / "acts.h5", "w") as f:
         f["activations"] = acts

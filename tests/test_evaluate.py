@@ -17,18 +17,10 @@ from PIL import Image
 from test_baselines import numpy_soft_wpmi
 
 from conftest import jobs_run, make_image_folder, run_snakemake
-from sieve.evaluate import (
-    EvaluateError,
-    SentenceEncoder,
-    ablation_table,
-    protocol_scores,
-    read_ground_truth,
-    run_ablation,
-    select_at_tau,
-    sweep_table,
-    synonyms,
-    zero_channel,
-)
+from sieve.evaluate import EvaluateError
+from sieve.evaluate.final_layer import SentenceEncoder, protocol_scores, read_ground_truth, synonyms
+from sieve.evaluate.neuron_ablation import accuracy_drop_table, run_neuron_ablation, zero_channel
+from sieve.evaluate.sweep import select_at_tau, sweep_table
 from sieve.io import read_json
 
 WORDS = ["red", "blue", "green", "dog", "cat", "stripes", "lime", "crimson"]
@@ -131,14 +123,14 @@ def test_sentence_encoder_is_mean_pooling_of_a_local_model(tmp_path):
 
 
 def test_ablation_hook_equals_zeroed_weights(tmp_path):
+    from sieve.backends.imagesets import open_image_set
     from sieve.backends.models import load_model
-    from sieve.backends.probes import open_probe
 
     make_image_folder(tmp_path / "imgs", n_per_class=5, classes=("c0", "c1", "c2"), size=20, corrupt=1)
-    probe = open_probe("pics", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
+    probe = open_image_set("pics", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
     spec = {"source": "python", "factory": "tinymodels:hotspot_cnn", "layer": "layer4"}
     lm = load_model("tiny", spec)
-    docs = run_ablation(lm, probe, [1, 5], str(tmp_path / "abl"), class_names=["x", "y", "z"], batch_size=4)
+    docs = run_neuron_ablation(lm, probe, [1, 5], str(tmp_path / "abl"), class_names=["x", "y", "z"], batch_size=4)
     # reference: the same model with conv channel n's weights and bias zeroed (ReLU(0) = 0 = the ablation)
     ref = load_model("tiny", spec)
     xs, ys = [], []
@@ -164,7 +156,7 @@ def test_ablation_hook_equals_zeroed_weights(tmp_path):
             assert doc["n_images"] == len(y) == 15
             assert doc["accuracy"] == pytest.approx(np.mean(base == y))
             assert doc["ablated_accuracy"] == pytest.approx(np.mean(abl == y))
-            assert doc["classes"] == ablation_table(base, abl, y, 3, ["x", "y", "z"])
+            assert doc["classes"] == accuracy_drop_table(base, abl, y, 3, ["x", "y", "z"])
             drops = [r["drop"] for r in doc["classes"]]
             assert drops == sorted(drops, reverse=True)
             assert read_json(tmp_path / "abl" / f"{n}.json") == doc
@@ -172,10 +164,10 @@ def test_ablation_hook_equals_zeroed_weights(tmp_path):
                 assert im.size[0] > 100
     # unlabelled probe, unknown neuron, wrong class names: clear errors
     with pytest.raises(EvaluateError, match=r"neuron\(s\) \[8\] do not exist in layer 'layer4'"):
-        run_ablation(lm, probe, [8], str(tmp_path / "x"))
+        run_neuron_ablation(lm, probe, [8], str(tmp_path / "x"))
     probe.labels = None
     with pytest.raises(EvaluateError, match="needs a labelled probe set"):
-        run_ablation(lm, probe, [0], str(tmp_path / "x"))
+        run_neuron_ablation(lm, probe, [0], str(tmp_path / "x"))
 
 
 def test_zero_channel_layouts():
@@ -348,8 +340,7 @@ def write_method_result(folder: Path, labels: dict[int, str], n_neurons: int) ->
 
 
 def test_truth_summary_gets_every_method_side_by_side(tmp_path):
-    from sieve.evaluate import add_methods_to_truth
-    from sieve.synthetic.truth import run_truth
+    from sieve.evaluate.truth import add_methods_to_truth, run_truth
     from sieve.synthetic.world import load_world
 
     world = load_world("default")

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO, snakemake_env
 from sieve.io import atomic_path, ordinary_file_mode, write_json, write_text
-from sieve.verify import write_cache_file
+from sieve.verify.cache import write_cache_file
 
 
 def _mode(path: Path) -> int:

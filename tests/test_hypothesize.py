@@ -215,15 +215,15 @@ def test_end_to_end_outputs(e2e):
 def test_crop_embedding_is_the_crop_of_the_image_the_model_saw(e2e):
     """Recompute one crop from the probe image and the stored box: same CLIP embedding."""
     from sieve.backends.embedders import load_embedder
+    from sieve.backends.imagesets import open_image_set
     from sieve.backends.models import Preprocess
-    from sieve.backends.probes import open_probe
     from sieve.hypothesize import cut_and_resize
 
     work, cfg, _ = e2e
     with h5py.File(work / "results/tiny/pics/crops/crops.h5") as f:
         pre = Preprocess.coerce(json.loads(f.attrs["preprocess"]))
         pi, box, want = int(f["probe_index"][0, 1]), f["boxes"][0, 1], f["embeddings"][0, 1]
-    probe = open_probe("pics", cfg["probes"]["pics"])
+    probe = open_image_set("pics", cfg["probes"]["pics"])
     embedder = load_embedder(cfg["embedder"], "cpu")
     x = cut_and_resize(pre.geometric(probe.load(pi)), box, embedder.image_size)
     got = embedder.encode_images(x[None].to(torch.float16).float())[0].numpy()
@@ -252,14 +252,15 @@ def test_mismatched_embeddings_are_refused(e2e, tmp_path):
 
 def test_no_selected_neuron_gives_empty_outputs(e2e, tmp_path):
     """tau above every ratio: the stage still writes valid, empty outputs instead of failing."""
-    from sieve.backends.probes import open_probe
-    from sieve.hypothesize import read_crops, run_cluster, run_embed_crops, run_grids
+    from sieve.backends.imagesets import open_image_set
+    from sieve.hypothesize import read_crops, run_cluster, run_embed_crops
+    from sieve.report.grids import run_grids
     from tinyclip import projection_embedder
 
     work, cfg, _ = e2e
     res = work / "results"
     (tmp_path / "neurons").mkdir()
-    probe = open_probe("pics", cfg["probes"]["pics"])
+    probe = open_image_set("pics", cfg["probes"]["pics"])
     out = run_embed_crops(str(res / "tiny/pics/activations.h5"), str(tmp_path / "neurons"), probe,
                           projection_embedder(8), str(tmp_path / "crops.h5"), spec={"source": "python"})
     assert out == {"n_neurons": 0, "n_crops": 0, "n_images": 0}

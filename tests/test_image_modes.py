@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
+from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import Preprocess
-from sieve.backends.probes import open_probe
-from sieve.baselines import _clip_transform
+from sieve.evaluate.clip_dissect import _clip_transform
 from sieve.images import open_rgb, to_rgb
 from sieve.report import make_thumbnail
-from sieve.verify import _load_images
+from sieve.verify.cache import load_images
 
 COLOUR = (200, 100, 50)
 EXT = {"PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif", "JPEG": ".jpg", "WEBP": ".webp", "PPM": ".ppm"}
@@ -52,7 +52,7 @@ def _wide(mode: str) -> Image.Image:
 
 
 def _probe_load(folder: Path, name: str) -> np.ndarray:
-    probe = open_probe("p", {"kind": "imagefolder", "path": str(folder)})
+    probe = open_image_set("p", {"kind": "imagefolder", "path": str(folder)})
     img = probe.load(probe.paths.index(name))
     assert img.mode == "RGB"
     return np.asarray(img).astype(int)
@@ -127,7 +127,7 @@ def test_preprocess_and_clip_transform_scale_16_bit() -> None:
 
 
 def test_verify_cache_reader_scales_16_bit(tmp_path: Path) -> None:
-    x = _load_images([_ramp_png(tmp_path)])
+    x = load_images([_ramp_png(tmp_path)])
     assert x.shape == (1, 3, 8, 8)
     assert torch.allclose(x[0, 0] * 255, torch.from_numpy(EXPECT16).float(), atol=0.01)
 

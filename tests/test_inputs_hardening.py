@@ -11,8 +11,8 @@ import pytest
 
 import sieve.probe
 from conftest import make_image_folder
+from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
-from sieve.backends.probes import open_probe
 from sieve.concepts import clean_concepts, load_concept_set
 from sieve.probe import read_activations, run_probe
 from sieve.select import run_select
@@ -33,7 +33,7 @@ def test_top_n_beyond_the_probe_allocates_for_the_images_only(tmp_path: Path, mo
     monkeypatch.setattr(sieve.probe, "StreamingTopK", spy)
     root = make_image_folder(tmp_path / "imgs", n_per_class=3, corrupt=0)
     model = load_model("tiny", {"source": "python", "factory": "tinymodels:hotspot_cnn"})
-    probe = open_probe("p", {"kind": "imagefolder", "path": str(root)})
+    probe = open_image_set("p", {"kind": "imagefolder", "path": str(root)})
     run_probe(model, probe, str(tmp_path / "big.h5"), top_n=100_000_000, batch_size=4, progress=False)
     run_probe(model, probe, str(tmp_path / "six.h5"), top_n=6, batch_size=4, progress=False)
     assert sizes == [6, 6]

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import Preprocess, load_model
-from sieve.backends.probes import open_probe
 from sieve.probe import StreamingTopK, TooManyBadImages, read_activations, run_probe
 
 
@@ -70,7 +70,7 @@ def test_maps_locate_the_planted_hot_spot(tmp_path, monkeypatch) -> None:
     (tmp_path / "imgs" / "junk.png").write_bytes(b"\x89PNG not really")
     model = load_model("spots", {"source": "python", "factory": "spotsmod:spots_factory"})
     assert model.layer == "layer4" and model.map_size == (4, 4) and model.n_neurons == 3
-    probe = open_probe("p", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
+    probe = open_image_set("p", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
     out = tmp_path / "acts.h5"
     res = run_probe(model, probe, str(out), top_n=3, batch_size=5, max_bad_share=0.1, progress=False)
     assert res["n_images"] == 12 and res["n_skipped"] == 1 and "junk.png" in res["skipped"][0]
@@ -98,7 +98,7 @@ def test_too_many_bad_images_stops_and_leaves_no_file(tmp_path, monkeypatch) -> 
     for i in range(3):
         (tmp_path / "imgs" / f"bad{i}.jpg").write_bytes(b"nope")
     model = load_model("spots", {"source": "python", "factory": "spotsmod:spots_factory"})
-    probe = open_probe("p", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
+    probe = open_image_set("p", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
     out = tmp_path / "acts.h5"
     with pytest.raises(TooManyBadImages, match=r"[23] of 7 images are unreadable.*bad0\.jpg"):
         run_probe(model, probe, str(out), top_n=2, batch_size=2, max_bad_share=0.2, progress=False)
@@ -109,7 +109,7 @@ def test_crash_mid_run_leaves_no_file_that_looks_complete(tmp_path, monkeypatch)
     monkeypatch.setitem(__import__("sys").modules, "spotsmod", __import__(__name__))
     write_spot_images(tmp_path / "imgs", n=6)
     model = load_model("spots", {"source": "python", "factory": "spotsmod:spots_factory"})
-    probe = open_probe("p", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
+    probe = open_image_set("p", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
     calls = {"n": 0}
     real = model.activations
 

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from conftest import make_image_folder, run_snakemake, tiny_config
+from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
-from sieve.backends.probes import open_probe
 from sieve.filenames import from_raw, printable_name, raw_name
 from sieve.probe import image_file_names, read_activations, run_probe
 from sieve.select import run_select
@@ -46,7 +46,7 @@ def test_printable_and_raw_forms_round_trip() -> None:
 def test_probe_pass_survives_and_stores_names_losslessly(tmp_path: Path) -> None:
     root = _odd_folder(tmp_path / "imgs")
     model = load_model("tiny", {"source": "python", "factory": "tinymodels:hotspot_cnn"})
-    probe = open_probe("p", {"kind": "imagefolder", "path": str(root)})
+    probe = open_image_set("p", {"kind": "imagefolder", "path": str(root)})
     out = tmp_path / "acts.h5"
     res = run_probe(model, probe, str(out), top_n=4, batch_size=4, max_bad_share=0.2, progress=False)
     assert res["n_images"] == 18 and res["n_skipped"] == 1
@@ -69,7 +69,7 @@ def test_probe_pass_survives_and_stores_names_losslessly(tmp_path: Path) -> None
 def test_utf8_names_keep_the_file_as_before(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "imgs", n_per_class=2, corrupt=0)
     model = load_model("tiny", {"source": "python", "factory": "tinymodels:hotspot_cnn"})
-    probe = open_probe("p", {"kind": "imagefolder", "path": str(root)})
+    probe = open_image_set("p", {"kind": "imagefolder", "path": str(root)})
     run_probe(model, probe, str(tmp_path / "a.h5"), top_n=2, batch_size=4, progress=False)
     with h5py.File(tmp_path / "a.h5") as f:
         assert "image_names_raw" not in f

@@ -270,7 +270,7 @@ def test_sweep_and_stage_ablation_jobs_are_their_own_stages(tmp_path):
 def test_run_summary_shows_only_the_settings_of_the_source_in_use():
     """The schema fills in diffusers' defaults (model, steps, ...) whatever generator.source is: the summary
     leaves out what the source in use ignores, for the generator and the embedder alike."""
-    from sieve.report.build import settings_tables
+    from sieve.report.tables import settings_tables
 
     defaults = {"model": "stabilityai/sdxl-turbo", "steps": 1, "guidance_scale": 0.0, "resolution": 512,
                 "images_per_concept": 20, "prompt": "{}", "batch_size": 16, "dtype": "auto", "shards": 8, "seed": 0,

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +18,12 @@ import yaml
 from sieve.backends import BackendError
 from sieve.backends.embedders import load_embedder
 from sieve.backends.generators import load_generator
+from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
-from sieve.backends.probes import open_probe
+from sieve.evaluate.stage_ablations import run_stage_ablations
+from sieve.evaluate.truth import is_right, run_truth
 from sieve.select import select_neurons, selectivity
 from sieve.synthetic import concept_list, load_world, planted_truth, scene_truth
-from sieve.synthetic.truth import is_right, run_ablations, run_truth
 from sieve.synthetic.world import SpecError, render_prompt, render_scene
 
 WORLD = load_world()
@@ -183,7 +187,7 @@ def test_neuron_maps_light_up_the_object(model):
 
 
 def test_select_keeps_planted_neurons_and_rejects_redundant_and_dead(model):
-    probe = open_probe("synthetic", {"kind": "synthetic", "n_images": 160, "seed": 0})
+    probe = open_image_set("synthetic", {"kind": "synthetic", "n_images": 160, "seed": 0})
     x = torch.from_numpy(np.stack([np.asarray(probe.load(i)) for i in range(len(probe))])).permute(0, 3, 1, 2) / 255
     acts = np.concatenate([_pooled(model, x[i : i + 40]) for i in range(0, len(x), 40)])
     stats = selectivity(acts)
@@ -256,7 +260,7 @@ def test_generator_contract(generator):
 
 
 def test_probe_set(tmp_path):
-    probe = open_probe("p", {"kind": "synthetic", "n_images": 12, "seed": 3})
+    probe = open_image_set("p", {"kind": "synthetic", "n_images": 12, "seed": 3})
     assert len(probe) == 12 and probe.paths[0] == "scene_00000.png"
     img = probe.load(4)
     assert img.size == (64, 64) and img.mode == "RGB"
@@ -321,7 +325,7 @@ def test_truth_outputs(tmp_path):
     assert rows[0]["n_wrong_hypotheses"] == "2"
     assert json.loads((tmp_path / "truth_summary.json").read_text())["recovery"] == s["recovery"]
     # the ablation table reads the same four files per variant
-    out = run_ablations({"full": p, "no_verify": p}, str(tmp_path / "ablations.json"), spec="default")
+    out = run_stage_ablations({"full": p, "no_verify": p}, str(tmp_path / "ablations.json"), spec="default")
     assert [r["variant"] for r in out["variants"]] == ["full", "no_verify"]
     assert out["variants"][0]["mean_ar"] == 0.9 and out["variants"][1]["mean_ar"] == 0.5
     assert out["variants"][0]["recovery"] == s["recovery"]
@@ -335,3 +339,32 @@ def test_truth_refuses_a_layer_that_is_not_the_spec(tmp_path):
     with pytest.raises(ValueError, match="3 neurons"):
         run_truth("default", p["select"], p["neuron_concepts"], p["ar"], p["verify_summary"],
                   str(tmp_path / "t.csv"), str(tmp_path / "t.json"))
+
+
+def test_world_and_backends_import_without_each_other():
+    """No import circle: the registries reach the world's backends through sieve.backends.PLUGINS, on first
+    use; the world (truth, concept lists) imports no backend and no torch."""
+    code = "\n".join([
+        "import sys",
+        "import sieve.synthetic",
+        "assert 'torch' not in sys.modules and 'sieve.backends' not in sys.modules, sorted(sys.modules)",
+        "from sieve.backends.models import MODELS",
+        "from sieve.backends.imagesets import IMAGE_SETS",
+        "assert 'sieve.synthetic.backends' not in sys.modules",
+        "assert 'synthetic' in MODELS.names() and 'synthetic' in IMAGE_SETS.names()",
+        "model, pre = MODELS.get('synthetic')({'source': 'synthetic'})",
+        "assert 'sieve.synthetic.backends' in sys.modules and pre.input_size > 0",
+    ])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=False)
+
+
+def test_plugin_table_names_an_importable_function_for_every_kind():
+    from sieve.backends import PLUGINS, Registry
+
+    for kind, table in PLUGINS.items():
+        reg = Registry(kind)
+        for name in table:
+            assert callable(reg.get(name))
+    with pytest.raises(BackendError, match=r"unknown model source 'nope' \(known: synthetic\)"):
+        Registry("model").get("nope")

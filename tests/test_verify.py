@@ -18,17 +18,10 @@ from PIL import Image
 from sieve.backends.generators import load_generator
 from sieve.backends.models import load_model
 from sieve.io import read_json, write_json
-from sieve.verify import (
-    VerifyError,
-    activation_rate,
-    collect_requests,
-    filter_hypotheses,
-    prompt_for,
-    run_activation_rate,
-    run_requests,
-    run_shard,
-    shard_of,
-)
+from sieve.verify import VerifyError
+from sieve.verify.activation_rate import activation_rate, filter_hypotheses, run_activation_rate
+from sieve.verify.requests import collect_requests, prompt_for, run_requests, shard_of
+from sieve.verify.shard import run_shard
 
 TESTS = Path(__file__).resolve().parent
 MODEL = {"source": "python", "factory": "tinymodels:hotspot_cnn", "batch_size": 8}
@@ -279,7 +272,7 @@ def test_add_model_later_uses_full_images_without_generating(tmp_path):
 KILL_SCRIPT = """
 import json, sys
 from sieve.io import read_json
-from sieve.verify import run_shard
+from sieve.verify.shard import run_shard
 spec = read_json(sys.argv[1])
 run_shard(read_json(sys.argv[2]), 0, spec, {"tiny": json.loads(sys.argv[5])}, sys.argv[3], sys.argv[4], device="cpu")
 """
@@ -496,7 +489,7 @@ def test_no_hypotheses_gives_empty_but_valid_outputs(tmp_path):
 def test_cache_keys_follow_the_contents_of_local_files(tmp_path):
     """A world spec or checkpoint edited in place must not reuse cached images or activations."""
     from sieve.backends.generators import generator_settings
-    from sieve.verify import model_key
+    from sieve.verify.cache import model_key
 
     spec = tmp_path / "world.yaml"
     spec.write_text("noise: 0.1\n")
@@ -515,3 +508,70 @@ def test_cache_keys_follow_the_contents_of_local_files(tmp_path):
     assert model_key(tv, "float32") != k1
     hub = {"source": "torchvision", "arch": "resnet50", "weights": "IMAGENET1K_V1"}
     assert model_key(hub, "float32") == model_key(dict(hub), "float32")  # hub names: no file to read
+
+
+PLANNER_SCRIPT = r"""
+import json, sys
+sys.modules["torch"] = None  # any import of torch now raises ImportError
+import numpy as np
+from sieve.verify.cache import CacheEntry
+from sieve.verify.shard import plan_shard
+root, keep, mkeys = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+entries = [CacheEntry(root, "g", k) for k in ("aa01", "bb02", "cc03")]
+plan = plan_shard(entries, [0, 1, 2], keep, mkeys)
+assert "torch" not in [m for m in sys.modules if sys.modules[m] is not None]
+print(json.dumps({"generate": plan.generate, "from_images": plan.from_images, "n_cached": plan.n_cached,
+                  "per_concept": plan.items_per_concept()}))
+"""
+
+
+def _plan_without_torch(root: Path, keep: str, mkeys: list[str]) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", PLANNER_SCRIPT, str(root), keep, json.dumps(mkeys)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_shard_planner_decides_from_the_cache_alone_without_torch(tmp_path):
+    """The pure planning phase of a shard: what to generate, what is cached, what to measure from kept full
+    images; it runs with torch unimportable."""
+    from sieve.verify.cache import CacheEntry
+
+    root = tmp_path / "cache"
+    a, b, c = (CacheEntry(root, "g", k) for k in ("aa01", "bb02", "cc03"))
+    # concept 0: complete for model m1 (acts for all seeds, thumbnails); model m2 never measured
+    a.write_acts("m1", {s: np.zeros(4, np.float32) for s in (0, 1, 2)})
+    for s in (0, 1, 2):
+        a.thumb(s).parent.mkdir(parents=True, exist_ok=True)
+        a.thumb(s).write_bytes(b"jpg")
+    # concept 1: seeds 0 and 1 done for both models, with thumbnails and full images of seed 0 and 2
+    b.write_acts("m1", {s: np.zeros(4, np.float32) for s in (0, 1)})
+    b.write_acts("m2", {s: np.zeros(4, np.float32) for s in (0, 1)})
+    for s in (0, 1):
+        b.thumb(s).parent.mkdir(parents=True, exist_ok=True)
+        b.thumb(s).write_bytes(b"jpg")
+    for s in (0, 2):
+        b.image(s).parent.mkdir(parents=True, exist_ok=True)
+        b.image(s).write_bytes(b"png")
+    # concept 2: nothing at all
+
+    one = _plan_without_torch(root, "thumbnails", ["m1"])
+    assert one["generate"] == [[1, 2], [2, 0], [2, 1], [2, 2]]  # b's seed 2 lacks a thumbnail; c everything
+    assert one["from_images"] == [] and one["n_cached"] == 9 - 4
+    assert one["per_concept"] == {"1": 1, "2": 3}
+
+    two = _plan_without_torch(root, "thumbnails", ["m1", "m2"])
+    # a: m2 lacks every seed and no full image is kept -> generate again; b seed 2: generate (no thumbnail)
+    assert two["generate"] == [[0, 0], [0, 1], [0, 2], [1, 2], [2, 0], [2, 1], [2, 2]]
+    assert two["from_images"] == [] and two["n_cached"] == 2
+
+    full = _plan_without_torch(root, "full", ["m1", "m2"])
+    # keep full: a has no full images -> generate; b seed 1 has no full image -> generate, seed 2 has one but
+    # lacks activations -> measured from the stored image
+    assert full["generate"] == [[0, 0], [0, 1], [0, 2], [1, 1], [2, 0], [2, 1], [2, 2]]
+    assert full["from_images"] == [[1, 2]] and full["n_cached"] == 1
+
+    none = _plan_without_torch(root, "none", ["m1"])
+    # keep nothing: only missing activations count; b seed 2 has a full image on disk -> measured from it
+    assert none["generate"] == [[2, 0], [2, 1], [2, 2]] and none["from_images"] == [[1, 2]]

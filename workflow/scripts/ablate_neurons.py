@@ -1,18 +1,19 @@
 """Snakemake script: zero each chosen neuron; per-class accuracy drop on the labelled probe set."""
 
+from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
-from sieve.backends.probes import open_probe
 from sieve.devices import resolve_device
-from sieve.evaluate import read_ground_truth, run_ablation
+from sieve.evaluate.final_layer import read_ground_truth
+from sieve.evaluate.neuron_ablation import run_neuron_ablation
 from sieve.io import script_logging
 
 with script_logging(snakemake.log[0]):
     p = snakemake.params
     model = load_model(snakemake.wildcards.model, dict(p.model), resolve_device(p.device))
-    probe = open_probe(snakemake.wildcards.probe, dict(p.probe))
+    probe = open_image_set(snakemake.wildcards.probe, dict(p.probe))
     from_truth = len(snakemake.input) > 0
     names = read_ground_truth(snakemake.input[0]) if from_truth else probe.classes
-    run_ablation(
+    run_neuron_ablation(
         model,
         probe,
         list(p.neurons),

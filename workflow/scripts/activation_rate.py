@@ -4,7 +4,7 @@ Reusable by other rules (baselines): inputs hypotheses, select, manifests; outpu
 neuron_concepts, generated; params enabled, method; wildcard model."""
 
 from sieve.io import script_logging
-from sieve.verify import run_activation_rate
+from sieve.verify.activation_rate import run_activation_rate
 
 with script_logging(snakemake.log[0]):
     run_activation_rate(

@@ -2,7 +2,7 @@
 
 import torch
 
-from sieve.baselines import run_clip_dissect
+from sieve.evaluate.clip_dissect import run_clip_dissect
 from sieve.io import script_logging
 
 with script_logging(snakemake.log[0]):

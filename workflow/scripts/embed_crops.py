@@ -1,7 +1,7 @@
 """Snakemake script: crops of every selected neuron's top images and their CLIP embeddings (one batched job)."""
 
 from sieve.backends.embedders import load_embedder
-from sieve.backends.probes import open_probe
+from sieve.backends.imagesets import open_image_set
 from sieve.devices import resolve_device
 from sieve.hypothesize import run_embed_crops
 from sieve.io import script_logging
@@ -12,7 +12,7 @@ with script_logging(snakemake.log[0]):
     run_embed_crops(
         snakemake.input.h5,
         snakemake.input.neurons,
-        open_probe(snakemake.wildcards.probe, dict(p.probe)),
+        open_image_set(snakemake.wildcards.probe, dict(p.probe)),
         embedder,
         snakemake.output.h5,
         spec=dict(p.embedder),

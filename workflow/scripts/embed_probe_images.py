@@ -1,9 +1,9 @@
 """Snakemake script: CLIP-Dissect's whole-image CLIP embeddings of every probe image among the neurons' top images."""
 
 from sieve.backends.embedders import load_embedder
-from sieve.backends.probes import open_probe
-from sieve.baselines import run_embed_probe_images
+from sieve.backends.imagesets import open_image_set
 from sieve.devices import resolve_device
+from sieve.evaluate.clip_dissect import run_embed_probe_images
 from sieve.io import script_logging
 
 with script_logging(snakemake.log[0]):
@@ -11,7 +11,7 @@ with script_logging(snakemake.log[0]):
     embedder = load_embedder(dict(p.embedder), resolve_device(p.device))
     run_embed_probe_images(
         snakemake.input.h5,
-        open_probe(snakemake.wildcards.probe, dict(p.probe)),
+        open_image_set(snakemake.wildcards.probe, dict(p.probe)),
         embedder,
         dict(p.embedder),
         snakemake.output.h5,

@@ -2,7 +2,7 @@
 
 from sieve.backends.embedders import load_embedder
 from sieve.devices import resolve_device
-from sieve.evaluate import SentenceEncoder, run_final_layer_metrics
+from sieve.evaluate.final_layer import SentenceEncoder, run_final_layer_metrics
 from sieve.io import script_logging
 
 with script_logging(snakemake.log[0]):

@@ -1,7 +1,7 @@
 """Snakemake script: one generation shard (generate what the cache lacks, measure every model on the device)."""
 
 from sieve.io import read_json, script_logging
-from sieve.verify import run_shard
+from sieve.verify.shard import run_shard
 
 with script_logging(snakemake.log[0]):
     p = snakemake.params

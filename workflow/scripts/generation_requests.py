@@ -1,7 +1,7 @@
 """Snakemake script: every distinct concept of every hypotheses folder -> results/generate/requests.json."""
 
 from sieve.io import script_logging
-from sieve.verify import run_requests
+from sieve.verify.requests import run_requests
 
 with script_logging(snakemake.log[0]):
     p = snakemake.params

@@ -1,15 +1,15 @@
 """Snakemake script: one image grid per selected neuron (top images with boxes, grouped by cluster)."""
 
-from sieve.backends.probes import open_probe
-from sieve.hypothesize import run_grids
+from sieve.backends.imagesets import open_image_set
 from sieve.io import script_logging
+from sieve.report.grids import run_grids
 
 with script_logging(snakemake.log[0]):
     p = snakemake.params
     run_grids(
         snakemake.input.clusters,
         snakemake.input.crops,
-        open_probe(snakemake.wildcards.probe, dict(p.probe)),
+        open_image_set(snakemake.wildcards.probe, dict(p.probe)),
         snakemake.output.grids,
         tile=p.tile,
         num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),

@@ -1,16 +1,16 @@
 """Snakemake script: probe activations of one (model, probe) pair."""
 
+from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
-from sieve.backends.probes import open_probe
 from sieve.devices import resolve_device, resolve_dtype
 from sieve.io import script_logging
 from sieve.probe import run_probe
 
 with script_logging(snakemake.log[0]):
     p = snakemake.params
-    probe = open_probe(snakemake.wildcards.probe, p.probe)  # cheap checks first
+    probe = open_image_set(snakemake.wildcards.probe, p.probe)  # cheap checks first
     device = resolve_device(p.device)
-    model = load_model(snakemake.wildcards.model, p.model, device, resolve_dtype(p.model.get("dtype", "auto"), device))
+    model = load_model(snakemake.wildcards.model, p.model, device, resolve_dtype(p.model["dtype"], device))
     run_probe(
         model,
         probe,

@@ -1,6 +1,6 @@
 """Snakemake script: the tau sweep as one table."""
 
-from sieve.evaluate import run_sweep_table
+from sieve.evaluate.sweep import run_sweep_table
 from sieve.io import script_logging
 
 with script_logging(snakemake.log[0]):

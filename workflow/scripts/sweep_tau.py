@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from sieve.evaluate import run_sweep_tau
+from sieve.evaluate.sweep import run_sweep_tau
 from sieve.io import script_logging
 
 with script_logging(snakemake.log[0]):

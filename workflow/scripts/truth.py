@@ -1,8 +1,8 @@
 """Snakemake script: planted truth beside the result for one synthetic model / probe / concept set (and, when
 the CLIP-Dissect baseline ran, its recovery beside SIEVE's)."""
 
+from sieve.evaluate.truth import add_methods_to_truth, run_truth
 from sieve.io import script_logging
-from sieve.synthetic.truth import run_truth
 
 with script_logging(snakemake.log[0]):
     inp = snakemake.input
@@ -16,7 +16,5 @@ with script_logging(snakemake.log[0]):
         snakemake.output.summary,
     )
     if inp.baselines:
-        from sieve.evaluate import add_methods_to_truth
-
         add_methods_to_truth(snakemake.output.summary, snakemake.params.spec, inp.select,
                              {"clip_dissect": list(inp.baselines)}, sieve_verify_summary=inp.verify_summary)

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import BackendError
-
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".bin", ".safetensors", ".ckpt")
+from .backends.refs import parse_ref
 
 
 class ConfigError(BackendError):
@@ -54,12 +53,16 @@ def check_finite(config: dict[str, Any]) -> list[str]:
     return [f"config key {key}: {value} is not a finite number" for key, value in non_finite_numbers(config)]
 
 
-def _is_checkpoint_path(weights: str) -> bool:
-    """Whether ``weights`` names a checkpoint file (a path or a checkpoint file name) rather than a weights name
-    or a URL (the rule of ``sieve.backends.models.is_local_checkpoint``, without importing torch)."""
-    if "://" in weights:
-        return False
-    return "/" in weights or weights.endswith(CHECKPOINT_SUFFIXES) or Path(os.path.expanduser(weights)).exists()
+def _local_file(ref: Any) -> str | None:
+    """The local path a weights/pretrained reference names (:func:`~sieve.backends.refs.parse_ref`, the rule
+    every backend uses), or None for a URL, a hub id or a weights name/tag."""
+    if not isinstance(ref, str) or not ref.strip():
+        return None
+    try:
+        parsed = parse_ref(ref, hub_ids=False)
+    except BackendError:
+        return None
+    return parsed.value if parsed.is_local else None
 
 
 def _missing_file(value: Any, key: str, what: str) -> list[str]:
@@ -101,9 +104,8 @@ def check_model(name: str, spec: dict[str, Any]) -> list[str]:
             errors.append(f"config key {where}.arch: source {source} needs an architecture name (e.g. resnet50)")
         elif (why := _unknown_arch(source, arch)) is not None:
             errors.append(f"config key {where}.arch: {why}")
-        weights = spec.get("weights")
-        if isinstance(weights, str) and _is_checkpoint_path(weights):
-            errors += _missing_file(weights, f"{where}.weights", "checkpoint file")
+        if (path := _local_file(spec.get("weights"))) is not None:
+            errors += _missing_file(path, f"{where}.weights", "checkpoint file")
     elif source == "python" and not spec.get("factory"):
         errors.append(f"config key {where}.factory: source python needs 'factory: package.module:function'")
     return errors
@@ -114,9 +116,8 @@ def check_embedder(spec: dict[str, Any], where: str = "embedder") -> list[str]:
     if spec.get("source", "open_clip") != "open_clip":
         return []
     errors = _missing_file(spec.get("model_config"), f"{where}.model_config", "model config file")
-    pretrained = spec.get("pretrained")
-    if isinstance(pretrained, str) and _is_checkpoint_path(pretrained):
-        errors += _missing_file(pretrained, f"{where}.pretrained", "checkpoint file")
+    if (path := _local_file(spec.get("pretrained"))) is not None:
+        errors += _missing_file(path, f"{where}.pretrained", "checkpoint file")
     return errors
 
 

@@ -18,7 +18,7 @@
    orders like cosine) wins; if that best score is below ``silhouette_floor`` (or no k can be tried) the
    neuron has one cluster. Clusters are numbered by their best-ranked crop (cluster 0 holds the top image).
    Clusters smaller than ``min_cluster_size`` are dropped and listed with the reason. ``cluster: false``
-   (the "no Cluster" ablation) keeps one cluster with every crop.
+   (the "no Cluster" stage ablation) keeps one cluster with every crop.
 4. **Hypothesize** (:func:`concept_scores`): cos(x, t) = x.t / (|x| |t|) between a crop embedding x and a
    concept's text embedding t (the template filled with the concept), and score(c) = mean over the cluster's
    crops of cos(x_i, t_c); the ``concepts_per_cluster`` best concepts are kept (ties: concept-set order).
@@ -32,6 +32,7 @@ import logging
 import math
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ import h5py
 import numpy as np
 
 from .backends import embedding_spec
+from .config import with_defaults
 from .io import atomic_path, read_json, write_json
 
 if TYPE_CHECKING:  # torch is imported where it is used: clustering and scoring jobs start without it
@@ -47,6 +49,10 @@ if TYPE_CHECKING:  # torch is imported where it is used: clustering and scoring 
 log = logging.getLogger(__name__)
 
 STR_DT = h5py.string_dtype("utf-8")
+
+# Defaults for direct calls (the workflow passes every setting): the schema's, never retyped here.
+_HYP = with_defaults(None, "hypothesize")
+_CROP = with_defaults(None, "hypothesize.crop")
 
 
 class HypothesizeError(ValueError):
@@ -80,8 +86,8 @@ def _fit_square(cx: float, cy: float, side: int, size: int) -> tuple[int, int, i
     return x0, y0, x0 + side, y0 + side
 
 
-def crop_box(up: np.ndarray, method: str = "region", threshold: float = 0.5, min_size: float = 0.25,
-             window: float = 0.5) -> tuple[int, int, int, int]:
+def crop_box(up: np.ndarray, method: str = _CROP["method"], threshold: float = _CROP["threshold"],
+             min_size: float = _CROP["min_size"], window: float = _CROP["window"]) -> tuple[int, int, int, int]:
     """Box (x0, y0, x1, y1), exclusive ends, of the most activated part of an upsampled [S, S] map."""
     from scipy import ndimage
 
@@ -127,8 +133,8 @@ def cut_and_resize(image: torch.Tensor, box: tuple[int, int, int, int] | np.ndar
 # 3. clustering
 
 
-def cluster_embeddings(x: np.ndarray, k_max: int = 5, silhouette_floor: float = 0.1, min_cluster_size: int = 2,
-                       enabled: bool = True) -> dict[str, Any]:
+def cluster_embeddings(x: np.ndarray, k_max: int = _HYP["k_max"], silhouette_floor: float = _HYP["silhouette_floor"],
+                       min_cluster_size: int = _HYP["min_cluster_size"], enabled: bool = True) -> dict[str, Any]:
     """Ward clustering of one neuron's crop embeddings [K, D] with k chosen by silhouette.
 
     Returns ``labels`` [K] (cluster ids numbered by best-ranked member), ``silhouette`` {k: score}, ``k``,
@@ -219,7 +225,7 @@ def encode_texts(embedder: Any, texts: list[str], batch_size: int = 256) -> np.n
 
 
 def run_embed_concepts(concepts_json: str, out_h5: str, embedder: Any, spec: dict[str, Any],
-                       template: str = "{}", batch_size: int = 256) -> None:
+                       template: str = _HYP["template"], batch_size: int = 256) -> None:
     data = read_json(concepts_json)
     ids = [c["id"] for c in data["concepts"]]
     texts = [fill_template(template, c["text"]) for c in data["concepts"]]
@@ -273,17 +279,24 @@ def _collate_crops(batch: list) -> list:
     return batch
 
 
-def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder: Any, out_h5: str,
-                    spec: dict[str, Any], crop: dict[str, Any] | None = None, batch_size: int = 64,
-                    num_workers: int = 0) -> dict[str, Any]:
-    """Crop every top image of every selected neuron and embed the crops (see the module docstring)."""
-    import torch
+@dataclass
+class TopImages:
+    """What ``activations.h5`` holds for the selected neurons: their top images and spatial maps."""
 
-    from .backends.embedders import embedder_image_size
+    pre: Any  # the model's Preprocess
+    neurons: np.ndarray  # [S] neuron ids
+    k: int  # top images per neuron
+    rows: np.ndarray  # [S, K] rows of activations.h5
+    activation: np.ndarray  # [S, K] pooled activations
+    probe_index: np.ndarray  # [S, K] indices into the probe's image set
+    maps: np.ndarray  # [S, K, h, w] float32
+    attrs: dict[str, Any]
+
+
+def read_top_images(activations_h5: str, neurons_dir: str, selected: list[dict[str, Any]]) -> TopImages:
+    """Phase 1: the top images and maps of the selected neurons, checked against ``select/neurons``."""
     from .backends.models import Preprocess
 
-    crop = dict(crop or {})
-    selected = read_selected(neurons_dir)
     with h5py.File(activations_h5, "r") as f:
         if not f.attrs.get("complete"):
             raise HypothesizeError(f"{activations_h5} is not a complete sieve activations file")
@@ -303,30 +316,44 @@ def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder:
                 raise HypothesizeError(f"{neurons_dir}/{n}.json does not match the top images of neuron {n} in "
                                        f"{activations_h5}; rerun select")
         maps = f["topk/maps"][()]  # C x K x h x w float16: bounded by the probe stage's own memory
-    size = pre.input_size
-    boxes = np.zeros((len(neurons), k, 4), dtype=np.int32)
-    for s, n in enumerate(neurons):
-        boxes[s] = neuron_boxes(maps[n, :k].astype(np.float32), size, crop)
-    del maps
     rows = t_index[neurons, :k] if len(neurons) else np.zeros((0, k), np.int64)
-    activation = t_value[neurons, :k].astype(np.float32) if len(neurons) else np.zeros((0, k), np.float32)
-    probe_index = pidx_all[rows] if rows.size else np.zeros(rows.shape, np.int64)
-    paths = [[t["path"] for t in d["top"]] for d in selected]
-    side = embedder_image_size(embedder)
-    dim = int(embedder.dim)
-    emb = np.full((len(neurons), k, dim), np.nan, dtype=np.float32)
+    return TopImages(
+        pre=pre, neurons=neurons, k=k, rows=rows,
+        activation=t_value[neurons, :k].astype(np.float32) if len(neurons) else np.zeros((0, k), np.float32),
+        probe_index=pidx_all[rows] if rows.size else np.zeros(rows.shape, np.int64),
+        maps=maps[neurons, :k].astype(np.float32), attrs=attrs,
+    )
 
+
+def crop_boxes(top: TopImages, crop: dict[str, Any]) -> np.ndarray:
+    """Phase 2: [S, K, 4] boxes, in model-input pixels, of every top image of every selected neuron."""
+    boxes = np.zeros((len(top.neurons), top.k, 4), dtype=np.int32)
+    for s in range(len(top.neurons)):
+        boxes[s] = neuron_boxes(top.maps[s], top.pre.input_size, crop)
+    return boxes
+
+
+def crop_jobs(probe_index: np.ndarray, boxes: np.ndarray) -> list[tuple[int, list[tuple[int, int, np.ndarray]]]]:
+    """Phase 3: one job per probe image (by index): every (neuron slot, rank, box) that crops it."""
     by_image: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
-    for s in range(len(neurons)):
-        for r in range(k):
+    for s in range(probe_index.shape[0]):
+        for r in range(probe_index.shape[1]):
             by_image[int(probe_index[s, r])].append((s, r, boxes[s, r]))
-    jobs = sorted(by_image.items())
-    loader = torch.utils.data.DataLoader(
-        _CropDataset(probe, pre, jobs, side), batch_size=max(1, batch_size // max(1, k)), shuffle=False,
-        num_workers=num_workers, collate_fn=_collate_crops,
-        prefetch_factor=4 if num_workers > 0 else None)
+    return sorted(by_image.items())
+
+
+def embed_crop_jobs(jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]], top: TopImages, probe: Any,
+                    embedder: Any, side: int, batch_size: int, num_workers: int) -> tuple[np.ndarray, int]:
+    """Phase 4: load each probe image once (DataLoader workers), cut its crops, embed them in batches.
+    -> ([S, K, D] embeddings, number of crops)."""
+    import torch
     from tqdm import tqdm
 
+    emb = np.full((len(top.neurons), top.k, int(embedder.dim)), np.nan, dtype=np.float32)
+    loader = torch.utils.data.DataLoader(
+        _CropDataset(probe, top.pre, jobs, side), batch_size=max(1, batch_size // max(1, top.k)), shuffle=False,
+        num_workers=num_workers, collate_fn=_collate_crops,
+        prefetch_factor=4 if num_workers > 0 else None)
     pending_pos: list[tuple[int, int]] = []
     pending_x: list[torch.Tensor] = []
 
@@ -345,7 +372,7 @@ def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder:
     for batch in tqdm(loader, desc="crops", unit="img", mininterval=5.0, total=len(loader)):
         for pos, x, err in batch:
             if x is None:
-                ns = sorted({int(neurons[s]) for s, _ in pos})
+                ns = sorted({int(top.neurons[s]) for s, _ in pos})
                 raise HypothesizeError(f"top image {err} of neuron(s) {ns} cannot be read any more")
             pending_pos.extend(pos)
             pending_x.append(x)
@@ -355,21 +382,45 @@ def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder:
     flush()
     if not np.isfinite(emb).all():
         raise HypothesizeError("some crops got no embedding (non-finite values)")
+    return emb, n_crops
+
+
+def write_crops(out_h5: str, top: TopImages, boxes: np.ndarray, emb: np.ndarray, paths: list[list[str]],
+                attrs: dict[str, Any]) -> None:
+    """Phase 5: ``crops.h5`` (layout in the module docstring), atomically."""
     with atomic_path(out_h5, suffix=".h5.partial") as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("neurons", data=neurons)
-        f.create_dataset("rows", data=rows.astype(np.int64))
-        f.create_dataset("probe_index", data=probe_index.astype(np.int64))
+        f.create_dataset("neurons", data=top.neurons)
+        f.create_dataset("rows", data=top.rows.astype(np.int64))
+        f.create_dataset("probe_index", data=top.probe_index.astype(np.int64))
         f.create_dataset("boxes", data=boxes)
-        f.create_dataset("activation", data=activation)
+        f.create_dataset("activation", data=top.activation)
         f.create_dataset("embeddings", data=emb)
-        f.create_dataset("paths", data=np.array(paths, dtype=object).reshape(len(neurons), k), dtype=STR_DT)
-        f.attrs.update({
-            **attrs, "embedder": embedder_key(spec), "embedder_name": str(embedder.name), "dim": dim,
-            "crop": json.dumps(crop, sort_keys=True), "crop_side": side, "input_size": size,
-            "preprocess": json.dumps(pre.as_dict()), "complete": 1,
-        })
-    log.info("embedded %d crops of %d neurons from %d images (dim %d)", n_crops, len(neurons), len(jobs), dim)
-    return {"n_neurons": len(neurons), "n_crops": n_crops, "n_images": len(jobs)}
+        f.create_dataset("paths", data=np.array(paths, dtype=object).reshape(len(top.neurons), top.k), dtype=STR_DT)
+        f.attrs.update(attrs)
+
+
+def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder: Any, out_h5: str,
+                    spec: dict[str, Any], crop: dict[str, Any] | None = None, batch_size: int = 64,
+                    num_workers: int = 0) -> dict[str, Any]:
+    """Crop every top image of every selected neuron and embed the crops (see the module docstring), in
+    phases: read the top images, box them, group the crops by image, embed, write ``crops.h5``."""
+    from .backends.embedders import embedder_image_size
+
+    crop = dict(crop or {})
+    selected = read_selected(neurons_dir)
+    top = read_top_images(activations_h5, neurons_dir, selected)
+    boxes = crop_boxes(top, crop)
+    jobs = crop_jobs(top.probe_index, boxes)
+    side = embedder_image_size(embedder)
+    emb, n_crops = embed_crop_jobs(jobs, top, probe, embedder, side, batch_size, num_workers)
+    write_crops(out_h5, top, boxes, emb, [[t["path"] for t in d["top"]] for d in selected], {
+        **top.attrs, "embedder": embedder_key(spec), "embedder_name": str(embedder.name), "dim": int(embedder.dim),
+        "crop": json.dumps(crop, sort_keys=True), "crop_side": side, "input_size": top.pre.input_size,
+        "preprocess": json.dumps(top.pre.as_dict()), "complete": 1,
+    })
+    log.info("embedded %d crops of %d neurons from %d images (dim %d)", n_crops, len(top.neurons), len(jobs),
+             int(embedder.dim))
+    return {"n_neurons": len(top.neurons), "n_crops": n_crops, "n_images": len(jobs)}
 
 
 def read_crops(path: str) -> dict[str, Any]:
@@ -382,8 +433,8 @@ def read_crops(path: str) -> dict[str, Any]:
     return out
 
 
-def run_cluster(crops_h5: str, out_dir: str, cluster: bool = True, k_max: int = 5, silhouette_floor: float = 0.1,
-                min_cluster_size: int = 2) -> int:
+def run_cluster(crops_h5: str, out_dir: str, cluster: bool = _HYP["cluster"], k_max: int = _HYP["k_max"],
+                silhouette_floor: float = _HYP["silhouette_floor"], min_cluster_size: int = _HYP["min_cluster_size"]) -> int:
     """One ``clusters/{neuron}.json`` per neuron of ``crops.h5``."""
     c = read_crops(crops_h5)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -416,7 +467,7 @@ def read_concept_embeddings(concepts_json: str, embeddings_h5: str) -> tuple[lis
 
 
 def run_hypothesize(clusters_dir: str, crops_h5: str, concepts_json: str, embeddings_h5: str, out_dir: str,
-                    concepts_per_cluster: int = 2, chunk: int = 256) -> int:
+                    concepts_per_cluster: int = _HYP["concepts_per_cluster"], chunk: int = 256) -> int:
     """One ``hypotheses/{neuron}.json`` per clustered neuron: each kept cluster's top concepts."""
     c = read_crops(crops_h5)
     ids, texts, t_emb, t_attrs = read_concept_embeddings(concepts_json, embeddings_h5)
@@ -450,97 +501,4 @@ def run_hypothesize(clusters_dir: str, crops_h5: str, concepts_json: str, embedd
     for doc in docs:
         write_json(os.path.join(out_dir, f"{doc['neuron']}.json"), doc)
     log.info("hypotheses for %d neurons, %d clusters, %d concepts each", len(docs), len(tasks), k)
-    return len(docs)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# grids for the report
-
-PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-           (240, 50, 230), (210, 245, 60)]
-
-
-class _ThumbDataset:
-    def __init__(self, probe: Any, pre: Any, indices: list[int], tile: int) -> None:
-        self.probe, self.pre, self.indices, self.tile = probe, pre, indices, tile
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None]:
-        import torch.nn.functional as F
-
-        pi = self.indices[i]
-        try:
-            x = self.pre.geometric(self.probe.load(pi))
-        except Exception:  # noqa: BLE001 - drawn as a grey tile
-            return pi, None
-        x = F.interpolate(x[None], size=(self.tile, self.tile), mode="bilinear", antialias=True,
-                          align_corners=False)[0]
-        return pi, (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
-def draw_grid(doc: dict[str, Any], thumbs: dict[int, np.ndarray], input_size: int, tile: int = 96,
-              per_row: int = 10) -> Any:
-    """One neuron's top images with their boxes, one row block per cluster (dropped clusters last)."""
-    from PIL import Image, ImageDraw
-
-    crops = doc["crops"]
-    groups = [(f"cluster {c['cluster']} ({c['size']})", c["cluster"], c["members"]) for c in doc["clusters"]]
-    groups += [(f"dropped {c['cluster']} ({c['size']})", c["cluster"], c.get("members", [])) for c in doc["dropped"]]
-    groups = [g for g in groups if g[2]]
-    label_w, pad = 110, 4
-    n_lines = sum(math.ceil(len(m) / per_row) for _, _, m in groups) or 1
-    widest = max([min(len(m), per_row) for _, _, m in groups] or [1])
-    width = max(label_w + widest * (tile + pad) + pad, 220)
-    height = n_lines * (tile + pad) + pad + 18
-    img = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    draw.text((pad, 3), f"neuron {doc['neuron']}: k = {doc['k']}", fill=(0, 0, 0))
-    y = 18 + pad
-    scale = tile / float(input_size)
-    for label, cid, members in groups:
-        colour = PALETTE[cid % len(PALETTE)]
-        draw.text((pad, y + tile // 2 - 6), label, fill=colour if not label.startswith("dropped") else (120, 120, 120))
-        for j, r in enumerate(members):
-            if j and j % per_row == 0:
-                y += tile + pad
-            x = label_w + (j % per_row) * (tile + pad)
-            crop = crops[r]
-            arr = thumbs.get(int(crop["probe_index"]))
-            im = Image.fromarray(arr) if arr is not None else Image.new("RGB", (tile, tile), (160, 160, 160))
-            img.paste(im, (x, y))
-            x0, y0, x1, y1 = (v * scale for v in crop["box"])
-            draw.rectangle([x + x0, y + y0, x + max(x0, x1 - 1), y + max(y0, y1 - 1)], outline=colour, width=2)
-            draw.text((x + 2, y + 1), str(r), fill=(255, 255, 255))
-        y += tile + pad
-    return img
-
-
-def run_grids(clusters_dir: str, crops_h5: str, probe: Any, out_dir: str, tile: int = 96,
-              num_workers: int = 0) -> int:
-    """One ``grids/{neuron}.png`` per clustered neuron (each probe image loaded once)."""
-    import torch
-
-    from .backends.models import Preprocess
-
-    with h5py.File(crops_h5, "r") as f:
-        pre = Preprocess.coerce(json.loads(f.attrs["preprocess"]))
-    docs = [read_json(p) for p in sorted(Path(clusters_dir).glob("*.json"))]
-    indices = sorted({int(c["probe_index"]) for d in docs for c in d["crops"]})
-    thumbs: dict[int, np.ndarray] = {}
-    loader = torch.utils.data.DataLoader(_ThumbDataset(probe, pre, indices, tile), batch_size=16,
-                                         num_workers=num_workers, collate_fn=_collate_crops)
-    for batch in loader:
-        for pi, arr in batch:
-            if arr is None:
-                log.warning("grid: probe image %d cannot be read; drawn grey", pi)
-            else:
-                thumbs[pi] = arr
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    for d in docs:
-        img = draw_grid(d, thumbs, pre.input_size, tile)
-        with atomic_path(os.path.join(out_dir, f"{d['neuron']}.png"), suffix=".png") as tmp:
-            img.save(tmp, format="PNG", optimize=True)
-    log.info("drew %d grids", len(docs))
     return len(docs)

@@ -1,8 +1,9 @@
-"""Small I/O layer shared by every stage: atomic writes, strict JSON, logging set-up."""
+"""Small I/O layer shared by every stage: atomic writes, strict JSON, CSV tables, logging set-up."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import hashlib
 import json
@@ -11,7 +12,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,40 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def csv_cell(value: Any) -> Any:
+    """One CSV cell, the same convention in every file sieve writes: a boolean is ``true`` / ``false`` (a 0/1
+    flag meant to be summed, such as ar.csv's ``kept``, is an int and stays 0/1), a float its shortest
+    round-trip form with NaN and None empty."""
+    if value is True or value is False or isinstance(value, np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(float(value))
+    return "" if value is None else value
+
+
+def write_csv(path: str | os.PathLike[str], columns: Sequence[str],
+              rows: Iterable[Mapping[str, Any] | Sequence[Any]], line_terminator: str = "\n") -> None:
+    """Write ``rows`` under the header ``columns``, atomically, every cell by :func:`csv_cell`. A row is a
+    mapping (a missing key is an empty cell) or a sequence in column order."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator=line_terminator)
+        w.writerow(columns)
+        for i, r in enumerate(rows):
+            if isinstance(r, Mapping):
+                cells = [r.get(k, "") for k in columns]
+            elif len(r) == len(columns):
+                cells = list(r)
+            else:
+                raise ValueError(f"{path}: row {i} has {len(r)} cells for {len(columns)} columns")
+            w.writerow([csv_cell(v) for v in cells])
+
+
+def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """A CSV file with a header as one dict per row (every value a string)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def stable_hash(*parts: Any, n: int = 16) -> str:
     """A short, stable hex digest of JSON-serialisable parts (key order independent)."""
     payload = json.dumps(_jsonable(list(parts)), sort_keys=True, ensure_ascii=False, allow_nan=False)
@@ -127,13 +162,16 @@ def local_file_fingerprints(spec: dict[str, Any], keys: tuple[str, ...] = ("weig
                                                                            "pretrained")) -> dict[str, str]:
     """Content digests of the local files a backend spec names (a checkpoint, a world spec): keys of
     content-addressed caches include them, so editing or retraining a file in place never reuses stale
-    results. Hub ids, URLs and missing paths give nothing."""
+    results. Hub ids, URLs and missing paths give nothing (:func:`~sieve.backends.refs.parse_ref` decides)."""
+    from .backends.refs import parse_ref
+
     out = {}
     for key in keys:
         value = spec.get(key)
-        if isinstance(value, str) and "://" not in value:
-            path = Path(os.path.expanduser(value))
-            if path.is_file():
+        if isinstance(value, str) and value.strip():
+            ref = parse_ref(value)
+            path = Path(ref.value)
+            if ref.is_local and path.is_file():
                 st = path.stat()
                 out[key] = _file_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
     return out

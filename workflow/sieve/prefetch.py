@@ -30,6 +30,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .backends.refs import parse_ref
+from .config import schema_default
+
 log = logging.getLogger(__name__)
 
 DOWNLOADABLE_PROBES = ("places365", "imagenette")
@@ -51,23 +54,20 @@ class Item:
     spec: dict[str, Any]
 
 
-def _is_local_path(ref: str) -> bool:
-    return os.path.exists(os.path.expanduser(ref))
-
-
 def _model_item(name: str, spec: dict[str, Any]) -> Item | None:
     source, weights = spec.get("source"), spec.get("weights")
     key = f"models.{name}"
+    ref = parse_ref(weights, hub_ids=False) if weights else None
     if source == "places365":
         arch = spec.get("arch", "resnet18")
-        if weights and ("://" not in weights):
+        if ref is not None and ref.kind != "url":
             return None  # a local checkpoint
         from .backends.models import PLACES365_URL
 
         return Item("model", key, weights or PLACES365_URL.format(arch=arch), "TORCH_HOME", spec)
     if source not in ("torchvision", "timm") or weights in (None, "none", "random"):
         return None
-    if "://" in weights:
+    if ref.kind == "url":
         return Item("model", key, weights, "TORCH_HOME", spec)
     if source == "timm":
         if weights != "pretrained":
@@ -76,9 +76,7 @@ def _model_item(name: str, spec: dict[str, Any]) -> Item | None:
 
         kind, ref = timm_weights_source(spec.get("arch", ""))
         return Item("model", key, ref, "HF_HOME" if kind == "hf" else "TORCH_HOME", spec)
-    from .backends.models import is_local_checkpoint
-
-    if is_local_checkpoint(weights):
+    if ref.kind != "name":
         return None  # a local checkpoint
     return Item("model", key, f"torchvision {spec.get('arch')} {weights}", "TORCH_HOME", spec)
 
@@ -87,8 +85,8 @@ def _clip_item(key: str, spec: dict[str, Any] | None) -> Item | None:
     if not spec or spec.get("source") != "open_clip":
         return None
     pretrained = spec.get("pretrained")
-    if not pretrained or _is_local_path(pretrained) or spec.get("model_config"):
-        return None
+    if not pretrained or parse_ref(pretrained, hub_ids=False).kind != "name" or spec.get("model_config"):
+        return None  # random weights, a local checkpoint, or a custom architecture
     return Item("embedder", key, f"open_clip {spec.get('arch')}/{pretrained}", "HF_HOME", spec)
 
 
@@ -99,19 +97,20 @@ def plan(config: dict[str, Any]) -> list[Item]:
         items.append(_model_item(name, config["models"][name]))
     items.append(_clip_item("embedder", config.get("embedder")))
     gen = config.get("generator") or {}
-    if gen.get("source", "diffusers") == "diffusers" and gen.get("model"):
+    if gen.get("source", schema_default("generator.source")) == "diffusers" and gen.get("model"):
         from .backends.generators import local_folder
 
         if local_folder(str(gen["model"])) is None:
-            items.append(Item("generator", "generator.model", str(gen["model"]), "HF_HOME", gen))
+            items.append(Item("generator", "generator.model", parse_ref(str(gen["model"])).value, "HF_HOME", gen))
     if any(m.get("ground_truth") for m in config.get("models", {}).values()):
         evaluate = config.get("evaluate") or {}
         clip = evaluate.get("clip_model")
         if clip and clip != config.get("embedder"):
             items.append(_clip_item("evaluate.clip_model", clip))
         mpnet = evaluate.get("mpnet_model")
-        if mpnet and not _is_local_path(mpnet):
-            items.append(Item("sentence_model", "evaluate.mpnet_model", mpnet, "HF_HOME", {"model": mpnet}))
+        if mpnet and parse_ref(mpnet).kind == "hub":
+            hub_id = parse_ref(mpnet).value
+            items.append(Item("sentence_model", "evaluate.mpnet_model", hub_id, "HF_HOME", {"model": mpnet}))
     for name in sorted(config.get("concept_sets", {})):
         spec = config["concept_sets"][name]
         if "url" in spec:
@@ -132,7 +131,7 @@ def plan(config: dict[str, Any]) -> list[Item]:
 def _fetch_model(item: Item, resources_dir: Path) -> None:
     from .backends.models import MODELS, load_checkpoint
 
-    if "://" in item.ref and item.spec.get("source") != "places365":
+    if parse_ref(item.ref, hub_ids=False).kind == "url" and item.spec.get("source") != "places365":
         load_checkpoint(item.ref)
     else:
         MODELS.get(item.spec["source"])(item.spec)
@@ -165,10 +164,10 @@ def _fetch_concept_set(item: Item, resources_dir: Path) -> None:
 
 
 def _fetch_probe(item: Item, resources_dir: Path) -> None:
-    from .backends.probes import open_probe
+    from .backends.imagesets import open_image_set
 
     spec = {k: v for k, v in item.spec.items() if k != "name"}
-    open_probe(item.spec["name"], spec)
+    open_image_set(item.spec["name"], spec)
 
 
 FETCHERS: dict[str, Callable[[Item, Path], None]] = {

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .backends.imagesets import BadImage, ImageSet
 from .backends.models import LoadedModel, Preprocess
-from .backends.probes import BadImage, ProbeSet
 from .filenames import from_raw, printable_name, raw_name
 from .io import atomic_path
 
@@ -43,7 +43,7 @@ class TooManyBadImages(RuntimeError):
 
 
 class _ProbeDataset(Dataset):
-    def __init__(self, probe: ProbeSet, pre: Preprocess) -> None:
+    def __init__(self, probe: ImageSet, pre: Preprocess) -> None:
         self.probe = probe
         self.pre = pre
 
@@ -132,7 +132,7 @@ def _printable_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
 
 def run_probe(
     model: LoadedModel,
-    probe: ProbeSet,
+    probe: ImageSet,
     out_path: str,
     top_n: int = 20,
     batch_size: int = 64,

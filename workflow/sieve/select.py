@@ -15,7 +15,7 @@ Edge cases (tested):
   reported as 0.
 - median == 0 < p99: maximally selective; ratio is infinite (written as the string ``"inf"`` in strict JSON)
   and the neuron is selected for any tau.
-- ``enabled: false`` (the "no Select" ablation) keeps every neuron that is not dead.
+- ``enabled: false`` (the "no Select" stage ablation) keeps every neuron that is not dead.
 
 The Verify threshold of a neuron is its top-1% probe threshold: the 99th percentile of its raw pooled
 activation.

@@ -1,11 +1,12 @@
 """Backends: one registry per kind, keyed by the config's ``source`` (or ``kind`` for probe sets).
 
 - :mod:`.models`     target vision models (torchvision, timm, places365, python, synthetic)
-- :mod:`.probes`     probe image sets (imagefolder, filelist, places365, imagenette, synthetic)
+- :mod:`.imagesets`  image sets the probe stage reads (imagefolder, filelist, places365, imagenette, synthetic)
 - :mod:`.embedders`  CLIP-like image/text embedders (open_clip, python, synthetic)
 - :mod:`.generators` text-to-image generators (diffusers, python, synthetic)
 
-The synthetic world is just another backend: it registers itself in each registry.
+Backends that live in another package (the synthetic world) are listed in one explicit table, :data:`PLUGINS`,
+and imported the first time a config names them: this package never imports them, they import it.
 """
 
 from __future__ import annotations
@@ -37,8 +38,17 @@ class BackendError(ValueError):
     """A backend could not be built from its config: the message names the key and the problem."""
 
 
+# Backends defined outside this package: registry kind -> name -> "module:function", imported on first use.
+PLUGINS: dict[str, dict[str, str]] = {
+    "model": {"synthetic": "sieve.synthetic.backends:model"},
+    "probe set": {"synthetic": "sieve.synthetic.backends:image_set"},
+    "embedder": {"synthetic": "sieve.synthetic.backends:embedder"},
+    "generator": {"synthetic": "sieve.synthetic.backends:generator"},
+}
+
+
 class Registry:
-    """name -> builder function, filled with the ``register`` decorator."""
+    """name -> builder function, filled with the ``register`` decorator and, on first use, from :data:`PLUGINS`."""
 
     def __init__(self, kind: str, key: str = "source") -> None:
         self.kind = kind
@@ -53,16 +63,17 @@ class Registry:
         return deco
 
     def get(self, name: str) -> Callable[..., Any]:
-        if name == "synthetic" and name not in self._builders:
-            importlib.import_module("sieve.synthetic")  # registers itself
+        if name not in self._builders and name in PLUGINS.get(self.kind, {}):
+            self._builders[name] = import_factory(PLUGINS[self.kind][name], f"{self.kind} plugin {name!r}")
         try:
             return self._builders[name]
         except KeyError:
-            known = ", ".join(sorted(self._builders)) or "none"
+            known = ", ".join(self.names()) or "none"
             raise BackendError(f"unknown {self.kind} {self.key} {name!r} (known: {known})") from None
 
     def names(self) -> list[str]:
-        return sorted(self._builders)
+        """Every name this registry can build: registered ones and its plugins (not imported yet)."""
+        return sorted({*self._builders, *PLUGINS.get(self.kind, {})})
 
 
 def import_factory(ref: str, what: str = "factory") -> Callable[..., Any]:

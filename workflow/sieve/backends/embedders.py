@@ -12,7 +12,8 @@ Sources:
 - ``python``: ``factory: "package.module:function"`` called with ``kwargs`` (plus ``device=``
   if it has a ``device`` parameter), returning an object with
   ``encode_images``, ``encode_text`` and ``dim`` (see :class:`Embedder`).
-- ``synthetic``: the planted world's embedder (registered by :mod:`sieve.synthetic`).
+- ``synthetic``: the planted world's embedder (:mod:`sieve.synthetic.backends`, a plugin listed in
+  :data:`sieve.backends.PLUGINS`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import BackendError, Registry, import_factory
+from .refs import parse_ref
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +148,6 @@ def register_model_config(arch: str, config_path: str | os.PathLike[str]) -> dic
     return cfg
 
 
-def _looks_like_path(value: str) -> bool:
-    return os.sep in value or "/" in value or value.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz"))
-
-
 def _check_offline_tag(arch: str, tag: str) -> None:
     """Offline jobs: fail at once if a pretrained tag's weights are not cached."""
     from open_clip.pretrained import get_pretrained_cfg, has_hf_hub
@@ -164,6 +162,31 @@ def _check_offline_tag(arch: str, tag: str) -> None:
     elif cfg.get("url"):
         cached = (Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(cfg["url"])).is_file()
         require_online(cfg["url"], f"open_clip weights {arch}/{tag}", cached=cached)
+
+
+def _pretrained_file_or_tag(arch: str, pretrained: str) -> str:
+    """``embedder.pretrained`` as open_clip takes it: a tag of ``arch`` (checked against the cache offline), or
+    the path of a local checkpoint (:func:`~.refs.parse_ref`, names without a ``/`` being tags; a tag wins over a
+    file of the same name unless ``file:`` says otherwise)."""
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(arch) if arch in open_clip.list_models() else []
+    ref = parse_ref(pretrained, hub_ids=False)
+    if pretrained in tags and not ref.explicit:
+        _check_offline_tag(arch, pretrained)
+        return pretrained
+    if ref.kind == "hub":
+        raise BackendError(f"embedder.pretrained {pretrained!r}: open_clip takes hub models in embedder.arch "
+                           "('hf-hub:owner/name'), not in pretrained")
+    if ref.kind == "path":
+        path = ref.path
+        if not path.is_file():
+            raise BackendError(f"embedder.pretrained: checkpoint file not found: {path}")
+        return str(path)
+    raise BackendError(
+        f"embedder.pretrained {pretrained!r} is neither a pretrained tag of {arch!r} "
+        f"(known: {', '.join(tags) or 'none'}) nor an existing file"
+    )
 
 
 def load_open_clip(arch: str, pretrained: str | None = None, model_config: str | None = None,
@@ -188,19 +211,7 @@ def load_open_clip(arch: str, pretrained: str | None = None, model_config: str |
             + "; for a custom one also give embedder.model_config: path/to/arch.json"
         )
     if pretrained:
-        tags = open_clip.list_pretrained_tags_by_model(arch) if arch in open_clip.list_models() else []
-        if pretrained in tags:
-            _check_offline_tag(arch, pretrained)
-        else:
-            path = Path(os.path.expanduser(pretrained))
-            if not path.is_file():
-                if _looks_like_path(pretrained):
-                    raise BackendError(f"embedder.pretrained: checkpoint file not found: {path}")
-                raise BackendError(
-                    f"embedder.pretrained {pretrained!r} is neither a pretrained tag of {arch!r} "
-                    f"(known: {', '.join(tags) or 'none'}) nor an existing file"
-                )
-            pretrained = str(path)
+        pretrained = _pretrained_file_or_tag(arch, pretrained)
     else:
         log.warning("embedder %s: no pretrained weights, random initialisation", arch)
     try:

@@ -9,7 +9,8 @@ Contract for every builder registered in ``GENERATORS``: ``builder(spec: dict, d
 - ``python``: ``factory: "package.module:function"`` called with ``kwargs`` (plus ``device``, ``dtype`` and
   ``resolution`` where its signature takes them and ``kwargs`` does not set them); it returns a
   :class:`Generator` or a diffusers pipeline (then wrapped like the ``diffusers`` source).
-- ``synthetic``: registered by :mod:`sieve.synthetic`.
+- ``synthetic``: the planted world's renderer (:mod:`sieve.synthetic.backends`, a plugin listed in
+  :data:`sieve.backends.PLUGINS`).
 
 This module stays light at import time (no torch import) so that the Snakefile can check the generator
 config (:func:`check_generator_source`) when it is parsed.
@@ -22,8 +23,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..config import schema_default, with_defaults
 from ..io import local_file_fingerprints
 from . import BackendError, Registry, import_factory
+from .refs import parse_ref
 
 if TYPE_CHECKING:
     import torch
@@ -56,28 +59,27 @@ def load_generator(spec: dict[str, Any], device: torch.device | str = "cpu",
 # local folders vs hub ids
 
 
-def looks_like_path(ref: str) -> bool:
-    """A reference that can only be a local folder (a hub id is ``name`` or ``owner/name``)."""
-    return (ref.startswith(("/", "./", "../", "~")) or ref.count("/") > 1 or "\\" in ref
-            or ref in (".", ".."))
-
-
 def local_folder(ref: str) -> Path | None:
-    """The local folder ``ref`` names, or None if ``ref`` is a hub id; a path that does not exist is an error."""
-    path = Path(os.path.expanduser(ref))
+    """The local folder ``generator.model`` names, or None for a hub id (:func:`~.refs.parse_ref`: ``hf-hub:`` and
+    ``local-dir:`` prefixes, else by shape); a path that does not exist, or is a file, is an error."""
+    parsed = parse_ref(ref, hub_ids=True)
+    if parsed.kind == "hub":
+        return None
+    if parsed.kind != "path":
+        raise BackendError(f"generator.model {ref!r}: give a diffusers pipeline folder or a Hugging Face hub id, "
+                           "not a URL")
+    path = parsed.path
     if path.is_dir():
         return path
     if path.exists():
         raise BackendError(f"generator model {ref!r} is a file, not a diffusers pipeline folder")
-    if looks_like_path(ref):
-        raise BackendError(f"generator folder does not exist: {ref!r} (config key generator.model; give an existing "
-                           "diffusers pipeline folder or a Hugging Face hub id such as 'stabilityai/sdxl-turbo')")
-    return None
+    raise BackendError(f"generator folder does not exist: {ref!r} (config key generator.model; give an existing "
+                       "diffusers pipeline folder or a Hugging Face hub id such as 'stabilityai/sdxl-turbo')")
 
 
 def check_generator_source(spec: dict[str, Any]) -> None:
     """Cheap config check (no model is loaded): raises a :class:`BackendError` naming the problem."""
-    source = spec.get("source", "diffusers")
+    source = spec.get("source", schema_default("generator.source"))
     if source == "diffusers":
         model = spec.get("model")
         if not model:
@@ -107,10 +109,10 @@ def generator_settings(spec: dict[str, Any], dtype: torch.dtype | str) -> dict[s
     """Everything that affects the pixels of a generated image: the content-addressed cache is keyed on this
     (plus prompt and seed). Batch size, shard count and ``keep_images`` are not part of it."""
     settings = {k: spec[k] for k in PIXEL_KEYS if k in spec}
-    settings.setdefault("source", "diffusers")
+    settings.setdefault("source", schema_default("generator.source"))
     settings["dtype"] = str(dtype).replace("torch.", "")
-    if settings["source"] == "diffusers":
-        folder = local_folder(str(spec.get("model", "")))
+    if settings["source"] == "diffusers" and spec.get("model"):
+        folder = local_folder(str(spec["model"]))
         if folder is not None:
             settings["model"] = str(folder.resolve())
             settings["fingerprint"] = folder_fingerprint(folder)
@@ -167,10 +169,11 @@ def _diffusers(spec: dict[str, Any], device: torch.device, dtype: torch.dtype) -
     if not model:
         raise BackendError("generator: source diffusers needs 'model' (a hub id or a local folder)")
     folder = local_folder(str(model))
+    hub_id = parse_ref(str(model)).value
     if folder is None:
         from .offline import require_hub
 
-        require_hub(str(model), "generator model")
+        require_hub(hub_id, "generator model")
     import warnings
 
     from diffusers import DiffusionPipeline
@@ -178,12 +181,17 @@ def _diffusers(spec: dict[str, Any], device: torch.device, dtype: torch.dtype) -
     try:
         with warnings.catch_warnings():  # diffusers >= 0.36 renames torch_dtype to dtype; older ones lack dtype
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            pipe = DiffusionPipeline.from_pretrained(str(folder or model), torch_dtype=dtype, **spec.get("kwargs", {}))
+            pipe = DiffusionPipeline.from_pretrained(str(folder or hub_id), torch_dtype=dtype, **spec.get("kwargs", {}))
     except Exception as exc:  # noqa: BLE001 - name the model in whatever went wrong
         raise BackendError(f"generator model {model!r}: cannot load a diffusers pipeline: {exc}") from exc
     pipe = pipe.to(device)
-    return DiffusersGenerator(pipe, spec.get("resolution", 512), spec.get("steps", 1), spec.get("guidance_scale", 0.0),
-                              name=str(model))
+    return _diffusers_generator(pipe, spec, name=str(model))
+
+
+def _diffusers_generator(pipe: Any, spec: dict[str, Any], name: str) -> DiffusersGenerator:
+    """A pipeline with the spec's resolution, steps and guidance (the schema's defaults where it has none)."""
+    full = with_defaults(spec, "generator")
+    return DiffusersGenerator(pipe, full["resolution"], full["steps"], full["guidance_scale"], name=name)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -205,8 +213,7 @@ def _python(spec: dict[str, Any], device: torch.device, dtype: torch.dtype) -> G
             kwargs[key] = value
     obj = fn(**kwargs)
     if hasattr(obj, "components") and callable(obj) and not hasattr(obj, "generate"):  # a diffusers pipeline
-        obj = DiffusersGenerator(obj.to(device), spec.get("resolution", 512), spec.get("steps", 1),
-                                 spec.get("guidance_scale", 0.0), name=spec["factory"])
+        obj = _diffusers_generator(obj.to(device), spec, name=spec["factory"])
     if not isinstance(obj, Generator):
         raise BackendError(f"generator factory {spec['factory']!r} returned {type(obj).__name__}, which has no "
                            "generate(prompts, seeds) method and resolution attribute")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,8 +36,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..config import schema_default
 from ..images import to_rgb
 from . import BackendError, Registry, import_factory
+from .refs import parse_ref
 
 log = logging.getLogger(__name__)
 
@@ -184,15 +185,20 @@ def load_checkpoint(path_or_url: str) -> dict[str, torch.Tensor]:
     """A state dict from a local file or URL (cached in TORCH_HOME), always with ``weights_only=True``.
 
     Accepts bare state dicts and the common wrappers (``state_dict``, ``model``), and strips a
-    ``module.`` prefix (DataParallel checkpoints such as CSAIL's Places365 ones)."""
-    if "://" in path_or_url:
+    ``module.`` prefix (DataParallel checkpoints such as CSAIL's Places365 ones). ``path_or_url`` is read by
+    :func:`~sieve.backends.refs.parse_ref` (a URL, or a local file, ``file:`` prefix allowed)."""
+    ref = parse_ref(path_or_url, hub_ids=False)
+    if ref.kind == "hub":
+        raise BackendError(f"checkpoint {path_or_url!r}: a hub repository is not a checkpoint file (give a local "
+                           "file or a URL)")
+    if ref.kind == "url":
         from .offline import require_online
 
         require_online(path_or_url, "model checkpoint")
         obj = torch.hub.load_state_dict_from_url(path_or_url, map_location="cpu", weights_only=True,
                                                  check_hash=False, progress=False)
     else:
-        path = Path(os.path.expanduser(path_or_url))
+        path = Path(ref.value)
         if not path.is_file():
             raise BackendError(f"checkpoint file not found: {path}")
         try:
@@ -236,13 +242,6 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], where: str
 # sources
 
 
-def is_local_checkpoint(weights: str) -> bool:
-    """Whether ``weights`` names a checkpoint file (a path or a checkpoint file name) rather than a weights name."""
-    return "/" in weights or weights.endswith((".pt", ".pth", ".tar", ".bin", ".safetensors")) or Path(
-        os.path.expanduser(weights)
-    ).exists()
-
-
 @MODELS.register("torchvision")
 def _torchvision(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess]:
     import torchvision
@@ -258,7 +257,7 @@ def _torchvision(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess]:
     kwargs: dict[str, Any] = {}
     if spec.get("num_classes"):
         kwargs["num_classes"] = int(spec["num_classes"])
-    if weights and not is_local_checkpoint(weights) and "://" not in weights:
+    if weights and parse_ref(weights, hub_ids=False).kind == "name":  # a weights name, else a file or URL
         from .offline import require_online
 
         try:
@@ -426,7 +425,8 @@ def load_model(name: str, spec: dict[str, Any], device: torch.device | str = "cp
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    layer = resolve_layer(model, spec.get("layer", "penultimate"), spec.get("arch", source), pre.input_size)
+    requested = spec.get("layer", schema_default("models.*.layer"))
+    layer = resolve_layer(model, requested, spec.get("arch", source), pre.input_size)
     shapes = _trace_shapes(model, [layer], pre.input_size)
     if layer not in shapes:
         raise BackendError(f"model {name!r}: layer {layer!r} produced no tensor output")
@@ -438,7 +438,7 @@ def load_model(name: str, spec: dict[str, Any], device: torch.device | str = "cp
         "arch": spec.get("arch", spec.get("factory", "")),
         "weights": spec.get("weights") or "",
         "layer": layer,
-        "layer_requested": spec.get("layer", "penultimate"),
+        "layer_requested": requested,
         "n_neurons": int(fmap.shape[1]),
         "map_size": [int(fmap.shape[2]), int(fmap.shape[3])],
         "preprocess": pre.as_dict(),

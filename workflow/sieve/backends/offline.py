@@ -74,8 +74,9 @@ def require_online(url: str, what: str, cached: bool | None = None) -> None:
 
 
 def require_hub(repo_id: str, what: str) -> None:
-    """Raise at once if a Hugging Face hub repo is not cached while offline."""
-    if not is_offline() or os.path.isdir(os.path.expanduser(repo_id)):
+    """Raise at once if a Hugging Face hub repo is not cached while offline (``repo_id``: a hub id, as
+    :func:`~.refs.parse_ref` tells; local folders never get here)."""
+    if not is_offline():
         return
     if not hf_cached(repo_id):
         raise BackendError(f"{what} {repo_id!r} is not in the Hugging Face cache ({hf_hub_cache()}) and this job "

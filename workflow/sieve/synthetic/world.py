@@ -132,7 +132,7 @@ def _load_cached(path: str, _mtime: float) -> World:
 
 
 def _parse(raw: dict[str, Any], src: str) -> World:
-    # keys the user's spec leaves out come from the packaged default world
+    """Validate a spec, section by section; keys it leaves out come from the packaged default world."""
     with resources.files("sieve.synthetic").joinpath("default.yaml").open(encoding="utf-8") as fh:
         default_raw: dict[str, Any] = yaml.safe_load(fh)
     known = set(default_raw) | {"neurons"}
@@ -140,11 +140,31 @@ def _parse(raw: dict[str, Any], src: str) -> World:
     if unknown:
         raise _err(src, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
     get = {**default_raw, **raw}.get
+    size = _parse_image_size(src, get("image_size"))
+    colours = _parse_colours(src, get("colours"))
+    shapes, textures = _parse_shapes_textures(src, get("shapes"), get("textures"))
+    period = _parse_texture_period(src, get("texture_period"))
+    sizes, gen = _parse_sizes(src, get("sizes"), get("generated_size"), size)
+    level, noise = _parse_background(src, get("background") or {})
+    max_obj, gap = _parse_scenes(src, get("scenes") or {})
+    world = World(
+        source=src, image_size=size, colours=colours, shapes=shapes, textures=textures,
+        texture_period=period, sizes=sizes, generated_size=gen, background_level=level, noise=noise,
+        max_objects=max_obj, gap=gap, distractors=tuple(str(d) for d in (get("distractors") or ())), neurons=(),
+        raw=raw,
+    )
+    neurons = _parse_neurons(src, raw.get("neurons", default_raw.get("neurons")), world)
+    return World(**{**world.__dict__, "neurons": neurons})
 
-    size = get("image_size")
+
+def _parse_image_size(src: str, size: Any) -> int:
     if not isinstance(size, int) or not 24 <= size <= 512:
         raise _err(src, "image_size", f"must be an integer in 24..512, got {size!r}")
-    colours_raw = get("colours")
+    return size
+
+
+def _parse_colours(src: str, colours_raw: Any) -> dict[str, tuple[float, float, float]]:
+    """Colour names -> RGB, each saturated enough and far enough from the others to be told apart."""
     if not isinstance(colours_raw, dict) or not colours_raw:
         raise _err(src, "colours", "must be a non-empty mapping name: [r, g, b]")
     colours: dict[str, tuple[float, float, float]] = {}
@@ -162,86 +182,106 @@ def _parse(raw: dict[str, Any], src: str) -> World:
             if sum(abs(a - b) for a, b in zip(rgb_t, orgb, strict=True)) < 0.5:
                 raise _err(src, f"colours.{name}", f"too close to {other} (L1 distance < 0.5)")
         colours[name] = rgb_t
-    shapes = tuple(get("shapes") or ())
+    return colours
+
+
+def _parse_shapes_textures(src: str, shapes_raw: Any, textures_raw: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    shapes = tuple(shapes_raw or ())
     bad = [s for s in shapes if s not in KNOWN_SHAPES]
     if not shapes or bad:
         raise _err(src, "shapes", f"unknown shape {bad[0]!r} (known: {', '.join(KNOWN_SHAPES)})" if bad
                    else "at least one shape is needed")
-    textures = tuple(get("textures") or ())
+    textures = tuple(textures_raw or ())
     bad = [t for t in textures if t not in KNOWN_TEXTURES]
     if bad:
         raise _err(src, "textures", f"unknown texture {bad[0]!r} (known: {', '.join(KNOWN_TEXTURES)})")
-    period = get("texture_period")
+    return shapes, textures
+
+
+def _parse_texture_period(src: str, period: Any) -> int:
     if not isinstance(period, int) or period < 4 or period % 4:
         raise _err(src, "texture_period", f"must be a multiple of 4 (>= 4), got {period!r}")
-    sizes = get("sizes")
-    gen = get("generated_size")
+    return period
+
+
+def _parse_sizes(src: str, sizes: Any, gen: Any, image_size: int) -> tuple[tuple[int, ...], int]:
+    """Probe object sizes (odd, >= 7) and the larger size of a generated image's one object."""
     if (not isinstance(sizes, list) or not sizes
             or not all(isinstance(s, int) and s % 2 == 1 and 7 <= s for s in sizes)):
         raise _err(src, "sizes", f"must be a list of odd integers >= 7, got {sizes!r}")
-    if not isinstance(gen, int) or gen % 2 == 0 or gen <= max(sizes) or gen > size - 4:
+    if not isinstance(gen, int) or gen % 2 == 0 or gen <= max(sizes) or gen > image_size - 4:
         raise _err(src, "generated_size", f"must be an odd integer larger than every probe size "
-                   f"({max(sizes)}) and at most image_size - 4 ({size - 4}), got {gen!r}")
-    bg = get("background") or {}
+                   f"({max(sizes)}) and at most image_size - 4 ({image_size - 4}), got {gen!r}")
+    return tuple(sizes), gen
+
+
+def _parse_background(src: str, bg: dict[str, Any]) -> tuple[tuple[float, float], float]:
     level = bg.get("level", [0.4, 0.6])
     noise = bg.get("noise", 0.03)
     if (not isinstance(level, list) or len(level) != 2 or not 0.25 <= level[0] <= level[1] <= 0.75):
         raise _err(src, "background.level", f"must be [lo, hi] within [0.25, 0.75], got {level!r}")
     if not isinstance(noise, (int, float)) or not 0 <= noise <= 0.1:
         raise _err(src, "background.noise", f"must be a number in [0, 0.1], got {noise!r}")
-    sc = get("scenes") or {}
+    return (float(level[0]), float(level[1])), float(noise)
+
+
+def _parse_scenes(src: str, sc: dict[str, Any]) -> tuple[int, int]:
     max_obj = sc.get("max_objects", 3)
     gap = sc.get("gap", 3)
     if not isinstance(max_obj, int) or not 0 <= max_obj <= 8:
         raise _err(src, "scenes.max_objects", f"must be an integer in 0..8, got {max_obj!r}")
     if not isinstance(gap, int) or gap < 3:
         raise _err(src, "scenes.gap", f"must be an integer >= 3, got {gap!r}")
-    distractors = tuple(str(d) for d in (get("distractors") or ()))
+    return max_obj, gap
 
-    world = World(
-        source=src, image_size=size, colours=colours, shapes=shapes, textures=textures,
-        texture_period=period, sizes=tuple(sizes), generated_size=gen,
-        background_level=(float(level[0]), float(level[1])), noise=float(noise), max_objects=max_obj,
-        gap=gap, distractors=distractors, neurons=(), raw=raw,
-    )
-    neurons_raw = raw.get("neurons", default_raw.get("neurons"))
+
+def _parse_neurons(src: str, neurons_raw: Any, world: World) -> tuple[Neuron, ...]:
     if not isinstance(neurons_raw, list) or not neurons_raw:
         raise _err(src, "neurons", "must be a non-empty list of {kind: ...} entries")
     objects = set(world.object_concepts)
     neurons = []
     for i, n in enumerate(neurons_raw):
         key = f"neurons[{i}]"
-        if not isinstance(n, dict) or n.get("kind") not in KINDS:
-            raise _err(src, key, f"needs kind: one of {', '.join(KINDS)}; got {n!r}")
-        kind = n["kind"]
-        extra = sorted(set(n) - {"kind", "concept", "concepts"})
-        if extra:
-            raise _err(src, f"{key}.{extra[0]}", "unknown key (a neuron has kind, concept or concepts)")
-        if kind == "detector":
-            c = n.get("concept")
+        _check_neuron_entry(src, key, n)
+        neurons.append(Neuron(i, n["kind"], _neuron_concepts(src, key, n, world, objects)))
+    return tuple(neurons)
+
+
+def _check_neuron_entry(src: str, key: str, n: Any) -> None:
+    if not isinstance(n, dict) or n.get("kind") not in KINDS:
+        raise _err(src, key, f"needs kind: one of {', '.join(KINDS)}; got {n!r}")
+    extra = sorted(set(n) - {"kind", "concept", "concepts"})
+    if extra:
+        raise _err(src, f"{key}.{extra[0]}", "unknown key (a neuron has kind, concept or concepts)")
+
+
+def _neuron_concepts(src: str, key: str, n: dict[str, Any], world: World, objects: set[str]) -> tuple[str, ...]:
+    """The planted concepts of one neuron entry, by kind (detector: one object, polysemantic: two, attribute:
+    a colour, redundant and dead: none)."""
+    kind = n["kind"]
+    if kind == "detector":
+        c = n.get("concept")
+        if c not in objects:
+            raise _err(src, f"{key}.concept", f"{c!r} is not a colour x shape or texture of this world "
+                       f"(e.g. {world.object_concepts[0]!r})")
+        return (c,)
+    if kind == "polysemantic":
+        cs = n.get("concepts")
+        if not isinstance(cs, list) or len(cs) != 2 or cs[0] == cs[1]:
+            raise _err(src, f"{key}.concepts", f"a polysemantic neuron needs two different concepts, got {cs!r}")
+        for c in cs:
             if c not in objects:
-                raise _err(src, f"{key}.concept", f"{c!r} is not a colour x shape or texture of this world "
-                           f"(e.g. {world.object_concepts[0]!r})")
-            concepts: tuple[str, ...] = (c,)
-        elif kind == "polysemantic":
-            cs = n.get("concepts")
-            if not isinstance(cs, list) or len(cs) != 2 or cs[0] == cs[1]:
-                raise _err(src, f"{key}.concepts", f"a polysemantic neuron needs two different concepts, got {cs!r}")
-            for c in cs:
-                if c not in objects:
-                    raise _err(src, f"{key}.concepts", f"{c!r} is not a colour x shape or texture of this world")
-            concepts = (cs[0], cs[1])
-        elif kind == "attribute":
-            c = n.get("concept")
-            if c not in colours:
-                raise _err(src, f"{key}.concept", f"an attribute neuron names a colour ({', '.join(colours)}), got {c!r}")
-            concepts = (c,)
-        else:
-            if "concept" in n or "concepts" in n:
-                raise _err(src, key, f"a {kind} neuron has no concept")
-            concepts = ()
-        neurons.append(Neuron(i, kind, concepts))
-    return World(**{**world.__dict__, "neurons": tuple(neurons)})
+                raise _err(src, f"{key}.concepts", f"{c!r} is not a colour x shape or texture of this world")
+        return (cs[0], cs[1])
+    if kind == "attribute":
+        c = n.get("concept")
+        if c not in world.colours:
+            raise _err(src, f"{key}.concept",
+                       f"an attribute neuron names a colour ({', '.join(world.colours)}), got {c!r}")
+        return (c,)
+    if "concept" in n or "concepts" in n:
+        raise _err(src, key, f"a {kind} neuron has no concept")
+    return ()
 
 
 # ------------------------------------------------------------------------------------------------ rendering

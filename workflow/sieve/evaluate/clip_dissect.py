@@ -1,4 +1,4 @@
-"""Baseline labelers run in the same harness as SIEVE; today CLIP-Dissect (Oikarinen & Weng, ICLR 2023).
+"""The CLIP-Dissect baseline (Oikarinen & Weng, ICLR 2023), run in the same harness as SIEVE.
 
 CLIP-Dissect labels every neuron of a layer with the concept of the set that best matches its most activating
 probe images, scored by SoftWPMI, exactly as in the published code (``similarity.soft_wpmi``):
@@ -20,7 +20,6 @@ hypotheses: ``hypotheses/{neuron}.json`` has the same layout (one cluster, ``clu
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -32,8 +31,9 @@ import h5py
 import numpy as np
 import torch
 
-from .images import to_rgb
-from .io import atomic_path, read_json, write_json
+from ..config import with_defaults
+from ..images import to_rgb
+from ..io import atomic_path, read_csv, read_json, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ P_START = 0.998
 P_END = 0.97
 MIN_PROB = 1e-7
 LABEL_COLUMNS = ["neuron", "label", "concept_id", "score", "selected"]
+# The published constants above; the settings below default to the schema's (hypothesize.clip_dissect).
+_CD = with_defaults(None, "hypothesize.clip_dissect")
 
 
 class BaselineError(ValueError):
@@ -152,15 +154,16 @@ def _collate(batch: list) -> list:
 
 
 def run_embed_probe_images(activations_h5: str, probe: Any, embedder: Any, spec: dict[str, Any], out_h5: str,
-                           top_images: int = 100, batch_size: int = 64, num_workers: int = 0) -> dict[str, Any]:
+                           top_images: int = _CD["top_images"], batch_size: int = 64,
+                           num_workers: int = 0) -> dict[str, Any]:
     """Embed, whole, every probe image that is among the ``top_images`` best of any neuron of the layer.
 
     ``image_embeddings.h5``: ``rows`` [M] (rows of ``activations.h5``), ``probe_index`` [M], ``embeddings``
     [M, D] float32 L2-normalised, ``top`` [C, K] indices into ``rows`` of each neuron's top images; attributes
     ``top_images`` (K) and ``n_probe_images`` (so that a later, larger ``top_images`` is recognised as stale)."""
-    from .backends.embedders import embedder_image_size
-    from .hypothesize import embedder_key
-    from .probe import read_activations
+    from ..backends.embedders import embedder_image_size
+    from ..hypothesize import embedder_key
+    from ..probe import read_activations
 
     a = read_activations(activations_h5)
     acts = a["activations"]
@@ -213,11 +216,12 @@ def read_image_embeddings(path: str) -> dict[str, Any]:
 
 
 def run_clip_dissect(image_embeddings_h5: str, select_summary: str, concepts_json: str, embeddings_h5: str,
-                     out_dir: str, out_labels: str, alpha: float = 10.0, lam: float = 1.0,
-                     top_images: int = 100, device: str = "cpu") -> dict[str, Any]:
+                     out_dir: str, out_labels: str, alpha: float = float(_CD["alpha"]),
+                     lam: float = float(_CD["lambda"]), top_images: int = _CD["top_images"],
+                     device: str = "cpu") -> dict[str, Any]:
     """Label every neuron with SoftWPMI; ``hypotheses/{neuron}.json`` for the selected ones (the neurons SIEVE
     describes, so both methods are verified on the same neurons), ``labels.csv`` for all."""
-    from .hypothesize import read_concept_embeddings
+    from ..hypothesize import read_concept_embeddings
 
     img = read_image_embeddings(image_embeddings_h5)
     ids, texts, t_emb, t_attrs = read_concept_embeddings(concepts_json, embeddings_h5)
@@ -253,12 +257,9 @@ def run_clip_dissect(image_embeddings_h5: str, select_summary: str, concepts_jso
             "clusters": [{"cluster": 0, "size": int(top.shape[1]), "members": list(range(int(top.shape[1]))),
                           "concepts": [{"id": ids[j], "text": texts[j], "score": float(scores[n, j]), "rank": 0}]}],
         })
-    with atomic_path(out_labels) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(LABEL_COLUMNS)
-        for n in range(n_neurons):
-            j = int(best[n])
-            w.writerow([n, texts[j], ids[j], f"{scores[n, j]:.6g}", int(n in selected)])
+    write_csv(out_labels, LABEL_COLUMNS, [
+        {"neuron": n, "label": texts[j], "concept_id": ids[j], "score": f"{scores[n, j]:.6g}",
+         "selected": int(n in selected)} for n, j in enumerate(map(int, best))])
     log.info("CLIP-Dissect: labelled %d neurons (%d selected) with %d concepts, top %d images, alpha %s, "
              "lambda %s", n_neurons, len(selected), len(ids), top.shape[1], alpha, lam)
     return {"n_neurons": n_neurons, "n_selected": len(selected)}
@@ -266,5 +267,4 @@ def run_clip_dissect(image_embeddings_h5: str, select_summary: str, concepts_jso
 
 def read_labels(path: str | os.PathLike[str]) -> dict[int, str]:
     """``labels.csv`` -> neuron -> label text."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        return {int(r["neuron"]): r["label"] for r in csv.DictReader(fh)}
+    return {int(r["neuron"]): r["label"] for r in read_csv(path)}

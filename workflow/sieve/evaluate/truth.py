@@ -1,4 +1,4 @@
-"""The planted truth beside the workflow's result, and the ablation table.
+"""A synthetic world's planted truth beside the workflow's result, for SIEVE and every baseline.
 
 A planted concept is *recovered* when it is among the neuron's verified concepts (``neuron_concepts.csv``).
 A hypothesis is *right* for a neuron when drawing it always shows one of the neuron's planted concepts (every
@@ -8,40 +8,36 @@ part the planted concept names, the hypothesis names too: "red circle" is right 
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..io import atomic_path, read_json, write_json
-from .world import World, load_world
+from ..io import read_csv, read_json, write_csv, write_json
+from ..synthetic.world import World, load_world
+from . import EvaluateError
 
 log = logging.getLogger(__name__)
 
-TRUTH_COLUMNS = ["neuron", "kind", "planted_concepts", "selected", "status", "verified_concepts", "recovered",
+# Names the report reads (sieve.report imports them): truth.csv's planted column, truth_summary.json's
+# per-kind table, its methods table and each method's recovery.
+PLANTED_COLUMN = "planted_concepts"
+KINDS_KEY = "kinds"
+METHODS_KEY = "methods"
+RECOVERY_KEY = "recovery"
+TRUTH_COLUMNS = ["neuron", "kind", PLANTED_COLUMN, "selected", "status", "verified_concepts", "recovered",
                  "n_recovered", "n_hypotheses", "n_wrong_hypotheses", "best_concept", "best_ar"]
 PLANTED_KINDS = ("detector", "polysemantic", "attribute")
-VARIANTS = {  # name: (label, select.enabled, hypothesize.cluster, verify.enabled)
-    "full": ("all three (sieve)", True, True, True),
-    "no_select": ("no Select", False, True, True),
-    "no_cluster": ("no Cluster", True, False, True),
-    "no_verify": ("no Verify", True, True, False),
-}
-
-
-def read_csv(path: str) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _require(row: dict[str, str], keys: Sequence[str], path: str) -> None:
     missing = [k for k in keys if k not in row]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing} (is it a sieve file of this version?)")
+        raise EvaluateError(f"{path}: missing columns {missing} (is it a sieve file of this version?)")
 
 
 def is_right(world: World, hypothesis: str, planted: Sequence[str]) -> bool:
@@ -59,7 +55,7 @@ def truth_table(world: World, select_summary: dict[str, Any], neuron_rows: list[
     """One row per neuron: planted kind and concepts, selected, verified concepts, recovered."""
     n_layer = int(select_summary.get("n_neurons", len(select_summary["neurons"])))
     if n_layer != len(world.neurons):
-        raise ValueError(f"{where}: the analysed layer has {n_layer} neurons but the world spec {world.source} plants "
+        raise EvaluateError(f"{where}: the analysed layer has {n_layer} neurons but the world spec {world.source} plants "
                          f"{len(world.neurons)}: is this the synthetic model of that spec?")
     by_neuron = {}
     for r in neuron_rows:
@@ -80,7 +76,7 @@ def truth_table(world: World, select_summary: dict[str, Any], neuron_rows: list[
         rows.append({
             "neuron": n.index,
             "kind": n.kind,
-            "planted_concepts": json.dumps(list(n.concepts)),
+            PLANTED_COLUMN: json.dumps(list(n.concepts)),
             "selected": bool(info.get("selected")),
             "status": nc.get("status", "not_selected"),
             "verified_concepts": json.dumps(verified),
@@ -114,9 +110,9 @@ def truth_summary(world: World, rows: list[dict[str, Any]], ar_rows: list[dict[s
             "recovered_share": sum(r["recovered"] for r in mine) / len(mine) if planted else None,
         }
     planted_rows = [r for r in rows if r["kind"] in PLANTED_KINDS]
-    n_concepts = sum(len(json.loads(r["planted_concepts"])) for r in planted_rows)
+    n_concepts = sum(len(json.loads(r[PLANTED_COLUMN])) for r in planted_rows)
     n_rec = sum(r["n_recovered"] for r in planted_rows)
-    plan = {r["neuron"]: json.loads(r["planted_concepts"]) for r in rows}
+    plan = {r["neuron"]: json.loads(r[PLANTED_COLUMN]) for r in rows}
     right_ar, wrong_ar, wrong_kept = [], [], 0
     for h in ar_rows:
         ar = float(h["ar"]) if h["ar"] not in ("", "nan") else math.nan
@@ -130,10 +126,10 @@ def truth_summary(world: World, rows: list[dict[str, Any]], ar_rows: list[dict[s
     return {
         "spec": world.source,
         "n_neurons": len(rows),
-        "kinds": kinds,
+        KINDS_KEY: kinds,
         "n_planted_concepts": n_concepts,
         "n_recovered_concepts": n_rec,
-        "recovery": n_rec / n_concepts if n_concepts else None,
+        RECOVERY_KEY: n_rec / n_concepts if n_concepts else None,
         "neurons_recovered_share": (sum(r["recovered"] for r in planted_rows) / len(planted_rows)
                                     if planted_rows else None),
         "select_correct": all(r["selected"] for r in should_select) and not any(r["selected"] for r in should_reject),
@@ -148,15 +144,7 @@ def truth_summary(world: World, rows: list[dict[str, Any]], ar_rows: list[dict[s
     }
 
 
-def _write_csv(path: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("true" if r[k] is True else "false" if r[k] is False else r[k]) for k in columns})
-
-
-def evaluate(spec: str | None, select_path: str, neuron_concepts_path: str, ar_path: str,
+def compare_with_truth(spec: str | None, select_path: str, neuron_concepts_path: str, ar_path: str,
              verify_summary_path: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     world = load_world(spec)
     rows = truth_table(world, read_json(select_path), read_csv(neuron_concepts_path), read_csv(ar_path),
@@ -167,43 +155,55 @@ def evaluate(spec: str | None, select_path: str, neuron_concepts_path: str, ar_p
 def run_truth(spec: str | None, select_path: str, neuron_concepts_path: str, ar_path: str,
               verify_summary_path: str, out_csv: str, out_summary: str) -> dict[str, Any]:
     """Write ``truth.csv`` and ``truth_summary.json`` for one synthetic model / probe / concept set."""
-    rows, summary = evaluate(spec, select_path, neuron_concepts_path, ar_path, verify_summary_path)
-    _write_csv(out_csv, TRUTH_COLUMNS, rows)
+    rows, summary = compare_with_truth(spec, select_path, neuron_concepts_path, ar_path, verify_summary_path)
+    write_csv(out_csv, TRUTH_COLUMNS, rows)
     write_json(out_summary, summary)
     log.info("truth: %d of %d planted concepts recovered (%.0f%%); Select correct: %s; wrong hypotheses: %d, "
              "mean AR %.3f, %d kept", summary["n_recovered_concepts"], summary["n_planted_concepts"],
-             100 * (summary["recovery"] or 0), summary["select_correct"], summary["hypotheses"]["n_wrong"],
+             100 * (summary[RECOVERY_KEY] or 0), summary["select_correct"], summary["hypotheses"]["n_wrong"],
              summary["hypotheses"]["mean_ar_wrong"], summary["hypotheses"]["n_wrong_kept"])
     return summary
 
 
-def run_ablations(variants: dict[str, dict[str, str]], out_json: str, spec: str | None = None,
-                  synthetic: bool = True) -> dict[str, Any]:
-    """The ablation table: one row per variant (``full``, ``no_select``, ``no_cluster``, ``no_verify``) from its
-    select summary, verify summary, ar.csv and neuron_concepts.csv; recovery only for a synthetic model."""
-    table = []
-    for name in VARIANTS:
-        if name not in variants:
-            continue
-        paths = variants[name]
-        label, sel, clu, ver = VARIANTS[name]
-        vs = read_json(paths["verify_summary"])
-        row: dict[str, Any] = {
-            "variant": name, "label": label, "select": sel, "cluster": clu, "verify": ver,
-            "n_hypotheses": vs.get("n_hypotheses"), "n_kept": vs.get("n_kept"),
-            "mean_ar_initial": vs.get("mean_ar_initial"), "mean_ar_kept": vs.get("mean_ar_kept"),
-            # the AR of what the variant finally reports as explanations
-            "mean_ar": vs.get("mean_ar_kept") if ver else vs.get("mean_ar_initial"),
-            "n_selected": vs.get("n_selected"), "n_verified": vs.get("n_verified"),
-            "recovery": None, "neurons_recovered_share": None, "n_wrong_kept": None,
-        }
-        if synthetic:
-            _, s = evaluate(spec, paths["select"], paths["neuron_concepts"], paths["ar"], paths["verify_summary"])
-            row.update(recovery=s["recovery"], neurons_recovered_share=s["neurons_recovered_share"],
-                       n_wrong_kept=s["hypotheses"]["n_wrong_kept"], select_correct=s["select_correct"])
-        table.append(row)
-    out = {"synthetic": synthetic, "spec": spec if synthetic else None, "variants": table}
-    write_json(out_json, out)
-    for r in table:
-        log.info("ablation %-10s mean AR %s, recovery %s", r["variant"], r["mean_ar"], r["recovery"])
-    return out
+# ----------------------------------------------------------------------------------------------------------
+# every method side by side
+
+
+
+TRUTH_METHOD_KEYS = (RECOVERY_KEY, "n_recovered_concepts", "n_planted_concepts", "neurons_recovered_share",
+                     "mean_ar_initial", "mean_ar_kept")
+
+
+def method_truth(spec: str | None, select_path: str, neuron_concepts_path: str, ar_path: str,
+                 verify_summary_path: str) -> dict[str, Any]:
+    """One method's Verify result against a synthetic world's planted truth (the truth stage's own code)."""
+    _, s = compare_with_truth(spec, select_path, neuron_concepts_path, ar_path, verify_summary_path)
+    vs = read_json(verify_summary_path)
+    return {**{k: s.get(k) for k in TRUTH_METHOD_KEYS}, "n_hypotheses": vs.get("n_hypotheses"),
+            "n_verified": vs.get("n_verified"), "hypotheses": s.get("hypotheses")}
+
+
+def add_methods_to_truth(summary_path: str, spec: str | None, select_path: str,
+                         baselines: dict[str, Sequence[str]], sieve_verify_summary: str | None = None) -> dict[str, Any]:
+    """Add each baseline's recovery and mean AR to ``truth_summary.json`` (key = method name, what the report's
+    comparison table reads) and a ``methods`` table with SIEVE beside them. ``baselines``: method -> its
+    ``verify/ar.csv``, ``verify/summary.json`` and ``neuron_concepts.csv`` (any order)."""
+    summary = read_json(summary_path)
+    vs = read_json(sieve_verify_summary) if sieve_verify_summary else {}
+    methods = {"sieve": {**{k: summary.get(k) for k in TRUTH_METHOD_KEYS}, "n_hypotheses": vs.get("n_hypotheses"),
+                         "n_verified": vs.get("n_verified")}}
+    for name, files in baselines.items():
+        by_name = {Path(f).name: f for f in files}
+        missing = [f for f in ("ar.csv", "summary.json", "neuron_concepts.csv") if f not in by_name]
+        if missing:
+            raise EvaluateError(f"truth of baseline {name}: missing {missing} among {list(files)}")
+        res = method_truth(spec, select_path, by_name["neuron_concepts.csv"], by_name["ar.csv"],
+                           by_name["summary.json"])
+        summary[name] = res
+        methods[name] = {k: v for k, v in res.items() if k != "hypotheses"}
+    summary[METHODS_KEY] = methods
+    write_json(summary_path, summary)
+    for name, m in methods.items():
+        log.info("truth %s: recovery %s, mean AR initial %s, kept %s", name, m.get(RECOVERY_KEY),
+                 m.get("mean_ar_initial"), m.get("mean_ar_kept"))
+    return summary

@@ -1,9 +1,10 @@
-"""Probe image sets, keyed by the config's ``kind``.
+"""Image sets (the config's ``probes:``), keyed by ``kind``: the images the probe stage runs a model on.
 
-Every probe set is a :class:`ProbeSet`: a sorted list of items (path relative to the probe root, and a
+"Probe" names the stage (one activation pass, :mod:`sieve.probe`); this module holds the image sets it reads.
+Every image set is an :class:`ImageSet`: a sorted list of items (path relative to the probe root, and a
 class label where there is one) plus ``load(i)``, which returns a PIL image or raises :class:`BadImage`.
 Later stages (crops, CLIP-Dissect's whole-image embeddings, neuron ablation) reopen the same set through
-:func:`open_probe`, so indices match the HDF5's ``images`` everywhere.
+:func:`open_image_set`, so indices match the HDF5's ``images`` everywhere.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from ..config import schema_default
 from ..images import open_rgb
 from . import BackendError, Registry
 
 log = logging.getLogger(__name__)
 
-PROBES = Registry("probe set", key="kind")
+IMAGE_SETS = Registry("probe set", key="kind")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -31,7 +33,7 @@ class BadImage(Exception):
 
 
 @dataclass
-class ProbeSet:
+class ImageSet:
     name: str
     root: str
     paths: list[str]
@@ -70,8 +72,8 @@ def _require_dir(spec: dict[str, Any], what: str) -> Path:
     return root
 
 
-@PROBES.register("imagefolder")
-def _imagefolder(name: str, spec: dict[str, Any]) -> ProbeSet:
+@IMAGE_SETS.register("imagefolder")
+def _imagefolder(name: str, spec: dict[str, Any]) -> ImageSet:
     """All images under ``path``, recursively, sorted; the first folder level is the class label if every
     image sits in one (the ImageNet / torchvision ImageFolder layout)."""
     root = _require_dir(spec, "imagefolder")
@@ -90,11 +92,11 @@ def _imagefolder(name: str, spec: dict[str, Any]) -> ProbeSet:
         index = {c: i for i, c in enumerate(classes)}
         labels = [index[p.split("/", 1)[0]] for p in paths]
     paths, labels = _limit(paths, labels, spec)
-    return ProbeSet(name, str(root), paths, labels, classes, info={"kind": "imagefolder", "path": str(root)})
+    return ImageSet(name, str(root), paths, labels, classes, info={"kind": "imagefolder", "path": str(root)})
 
 
-@PROBES.register("filelist")
-def _filelist(name: str, spec: dict[str, Any]) -> ProbeSet:
+@IMAGE_SETS.register("filelist")
+def _filelist(name: str, spec: dict[str, Any]) -> ImageSet:
     """A text file of image paths, one per line (blank lines and ``#`` comments ignored); relative paths are
     resolved against ``root`` (default: the list's folder). An optional second whitespace-separated column
     is an integer class label."""
@@ -118,20 +120,20 @@ def _filelist(name: str, spec: dict[str, Any]) -> ProbeSet:
         raise BackendError(f"probe filelist {listing} lists no images")
     lab = labels if len(labels) == len(paths) else None
     paths, lab = _limit(paths, lab, spec)
-    return ProbeSet(name, str(root), paths, lab, None, info={"kind": "filelist", "path": str(listing)})
+    return ImageSet(name, str(root), paths, lab, None, info={"kind": "filelist", "path": str(listing)})
 
 
 def _dataset_root(spec: dict[str, Any], kind: str) -> Path:
     if "path" not in spec:
         raise BackendError(f"probes: kind {kind} needs 'path' (the dataset folder)")
     root = Path(os.path.expanduser(spec["path"]))
-    if spec.get("download", False):
+    if spec.get("download", schema_default("probes.*.download")):
         import torchvision
 
         from .offline import require_online
 
         require_online(kind, f"{kind} probe set", cached=root.exists() and any(root.iterdir()))
-        split = spec.get("split", "val")
+        split = spec.get("split", schema_default("probes.*.split"))
         if kind == "places365":  # torchvision fetches and checks (md5) the archives, we read the layout
             torchvision.datasets.Places365(str(root), split=split, small=True, download=True)
         else:
@@ -141,13 +143,13 @@ def _dataset_root(spec: dict[str, Any], kind: str) -> Path:
     return root
 
 
-@PROBES.register("places365")
-def _places365(name: str, spec: dict[str, Any]) -> ProbeSet:
+@IMAGE_SETS.register("places365")
+def _places365(name: str, spec: dict[str, Any]) -> ImageSet:
     """The Places365 layout torchvision downloads: ``categories_places365.txt`` (``/a/airfield 0``),
     ``places365_{split}.txt`` (``Places365_val_00000001.jpg 165``) and images under ``{split}_256/``
     (or ``{split}_large/``)."""
     root = _dataset_root(spec, "places365")
-    split = spec.get("split", "val")
+    split = spec.get("split", schema_default("probes.*.split"))
     cats_file, list_file = root / "categories_places365.txt", root / f"places365_{split}.txt"
     for f in (cats_file, list_file):
         if not f.is_file():
@@ -169,18 +171,18 @@ def _places365(name: str, spec: dict[str, Any]) -> ProbeSet:
             pairs.append((f"{img_dir}/{parts[0].lstrip('/')}", int(parts[1]) if len(parts) > 1 else -1))
     pairs.sort()
     paths, labels = _limit([p for p, _ in pairs], [t for _, t in pairs], spec)
-    return ProbeSet(name, str(root), paths, labels, classes,
+    return ImageSet(name, str(root), paths, labels, classes,
                     info={"kind": "places365", "path": str(root), "split": split})
 
 
-@PROBES.register("imagenette")
-def _imagenette(name: str, spec: dict[str, Any]) -> ProbeSet:
+@IMAGE_SETS.register("imagenette")
+def _imagenette(name: str, spec: dict[str, Any]) -> ImageSet:
     """The Imagenette layout: ``imagenette2-320/{split}/{wnid}/*.JPEG`` (the 320 px version torchvision
     downloads; ``imagenette2`` and ``imagenette2-160`` are used if that is what the folder holds)."""
     import torchvision
 
     root = _dataset_root(spec, "imagenette")
-    split = spec.get("split", "val")
+    split = spec.get("split", schema_default("probes.*.split"))
     base = next((root / v / split for v in ("imagenette2-320", "imagenette2", "imagenette2-160")
                  if (root / v / split).is_dir()), None)
     if base is None:
@@ -194,10 +196,10 @@ def _imagenette(name: str, spec: dict[str, Any]) -> ProbeSet:
         if p.suffix.lower() in IMAGE_EXTENSIONS
     )
     paths, labels = _limit([p for p, _ in pairs], [t for _, t in pairs], spec)
-    return ProbeSet(name, str(root), paths, labels, classes,
+    return ImageSet(name, str(root), paths, labels, classes,
                     info={"kind": "imagenette", "path": str(root), "split": split})
 
 
-def open_probe(name: str, spec: dict[str, Any]) -> ProbeSet:
-    """The one entry point: config spec -> ProbeSet."""
-    return PROBES.get(spec.get("kind"))(name, spec)
+def open_image_set(name: str, spec: dict[str, Any]) -> ImageSet:
+    """The one entry point: config spec -> ImageSet."""
+    return IMAGE_SETS.get(spec.get("kind"))(name, spec)

@@ -1,0 +1,52 @@
+"""Defaults live in the schema only: sieve.config reads them for direct calls of library functions."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import yaml
+
+from sieve.config import SCHEMA_PATH, SchemaKeyError, schema_default, with_defaults
+
+
+def test_schema_default_reads_the_schema_file():
+    raw = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+    assert schema_default("generator.shards") == raw["properties"]["generator"]["properties"]["shards"]["default"] == 8
+    assert schema_default("models.*.dtype") == "auto"  # through additionalProperties and a $ref
+    assert schema_default("probes.*.split") == "val"
+    assert schema_default("hypothesize.crop.method") == "region"
+
+
+def test_unknown_key_or_key_without_default_is_an_error():
+    with pytest.raises(SchemaKeyError, match="'generator.nope' is not in config.schema.yaml"):
+        schema_default("generator.nope")
+    with pytest.raises(SchemaKeyError, match="'models.\\*.arch' has no default"):
+        schema_default("models.*.arch")
+
+
+def test_with_defaults_fills_only_missing_keys_and_copies():
+    spec = {"source": "python", "shards": 2}
+    full = with_defaults(spec, "generator")
+    assert full["shards"] == 2 and full["images_per_concept"] == schema_default("generator.images_per_concept")
+    assert spec == {"source": "python", "shards": 2}  # the caller's dict is untouched
+    a, b = with_defaults(None, "hypothesize"), with_defaults(None, "hypothesize")
+    a["crop"]["method"] = "window"
+    assert b["crop"] == {}  # defaults are copies, never shared
+
+
+def test_library_defaults_are_the_schema_defaults():
+    """Signature defaults of functions a user may call directly come from the schema, not retyped."""
+    from sieve.evaluate.clip_dissect import run_clip_dissect
+    from sieve.hypothesize import crop_box, run_cluster, run_hypothesize
+    from sieve.verify.requests import collect_requests
+
+    def default(fn, name):
+        return inspect.signature(fn).parameters[name].default
+
+    assert default(run_cluster, "k_max") == schema_default("hypothesize.k_max")
+    assert default(run_cluster, "silhouette_floor") == schema_default("hypothesize.silhouette_floor")
+    assert default(run_hypothesize, "concepts_per_cluster") == schema_default("hypothesize.concepts_per_cluster")
+    assert default(crop_box, "threshold") == schema_default("hypothesize.crop.threshold")
+    assert default(run_clip_dissect, "top_images") == schema_default("hypothesize.clip_dissect.top_images")
+    assert default(collect_requests, "n_shards") == schema_default("generator.shards") == 8

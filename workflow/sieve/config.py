@@ -1,0 +1,76 @@
+"""Config defaults, read from the one place that holds them: ``workflow/schemas/config.schema.yaml``.
+
+The workflow validates the config with the schema's ``default:`` values filled in, so stages called by a rule
+always get every key. A library function called directly (a test, a notebook) that needs a default takes it
+from here instead of retyping it, so code and schema cannot drift apart (``generator.shards`` was once 1 in
+code and 8 in the schema).
+
+Key paths are dotted: ``"generator.shards"``; ``*`` steps into a mapping of named entries, e.g.
+``"models.*.dtype"`` (the schema's ``additionalProperties``).
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+class SchemaKeyError(KeyError):
+    """A key path the schema does not define, or defines without a default."""
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The workflow's config schema (next to the package, in ``workflow/schemas/``)."""
+    if not SCHEMA_PATH.is_file():
+        raise FileNotFoundError(f"sieve.config: the config schema {SCHEMA_PATH} is missing; sieve reads its defaults "
+                                "from the workflow checkout (install it editable: pip install -e .)")
+    with open(SCHEMA_PATH, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if ref:
+        if not ref.startswith("#/"):
+            raise SchemaKeyError(f"schema reference {ref!r} is not local")
+        target: Any = schema()
+        for part in ref[2:].split("/"):
+            target = target[part]
+        return target
+    return node
+
+
+def schema_node(path: str) -> dict[str, Any]:
+    """The schema of a dotted key path (``*`` = any entry of a named mapping)."""
+    node = schema()
+    for key in path.split("."):
+        node = _resolve(node)
+        try:
+            node = node["additionalProperties"] if key == "*" else node["properties"][key]
+        except (KeyError, TypeError):
+            raise SchemaKeyError(f"config key {path!r} is not in {SCHEMA_PATH.name} (at {key!r})") from None
+    return _resolve(node)
+
+
+def schema_default(path: str) -> Any:
+    """The schema's ``default:`` of a dotted key path, e.g. ``schema_default("generator.shards") == 8``."""
+    node = schema_node(path)
+    if "default" not in node:
+        raise SchemaKeyError(f"config key {path!r} has no default in {SCHEMA_PATH.name}")
+    return copy.deepcopy(node["default"])
+
+
+def with_defaults(spec: dict[str, Any] | None, path: str) -> dict[str, Any]:
+    """``spec`` (one config section, e.g. ``generator`` or one ``models.*`` entry) with the schema's defaults
+    for the keys it lacks, as the workflow's validation fills them (one level deep)."""
+    props = schema_node(path).get("properties", {})
+    out = {key: copy.deepcopy(_resolve(sub)["default"]) for key, sub in props.items() if "default" in _resolve(sub)}
+    out.update(spec or {})
+    return out

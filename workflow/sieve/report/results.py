@@ -1,0 +1,140 @@
+"""One method's result (SIEVE's or a baseline's) for one model / probe / concept set: hypotheses, AR rows,
+generated images, as the page shows them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .assets import Assets
+from .values import (
+    ReportError,
+    as_bool,
+    as_items,
+    as_number,
+    cluster_id,
+    concept_id,
+    concept_text,
+    load_csv,
+    load_json,
+    rounded,
+)
+
+GENERATED_MAX_SIZE = 160  # px, longest side of a generated-image thumbnail
+
+
+def read_generated(path: Path, workdir: Path) -> dict[str, list[Path]]:
+    """Verify's ``generated.json`` (concept id -> kept thumbnails, or full images) as concept id -> files.
+
+    Relative paths in it are relative to the workflow's working directory ``workdir``."""
+    doc = load_json(path)
+    if not isinstance(doc, dict):
+        raise ReportError(f"{path}: expected a mapping concept id -> generated images")
+    out = {}
+    for cid, rec in doc.items():
+        files = (rec.get("thumbs") or rec.get("images") or []) if isinstance(rec, dict) else []
+        out[str(cid)] = [p if p.is_absolute() else workdir / p for p in map(Path, files)]
+    return out
+
+
+def read_ar(path: Path, verify_summary: dict[str, Any] | None) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """ar.csv -> (neuron, cluster, concept_id or text) -> {ar, n_images, n_active, kept}."""
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    mean = as_number((verify_summary or {}).get("mean_ar_initial"), f"{path.parent / 'summary.json'} mean_ar_initial")
+    rows = load_csv(path)
+    if rows and not {"neuron", "ar"} <= set(rows[0]):
+        raise ReportError(f"{path}: needs columns neuron and ar, has {', '.join(rows[0])}")
+    for i, r in enumerate(rows):
+        where = f"{path} row {i + 2}"
+        ar = as_number(r.get("ar"), where + " column ar")
+        if "kept" in r and r["kept"] != "":
+            kept = as_bool(r["kept"])
+        else:
+            kept = ar is not None and mean is not None and ar >= mean
+        key_c = r.get("concept_id") or r.get("concept", "")
+        out[(str(r["neuron"]), str(r.get("cluster", "")), key_c)] = {
+            "ar": ar, "n_images": r.get("n_images"), "n_active": r.get("n_active"), "kept": kept,
+            "text": r.get("concept", ""),
+        }
+    return out
+
+
+def method_result(base: Path, workdir: Path, n_gen: int, assets: Assets) -> dict[str, Any] | None:
+    """Hypotheses + AR of one method (sieve, or a baseline) for one (model, probe, concept set)."""
+    hyp_dir = base / "hypotheses"
+    ar_path = base / "verify" / "ar.csv"
+    if not hyp_dir.is_dir() and not ar_path.is_file():
+        return None
+    summary_path = base / "verify" / "summary.json"
+    vsum = load_json(summary_path) if summary_path.is_file() else None
+    ar = read_ar(ar_path, vsum) if ar_path.is_file() else {}
+    gen_path = base / "verify" / "generated.json"
+    generated = read_generated(gen_path, workdir) if gen_path.is_file() and n_gen > 0 else {}
+    per_neuron: dict[str, list[dict[str, Any]]] = {}
+    used: set[tuple[str, str, str]] = set()
+    if hyp_dir.is_dir():
+        for f in sorted(hyp_dir.glob("*.json"), key=lambda p: (len(p.stem), p.stem)):
+            n = f.stem
+            doc = load_json(f)
+            raw = doc.get("clusters", doc) if isinstance(doc, dict) else doc
+            try:
+                items = as_items(raw, "cluster")
+            except ReportError as exc:
+                raise ReportError(f"{f}: {exc}") from None
+            clusters = []
+            for j, item in enumerate(items):
+                cid = cluster_id(item, j)
+                concepts = []
+                for c in item.get("concepts", []) or []:
+                    if not isinstance(c, dict):
+                        c = {"text": str(c)}
+                    key = (n, cid, concept_id(c) or concept_text(c))
+                    used.add(key)
+                    concepts.append(hypothesis_entry(c, ar.get(key), generated, n_gen, assets))
+                clusters.append({"id": cid, "concepts": concepts})
+            per_neuron[n] = clusters
+    # AR rows without a hypothesis file (e.g. a Verify-only baseline) still show up.
+    for key, row in ar.items():
+        if key in used:
+            continue
+        n, cid, ckey = key
+        clusters = per_neuron.setdefault(n, [])
+        cl = next((c for c in clusters if c["id"] == cid), None)
+        if cl is None:
+            cl = {"id": cid, "concepts": []}
+            clusters.append(cl)
+        cl["concepts"].append(hypothesis_entry({"id": ckey if ckey != row["text"] else "", "text": row["text"]},
+                                          row, generated, n_gen, assets))
+    ar_values = [r["ar"] for r in ar.values() if r["ar"] is not None]
+    return {"clusters": per_neuron, "summary": vsum, "ar_values": [round(a, 4) for a in ar_values],
+            "verified": bool(ar)}
+
+
+def hypothesis_entry(c: dict[str, Any], ar: dict[str, Any] | None, generated: dict[str, list[Path]], n_gen: int,
+                assets: Assets) -> dict[str, Any]:
+    cid = concept_id(c)
+    out: dict[str, Any] = {"id": cid, "text": concept_text(c), "score": rounded(as_number(c.get("score"), "score"))}
+    if ar is not None:
+        out.update(ar=rounded(ar["ar"]), n_images=ar["n_images"], n_active=ar["n_active"], kept=ar["kept"])
+    if cid and re.fullmatch(r"[A-Za-z0-9_-]+", cid):  # ids are hashes: safe as a file name; text never is
+        files = [p for p in generated.get(cid, []) if p.is_file()][:n_gen]
+        out["generated"] = [assets.thumbnail(p, f"generated/{cid}/{i}.jpg", GENERATED_MAX_SIZE)
+                            for i, p in enumerate(files)]
+    return out
+
+
+def verified_concepts(clusters: list[dict[str, Any]]) -> list[list[Any]]:
+    """[[text, ar], ...] of kept hypotheses, best first (a concept kept in two clusters appears once)."""
+    best: dict[str, float] = {}
+    for cl in clusters:
+        for c in cl["concepts"]:
+            if c.get("kept"):
+                ar = c.get("ar") or 0.0
+                best[c["text"]] = max(best.get(c["text"], -1.0), ar)
+    return [[t, a] for t, a in sorted(best.items(), key=lambda kv: -kv[1])]
+
+
+def best_ar(clusters: list[dict[str, Any]]) -> float | None:
+    ars = [c["ar"] for cl in clusters for c in cl["concepts"] if isinstance(c.get("ar"), (int, float))]
+    return max(ars) if ars else None

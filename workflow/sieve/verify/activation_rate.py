@@ -1,0 +1,207 @@
+"""Step 3 of Verify: Activation Rate of every hypothesis, the mean-AR filter and the per-neuron table.
+
+AR = share of a concept's images on which the neuron's pooled activation is above its probe threshold (the 99th
+percentile from Select); hypotheses below the initial mean AR are rejected. Writes ``ar.csv``, ``summary.json``,
+``neuron_concepts.csv`` and ``generated.json``; the column constants are what the report and the truth
+comparison read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..io import read_json, write_csv, write_json
+from . import VerifyError
+from .requests import iter_hypotheses, read_hypotheses
+
+log = logging.getLogger(__name__)
+
+AR_COLUMNS = ["neuron", "cluster", "concept", "concept_id", "rank", "score", "n_images", "n_active", "ar", "kept"]
+NEURON_COLUMNS = ["neuron", "status", "n_hypotheses", "n_verified", "best_concept", "best_ar", "concepts", "ars",
+                  "concept_ids", "ratio", "threshold"]
+
+
+def activation_rate(acts: np.ndarray, threshold: float) -> tuple[int, int, float]:
+    """Pooled activations of one neuron on a concept's images -> (n_images, n_active, AR).
+    Active means strictly above the neuron's probe threshold."""
+    acts = np.asarray(acts, dtype=np.float64).ravel()
+    n = int(acts.size)
+    active = int(np.count_nonzero(acts > threshold))
+    return n, active, (active / n if n else math.nan)
+
+
+def filter_hypotheses(ar: np.ndarray, enabled: bool = True) -> tuple[np.ndarray, float, float]:
+    """AR of every hypothesis -> (kept mask, initial mean AR, mean AR of those kept).
+
+    Hypotheses whose AR is below the initial mean (over all hypotheses) are rejected, an AR equal to it is kept
+    (compared exactly, not after float rounding); ``enabled=False`` (the
+    "no Verify" stage ablation) keeps every hypothesis, and both means are still reported."""
+    ar = np.asarray(ar, dtype=np.float64)
+    if ar.size == 0:
+        return np.zeros(0, dtype=bool), math.nan, math.nan
+    if not np.isfinite(ar).all():
+        raise VerifyError(f"{int(np.count_nonzero(~np.isfinite(ar)))} hypotheses have no finite AR")
+    # Exact arithmetic on the ratios n_active / n_images the ARs are: a float mean of equal ARs can round above
+    # them (7 x 0.35 -> 0.35000000000000003) and would reject hypotheses that are not below the mean. Each
+    # distinct AR is read back as the nearest fraction with a denominator up to 10^6 (exact for any image count
+    # up to that), so ties with the mean are ties.
+    values, counts = np.unique(ar, return_counts=True)
+    exact = [Fraction(float(v)).limit_denominator(1_000_000) for v in values]
+    mean_exact = sum(f * int(c) for f, c in zip(exact, counts, strict=True)) / int(ar.size)
+    keep_value = np.array([not enabled or f >= mean_exact for f in exact])
+    kept = keep_value[np.searchsorted(values, ar)]
+    n_kept = int(counts[keep_value].sum())
+    kept_total = sum(f * int(c) for f, c, k in zip(exact, counts, keep_value, strict=True) if k)
+    mean_initial = float(mean_exact)
+    mean_kept = float(kept_total / n_kept) if n_kept else math.nan
+    return kept, mean_initial, mean_kept
+
+
+
+
+def index_manifests(manifest_paths: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, Any]]:
+    """concept text -> its manifest record (with the manifest's seeds)."""
+    by_text: dict[str, dict[str, Any]] = {}
+    for mp in manifest_paths:
+        m = read_json(mp)
+        for c in m["concepts"]:
+            rec = {**c, "manifest": str(mp), "models": m["models"]}
+            for t in c["texts"]:
+                by_text[t] = rec
+    return by_text
+
+
+def compute_ar(hyps: list[dict[str, Any]], select_summary: dict[str, Any], by_text: dict[str, dict[str, Any]],
+               model: str, hypotheses_dir: str = "") -> list[dict[str, Any]]:
+    """One row per (neuron, cluster, concept) hypothesis with n_images, n_active, ar."""
+    neurons = select_summary["neurons"]
+    n_neurons = int(select_summary.get("n_neurons", len(neurons)))
+    acts_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    rows = []
+    for r in iter_hypotheses(hyps):
+        n = r["neuron"]
+        if str(n) not in neurons:
+            raise VerifyError(f"{hypotheses_dir}: neuron {n} is not a neuron of the layer ({n_neurons} neurons in "
+                              "select/summary.json)")
+        rec = by_text.get(r["concept"])
+        if rec is None:
+            raise VerifyError(f"{hypotheses_dir}: concept {r['concept']!r} (id {r['concept_id']}) of neuron {n} is in "
+                              "no generation manifest; rerun generation_requests and generate_shard")
+        if model not in rec["acts"]:
+            raise VerifyError(f"generation manifest {rec['manifest']} has no activations of model {model!r} "
+                              f"(models: {', '.join(rec['acts'])}); rerun generate_shard")
+        path = rec["acts"][model]
+        if path not in acts_cache:
+            if not os.path.isfile(path):
+                raise VerifyError(f"activations {path} of concept {r['concept']!r} for model {model!r} are missing "
+                                  f"from the cache; rerun generate_shard")
+            with np.load(path) as z:
+                acts_cache[path] = (z["seeds"], z["pooled"])
+        seeds, pooled = acts_cache[path]
+        want = np.asarray(rec["seeds"], dtype=np.int64)
+        pos = {int(s): i for i, s in enumerate(seeds)}
+        missing = [int(s) for s in want if int(s) not in pos]
+        if missing:
+            raise VerifyError(f"activations {path} of concept {r['concept']!r} lack seeds {missing[:5]}; "
+                              "rerun generate_shard")
+        if pooled.shape[1] != n_neurons:
+            raise VerifyError(f"activations {path} have {pooled.shape[1]} neurons but model {model!r} has {n_neurons} "
+                              "in select/summary.json; rerun generate_shard")
+        vals = pooled[[pos[int(s)] for s in want], n]
+        n_img, n_act, ar = activation_rate(vals, float(neurons[str(n)]["threshold"]))
+        rows.append({**r, "n_images": n_img, "n_active": n_act, "ar": ar})
+    return rows
+
+
+def neuron_table(select_summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per neuron of the layer: verified (kept concepts, best AR first), unverified, or not selected."""
+    by_neuron: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_neuron[r["neuron"]].append(r)
+    out = []
+    for key in sorted(select_summary["neurons"], key=int):
+        info = select_summary["neurons"][key]
+        n = int(key)
+        hyps = by_neuron.get(n, [])
+        best: dict[str, dict[str, Any]] = {}
+        for r in hyps:  # a concept named by two clusters counts once, with its AR
+            if r["kept"] and (r["concept"] not in best or r["ar"] > best[r["concept"]]["ar"]):
+                best[r["concept"]] = r
+        kept = sorted(best.values(), key=lambda r: (-r["ar"], r["concept"]))
+        if not info.get("selected"):
+            status = "dead" if info.get("dead") else "not_selected"
+        else:
+            status = "verified" if kept else "unverified"
+        out.append({
+            "neuron": n, "status": status, "n_hypotheses": len(hyps), "n_verified": len(kept),
+            "best_concept": kept[0]["concept"] if kept else "", "best_ar": kept[0]["ar"] if kept else "",
+            "concepts": json.dumps([r["concept"] for r in kept], ensure_ascii=False),
+            "ars": json.dumps([round(r["ar"], 6) for r in kept]),
+            "concept_ids": json.dumps([r["concept_id"] for r in kept]),
+            "ratio": info.get("ratio"), "threshold": info.get("threshold"),
+        })
+    return out
+
+
+def run_activation_rate(
+    hypotheses_dir: str,
+    select_summary_path: str,
+    manifest_paths: Sequence[str],
+    model: str,
+    out_ar: str,
+    out_summary: str,
+    out_neuron_concepts: str,
+    out_generated: str | None = None,
+    enabled: bool = True,
+    method: str = "sieve",
+) -> dict[str, Any]:
+    """AR of every hypothesis of one folder, the filter, and the per-neuron table (callable for baselines)."""
+    summary_sel = read_json(select_summary_path)
+    hyps = read_hypotheses(hypotheses_dir)
+    by_text = index_manifests(manifest_paths)
+    rows = compute_ar(hyps, summary_sel, by_text, model, hypotheses_dir)
+    kept, mean_initial, mean_kept = filter_hypotheses(np.array([r["ar"] for r in rows]), enabled)
+    for r, k in zip(rows, kept, strict=True):
+        r["kept"] = int(k)
+    table = neuron_table(summary_sel, rows)
+    n_selected = sum(1 for v in summary_sel["neurons"].values() if v.get("selected"))
+    n_verified = sum(1 for t in table if t["status"] == "verified")
+    seeds = next(iter(by_text.values()))["seeds"] if by_text else []
+    summary = {
+        "method": method,
+        "model": model,
+        "verify_enabled": bool(enabled),
+        "n_hypotheses": len(rows),
+        "mean_ar_initial": mean_initial,
+        "n_kept": int(kept.sum()),
+        "mean_ar_kept": mean_kept,
+        "n_selected": n_selected,
+        "n_verified": n_verified,
+        "n_unverified": n_selected - n_verified,
+        "n_neurons": len(table),
+        "images_per_concept": len(seeds),
+        "n_concepts": len({r["concept"] for r in rows}),
+    }
+    write_csv(out_ar, AR_COLUMNS, rows)
+    write_csv(out_neuron_concepts, NEURON_COLUMNS, table)
+    if out_generated:
+        gen = {}
+        for r in rows:
+            rec = by_text[r["concept"]]
+            gen[r["concept_id"]] = {"text": r["concept"], "prompt": rec["prompt"], "entry": rec["entry"],
+                                    "seeds": rec["seeds"], "thumbs": rec["thumbs"], "images": rec["images"]}
+        write_json(out_generated, gen)
+    write_json(out_summary, summary)
+    log.info("verify %s (%s): %d hypotheses, mean AR %.3f initial, %d kept (mean AR %.3f); %d of %d selected "
+             "neurons verified", model, method, len(rows), mean_initial, summary["n_kept"], mean_kept, n_verified,
+             n_selected)
+    return summary

@@ -1,0 +1,362 @@
+"""Step 2 of Verify: one generation shard, in named phases (diffusers-style), each reachable on its own.
+
+:func:`run_shard` reads as its phases:
+
+1. :func:`check_shard`        the requests were split for this shard count, the shard exists;
+2. :func:`resolve_settings`   device, dtypes, the generator's and the models' cache keys, seeds (needs torch);
+3. :func:`shard_concepts`     the shard's concepts, and their cache entries (leftover temporary files removed);
+4. :func:`plan_shard`         PURE: what to generate, what to measure from kept full images, what is cached;
+                              it reads only the cache, never torch, a model or a generator;
+5. :func:`measure_stored`     the planned images already on disk, through every model;
+6. :func:`generate_and_measure`  the rest: generate in batches, quantise, keep thumbnails or full images, measure;
+7. :func:`shard_manifest`     the manifest ``results/generate/shards/{shard}.json`` (written last).
+
+A concept's activations are written once all its planned images are measured (:class:`ShardRecorder`), acts
+last, so a killed job loses at most the concepts in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import with_defaults
+from ..io import dumps, stable_hash, write_json
+from . import VerifyError
+from .cache import CacheEntry, load_images, model_key, quantize, save_images, write_cache_file
+from .requests import concept_seeds
+
+log = logging.getLogger(__name__)
+
+Item = tuple[int, int]  # (concept index within the shard, seed)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 1-3. inputs and settings
+
+
+def check_shard(requests: dict[str, Any], shard: int, n_shards: int) -> None:
+    """The requests were split into ``n_shards`` (``generator.shards``) and ``shard`` is one of them."""
+    if int(requests.get("shards", n_shards)) != n_shards:
+        raise VerifyError(f"requests.json was split into {requests.get('shards')} shards but generator.shards is "
+                          f"{n_shards}; rerun generation_requests")
+    if not 0 <= int(shard) < n_shards:
+        raise VerifyError(f"shard {shard} is out of range for generator.shards = {n_shards}")
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """What a shard job resolves once from the config: the device, dtypes and the cache keys they give."""
+
+    device: Any
+    generator_dtype: Any
+    generator: dict[str, Any]  # the settings that change pixels (:func:`~sieve.backends.generators.generator_settings`)
+    generator_key: str
+    model_dtypes: dict[str, Any]
+    model_keys: dict[str, str]
+    seeds: list[int]
+    keep: str
+    thumbnail_size: int
+    batch_size: int
+
+
+def resolve_settings(generator_spec: dict[str, Any], model_specs: dict[str, dict[str, Any]],
+                     device: str) -> ShardSettings:
+    """Resolve ``device`` and the dtypes (``auto`` depends on the device), and the keys of the cache. Keys the
+    specs leave out take the schema's defaults; the cache keys hash the specs as given."""
+    from ..backends.generators import generator_settings
+    from ..devices import resolve_device, resolve_dtype
+
+    gen = with_defaults(generator_spec, "generator")
+    dev = resolve_device(device)
+    gdtype = resolve_dtype(gen["dtype"], dev)
+    settings = generator_settings(generator_spec, gdtype)
+    mdtypes = {name: resolve_dtype(with_defaults(spec, "models.*")["dtype"], dev) for name, spec in model_specs.items()}
+    return ShardSettings(
+        device=dev, generator_dtype=gdtype, generator=settings, generator_key=stable_hash("generator", settings),
+        model_dtypes=mdtypes, model_keys={name: model_key(spec, mdtypes[name]) for name, spec in model_specs.items()},
+        seeds=concept_seeds(gen["seed"], gen["images_per_concept"]), keep=gen["keep_images"],
+        thumbnail_size=int(gen["thumbnail_size"]), batch_size=int(gen["batch_size"]),
+    )
+
+
+def shard_concepts(requests: dict[str, Any], shard: int) -> list[dict[str, Any]]:
+    """The concepts of ``requests.json`` that fall into ``shard``, in request order."""
+    return [c for c in requests["concepts"] if int(c["shard"]) == int(shard)]
+
+
+def clean_entries(entries: Sequence[CacheEntry], shard: int) -> int:
+    """Remove the temporary files a killed job left in these entries (see :meth:`CacheEntry.clean_partials`)."""
+    n = sum(entry.clean_partials() for entry in entries)
+    if n:
+        log.warning("shard %d: removed %d temporary files left by a killed job", shard, n)
+    return n
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 4. the plan (pure: the cache in, decisions out)
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """``generate``: (concept, seed) pairs to generate; ``from_images``: pairs whose kept full image only needs
+    measuring (a model was added); everything else of ``n_concepts x n_seeds`` is cached."""
+
+    generate: tuple[Item, ...]
+    from_images: tuple[Item, ...]
+    n_concepts: int
+    n_seeds: int
+
+    @property
+    def n_cached(self) -> int:
+        return self.n_concepts * self.n_seeds - len(self.generate) - len(self.from_images)
+
+    @property
+    def empty(self) -> bool:
+        return not self.generate and not self.from_images
+
+    def items_per_concept(self) -> dict[int, int]:
+        """concept index -> number of planned items (a concept is complete when all are measured)."""
+        counts: dict[int, int] = defaultdict(int)
+        for ci, _ in (*self.from_images, *self.generate):
+            counts[ci] += 1
+        return dict(counts)
+
+
+def plan_concept(entry: CacheEntry, seeds: Sequence[int], keep: str, model_keys: Iterable[str]) -> tuple[list[int], list[int]]:
+    """-> (seeds to generate, seeds to measure from kept full images) of one concept.
+
+    A seed is generated when the image ``keep_images`` asks for is missing, or when a model lacks its activation
+    and no full image is kept; it is measured from its full image when only a model's activation is missing."""
+    have = {}
+    for mk in set(model_keys):
+        got = entry.read_acts(mk)
+        have[mk] = set() if got is None else {int(s) for s in got[0]}
+    need_acts = [s for s in seeds if any(s not in h for h in have.values())]
+    need_img = [s for s in seeds
+                if (keep == "thumbnails" and not entry.thumb(s).is_file())
+                or (keep == "full" and not entry.image(s).is_file())]
+    gen = sorted(set(need_img) | {s for s in need_acts if not entry.image(s).is_file()})
+    return gen, [s for s in need_acts if s not in gen]
+
+
+def plan_shard(entries: Sequence[CacheEntry], seeds: Sequence[int], keep: str, model_keys: Iterable[str]) -> ShardPlan:
+    """What the shard has to do, concept by concept in order (see :func:`plan_concept`). Needs no torch."""
+    model_keys = list(model_keys)
+    generate: list[Item] = []
+    from_images: list[Item] = []
+    for ci, entry in enumerate(entries):
+        gen, stored = plan_concept(entry, seeds, keep, model_keys)
+        generate += [(ci, s) for s in gen]
+        from_images += [(ci, s) for s in stored]
+    return ShardPlan(tuple(generate), tuple(from_images), len(entries), len(seeds))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 5-6. measuring and generating
+
+
+@dataclass
+class _Pending:
+    entry: CacheEntry
+    prompt: str
+    remaining: int
+    rows: dict[str, dict[int, np.ndarray]] = field(default_factory=lambda: defaultdict(dict))
+
+
+class ShardRecorder:
+    """Collects each concept's activation rows and writes its cache entry (``prompt.json``, then the acts, the
+    completion marker) once every planned image of it is measured."""
+
+    def __init__(self, concepts: Sequence[dict[str, Any]], entries: Sequence[CacheEntry], plan: ShardPlan,
+                 generator_settings: dict[str, Any]) -> None:
+        self.settings = generator_settings
+        self.pending = {ci: _Pending(entries[ci], concepts[ci]["prompt"], n)
+                        for ci, n in plan.items_per_concept().items()}
+
+    def entry(self, ci: int) -> CacheEntry:
+        return self.pending[ci].entry
+
+    def add(self, batch: Sequence[Item], pooled: dict[str, np.ndarray]) -> None:
+        """``pooled``: model key -> [len(batch), C] activations of the batch's images."""
+        for mk, rows in pooled.items():
+            for (ci, s), row in zip(batch, rows, strict=True):
+                self.pending[ci].rows[mk][s] = row
+        for ci, _s in batch:
+            self.pending[ci].remaining -= 1
+            if self.pending[ci].remaining == 0:
+                self._finish(self.pending.pop(ci))
+
+    def _finish(self, p: _Pending) -> None:
+        text = dumps({"prompt": p.prompt, "generator": self.settings}) + "\n"
+        write_cache_file(p.entry.dir / "prompt.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        for mk, rows in p.rows.items():  # acts last: the completion marker
+            p.entry.write_acts(mk, rows)
+
+
+def measure_images(images: Any, models: dict[str, Any], model_specs: dict[str, dict[str, Any]],
+                   model_keys: dict[str, str]) -> dict[str, np.ndarray]:
+    """[B, 3, H, W] images in [0, 1] -> model key -> pooled activations [B, C], each model in its own batches."""
+    import torch
+
+    out = {}
+    for name, lm in models.items():
+        mb = int(with_defaults(model_specs[name], "models.*")["batch_size"])
+        parts = []
+        for i in range(0, images.shape[0], mb):
+            x = lm.preprocess.from_batch(images[i : i + mb].to(lm.device, torch.float32))
+            pooled, _ = lm.activations(x, maps=False)
+            parts.append(pooled.float().cpu().numpy())
+        out[model_keys[name]] = np.concatenate(parts)
+    return out
+
+
+def batches(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+def measure_stored(plan: ShardPlan, recorder: ShardRecorder, measure: Callable[[Any], dict[str, np.ndarray]],
+                   batch_size: int, progress: Any) -> None:
+    """Phase 5: the kept full images of :attr:`ShardPlan.from_images`, through every model."""
+    for batch in batches(plan.from_images, batch_size):
+        images = load_images([recorder.entry(ci).image(s) for ci, s in batch])
+        recorder.add(batch, measure(images))
+        progress.update(len(batch))
+
+
+def generate_and_measure(plan: ShardPlan, concepts: Sequence[dict[str, Any]], recorder: ShardRecorder,
+                         generator: Any, measure: Callable[[Any], dict[str, np.ndarray]], settings: ShardSettings,
+                         progress: Any) -> float:
+    """Phase 6: generate :attr:`ShardPlan.generate` in batches, quantise to 8 bits, keep thumbnails or full
+    images, measure. Returns the seconds spent generating."""
+    import torch
+
+    t_gen = 0.0
+    for batch in batches(plan.generate, settings.batch_size):
+        t0 = time.perf_counter()
+        images = generator.generate([concepts[ci]["prompt"] for ci, _ in batch], [s for _, s in batch])
+        if settings.device.type == "cuda":
+            torch.cuda.synchronize()
+        t_gen += time.perf_counter() - t0
+        if images.dim() != 4 or images.shape[0] != len(batch) or images.shape[1] != 3:
+            g = settings.generator
+            raise VerifyError(f"generator {g.get('model', g.get('factory'))!r} returned a tensor of shape "
+                              f"{tuple(images.shape)} for {len(batch)} prompts; expected [B, 3, H, W]")
+        images = quantize(images.float())
+        if settings.keep in ("thumbnails", "full"):
+            paths = [recorder.entry(ci).thumb(s) if settings.keep == "thumbnails" else recorder.entry(ci).image(s)
+                     for ci, s in batch]
+            save_images(images, paths, settings.keep, settings.thumbnail_size)
+        recorder.add(batch, measure(images))
+        progress.update(len(batch))
+    return t_gen
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 7. the manifest
+
+
+def shard_manifest(shard: int, n_shards: int, concepts: Sequence[dict[str, Any]], entries: Sequence[CacheEntry],
+                   settings: ShardSettings, plan: ShardPlan, t_gen: float, seconds: float) -> dict[str, Any]:
+    """The shard's manifest: every concept's cache entry, activations and kept images, and what the job did."""
+    seeds, mkeys = settings.seeds, settings.model_keys
+    manifest_concepts = [{
+        "key": c["key"], "prompt": c["prompt"], "texts": c["texts"], "ids": c["ids"], "entry": str(entry.dir),
+        "seeds": seeds,
+        "acts": {name: str(entry.acts_path(mk)) for name, mk in mkeys.items()},
+        "thumbs": [str(entry.thumb(s)) for s in seeds if entry.thumb(s).is_file()],
+        "images": [str(entry.image(s)) for s in seeds if entry.image(s).is_file()],
+    } for c, entry in zip(concepts, entries, strict=True)]
+    n_gen = len(plan.generate)
+    return {
+        "shard": int(shard),
+        "shards": n_shards,
+        "generator": settings.generator,
+        "generator_key": settings.generator_key,
+        "models": {name: {"key": mkeys[name], "dtype": str(settings.model_dtypes[name]).replace("torch.", "")}
+                   for name in mkeys},
+        "seeds": seeds,
+        "keep_images": settings.keep,
+        "n_concepts": len(concepts),
+        "n_generated": n_gen,
+        "n_measured_from_images": len(plan.from_images),
+        "n_cached": plan.n_cached,
+        "generate_seconds": round(t_gen, 3),
+        "images_per_second": round(n_gen / t_gen, 3) if t_gen > 0 else None,
+        "seconds": round(seconds, 3),
+        "device": str(settings.device),
+        "concepts": manifest_concepts,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the runner
+
+
+def run_shard(
+    requests: dict[str, Any],
+    shard: int,
+    generator_spec: dict[str, Any],
+    model_specs: dict[str, dict[str, Any]],
+    cache_root: str,
+    manifest_path: str,
+    device: str = "auto",
+    progress: bool = False,
+    load_generator_fn: Callable[..., Any] | None = None,
+    load_model_fn: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """Generate and measure what one shard lacks; write its manifest (the phases of the module docstring).
+
+    ``generator_spec`` and ``model_specs`` are the config sections (keys left out take the schema's defaults)."""
+    from tqdm import tqdm
+
+    from ..backends.generators import load_generator
+    from ..backends.models import load_model
+
+    t_start = time.perf_counter()
+    n_shards = int(with_defaults(generator_spec, "generator")["shards"])
+    check_shard(requests, shard, n_shards)
+    settings = resolve_settings(generator_spec, model_specs, device)
+    concepts = shard_concepts(requests, shard)
+    entries = [CacheEntry(Path(cache_root), settings.generator_key, c["key"]) for c in concepts]
+    clean_entries(entries, shard)
+    plan = plan_shard(entries, settings.seeds, settings.keep, settings.model_keys.values())
+    log.info("shard %d: %d concepts, %d images to generate, %d to measure from kept images, %d cached", shard,
+             len(concepts), len(plan.generate), len(plan.from_images), plan.n_cached)
+
+    t_gen = 0.0
+    if not plan.empty:
+        load_model_fn = load_model_fn or load_model
+        models = {name: load_model_fn(name, spec, settings.device, settings.model_dtypes[name])
+                  for name, spec in model_specs.items()}
+        recorder = ShardRecorder(concepts, entries, plan, settings.generator)
+
+        def measure(images: Any) -> dict[str, np.ndarray]:
+            return measure_images(images, models, model_specs, settings.model_keys)
+
+        bar = tqdm(total=len(plan.generate) + len(plan.from_images), desc=f"shard {shard}", unit="img",
+                   disable=not progress, mininterval=10.0)
+        measure_stored(plan, recorder, measure, settings.batch_size, bar)
+        if plan.generate:
+            generator = (load_generator_fn or load_generator)(generator_spec, settings.device,
+                                                              settings.generator_dtype)
+            t_gen = generate_and_measure(plan, concepts, recorder, generator, measure, settings, bar)
+        bar.close()
+        if recorder.pending:  # cannot happen: every item decrements its concept
+            raise RuntimeError(f"shard {shard}: {len(recorder.pending)} concepts were not completed")
+
+    manifest = shard_manifest(shard, n_shards, concepts, entries, settings, plan, t_gen,
+                              time.perf_counter() - t_start)
+    write_json(manifest_path, manifest)
+    log.info("shard %d done: generated %d images (%s img/s), measured %d from kept images, reused %d", shard,
+             manifest["n_generated"], manifest["images_per_second"], manifest["n_measured_from_images"],
+             manifest["n_cached"])
+    return manifest
