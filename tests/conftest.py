@@ -1,87 +1,21 @@
-"""Shared test helpers: tiny image folders, configs, and real `snakemake` runs in a temp folder."""
+"""Fixtures shared by the tests; the helpers themselves live in tests/helpers.py."""
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
-from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
+import helpers
+from helpers import make_image_folder
 
 
-def make_image_folder(root: Path, n_per_class: int = 8, classes: tuple[str, ...] = ("cats", "dogs"),
-                      size: int = 48, corrupt: int = 1, seed: int = 0) -> Path:
-    """Random RGB PNGs in class folders, plus ``corrupt`` files that are not images at all."""
-    rng = np.random.default_rng(seed)
-    for c in classes:
-        (root / c).mkdir(parents=True, exist_ok=True)
-        for i in range(n_per_class):
-            arr = rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(root / c / f"{i:03d}.png")
-    for i in range(corrupt):
-        (root / classes[0] / f"broken{i}.jpg").write_bytes(b"this is not a jpeg" * 10)
-    return root
-
-
-def snakemake_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "workflow"), str(TESTS), env.get("PYTHONPATH", "")])
-    env.setdefault("OMP_NUM_THREADS", "2")
-    env["HF_HUB_OFFLINE"] = "1"
-    env.pop("SIEVE_OFFLINE", None)
-    return env
-
-
-def run_snakemake(workdir: Path, config: dict | None = None, targets: tuple[str, ...] = (),
-                  extra: tuple[str, ...] = (), check: bool = True, cores: int = 2,
-                  timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the real workflow (this repo's Snakefile) in ``workdir``; ``config`` is written as config.yaml."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    if config is not None:
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", str(cores), "--nolock",
-           *extra, *targets]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=snakemake_env(), timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-12000:]}")
-    return proc
-
-
-def jobs_run(proc: subprocess.CompletedProcess) -> Counter:
-    """Rule name -> number of jobs that ran, read from snakemake's output."""
-    text = proc.stdout + proc.stderr
-    return Counter(m.group(1) for m in re.finditer(r"^\s*(?:local)?rule (\w+):\s*$", text, re.M))
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tell helpers whether this test may run Snakemake (only tests marked ``workflow`` may). A hook rather than
+    a fixture: it runs before the test's fixtures, module-scoped ones that run Snakemake included."""
+    helpers.set_workflow_marked(item.get_closest_marker("workflow") is not None)
 
 
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "images")
-
-
-def tiny_config(image_dir: Path, concepts: Path | None = None, **overrides) -> dict:
-    """A config over the tiny hot-spot CNN (tests/tinymodels.py) and an image folder."""
-    cfg = {
-        "models": {"tiny": {"source": "python", "factory": "tinymodels:hotspot_cnn", "batch_size": 8}},
-        "probes": {"pics": {"kind": "imagefolder", "path": str(image_dir)}},
-        "select": {"tau": 1.5, "top_n": 5},
-        "device": "cpu",
-        "num_workers": 0,
-        "max_bad_image_share": 0.2,
-        "concept_sets": {"words": {"path": str(concepts) if concepts else str(image_dir / "words.txt")}},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
-    return cfg

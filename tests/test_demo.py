@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, jobs_run, run_snakemake
+from helpers import REPO, jobs_run, run_snakemake
 from sieve.synthetic import load_world
 
 pytestmark = pytest.mark.slow
@@ -35,6 +35,7 @@ def _csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.workflow
 def test_select_keeps_planted_and_rejects_redundant_and_dead(demo):
     work, _ = demo
     truth = {int(r["neuron"]): r for r in _csv(work / RUN / "truth.csv")}
@@ -46,6 +47,7 @@ def test_select_keeps_planted_and_rejects_redundant_and_dead(demo):
         assert truth[n.index]["kind"] == n.kind
 
 
+@pytest.mark.workflow
 def test_polysemantic_neurons_get_two_clusters_one_concept_each(demo):
     work, _ = demo
     for n in load_world().neurons:
@@ -58,6 +60,7 @@ def test_polysemantic_neurons_get_two_clusters_one_concept_each(demo):
         assert sorted(tops) == sorted(n.concepts)
 
 
+@pytest.mark.workflow
 def test_planted_concepts_are_recovered_and_wrong_hypotheses_rejected(demo):
     work, _ = demo
     summary = json.loads((work / RUN / "truth_summary.json").read_text())
@@ -76,6 +79,7 @@ def test_planted_concepts_are_recovered_and_wrong_hypotheses_rejected(demo):
             assert float(r["ar"]) >= 0.9 and r["kept"] == "1"
 
 
+@pytest.mark.workflow
 def test_stage_ablation_table(demo):
     work, _ = demo
     table = json.loads((work / "results/stage_ablations/synthetic/synthetic/synthetic/ablations.json").read_text())
@@ -90,6 +94,7 @@ def test_stage_ablation_table(demo):
     assert rows["no_cluster"]["n_hypotheses"] < full["n_hypotheses"]
 
 
+@pytest.mark.workflow
 def test_report_shows_the_truth_and_a_rerun_does_nothing(demo):
     work, proc = demo
     html = (work / "results/report/index.html").read_text(encoding="utf-8")

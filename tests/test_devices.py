@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import make_image_folder, run_snakemake, snakemake_env, tiny_config
+from helpers import make_image_folder, run_snakemake, snakemake_env, tiny_config
 from sieve.devices import DeviceError, resolve_device, resolve_dtype
 
 
@@ -71,6 +71,7 @@ def test_cuda_visible_devices_hides_every_gpu_in_a_fresh_process():
     assert "running on the CPU" in proc.stderr
 
 
+@pytest.mark.workflow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_device_cuda_fails_the_probe_job_with_the_message(tmp_path):
     images = make_image_folder(tmp_path / "images", n_per_class=2, size=16, corrupt=0)

@@ -23,7 +23,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from conftest import REPO, snakemake_env
+from helpers import REPO, snakemake_cmd, snakemake_env
 
 ENVS = {"gpu": REPO / "envs" / "gpu.yaml", "cpu": REPO / "envs" / "cpu.yaml"}
 SLURM = REPO / "profiles" / "slurm" / "profile.yaml"
@@ -152,6 +152,7 @@ def _runs_a_network(rule: dict) -> bool:
     return rule["conda"].endswith("gpu.yaml") and not rule["local"]
 
 
+@pytest.mark.workflow
 def test_every_rule_has_conda_log_benchmark_threads_resources(rules):
     jobs = _job_rules(rules)
     assert {"probe_activations", "select_neurons", "stage_ablation_table", "sweep_select"} <= set(jobs)
@@ -166,6 +167,7 @@ def test_every_rule_has_conda_log_benchmark_threads_resources(rules):
         assert r["script"] is None or r["script"].startswith("../scripts/"), f"rule {name}: script {r['script']}"
 
 
+@pytest.mark.workflow
 def test_memory_and_runtime_grow_with_attempt(rules):
     """A job killed for memory or time is retried (profiles/slurm `retries:`) with more of both."""
     for name, r in _job_rules(rules).items():
@@ -175,6 +177,7 @@ def test_memory_and_runtime_grow_with_attempt(rules):
             assert second == 2 * first, f"rule {name}: {key} does not grow with attempt ({first}, {second})"
 
 
+@pytest.mark.workflow
 def test_network_rules_ask_for_a_gpu_and_cpu_rules_are_grouped(rules):
     """GPU rules: one GPU and their threads as --cpus-per-gpu, each its own SLURM job; CPU rules: no GPU, and a
     group so that SLURM runs their small jobs together; local rules neither."""
@@ -192,6 +195,7 @@ def test_network_rules_ask_for_a_gpu_and_cpu_rules_are_grouped(rules):
             assert r["local"] or r["group"], f"CPU rule {name} is neither grouped nor a local rule"
 
 
+@pytest.mark.workflow
 def test_slurm_profile_is_site_policy_only(rules):
     """profiles/slurm names no rule (what a job needs is in its rule) and packs every group the rules use."""
     profile = yaml.safe_load(SLURM.read_text())
@@ -210,14 +214,14 @@ def test_local_profile_has_one_gpu_and_no_rule_table():
     assert "set-resources" not in profile
 
 
+@pytest.mark.workflow
 def test_slurm_profile_groups_build_a_dag(tmp_path):
     """The rules' groups form no cycle with the GPU jobs: a dry run of the default workflow (stage ablations
     on) and of a tau sweep plans them."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["sweeps"] = {"select.tau": [1.5, 20]}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
-           "--profile", str(SLURM.parent)]
+    cmd = snakemake_cmd("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--profile", str(SLURM.parent))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=snakemake_env(), cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout + proc.stderr

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from test_baselines import numpy_soft_wpmi
 
-from conftest import jobs_run, make_image_folder, run_snakemake
+from helpers import jobs_run, make_image_folder, run_snakemake
 from sieve.evaluate import EvaluateError
 from sieve.evaluate.final_layer import SentenceEncoder, protocol_scores, read_ground_truth, synonyms
 from sieve.evaluate.neuron_ablation import accuracy_drop_table, run_neuron_ablation, zero_channel
@@ -194,10 +194,11 @@ def test_select_at_tau_and_table():
     assert table["tau=5"]["selected_share"] == 0.5 and table["tau=5"]["verified_share"] == 0.5
 
 
+@pytest.mark.workflow
 def test_sweep_hypotheses_are_generated_without_sieve_verify(tmp_path):
     """`method: clip_dissect` alone drops SIEVE's hypotheses from the generation requests; a tau sweep that reuses
     them (its smallest tau >= select.tau) must still get their images, or its Verify finds no manifest."""
-    from conftest import tiny_config
+    from helpers import tiny_config
 
     images = make_image_folder(tmp_path / "imgs", n_per_class=2, corrupt=0)
     (tmp_path / "words.txt").write_text("red\nblue\n", encoding="utf-8")
@@ -222,6 +223,7 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.workflow
 @pytest.mark.slow
 def test_end_to_end_baseline_metrics_ablation_and_sweep(tmp_path):
     make_image_folder(tmp_path / "imgs", n_per_class=4, classes=("c0", "c1", "c2"), size=20, corrupt=0)

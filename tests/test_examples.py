@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, snakemake_env
+from helpers import REPO, snakemake_cmd, snakemake_env
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 RAW = "https://raw.githubusercontent.com/Trustworthy-ML-Lab/CLIP-dissect/master/data/"
@@ -78,8 +77,8 @@ def fake_paths(obj, root: Path, key: str = ""):
 def dry_run(cfg: dict, work: Path) -> tuple[Counter, float]:
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "-d", str(work),
-           "--configfile", str(work / "config.yaml"), "--cores", "1", "--nolock", "--quiet", "rules"]
+    cmd = snakemake_cmd("-n", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(work / "config.yaml"),
+                        "--cores", "1", "--nolock", "--quiet", "rules")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=snakemake_env(), timeout=300)
     seconds = time.perf_counter() - t0
@@ -92,6 +91,7 @@ def dry_run(cfg: dict, work: Path) -> tuple[Counter, float]:
     return counts, seconds
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_dry_run_is_fast_and_has_no_per_neuron_jobs(path, tmp_path):
     cfg = fake_paths(yaml.safe_load(path.read_text(encoding="utf-8")), tmp_path / "data")

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, snakemake_env
+from helpers import REPO, snakemake_env
 from sieve.io import atomic_path, ordinary_file_mode, write_json, write_text
 from sieve.verify.cache import write_cache_file
 

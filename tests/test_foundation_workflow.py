@@ -7,11 +7,12 @@ import json
 import h5py
 import pytest
 
-from conftest import jobs_run, make_image_folder, run_snakemake, tiny_config
+from helpers import jobs_run, make_image_folder, run_snakemake, tiny_config
 
 TARGETS = ("results/tiny/pics/select/summary.json", "results/tiny/pics/select/ratio_histogram.png")
 
 
+@pytest.mark.workflow
 def test_probe_and_select_end_to_end(tmp_path) -> None:
     images = make_image_folder(tmp_path / "images", n_per_class=10, corrupt=1)
     proc = run_snakemake(tmp_path / "run", tiny_config(images, select={"tau": 1.2, "top_n": 4}), TARGETS)
@@ -49,6 +50,7 @@ def test_probe_and_select_end_to_end(tmp_path) -> None:
         ({"evaluate": {"ablations": True}}, "config key evaluate.ablations was renamed evaluate.stage_ablations"),
     ],
 )
+@pytest.mark.workflow
 def test_config_errors_stop_before_any_job(tmp_path, patch, message) -> None:
     cfg = tiny_config(tmp_path)
     cfg.update(patch)
@@ -58,6 +60,7 @@ def test_config_errors_stop_before_any_job(tmp_path, patch, message) -> None:
     assert not (tmp_path / "run" / "results").exists()
 
 
+@pytest.mark.workflow
 def test_missing_probe_path_is_one_clear_error(tmp_path) -> None:
     cfg = tiny_config(tmp_path / "nowhere")
     proc = run_snakemake(tmp_path / "run", cfg, TARGETS, check=False)

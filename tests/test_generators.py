@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import jobs_run, run_snakemake, tiny_config
+from helpers import jobs_run, run_snakemake, tiny_config
 from sieve.backends import BackendError
 from sieve.backends.generators import (
     DiffusersGenerator,
@@ -64,6 +64,7 @@ def test_missing_generator_folder_is_one_clear_error(tmp_path):
         load_generator({"source": "diffusers", "model": str(tmp_path)})  # a folder that is no pipeline
 
 
+@pytest.mark.workflow
 def test_missing_generator_folder_stops_snakemake_before_any_job(tmp_path, image_folder):
     missing = tmp_path / "nowhere" / "sdxl"
     (image_folder / "words.txt").write_text("dog\ncat\n")

@@ -12,7 +12,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from conftest import jobs_run, make_image_folder, run_snakemake, tiny_config
+from helpers import jobs_run, make_image_folder, run_snakemake, tiny_config
 from sieve.hypothesize import (
     HypothesizeError,
     cluster_embeddings,
@@ -159,6 +159,7 @@ def e2e(tmp_path_factory):
     return work, cfg, proc
 
 
+@pytest.mark.workflow
 def test_end_to_end_outputs(e2e):
     work, cfg, proc = e2e
     ran = jobs_run(proc)
@@ -212,6 +213,7 @@ def test_end_to_end_outputs(e2e):
         assert (res / f"tiny/pics/grids/{n}.png").stat().st_size > 0
 
 
+@pytest.mark.workflow
 def test_crop_embedding_is_the_crop_of_the_image_the_model_saw(e2e):
     """Recompute one crop from the probe image and the stored box: same CLIP embedding."""
     from sieve.backends.embedders import load_embedder
@@ -230,6 +232,7 @@ def test_crop_embedding_is_the_crop_of_the_image_the_model_saw(e2e):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.workflow
 def test_mismatched_embeddings_are_refused(e2e, tmp_path):
     work, _, _ = e2e
     res = work / "results"
@@ -250,6 +253,7 @@ def test_mismatched_embeddings_are_refused(e2e, tmp_path):
     assert not Path(tmp_path / "out").exists()
 
 
+@pytest.mark.workflow
 def test_no_selected_neuron_gives_empty_outputs(e2e, tmp_path):
     """tau above every ratio: the stage still writes valid, empty outputs instead of failing."""
     from sieve.backends.imagesets import open_image_set

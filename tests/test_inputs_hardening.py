@@ -10,7 +10,7 @@ import h5py
 import pytest
 
 import sieve.probe
-from conftest import make_image_folder
+from helpers import make_image_folder
 from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
 from sieve.concepts import clean_concepts, load_concept_set

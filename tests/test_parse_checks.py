@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake, tiny_config
+from helpers import REPO, run_snakemake, tiny_config
 from sieve.config_checks import ConfigError, check_config, check_finite, check_model, non_finite_numbers
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -75,6 +75,7 @@ def test_finite_numbers_pass() -> None:
     ({"max_bad_image_share": math.nan}, "max_bad_image_share: nan"),
     ({"hypothesize": {"clip_dissect": {"alpha": math.inf}}}, "hypothesize.clip_dissect.alpha: inf"),
 ])
+@pytest.mark.workflow
 def test_non_finite_yaml_stops_the_parse(tmp_path: Path, patch: dict[str, Any], key: str) -> None:
     cfg = _config(tmp_path, **patch)
     assert ".nan" in yaml.safe_dump(cfg) or ".inf" in yaml.safe_dump(cfg)  # really YAML's spelling
@@ -82,6 +83,7 @@ def test_non_finite_yaml_stops_the_parse(tmp_path: Path, patch: dict[str, Any], 
     assert f"config key {key} is not a finite number" in out
 
 
+@pytest.mark.workflow
 def test_non_finite_command_line_config_stops_the_parse(tmp_path: Path) -> None:
     """`--config key=nan` arrives as a float NaN; `--config 'select={tau: .inf}'` as the string '.inf'."""
     out = _dry_run(tmp_path, _config(tmp_path), extra=("--config", "max_bad_image_share=nan"))
@@ -91,6 +93,7 @@ def test_non_finite_command_line_config_stops_the_parse(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ item 5: memory-sized values
+@pytest.mark.workflow
 def test_huge_top_n_is_a_parse_error_naming_the_key(tmp_path: Path) -> None:
     out = _dry_run(tmp_path, _config(tmp_path, select={"tau": 1.5, "top_n": 100_000_000}))
     assert "100000000 is greater than the maximum of 1000" in out and "top_n" in out
@@ -109,6 +112,7 @@ def test_memory_sized_keys_have_a_maximum() -> None:
 
 
 # ----------------------------------------------------------------------- "Also": checks that need no model
+@pytest.mark.workflow
 def test_unknown_torchvision_arch_is_a_parse_error(tmp_path: Path) -> None:
     cfg = _config(tmp_path, models={"cnn": {"source": "torchvision", "arch": "resnet5O"}})
     proc = run_snakemake(tmp_path / "run", cfg, check=False, timeout=300)  # a real run: nothing may start
@@ -118,6 +122,7 @@ def test_unknown_torchvision_arch_is_a_parse_error(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "logs").exists() and not (tmp_path / "run" / "results").exists()
 
 
+@pytest.mark.workflow
 def test_missing_checkpoint_and_unknown_timm_arch_are_parse_errors(tmp_path: Path) -> None:
     ckpt = tmp_path / "nowhere" / "model.pth"
     cfg = _config(tmp_path, models={"a": {"source": "torchvision", "arch": "resnet18", "weights": str(ckpt)},
@@ -127,6 +132,7 @@ def test_missing_checkpoint_and_unknown_timm_arch_are_parse_errors(tmp_path: Pat
     assert "config key models.b.arch: unknown timm arch 'vit_tiny_patch16_22'" in out
 
 
+@pytest.mark.workflow
 def test_missing_embedder_files_are_parse_errors(tmp_path: Path) -> None:
     cfg = _config(tmp_path, embedder={"source": "open_clip", "arch": "custom",
                                       "model_config": str(tmp_path / "custom.json"),

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torchvision
 
-from conftest import make_image_folder, run_snakemake, snakemake_env, tiny_config
+from helpers import make_image_folder, run_snakemake, snakemake_env, tiny_config
 from sieve.backends import BackendError
 from sieve.backends.models import PLACES365_URL, load_model
 from sieve.backends.offline import require_timm, set_offline, timm_weights_source
@@ -197,6 +197,7 @@ def test_prefetch_reports_every_failure_and_keeps_what_succeeded(caches, monkeyp
     assert not (tmp_path / "res" / "bad.txt").exists()
 
 
+@pytest.mark.workflow
 def test_snakemake_prefetch_then_offline_jobs(tmp_path, monkeypatch):
     """`snakemake prefetch` (online, even with `offline: true`) fills the caches; offline jobs then use them,
     and a job whose weight was never fetched fails at once naming it and the prefetch command."""

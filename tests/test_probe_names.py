@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image_folder, run_snakemake, tiny_config
+from helpers import make_image_folder, run_snakemake, tiny_config
 from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
 from sieve.filenames import from_raw, printable_name, raw_name
@@ -76,6 +76,7 @@ def test_utf8_names_keep_the_file_as_before(tmp_path: Path) -> None:
     assert image_file_names(str(tmp_path / "a.h5")) == probe.paths
 
 
+@pytest.mark.workflow
 @pytest.mark.slow
 def test_a_whole_run_over_odd_names(tmp_path: Path) -> None:
     """The default target (report) over a folder of such names: crops, grids, CLIP-Dissect's image embedding

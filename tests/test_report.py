@@ -312,11 +312,12 @@ def test_several_models_probes_and_concept_sets_get_a_section_each(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- end to end
+@pytest.mark.workflow
 @pytest.mark.slow
 def test_report_rule_end_to_end(tmp_path):
     """`snakemake` with no target builds the report last, over what every stage wrote; a hostile concept of the
     concept set arrives in the page as data, and a changed report setting reruns only the report."""
-    from conftest import jobs_run, make_image_folder, run_snakemake, tiny_config
+    from helpers import jobs_run, make_image_folder, run_snakemake, tiny_config
     from tinyclip import make_tiny_clip
 
     images = make_image_folder(tmp_path / "images", n_per_class=6, corrupt=1)

@@ -11,9 +11,12 @@ import re
 import time
 from collections import Counter
 
-from conftest import REPO, jobs_run, make_image_folder, run_snakemake, tiny_config
+import pytest
+
+from helpers import REPO, jobs_run, make_image_folder, run_snakemake, tiny_config
 
 
+@pytest.mark.workflow
 def test_partial_reruns(tmp_path):
     images = make_image_folder(tmp_path / "images", n_per_class=6, corrupt=0)
     words = tmp_path / "words.txt"
@@ -51,6 +54,7 @@ def test_partial_reruns(tmp_path):
     assert third["probe_activations"] == 0
 
 
+@pytest.mark.workflow
 def test_editing_a_world_spec_reruns_what_reads_it(tmp_path):
     """The synthetic world is a file the user edits: its content, not only its path, keys the probe and the
     truth (a path alone is a param, unchanged by an edit)."""
@@ -81,6 +85,7 @@ def test_editing_a_world_spec_reruns_what_reads_it(tmp_path):
         assert block and str(spec) in block.group(1), rule
 
 
+@pytest.mark.workflow
 def test_adding_ground_truth_to_a_model_does_not_rerun_the_probe(tmp_path):
     """`ground_truth` only feeds the final-layer metrics: the probe (hours on ImageNet) and Select stay."""
     images = make_image_folder(tmp_path / "images", n_per_class=4, corrupt=0)

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, TESTS, make_image_folder, run_snakemake, tiny_config
+from helpers import REPO, TESTS, make_image_folder, run_snakemake, tiny_config
 
 pytestmark = [
     pytest.mark.slurm,
@@ -76,6 +76,7 @@ def _assert_same_outputs(a: Path, b: Path) -> None:
     assert (b / "results/tiny/pics/select/ratio_histogram.png").stat().st_size > 0
 
 
+@pytest.mark.workflow
 def test_tiny_workflow_runs_through_slurm_like_locally(cluster, tmp_path):
     images = make_image_folder(tmp_path / "images", n_per_class=8, size=32)
     (images / "words.txt").write_text("cat\ndog\n")
@@ -116,6 +117,7 @@ SYNTHETIC = {
 }
 
 
+@pytest.mark.workflow
 def test_whole_workflow_through_slurm_equals_local(cluster, tmp_path):
     """Every stage, probe to report, on the planted world: GPU rules as GPU jobs, bookkeeping grouped, and the
     same hypotheses, Activation Rates, verified concepts and planted-truth recovery as a local run."""

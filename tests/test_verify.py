@@ -380,7 +380,7 @@ def test_bad_inputs_name_the_problem(tmp_path):
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
-    from conftest import make_image_folder, run_snakemake, tiny_config
+    from helpers import make_image_folder, run_snakemake, tiny_config
     from tinydiffusion import save_tiny_pipeline
 
     work = tmp_path_factory.mktemp("verify_e2e")
@@ -404,9 +404,10 @@ def _manifests(run: Path) -> list[dict]:
     return [read_json(p) for p in sorted((run / "results/generate/shards").glob("*.json"))]
 
 
+@pytest.mark.workflow
 @pytest.mark.slow
 def test_snakemake_probe_to_neuron_concepts(e2e):
-    from conftest import jobs_run
+    from helpers import jobs_run
 
     run, cfg, proc, _ = e2e
     ran = jobs_run(proc)
@@ -440,9 +441,10 @@ def test_snakemake_probe_to_neuron_concepts(e2e):
         assert "rm -rf" not in str(p)
 
 
+@pytest.mark.workflow
 @pytest.mark.slow
 def test_snakemake_reruns_generate_only_new_concepts_and_verify_ablation(e2e):
-    from conftest import jobs_run, run_snakemake
+    from helpers import jobs_run, run_snakemake
 
     run, cfg, _, target = e2e
     before = {p: p.stat().st_mtime_ns for p in (run / "results/generate/cache").rglob("*.npz")}

@@ -1,0 +1,101 @@
+"""Test helpers: tiny image folders, configs, and real `snakemake` runs in a temp folder.
+
+Tests import these from here (``from helpers import run_snakemake``), not from conftest. Every test that runs
+Snakemake carries the ``workflow`` marker, so that ``pytest -m "not workflow"`` is the fast tier: running it
+through :func:`run_snakemake` or :func:`snakemake_cmd` from a test without the marker fails at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+
+def make_image_folder(root: Path, n_per_class: int = 8, classes: tuple[str, ...] = ("cats", "dogs"),
+                      size: int = 48, corrupt: int = 1, seed: int = 0) -> Path:
+    """Random RGB PNGs in class folders, plus ``corrupt`` files that are not images at all."""
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            arr = rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / c / f"{i:03d}.png")
+    for i in range(corrupt):
+        (root / classes[0] / f"broken{i}.jpg").write_bytes(b"this is not a jpeg" * 10)
+    return root
+
+
+# Set by conftest's autouse fixture: whether the running test carries the ``workflow`` marker.
+_RUNNING = {"workflow_marked": True}
+
+
+def set_workflow_marked(marked: bool) -> None:
+    _RUNNING["workflow_marked"] = marked
+
+
+def snakemake_cmd(*args: str) -> list[str]:
+    """``python -m snakemake ARGS`` for a subprocess, refused in a test without the ``workflow`` marker."""
+    if not _RUNNING["workflow_marked"]:
+        raise RuntimeError("this test runs Snakemake: mark it @pytest.mark.workflow (the fast tier, "
+                           "`pytest -m 'not workflow'`, must run none)")
+    return [sys.executable, "-m", "snakemake", *args]
+
+
+def snakemake_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "workflow"), str(TESTS), env.get("PYTHONPATH", "")])
+    env.setdefault("OMP_NUM_THREADS", "2")
+    env["HF_HUB_OFFLINE"] = "1"
+    env.pop("SIEVE_OFFLINE", None)
+    return env
+
+
+def run_snakemake(workdir: Path, config: dict | None = None, targets: tuple[str, ...] = (),
+                  extra: tuple[str, ...] = (), check: bool = True, cores: int = 2,
+                  timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the real workflow (this repo's Snakefile) in ``workdir``; ``config`` is written as config.yaml."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = snakemake_cmd("-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
+                        str(workdir / "config.yaml"), "--cores", str(cores), "--nolock", *extra, *targets)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=snakemake_env(), timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-12000:]}")
+    return proc
+
+
+def jobs_run(proc: subprocess.CompletedProcess) -> Counter:
+    """Rule name -> number of jobs that ran, read from snakemake's output."""
+    text = proc.stdout + proc.stderr
+    return Counter(m.group(1) for m in re.finditer(r"^\s*(?:local)?rule (\w+):\s*$", text, re.M))
+
+
+def tiny_config(image_dir: Path, concepts: Path | None = None, **overrides) -> dict:
+    """A config over the tiny hot-spot CNN (tests/tinymodels.py) and an image folder."""
+    cfg = {
+        "models": {"tiny": {"source": "python", "factory": "tinymodels:hotspot_cnn", "batch_size": 8}},
+        "probes": {"pics": {"kind": "imagefolder", "path": str(image_dir)}},
+        "select": {"tau": 1.5, "top_n": 5},
+        "device": "cpu",
+        "num_workers": 0,
+        "max_bad_image_share": 0.2,
+        "concept_sets": {"words": {"path": str(concepts) if concepts else str(image_dir / "words.txt")}},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return cfg
