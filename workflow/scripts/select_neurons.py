@@ -1,7 +1,7 @@
 """Snakemake script: Select for one (model, probe) pair."""
 
+from sieve.activations import read_activations
 from sieve.io import script_logging
-from sieve.probe import read_activations
 from sieve.select import run_select
 
 with script_logging(snakemake.log[0]):
