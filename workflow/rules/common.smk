@@ -117,6 +117,21 @@ def model_batch_size(wildcards):
     return model_spec(wildcards)["batch_size"]
 
 
+# ------------------------------------------------------------------------------------------------ user text
+def verbatim(value):
+    """A param that reaches the script exactly as the config gives it. Snakemake formats a string param (and
+    each string of a list param) with the job's wildcards: `{x}` in a title stopped the parse with a
+    WildcardError naming no key, and `{concept_set}` in a template became the set's name. What a function
+    returns is never formatted, so every free-text string of the config (title, template, prompt, hub id) is a
+    param through this. Dict params (model, probe, embedder and generator specs with their kwargs) are never
+    formatted; paths that rules track as inputs are checked at parse time (sieve.config_checks)."""
+
+    def param(wildcards):
+        return value
+
+    return param
+
+
 # ---------------------------------------------------------------------------------------------------- specs
 def model_spec(wildcards):
     return config["models"][wildcards.model]

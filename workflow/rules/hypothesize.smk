@@ -49,7 +49,7 @@ rule embed_concepts:
         batch_size=config["embedder"]["batch_size"],
     params:
         embedder=embedder_result_spec(),
-        template=config["hypothesize"]["template"],
+        template=verbatim(config["hypothesize"]["template"]),
         device=config["device"],
     script:
         "../scripts/embed_concepts.py"
