@@ -24,6 +24,7 @@ rule prepare_concepts:
     params:
         spec=concept_set_spec,
         resources=paths.CONCEPT_DOWNLOADS,
+        packaged_world=concept_set_packaged_world,
     script:
         "../scripts/prepare_concepts.py"
 

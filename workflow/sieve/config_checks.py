@@ -127,7 +127,12 @@ def check_embedder(spec: dict[str, Any], where: str = "embedder") -> list[str]:
 # The start of a wildcard as Snakemake reads one in a file path (snakemake.io's WILDCARD_REGEX): ``{name}`` or
 # ``{name,constraint}``. ``{}`` and braces around other text are no wildcard.
 _WILDCARD = re.compile(r"\{\s*[.\w]+\s*[,}]")
-PACKAGED_WORLD_NAMES = (None, "", "default")  # a world spec that names the packaged world, not a file
+
+
+def is_packaged_world(spec: Any) -> bool:
+    """Whether a world spec names the packaged world (``default``, or none) rather than a file: the rule of
+    sieve.synthetic.world.is_packaged, restated so that the parse does not import numpy and PIL."""
+    return spec in (None, "", "default")
 
 
 def tracked_input_paths(config: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -135,17 +140,17 @@ def tracked_input_paths(config: dict[str, Any]) -> Iterator[tuple[str, str]]:
     world specs of synthetic models and probe sets, concept lists and ground-truth class lists (the input
     functions of workflow/rules/common.smk: keep the two in step)."""
     for name, spec in sorted((config.get("models") or {}).items()):
-        if spec.get("source") == "synthetic" and spec.get("spec") not in PACKAGED_WORLD_NAMES:
+        if spec.get("source") == "synthetic" and not is_packaged_world(spec.get("spec")):
             yield f"models.{name}.spec", spec["spec"]
         if spec.get("ground_truth"):
             yield f"models.{name}.ground_truth", spec["ground_truth"]
     for name, spec in sorted((config.get("probes") or {}).items()):
-        if spec.get("kind") == "synthetic" and spec.get("spec") not in PACKAGED_WORLD_NAMES:
+        if spec.get("kind") == "synthetic" and not is_packaged_world(spec.get("spec")):
             yield f"probes.{name}.spec", spec["spec"]
     for name, spec in sorted((config.get("concept_sets") or {}).items()):
         if spec.get("path"):
             yield f"concept_sets.{name}.path", spec["path"]
-        if spec.get("synthetic") not in PACKAGED_WORLD_NAMES:
+        if "synthetic" in spec and not is_packaged_world(spec["synthetic"]):
             yield f"concept_sets.{name}.synthetic", spec["synthetic"]
 
 
