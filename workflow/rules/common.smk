@@ -87,7 +87,7 @@ SWEEP_HYPOTHESES = paths.HYPOTHESES if SWEEP_REUSES_RUN else paths.hypotheses(pa
 # carry its content digest as the param `packaged_world` instead (Snakemake's params trigger): editing the
 # packaged file reruns them, moving it does not. Results name it "default".
 PACKAGED_WORLD_SPEC = Path(workflow.basedir) / "workflow" / "sieve" / "synthetic" / "default.yaml"
-PACKAGED_WORLD = "default sha256:" + hashlib.sha256(PACKAGED_WORLD_SPEC.read_bytes()).hexdigest()[:16]
+PACKAGED_WORLD = f"default sha256:{hashlib.sha256(PACKAGED_WORLD_SPEC.read_bytes()).hexdigest()[:16]}"
 
 
 def never_matching(names):
@@ -175,7 +175,7 @@ def world_spec_file(spec):
 
 
 def packaged_world(*specs):
-    """The param `packaged_world` of a rule that reads the world ``specs``: PACKAGED_WORLD (its name and content
+    """The param `packaged_world` of the rules reading the world ``specs``: PACKAGED_WORLD (its name and content
     digest) when one of them is the packaged world, else None."""
     return PACKAGED_WORLD if any(is_packaged_world(spec) for spec in specs) else None
 
