@@ -24,6 +24,7 @@ rule prepare_concepts:
     params:
         spec=concept_set_spec,
         resources=paths.CONCEPT_DOWNLOADS,
+        packaged_world=concept_set_packaged_world,
     script:
         "../scripts/prepare_concepts.py"
 
@@ -49,7 +50,7 @@ rule embed_concepts:
         batch_size=config["embedder"]["batch_size"],
     params:
         embedder=embedder_result_spec(),
-        template=config["hypothesize"]["template"],
+        template=verbatim(config["hypothesize"]["template"]),
         device=config["device"],
     script:
         "../scripts/embed_concepts.py"
