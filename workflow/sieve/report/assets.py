@@ -32,9 +32,11 @@ def embed_json(data: Any) -> str:
 
 
 def render_html(data: dict[str, Any], title: str) -> str:
-    """The page: the packaged template with the (escaped) title and data blob filled in."""
+    """The page: the packaged template with the (escaped) title and data blob filled in, in one pass, so that a
+    title holding the text ``{{DATA}}`` stays text (the data blob is never substituted into the title)."""
     template = resources.files(__package__).joinpath("template.html").read_text(encoding="utf-8")
-    return template.replace("{{TITLE}}", html.escape(title, quote=True)).replace("{{DATA}}", embed_json(data))
+    fill = {"TITLE": html.escape(title, quote=True), "DATA": embed_json(data)}
+    return re.sub(r"\{\{(TITLE|DATA)\}\}", lambda m: fill[m.group(1)], template)
 
 
 def make_thumbnail(src: str | Path, dst: str | Path, max_size: int, quality: int = JPEG_QUALITY) -> tuple[int, int]:
