@@ -10,6 +10,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from PIL import Image
 
@@ -60,6 +61,11 @@ class Assets:
 
     def _url(self, path: Path) -> str:
         return Path(os.path.relpath(path, self.report_dir)).as_posix()
+
+    def link(self, path: Path) -> str:
+        """A link from the page to a result file beside it (``../{model}/{probe}/...``): relative, so that it works
+        when the results folder is opened locally or copied whole, each path segment URL-escaped."""
+        return "/".join(quote(part) for part in Path(os.path.relpath(path, self.report_dir)).parts)
 
     def thumbnail(self, src: Path, rel: str, max_size: int) -> str:
         if rel not in self.done:
