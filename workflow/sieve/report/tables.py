@@ -235,7 +235,7 @@ def count_concepts(results: Path, concept_sets: Iterable[str]) -> dict[str, int]
     return out
 
 
-def ar_distribution_png(runs: list[dict[str, Any]], out_png: str | Path) -> None:
+def ar_figure(runs: list[dict[str, Any]]) -> Any:
     """One histogram of AR per (model, probe, concept set, method), with the initial and kept means.
 
     Each panel has a y axis of hypothesis counts (integer ticks) and the legend to the right of the plot, so that
@@ -266,6 +266,14 @@ def ar_distribution_png(runs: list[dict[str, Any]], out_png: str | Path) -> None
         ax.margins(y=0.1)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def ar_distribution_png(runs: list[dict[str, Any]], out_png: str | Path) -> None:
+    """``ar_distribution.png``: :func:`ar_figure`, written atomically."""
+    import matplotlib.pyplot as plt
+
+    fig = ar_figure(runs)
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp)
     plt.close(fig)
