@@ -145,7 +145,7 @@ def test_cards_have_web_sized_images(built):
     report = root / "results/report"
     card = next(c for c in run["cards"].values() if len(c["clusters"]) == 2)
     with Image.open(report / card["grid"]) as img:
-        assert img.format == "JPEG" and max(img.size) <= 960
+        assert img.format == "JPEG" and img.size[0] <= 960 and img.size[1] <= 2400
     gens = [g for cl in card["clusters"] for c in cl["concepts"] for g in c["generated"]]
     assert gens and all(len(c["generated"]) == 2 for cl in card["clusters"] for c in cl["concepts"])
     for g in gens:
@@ -456,6 +456,15 @@ def test_report_rule_end_to_end(tmp_path):
     assert card["grid"] and (out / card["grid"]).is_file()
     gens = [c["generated"] for cl in card["clusters"] for c in cl["concepts"]]
     assert gens and all(len(g) == 2 and all((out / p).is_file() for p in g) for g in gens)
+    # the activations shown on the generated images are Verify's: as many fired as the AR counted
+    ar_rows = {(r["neuron"], r["cluster"], r["concept_id"]): r for r in read_csv(tmp_path / "results/tiny/pics/words/verify/ar.csv")}
+    for nid, c in run["cards"].items():
+        for cl in c["clusters"]:
+            for h in cl["concepts"]:
+                row = ar_rows[(nid, cl["id"], h["id"])]
+                assert len(h["acts"]) == int(row["n_images"]) == 3 and sum(h["fired"]) == int(row["n_active"])
+        assert c["top"] and all(isinstance(v, float) for v in c["top"])  # each top image's activation
+    assert (out / unquote(run["files"][0][1])).is_file()
     verify = json.loads((tmp_path / "results/tiny/pics/words/verify/summary.json").read_text())
     assert data["comparison"]["rows"][0][9] == pytest.approx(verify["mean_ar_initial"], abs=1e-4)
     stages = {r[0] for r in data["timing"]["rows"]}

@@ -38,11 +38,13 @@ def render_html(data: dict[str, Any], title: str) -> str:
     return template.replace("{{TITLE}}", html.escape(title, quote=True)).replace("{{DATA}}", embed_json(data))
 
 
-def make_thumbnail(src: str | Path, dst: str | Path, max_size: int, quality: int = JPEG_QUALITY) -> tuple[int, int]:
-    """Re-encode ``src`` as a JPEG whose longest side is at most ``max_size``; returns (width, height)."""
+def make_thumbnail(src: str | Path, dst: str | Path, max_size: int, quality: int = JPEG_QUALITY,
+                   max_height: int | None = None) -> tuple[int, int]:
+    """Re-encode ``src`` as a JPEG at most ``max_size`` wide and ``max_height`` (default ``max_size``) high;
+    returns (width, height)."""
     try:
         img = open_rgb(src, background=(255, 255, 255))
-        img.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
+        img.thumbnail((max_size, max_height or max_size), Image.Resampling.LANCZOS)
         with atomic_path(dst, suffix=".jpg") as tmp:
             img.save(tmp, "JPEG", quality=quality, optimize=True)
         return img.size
@@ -67,10 +69,10 @@ class Assets:
         when the results folder is opened locally or copied whole, each path segment URL-escaped."""
         return "/".join(quote(part) for part in Path(os.path.relpath(path, self.report_dir)).parts)
 
-    def thumbnail(self, src: Path, rel: str, max_size: int) -> str:
+    def thumbnail(self, src: Path, rel: str, max_size: int, max_height: int | None = None) -> str:
         if rel not in self.done:
             dst = self.assets_dir / rel
-            make_thumbnail(src, dst, max_size)
+            make_thumbnail(src, dst, max_size, max_height=max_height)
             self.bytes += dst.stat().st_size
             self.done[rel] = self._url(dst)
         return self.done[rel]

@@ -53,7 +53,8 @@ from .values import (
 
 log = logging.getLogger(__name__)
 
-GRID_MAX_SIZE = 960  # px, longest side of a neuron's top-image grid (the grids are drawn ~1,100 px wide)
+GRID_MAX_SIZE = 960  # px, width of a neuron's top-image grid (the grids are drawn ~950 px wide)
+GRID_MAX_HEIGHT = 2400  # px: a grid is tall (a row of activation maps below each row of images), keep it legible
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 METHOD_DIRS = {"sieve": "", "clip_dissect": "baselines/clip_dissect"}
 STATIC_FILES = ("report.js", "report.css")
@@ -246,7 +247,7 @@ def neuron_card(mp: Path, nid: str, info: dict[str, Any], clusters: list[dict[st
         grid = next((g for g in (mp / "grids").glob(f"{nid}.*") if g.suffix.lower() in IMAGE_SUFFIXES), grid) \
             if (mp / "grids").is_dir() else grid
     if grid.is_file():
-        card["grid"] = assets.thumbnail(grid, f"{prefix}/grids/{nid}.jpg", GRID_MAX_SIZE)
+        card["grid"] = assets.thumbnail(grid, f"{prefix}/grids/{nid}.jpg", GRID_MAX_SIZE, GRID_MAX_HEIGHT)
         card["files"].append(["grid, full size", assets.link(grid)])
     neuron_ablation = mp / "ablation" / f"{nid}.png"  # evaluate.ablate_neurons: per-class accuracy drop
     if neuron_ablation.is_file():

@@ -37,7 +37,7 @@ HEAT_LUT = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_HE
 _ALPHA = 0.25 + 0.75 * np.linspace(0, 1, 256)
 _GREY_WEIGHT = np.round((1 - _ALPHA) * 0.55 / 3 * 65536).astype(np.int32)  # of the channel sum, fixed point 16 bits
 _HEAT_TERM = np.round(HEAT_LUT * _ALPHA[:, None]).astype(np.int32)
-FONT_PX = 15  # drawn ~930 px wide, shown at most 820 px wide in the report: ~13 px on screen
+FONT_PX = 18  # drawn ~950 px wide, shown 600-820 px wide in the report: 12-15 px on screen
 PNG_COMPRESS_LEVEL = 1  # grids are re-encoded by the report; fast zlib keeps the rule cheap
 
 
@@ -143,7 +143,7 @@ def draw_grid(doc: dict[str, Any], thumbs: dict[int, np.ndarray], input_size: in
               for c in doc["clusters"]]
     groups += [(f"dropped {c['cluster']} ({c['size']})", DROPPED_COLOUR, c.get("members", [])) for c in doc["dropped"]]
     groups = [g for g in groups if g[2]]
-    label_w, pad = 132, 6
+    label_w, pad = 150, 4
     cell_h = tile * (2 if heat is not None else 1) + line
     n_lines = sum(math.ceil(len(m) / per_row) for _, _, m in groups) or 1
     widest = max([min(len(m), per_row) for _, _, m in groups] or [1])
@@ -152,7 +152,7 @@ def draw_grid(doc: dict[str, Any], thumbs: dict[int, np.ndarray], input_size: in
     height = head + n_lines * (cell_h + pad) + pad
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    title = f"neuron {doc['neuron']}: k = {doc['k']}   (cell: top image, crop boxed; below: activation map; rank, activation)"
+    title = f"neuron {doc['neuron']}: k = {doc['k']}  (top image, crop boxed; below: activation map; rank, activation)"
     draw.text((pad, 4), title if heat is not None else f"neuron {doc['neuron']}: k = {doc['k']}", fill=(0, 0, 0),
               font=font)
     y = head
@@ -173,7 +173,7 @@ def draw_grid(doc: dict[str, Any], thumbs: dict[int, np.ndarray], input_size: in
             if heat is not None and r < len(heat):
                 img.paste(Image.fromarray(heat[r]), (x, cy + tile))
             value = crop.get("activation")
-            text = f"#{r}" + (f"  {value:.3g}" if isinstance(value, (int, float)) else "")
+            text = f"#{r}" + (f" {value:.3g}" if isinstance(value, (int, float)) else "")
             draw.text((x, cy + cell_h - line + 2), text, fill=(0, 0, 0), font=font)
         y += rows * (cell_h + pad)
     return img
