@@ -64,7 +64,7 @@ def generated_activations(results: Path, workdir: Path, model: str) -> Generated
     def values(text: str, neuron: int) -> dict[int, float] | None:
         rec = by_text.get(text)
         acts = (rec or {}).get("acts", {}).get(model) if isinstance(rec, dict) else None
-        if not acts:
+        if not isinstance(acts, str) or not acts:  # another layout: no values (test_report_rule_end_to_end notices)
             return None
         if acts not in loaded:
             path = Path(acts) if Path(acts).is_absolute() else workdir / acts
