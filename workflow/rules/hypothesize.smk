@@ -141,10 +141,11 @@ rule hypothesize:
 
 
 rule neuron_grids:
-    """Per neuron: its top images with crop boxes, one row block per cluster (for the report)."""
+    """Per neuron: its top images with crop boxes and activation maps, one row block per cluster (for the report)."""
     input:
         clusters=rules.cluster_crops.output.clusters,
         crops=rules.embed_crops.output.h5,
+        activations=rules.probe_activations.output.h5,
     output:
         grids=report(
             directory(paths.GRIDS),
