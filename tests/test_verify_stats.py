@@ -200,6 +200,13 @@ def test_controls_exclude_the_concepts_own_images():
     assert controls_excluding(pool, acts, prompt="a photo of a blue", template="a photo of a {}")[:, 0].tolist() \
         == [1, 1, 3]
     assert controls_excluding(pool, acts, prompt="a photo")[:, 0].tolist() == [1, 1, 2, 2, 2]
+    # a control naming every word of the hypothesis shows it: "red" is not scored against a red triangle
+    pool3 = [ControlPrompt("t", "Red  triangle"), ControlPrompt("c", "circle"), ControlPrompt("r", "redwood")]
+    acts3 = [np.array([1.0]), np.array([2.0]), np.array([3.0])]
+    assert controls_excluding(pool3, acts3, text="red").tolist() == [2, 3]
+    assert controls_excluding(pool3, acts3, text="red circle").tolist() == [1, 2, 3]
+    assert controls_excluding(pool3, acts3, text="triangle, red").tolist() == [2, 3]
+    assert controls_excluding(pool3, acts3, text="").tolist() == [1, 2, 3]
     with pytest.raises(StatsError, match="2 activation arrays"):
         controls_excluding(pool, acts[:2])
     with pytest.raises(StatsError, match="raise verify.controls"):
@@ -208,12 +215,13 @@ def test_controls_exclude_the_concepts_own_images():
 
 def test_specificity_filter_needs_both_rules():
     paper = np.array([True, True, False, False])
-    auc = np.array([0.9, 0.6, 0.9, math.nan])
-    assert specificity_keep(paper, auc, 0.75).tolist() == [True, False, False, False]
-    assert specificity_keep(paper, auc, 0.5).tolist() == [True, True, False, False]
-    with pytest.raises(StatsError, match="no AUC"):
+    rate = np.array([0.1, 0.7, 0.1, math.nan])
+    assert specificity_keep(paper, rate).tolist() == [True, False, False, False]
+    assert specificity_keep(paper, rate, 0.7).tolist() == [True, True, False, False]   # equal is kept
+    assert specificity_keep(paper, rate, 0.05).tolist() == [False, False, False, False]
+    with pytest.raises(StatsError, match="no control rate"):
         specificity_keep([True], [math.nan])
-    with pytest.raises(StatsError, match="min_auc"):
-        specificity_keep(paper, auc, 1.5)
-    with pytest.raises(StatsError, match="4 AUCs"):
-        specificity_keep(paper[:3], auc)
+    with pytest.raises(StatsError, match="max_control_rate"):
+        specificity_keep(paper, rate, 1.5)
+    with pytest.raises(StatsError, match="4 control rates"):
+        specificity_keep(paper[:3], rate)
