@@ -218,6 +218,20 @@ def measure_promiscuous(n_probe: int = 600, controls: int = vs.DEFAULT_CONTROLS,
     }
 
 
+def strict_json(value: Any) -> Any:
+    """Strict JSON: NaN (a figure with nothing to measure: no wrong hypothesis kept) becomes null, an infinite
+    Select ratio the string "inf" (as select/summary.json writes it)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", help="the results/ folder of a finished run of the default planted world")
@@ -230,7 +244,7 @@ def main() -> None:
     if args.promiscuous:
         out["promiscuous_world"] = measure_promiscuous(controls=args.controls, seed=args.seed)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1, allow_nan=True) + "\n", encoding="utf-8")
+    Path(args.out).write_text(json.dumps(strict_json(out), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     for method, m in out["methods"].items():
         print(method, json.dumps(m["summary"], indent=1))
     if args.promiscuous:

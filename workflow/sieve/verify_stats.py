@@ -17,8 +17,8 @@ that add, per hypothesis:
 
 The figures behind the choices (planted world, ``bench/bench_specificity.py``, recorded in
 ``bench/results/verify_specificity.json``): hypotheses that are right for their neuron have control rates
-0 to 0.18 (detectors <= 0.03, the attribute neurons up to 0.18: every control of their colour fires), the
-promiscuous neuron 0.68 to 0.70 on every concept; its ROC AUC, though, spreads from 0.30 to 1.0 and its AUPRC
+0 to 0.18 (detectors <= 0.03, the attribute neurons up to 0.18: the controls of their colour fire), the
+promiscuous neuron 0.61 to 0.70 on every concept; its ROC AUC, though, spreads from 0.30 to 1.0 and its AUPRC
 from 0.03 to 1.0, because it fires harder on some shapes and textures than others, so a concept of its
 favourite kind out-ranks every control. Scores that rank (AUC, AUPRC) reward a neuron's taste in magnitude;
 rates at the neuron's own threshold (AR, the control rate, F1) do not.
@@ -52,8 +52,8 @@ DEFAULT_CONTROLS = 20
 NEUTRAL_PROMPTS = ("a photo", "a photo of a plain background", "a photo of an everyday scene")
 
 # The specificity condition's default: keep a hypothesis only if the neuron fires on at most 35% of the control
-# images. On the planted world every right hypothesis sits at 0.18 or below and the promiscuous neuron at 0.68
-# or above; 0.35 is about the geometric middle of that gap (bench/results/verify_specificity.json). For a real
+# images. On the planted world every right hypothesis sits at 0.18 or below and the promiscuous neuron at 0.61
+# or above; 0.35 is about the geometric middle of that gap (0.33) (bench/results/verify_specificity.json). For a real
 # concept set of thousands of words an honest neuron fires on far fewer controls, so the cap errs on the side of
 # keeping; it is a config value (verify.max_control_rate), to be revisited on a real model.
 DEFAULT_MAX_CONTROL_RATE = 0.35
@@ -156,8 +156,8 @@ def average_precision(concept_acts: np.ndarray | Sequence[float],
     (scikit-learn's ``average_precision_score``, no interpolation); its floor is the share of concept images,
     n1 / (n1 + n0). Not the precision-style column: on the planted world it fails the missing-labels check.
     For the attribute neuron "blue", the partial hypothesis "blue circle" scores 0.97 and the complete "blue"
-    0.26, because the neuron fires a little harder on circles than on stars, so the circles out-rank the blue
-    controls; :func:`f1_at_threshold` gives 0.385 to both. Kept for comparisons.
+    0.935, because the neuron fires a little harder on circles than on other shapes, so the circles out-rank
+    the blue controls; :func:`f1_at_threshold` gives 0.385 and 0.909. Kept for comparisons.
     """
     x = _values(concept_acts, "concept activations")
     y = _values(control_acts, "control activations")
@@ -316,7 +316,7 @@ def specificity_keep(paper_kept: np.ndarray | Sequence[bool], control_rates: np.
     counts firing at the neuron's own threshold, the very event AR counts, so "AR high, control rate low" reads
     as "fires on this concept and not on others", and the two rates share a scale. The AUC compares
     magnitudes, and a neuron that fires on everything but a little harder on circles gets AUC ~1 for "circle"
-    (planted world: the promiscuous neuron's AUCs spread over 0.30-1.0 while its control rate is 0.68-0.70 on
+    (planted world: the promiscuous neuron's AUCs spread over 0.30-1.0 while its control rate is 0.61-0.70 on
     every concept, and every right hypothesis is at 0.18 or below; :data:`DEFAULT_MAX_CONTROL_RATE`).
     """
     kept = np.asarray(paper_kept, dtype=bool)
