@@ -6,6 +6,8 @@ tests/test_verify_stats_run.py."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -182,3 +184,20 @@ def test_missing_labels_never_outscore_the_complete_hypothesis(model, world, pro
     for shape in world.shapes:
         partial = _scores(model, world, pool, n.index, f"{colour} {shape}", thr)
         assert partial["f1"] <= complete["f1"] + 1e-12, (shape, partial["f1"], complete["f1"])
+
+
+def test_truth_summary_counts_the_promiscuous_kind(world):
+    """A promiscuous neuron that Select keeps makes Select incorrect, and its hypotheses are wrong."""
+    from sieve.evaluate.truth import PLANTED_COLUMN, truth_summary
+
+    rows = [{"neuron": n.index, "kind": n.kind, PLANTED_COLUMN: json.dumps(list(n.concepts)),
+             "selected": n.kind != "dead", "recovered": bool(n.concepts), "n_recovered": len(n.concepts)}
+            for n in world.neurons]
+    p = len(world.neurons) - 1
+    ar_rows = [{"neuron": str(p), "concept": "red circle", "ar": "1.0", "kept": "1"}]
+    summary = truth_summary(world, rows, ar_rows, {})
+    assert list(summary["kinds"]) == ["detector", "polysemantic", "attribute", "redundant", "promiscuous", "dead"]
+    assert summary["kinds"]["promiscuous"] == {"count": 1, "selected": 1, "selected_share": 1.0, "recovered": None,
+                                               "recovered_share": None}
+    assert summary["select_correct"] is False
+    assert summary["hypotheses"]["n_wrong_kept"] == 1
