@@ -53,9 +53,10 @@ NEUTRAL_PROMPTS = ("a photo", "a photo of a plain background", "a photo of an ev
 
 # The specificity condition's default: keep a hypothesis only if the neuron fires on at most 35% of the control
 # images. On the planted world every right hypothesis sits at 0.18 or below and the promiscuous neuron at 0.61
-# or above; 0.35 is about the geometric middle of that gap (0.33) (bench/results/verify_specificity.json). For a real
-# concept set of thousands of words an honest neuron fires on far fewer controls, so the cap errs on the side of
-# keeping; it is a config value (verify.max_control_rate), to be revisited on a real model.
+# or above; 0.35 is about the geometric middle of that gap, sqrt(0.18 x 0.61) = 0.33
+# (bench/results/verify_specificity.json). For a real concept set of thousands of words an honest neuron fires on
+# far fewer controls, so the cap errs on the side of keeping; it is meant as a config value
+# (verify.max_control_rate), to be revisited on a real model.
 DEFAULT_MAX_CONTROL_RATE = 0.35
 
 
