@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..io import read_csv, read_json, write_csv, write_json
-from ..synthetic.world import World, load_world
+from ..synthetic.world import KINDS, World, load_world
 from . import EvaluateError
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def _mean(values: list[float]) -> float:
 def truth_summary(world: World, rows: list[dict[str, Any]], ar_rows: list[dict[str, str]],
                   verify_summary: dict[str, Any]) -> dict[str, Any]:
     kinds: dict[str, Any] = {}
-    for kind in ("detector", "polysemantic", "attribute", "redundant", "dead"):
+    for kind in KINDS:
         mine = [r for r in rows if r["kind"] == kind]
         if not mine:
             continue

@@ -5,8 +5,8 @@ A backend of every kind under the name ``synthetic`` (:mod:`.backends`, listed i
 backends at import time):
 
 - model (``models: {x: {source: synthetic, spec: ...}}``): :class:`~.model.PlantedNet`, a conv net built
-  from the spec whose last conv layer (``neurons``) holds detector, polysemantic, attribute, redundant and
-  dead neurons;
+  from the spec whose last conv layer (``neurons``) holds detector, polysemantic, attribute, redundant,
+  promiscuous and dead neurons;
 - probe set (``probes: {x: {kind: synthetic, n_images, seed, spec}}``): rendered scenes of 0..3 objects;
 - embedder (``embedder: {source: synthetic}``): :class:`~.embedder.SyntheticEmbedder`;
 - generator (``generator: {source: synthetic}``): the renderer, one prototypical object per prompt;

@@ -14,7 +14,16 @@ layer) responds to is known:
    nearest-prototype layer turns them into one channel per texture;
 5. concept channels (colour x shape, colour, texture) are average-pooled 4x4 and ``neurons`` (1x1 conv + ReLU)
    combines them following the spec: detectors, polysemantic (two concepts), attribute (a colour),
-   redundant (weak response to everything) and dead neurons.
+   redundant (weak response to everything), promiscuous and dead neurons;
+6. only when the spec has a promiscuous neuron: a ``large object`` channel, the object map (every detected
+   object's box, solid or textured, whatever its colour, shape or texture) eroded by a window of
+   ``max(sizes) - 2`` pixels, so it is non-zero only inside objects at least as large as the largest probe
+   object, and grows with the square of the excess (a 21 px object leaves a 3 x 3 core, the generated 29 px
+   one an 11 x 11 core). The promiscuous neuron reads it: it fires on any large object, which probe scenes
+   rarely hold (so its median is 0 and it passes Select at any tau) and every generated picture does (so AR
+   verifies whatever concept it is given). A neuron that fired on every object whatever its size could not
+   pass Select here: most probe scenes hold an object, and the top 1% (three large ones) is only ~4 times
+   the median scene.
 
 The forward pass always runs in float32 (thresholds are tight), and returns each neuron's spatial mean.
 """
@@ -35,6 +44,7 @@ RING_WEIGHT = 1.0
 POOL = 4                          # analysed layer: image_size / POOL squared positions
 REDUNDANT_BIAS = 0.25
 REDUNDANT_WEIGHT = 0.05
+LARGE_OBJECT = "large object"     # the promiscuous neuron's channel (only in a world that has one)
 
 
 def concept_channels(world: World) -> list[str]:
@@ -52,6 +62,11 @@ class PlantedNet(nn.Module):
         nc, ns = len(cols), len(world.shapes)
         self.sizes = world.all_sizes()
         self.channels = concept_channels(world)
+        # 6. the large-object channel, only when a neuron reads it (the other worlds compute exactly as before)
+        self.erode = 0
+        if any(n.kind == "promiscuous" for n in world.neurons):
+            self.erode = max(world.sizes) - 2
+            self.channels = [*self.channels, LARGE_OBJECT]
 
         # 1. colours: |x_k - p_ck| = relu(x_k - p_ck) + relu(p_ck - x_k); mask = clamp((R_OUT - L1) / width)
         self.colour_diff = nn.Conv2d(3, 6 * nc, 1)
@@ -119,8 +134,12 @@ class PlantedNet(nn.Module):
                 for c in neuron.concepts:
                     wn[neuron.index, index[c]] = 1.0
             elif neuron.kind == "redundant":
-                wn[neuron.index] = REDUNDANT_WEIGHT
+                wn[neuron.index, : len(concept_channels(world))] = REDUNDANT_WEIGHT   # not the large-object one
                 bn[neuron.index] = REDUNDANT_BIAS
+            elif neuron.kind == "promiscuous":
+                # a generated object's core is (g - e + 1)^2 pixels: scaled to the g^2 a detector's box gives
+                core = world.generated_size - self.erode + 1
+                wn[neuron.index, index[LARGE_OBJECT]] = world.generated_size ** 2 / core ** 2
             else:  # dead
                 bn[neuron.index] = -1.0
         self._set(self.neurons[0], wn, bn)
@@ -218,7 +237,21 @@ class PlantedNet(nn.Module):
         tex = self._texture_maps(x) * self.texture_gain
         if not self.world.textures:
             tex = tex[:, :0]
-        return torch.cat([cs, colour_any, tex], dim=1)
+        if not self.erode:
+            return torch.cat([cs, colour_any, tex], dim=1)
+        return torch.cat([cs, colour_any, tex, self._large_objects(cs, tex)], dim=1)
+
+    def _large_objects(self, cs: torch.Tensor, tex: torch.Tensor) -> torch.Tensor:
+        """[B, 1, H, W]: the union of every object's box (solid or textured), eroded by ``self.erode`` pixels
+        (a min filter, outside the image counting as empty): non-zero only inside objects of at least that
+        size, on their core of (size - erode + 1)^2 pixels."""
+        objects = cs.amax(1, keepdim=True)
+        if tex.shape[1]:
+            objects = torch.maximum(objects, tex.amax(1, keepdim=True))
+        objects = objects.clamp(0, 1)
+        r = self.erode // 2
+        padded = F.pad(objects, (r, self.erode - 1 - r, r, self.erode - 1 - r), value=0.0)
+        return -F.max_pool2d(-padded, self.erode, stride=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised input (mean 0, std 1 preprocessing: plain [0, 1] pixels) -> pooled neurons [B, N]."""

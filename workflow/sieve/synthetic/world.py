@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 KNOWN_SHAPES = ("circle", "square", "triangle", "star")
 KNOWN_TEXTURES = ("stripes", "dots", "checkerboard")
-KINDS = ("detector", "polysemantic", "attribute", "redundant", "dead")
+KINDS = ("detector", "polysemantic", "attribute", "redundant", "promiscuous", "dead")
 # words of a prompt that name a texture (the concept list uses the first form)
 TEXTURE_WORDS = {
     "stripes": "stripes", "stripe": "stripes", "striped": "stripes",
@@ -268,7 +268,7 @@ def _check_neuron_entry(src: str, key: str, n: Any) -> None:
 
 def _neuron_concepts(src: str, key: str, n: dict[str, Any], world: World, objects: set[str]) -> tuple[str, ...]:
     """The planted concepts of one neuron entry, by kind (detector: one object, polysemantic: two, attribute:
-    a colour, redundant and dead: none)."""
+    a colour, redundant, promiscuous and dead: none)."""
     kind = n["kind"]
     if kind == "detector":
         c = n.get("concept")
