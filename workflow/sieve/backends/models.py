@@ -17,6 +17,10 @@ Layer rule (``layer: penultimate``):
   MobileNet, ConvNeXt ...);
 - otherwise a clear error listing the module names to pick from.
 
+``source: torchvision`` passes ``kwargs`` to the architecture's builder; ``arch: ResNet`` or
+``arch: VisionTransformer`` builds torchvision's class itself from ``kwargs`` (a ResNet with one block per
+stage, a small ViT: see :func:`build_torchvision_class`), and the rules above apply to it unchanged.
+
 Any module name can be given instead (``layer: layer3``); a 4-D output is a conv map (pooled = mean),
 a 3-D ``[B, tokens, D]`` output is a transformer (pooled = first token, map = remaining tokens as a grid),
 a 2-D ``[B, C]`` output (e.g. ``fc``) is one value per neuron (map 1 x 1).

@@ -51,13 +51,17 @@ class TrainingFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What training measured: held-out accuracy and per-class recall, time, and the loss at the end."""
+    """What training measured: held-out accuracy and per-class recall, time, and the loss at the end.
+
+    ``cpu_seconds`` (process CPU time, all threads) next to the wall-clock ``train_seconds`` tells what the
+    run costs on a shared machine: about ``cpu_seconds / threads`` of wall time on idle cores."""
 
     model: str
     accuracy: float
     recall: list[float]
     learned: list[int]
     train_seconds: float
+    cpu_seconds: float
     steps: int
     images_seen: int
     final_loss: float
@@ -192,13 +196,13 @@ def train_model(tw: TrainedWorld, name: str, threads: int = 2, progress: bool = 
         model, pre = build_model(tw, name)
         if data is None:
             data = {split: render_split(tw, split, pre) for split in ("train", "test")}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         final_loss = fit(model, pre, *data["train"], settings, gen, progress)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         accuracy, recall = evaluate(model, pre, *data["test"], tw.n_classes)
     learned = [int(c) for c in np.flatnonzero(np.nan_to_num(recall) > tw.learned_recall)]
     result = TrainResult(model=name, accuracy=accuracy, recall=[float(r) for r in recall], learned=learned,
-                         train_seconds=round(seconds, 2), steps=settings.steps,
+                         train_seconds=round(seconds, 2), cpu_seconds=round(cpu, 2), steps=settings.steps,
                          images_seen=settings.steps * min(settings.batch_size, len(data["train"][1])),
                          final_loss=final_loss, threads=int(threads))
     log.info("trained %s: held-out accuracy %.3f, %d of %d classes learned (recall > %g), %.1f s on %d threads",
