@@ -53,8 +53,9 @@ class TrainingFailed(RuntimeError):
 class TrainResult:
     """What training measured: held-out accuracy and per-class recall, time, and the loss at the end.
 
-    ``cpu_seconds`` (process CPU time, all threads) next to the wall-clock ``train_seconds`` tells what the
-    run costs on a shared machine: about ``cpu_seconds / threads`` of wall time on idle cores."""
+    ``cpu_seconds`` is the process's CPU time, all threads, next to the wall-clock ``train_seconds``: on a
+    machine shared with other jobs the wall time says little, and at ``threads=1`` the CPU time is the work
+    (with more threads than free cores it also counts threads spinning while they wait for each other)."""
 
     model: str
     accuracy: float
