@@ -8,8 +8,8 @@ and counts what ``sieve.select.selectivity`` selects with ``clip``, ``shift`` an
 For a final layer it also counts the selected neurons that are class neurons of a learned class (held-out
 recall above ``training.learned_recall``).
 
-    python bench/trained_select.py                 # -> bench/results/trained_select.json (~10 min, 2 cores)
-    python bench/trained_select.py --threads 2 --n-images 600 --out bench/results/trained_select.json
+    python bench/trained_select.py                 # -> bench/results/trained_select.json (~6 min, 1 thread)
+    python bench/trained_select.py --threads 2 --n-images 600 --out /tmp/trained_select.json
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def layer_table(acts: np.ndarray, learned: list[int] | None) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", default="default", help="trained-world spec (default: the packaged one)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a machine shared with other jobs, 2 threads spend most of their "
+                         "time waiting on each other; 1 also gives the same weights whatever the core count)")
     ap.add_argument("--n-images", type=int, default=600, help="planted-world probe scenes (seed 0)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "trained_select.json"))
     args = ap.parse_args()
