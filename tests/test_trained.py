@@ -13,6 +13,7 @@ import yaml
 
 from sieve.backends import BackendError
 from sieve.backends.models import load_model
+from sieve.io import stable_hash
 from sieve.synthetic.world import load_world
 from sieve.trained import (
     TrainedSpecError,
@@ -26,7 +27,7 @@ from sieve.trained import (
     train_model,
     write_class_names,
 )
-from sieve.trained.train import build_model
+from sieve.trained.train import build_model, training_params
 
 TINY_WORLD = {"image_size": 32, "sizes": [7, 9], "generated_size": 11, "neurons": [{"kind": "dead"}]}
 TINY = {
@@ -54,6 +55,10 @@ def test_default_spec_names_the_world_classes_and_two_torchvision_models() -> No
     assert {n: m.arch for n, m in tw.models.items()} == {"resnet": "ResNet", "vit": "VisionTransformer"}
     assert tw.model_kwargs("vit")["image_size"] == 64
     assert min(tw.main_sizes) > max(tw.clutter_sizes)
+    params = training_params(tw, "vit")  # the training rule's params: what retrains when it changes
+    assert stable_hash(params) == stable_hash(training_params(load_trained_world("default"), "vit"))
+    assert params["model"]["kwargs"]["image_size"] == 64 and params["settings"]["steps"] == tw.models["vit"].steps
+    assert params["world"]["image_size"] == 64 and params["classes"] == list(tw.classes)
 
 
 def test_spec_errors_name_the_key(tmp_path) -> None:
