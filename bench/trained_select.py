@@ -88,6 +88,7 @@ def main() -> None:
                          "time waiting on each other; 1 also gives the same weights whatever the core count)")
     ap.add_argument("--n-images", type=int, default=600, help="planted-world probe scenes (seed 0)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "trained_select.json"))
+    ap.add_argument("--keep", default=None, help="folder to keep the checkpoints and activation files in")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
@@ -104,7 +105,9 @@ def main() -> None:
     result["render_seconds"] = round(time.perf_counter() - t0, 1)
     probe = open_probe("synthetic", {"kind": "synthetic", "n_images": args.n_images, "seed": 0,
                                      "spec": tw.world_spec})
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
+        os.makedirs(tmp, exist_ok=True)
         for name, settings in tw.models.items():
             load_before = os.getloadavg()[0]
             net, res = train_model(tw, name, threads=args.threads, data=data)
