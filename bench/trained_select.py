@@ -77,6 +77,22 @@ def layer_table(acts: np.ndarray, learned: list[int] | None) -> dict[str, Any]:
                   "tau_selecting_90pct": tau_for_share(stats["ratio"], stats["dead"], 0.9)}
     if learned is not None:
         out["n_learned_classes"] = len(learned)
+        out["alternatives"] = final_layer_alternatives(acts, learned)
+    return out
+
+
+def final_layer_alternatives(logits: np.ndarray, learned: list[int]) -> dict[str, Any]:
+    """Two other readings of a final layer, for comparison only (not treatments sieve offers): the paper's
+    ratio on softmax probabilities (non-negative), and ``raw`` on logits centred per image (softmax does not
+    change when one number is added to every logit of an image, so a logit's own zero means nothing)."""
+    probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+    centred = logits - logits.mean(axis=1, keepdims=True)
+    out = {}
+    for label, values, treatment in (("softmax_probabilities", probs, "clip"), ("centred_logits_raw", centred, "raw")):
+        stats = selectivity(values, negative=treatment)
+        out[label] = {str(tau): {"selected": int(select_neurons(stats, tau).sum()),
+                                 "learned_class_neurons_selected": int(select_neurons(stats, tau)[learned].sum())}
+                      for tau in TAUS}
     return out
 
 
