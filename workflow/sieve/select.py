@@ -10,7 +10,9 @@ Edge cases (tested):
   activations are all >= 0 (ReLU/avgpool: the paper's setting) untouched, and for a layer with any negative
   value shifts each neuron by its minimum over the probe set first: the ratio then measures how far the
   top 1% stands above the neuron's floor, relative to its typical value. ``shift`` always shifts; ``clip``
-  clips at 0 instead (only positive activation counts).
+  clips at 0 instead (only positive activation counts); ``raw`` takes the paper's p99 / median of the values
+  as they are, and never selects a neuron whose median is negative (its ratio is reported as 0). On a layer
+  with no negative value ``raw`` and ``clip`` are the paper's definition exactly.
 - Dead neuron: p99 <= 0 after the rule above (for a shifted neuron: a constant one). Never selected; ratio
   reported as 0.
 - median == 0 < p99: maximally selective; ratio is infinite (written as the string ``"inf"`` in strict JSON)
@@ -44,12 +46,15 @@ def selectivity(acts: np.ndarray, negative: str = "auto") -> dict[str, np.ndarra
         a = np.maximum(acts, 0.0)
     elif negative == "shift":
         a = acts - acts.min(axis=0, keepdims=True)
+    elif negative == "raw":
+        a = acts
     else:
-        raise ValueError(f"select.negative must be 'auto', 'clip' or 'shift', not {negative!r}")
+        raise ValueError(f"select.negative must be 'auto', 'clip', 'shift' or 'raw', not {negative!r}")
     p99, median = np.percentile(a, [99, 50], axis=0)
     dead = p99 <= 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(dead, 0.0, np.where(median > 0, p99 / np.where(median > 0, median, 1.0), np.inf))
+        ratio = np.where(dead | (median < 0), 0.0,
+                         np.where(median > 0, p99 / np.where(median > 0, median, 1.0), np.inf))
     threshold = np.percentile(acts, 99, axis=0)
     return {"p99": p99, "median": median, "ratio": ratio, "dead": dead, "threshold": threshold}
 

@@ -17,6 +17,10 @@ Layer rule (``layer: penultimate``):
   MobileNet, ConvNeXt ...);
 - otherwise a clear error listing the module names to pick from.
 
+``source: torchvision`` passes ``kwargs`` to the architecture's builder; ``arch: ResNet`` or
+``arch: VisionTransformer`` builds torchvision's class itself from ``kwargs`` (a ResNet with one block per
+stage, a small ViT: see :func:`build_torchvision_class`), and the rules above apply to it unchanged.
+
 Any module name can be given instead (``layer: layer3``); a 4-D output is a conv map (pooled = mean),
 a 3-D ``[B, tokens, D]`` output is a transformer (pooled = first token, map = remaining tokens as a grid),
 a 2-D ``[B, C]`` output (e.g. ``fc``) is one value per neuron (map 1 x 1).
@@ -249,14 +253,20 @@ def _torchvision(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess]:
     arch = spec.get("arch")
     if not arch:
         raise BackendError("models: source torchvision needs 'arch' (e.g. resnet50)")
+    weights = spec.get("weights")
+    kwargs: dict[str, Any] = dict(spec.get("kwargs") or {})
+    if spec.get("num_classes"):
+        kwargs["num_classes"] = int(spec["num_classes"])
+    if arch in TORCHVISION_CLASSES:
+        model = build_torchvision_class(arch, kwargs)
+        if weights:
+            load_state_into(model, load_checkpoint(weights), weights, arch)
+        size = int(spec.get("input_size", kwargs.get("image_size", 224)))
+        return model, Preprocess(input_size=size, resize=int(round(size / 0.875)))
     available = torchvision.models.list_models()
     if arch not in available:
         close = [a for a in available if arch.split("_")[0] in a][:8]
         raise BackendError(f"unknown torchvision arch {arch!r}" + (f" (did you mean {close}?)" if close else ""))
-    weights = spec.get("weights")
-    kwargs: dict[str, Any] = {}
-    if spec.get("num_classes"):
-        kwargs["num_classes"] = int(spec["num_classes"])
     if weights and parse_ref(weights, hub_ids=False).kind == "name":  # a weights name, else a file or URL
         from .offline import require_online
 
@@ -277,6 +287,37 @@ def _torchvision(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess]:
         load_state_into(model, load_checkpoint(weights), weights, arch)
     size = int(spec.get("input_size", 224))
     return model, Preprocess(input_size=size, resize=int(round(size / 0.875)))
+
+
+TORCHVISION_CLASSES = ("ResNet", "VisionTransformer")
+
+
+def build_torchvision_class(arch: str, kwargs: dict[str, Any]) -> nn.Module:
+    """One of torchvision's own model classes built from its constructor's keyword arguments.
+
+    For architectures no registered builder makes (a ResNet with one block per stage, a ViT of 4 blocks of
+    width 128): ``arch: ResNet`` takes ``block`` by name (``BasicBlock`` or ``Bottleneck``) and ``layers``;
+    ``arch: VisionTransformer`` takes ``image_size``, ``patch_size``, ``num_layers``, ``num_heads``,
+    ``hidden_dim``, ``mlp_dim``. The layer rules (``layer4`` / ``encoder.ln``, ``fc`` / ``heads.head``) apply
+    as to the registered builders, which make these very classes."""
+    from torchvision.models import resnet, vision_transformer
+
+    kw = dict(kwargs)
+    try:
+        if arch == "ResNet":
+            blocks = {"BasicBlock": resnet.BasicBlock, "Bottleneck": resnet.Bottleneck}
+            if kw.get("block") not in blocks:
+                raise BackendError(f"arch ResNet: kwargs.block must be one of {', '.join(blocks)}, "
+                                   f"got {kw.get('block')!r}")
+            kw["block"] = blocks[kw["block"]]
+            return resnet.ResNet(**kw)
+        if arch == "VisionTransformer":
+            return vision_transformer.VisionTransformer(**kw)
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        if isinstance(exc, BackendError):
+            raise
+        raise BackendError(f"arch {arch!r}: cannot build it from kwargs {kwargs}: {exc}") from None
+    raise BackendError(f"arch {arch!r} is not one of torchvision's classes {TORCHVISION_CLASSES}")
 
 
 def _weights_enum(arch: str) -> str:

@@ -1,0 +1,155 @@
+"""What each treatment of negative values selects on learned, signed layers (issue 16's evidence).
+
+Trains the trained world's two default models (sieve/trained/default.yaml: torchvision's ResNet with one
+BasicBlock per stage, torchvision's VisionTransformer with 4 blocks of width 128 and patch 8), probes their
+penultimate (``layer4`` / ``encoder.ln``) and final (``fc`` / ``heads.head``) layers on the planted world's
+probe scenes with sieve's own loader and probe pass (``load_model`` + ``run_probe``, the workflow's hooks),
+and counts what ``sieve.select.selectivity`` selects with ``clip``, ``shift`` and ``raw`` at tau 4..12.
+For a final layer it also counts the selected neurons that are class neurons of a learned class (held-out
+recall above ``training.learned_recall``).
+
+    python bench/trained_select.py                 # -> bench/results/trained_select.json (~6 min, 1 thread)
+    python bench/trained_select.py --threads 2 --n-images 600 --out /tmp/trained_select.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
+
+from sieve.backends.models import load_model  # noqa: E402
+from sieve.backends.probes import open_probe  # noqa: E402
+from sieve.io import write_json  # noqa: E402
+from sieve.probe import read_activations, run_probe  # noqa: E402
+from sieve.select import select_neurons, selectivity  # noqa: E402
+from sieve.trained import load_trained_world, model_spec, render_split, train_model  # noqa: E402
+from sieve.trained.train import FINAL, PENULTIMATE, build_model, save_checkpoint  # noqa: E402
+
+TAUS = (4, 6, 8, 10, 12)
+TREATMENTS = ("clip", "shift", "raw")
+
+
+def tau_for_share(ratio: np.ndarray, dead: np.ndarray, share: float) -> float | None:
+    """The tau at which ``share`` of the layer's neurons are selected (None when no tau can: too many dead or
+    negative-median neurons, or infinite ratios)."""
+    n = len(ratio)
+    k = int(round(share * n))
+    live = np.sort(np.where(dead, 0.0, ratio))[::-1]
+    if k < 1 or k > n or live[k - 1] <= 0 or not np.isfinite(live[k - 1]):
+        return None
+    return float(live[k - 1] * (1 - 1e-9))  # ratio > tau selects the top k
+
+
+def layer_table(acts: np.ndarray, learned: list[int] | None) -> dict[str, Any]:
+    """Per treatment: counts and shares selected at each tau, (final layer) learned class neurons among them,
+    and the taus that would select 10% and 90% of the layer."""
+    n = acts.shape[1]
+    med = np.median(acts, axis=0)
+    out: dict[str, Any] = {
+        "n_neurons": n, "min": float(acts.min()), "share_negative_values": float((acts < 0).mean()),
+        "n_negative_median": int((med < 0).sum()),
+    }
+    for t in TREATMENTS:
+        stats = selectivity(acts, negative=t)
+        rows = {}
+        for tau in TAUS:
+            sel = select_neurons(stats, tau)
+            row: dict[str, Any] = {"selected": int(sel.sum()), "share": round(float(sel.mean()), 4)}
+            if learned is not None:
+                row["learned_class_neurons_selected"] = int(sel[learned].sum())
+            rows[str(tau)] = row
+        finite = stats["ratio"][np.isfinite(stats["ratio"]) & ~stats["dead"]]
+        out[t] = {"by_tau": rows, "n_dead": int(stats["dead"].sum()), "n_inf": int(np.isinf(stats["ratio"]).sum()),
+                  "ratio_median": float(np.median(finite)) if finite.size else None,
+                  "tau_selecting_10pct": tau_for_share(stats["ratio"], stats["dead"], 0.1),
+                  "tau_selecting_90pct": tau_for_share(stats["ratio"], stats["dead"], 0.9)}
+    if learned is not None:
+        out["n_learned_classes"] = len(learned)
+        out["alternatives"] = final_layer_alternatives(acts, learned)
+    return out
+
+
+def final_layer_alternatives(logits: np.ndarray, learned: list[int]) -> dict[str, Any]:
+    """Two other readings of a final layer, for comparison only (not treatments sieve offers): the paper's
+    ratio on softmax probabilities (non-negative), and ``raw`` on logits centred per image (softmax does not
+    change when one number is added to every logit of an image, so a logit's own zero means nothing)."""
+    probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+    centred = logits - logits.mean(axis=1, keepdims=True)
+    out = {}
+    for label, values, treatment in (("softmax_probabilities", probs, "clip"), ("centred_logits_raw", centred, "raw")):
+        stats = selectivity(values, negative=treatment)
+        out[label] = {str(tau): {"selected": int(select_neurons(stats, tau).sum()),
+                                 "learned_class_neurons_selected": int(select_neurons(stats, tau)[learned].sum())}
+                      for tau in TAUS}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spec", default="default", help="trained-world spec (default: the packaged one)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a machine shared with other jobs, 2 threads spend most of their "
+                         "time waiting on each other; 1 also gives the same weights whatever the core count)")
+    ap.add_argument("--n-images", type=int, default=600, help="planted-world probe scenes (seed 0)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "trained_select.json"))
+    ap.add_argument("--keep", default=None, help="folder to keep the checkpoints and activation files in")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    torch.set_num_threads(args.threads)
+    tw = load_trained_world(args.spec)
+    result: dict[str, Any] = {
+        "spec": args.spec, "threads": args.threads, "n_probe_images": args.n_images, "taus": list(TAUS),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                    "loadavg_start": list(os.getloadavg())},
+        "models": {},
+    }
+    t0 = time.perf_counter()
+    _, pre = build_model(tw, next(iter(tw.models)))
+    data = {split: render_split(tw, split, pre) for split in ("train", "test")}
+    result["render_seconds"] = round(time.perf_counter() - t0, 1)
+    probe = open_probe("synthetic", {"kind": "synthetic", "n_images": args.n_images, "seed": 0,
+                                     "spec": tw.world_spec})
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
+        os.makedirs(tmp, exist_ok=True)
+        for name, settings in tw.models.items():
+            load_before = os.getloadavg()[0]
+            net, res = train_model(tw, name, threads=args.threads, data=data)
+            ckpt = os.path.join(tmp, f"{name}.pt")
+            save_checkpoint(net, ckpt)
+            entry: dict[str, Any] = {**res.as_dict(), "arch": settings.arch, "kwargs": tw.model_kwargs(name),
+                                     "n_parameters": sum(p.numel() for p in net.parameters()),
+                                     "loadavg_1min_before_after": [load_before, os.getloadavg()[0]],
+                                     "layers": {}}
+            for role, layer in (("penultimate", PENULTIMATE[settings.arch]), ("final", FINAL[settings.arch])):
+                loaded = load_model(name, model_spec(tw, name, weights=ckpt, layer=layer))
+                h5 = os.path.join(tmp, f"{name}_{role}.h5")
+                t1 = time.perf_counter()
+                run_probe(loaded, probe, h5, top_n=20, batch_size=64, progress=False)
+                acts = read_activations(h5)["activations"]
+                table = layer_table(acts, res.learned if role == "final" else None)
+                entry["layers"][role] = {"layer": loaded.layer, "probe_seconds": round(time.perf_counter() - t1, 1),
+                                         **table}
+                logging.info("%s %s (%s): %s", name, role, loaded.layer,
+                             {t: table[t]["by_tau"]["10"]["selected"] for t in TREATMENTS})
+            result["models"][name] = entry
+    result["machine"]["loadavg_end"] = list(os.getloadavg())
+    result["total_seconds"] = round(time.perf_counter() - t0, 1)
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
