@@ -17,6 +17,7 @@ if PACKAGE_DIR not in sys.path:
     sys.path.insert(0, PACKAGE_DIR)
 
 from sieve import paths  # noqa: E402  (light: no torch)
+from sieve.config import coerce_booleans  # noqa: E402
 from sieve.backends import BackendError, activation_spec, embedding_spec  # noqa: E402
 from sieve.backends.generators import check_generator_source  # noqa: E402
 from sieve.config_checks import ConfigError, check_config  # noqa: E402
@@ -38,6 +39,7 @@ def check_renamed_keys(cfg):
             )
 
 
+coerce_booleans(config)  # `--config offline=true` arrives as a string
 check_renamed_keys(config)
 validate(config, schema="../schemas/config.schema.yaml")
 try:  # what the schema cannot say (finite numbers, local files, architecture names): before any job queues
