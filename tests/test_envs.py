@@ -207,6 +207,7 @@ def test_slurm_profile_is_site_policy_only(rules):
     """profiles/slurm names no rule (what a job needs is in its rule) and packs every group the rules use."""
     profile = yaml.safe_load(SLURM.read_text())
     assert profile["executor"] == "slurm" and profile["retries"] >= 1 and profile["keep-going"] is True
+    assert profile["slurm-keep-successful-logs"] is True  # the plugin deletes a successful job's log otherwise
     assert not {"set-resources", "groups"} & set(profile), sorted(profile)
     used = {r["group"] for r in _job_rules(rules).values() if r["group"]}
     assert set(profile["group-components"]) == used, (
