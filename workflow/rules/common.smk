@@ -10,8 +10,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The sieve package lives next to the rules: importable here even when only the jobs' environments have it
-# installed (envs/*.yaml install it with pip; a plain venv uses `pip install -e .`).
+# The sieve package lives next to the rules: this checkout's copy comes first, here and in every job's script
+# (workflow/scripts/use_checkout.py), whatever copy an environment has installed.
 PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
 if PACKAGE_DIR not in sys.path:
     sys.path.insert(0, PACKAGE_DIR)
