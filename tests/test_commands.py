@@ -2,9 +2,9 @@
 copy of this checkout (its tracked and untracked, not ignored files) with an empty HOME:
 
 - `snakemake --profile slurm` from the repository root finds the profile (the `slurm` link to profiles/slurm);
-- every documented command that names an example or a profile plans only what it names: the models, probe
-  sets and concept sets of its config file (an example merged into the planted-world default would also plan
-  the synthetic model, its probe set and the stage ablations).
+- every documented command that runs the workflow (all but --lint, --report and conda's env build) plans
+  only what it names: the models, probe sets and concept sets of its config file (an example merged into
+  the planted-world default would also plan the synthetic model, its probe set and the stage ablations).
 
 Two things differ from a user's shell, both because this machine cannot do them: `--sdm conda` is dropped
 (conda is not installed; tests/test_envs.py checks the environments), and an example's `/path/to/...`
@@ -41,14 +41,18 @@ def _candidate_lines(path: Path) -> list[str]:
     return lines
 
 
+# commands a dry run cannot check: the linter, a report of finished results, conda's own environment build
+NOT_A_RUN = ("--lint", "--report", "--conda-create-envs-only")
+
+
 def documented_commands() -> list[tuple[str, str]]:
-    """(where, command) for every `snakemake ...` command that names an example config or a profile."""
+    """(where, command) for every `snakemake ...` command that plans a run."""
     found = {}
     for path in DOCUMENTS:
         for line in _candidate_lines(path):
-            for m in re.finditer(r"(?:^|&&\s*|:\s*)(snakemake\s[^#`()]*)", line):
+            for m in re.finditer(r"(?:^|&&\s*|:\s*)(snakemake(?:\s[^#`()]*)?)(?=$|[\s#(])", line):
                 cmd = m.group(1).strip()
-                if "--configfile examples/" in cmd or "--profile" in cmd:
+                if not any(flag in cmd.split() for flag in NOT_A_RUN):
                     found.setdefault(cmd, path.relative_to(REPO).as_posix())
     return [(where, cmd) for cmd, where in found.items()]
 
