@@ -1,7 +1,10 @@
 """Software environments and resources: what can be checked without reaching conda channels or a cluster.
 
-- envs/*.yaml parse, use conda-forge + nodefaults, pin every package, install sieve itself (`-e ../`), and
-  agree with pyproject.toml's dependencies;
+- envs/*.yaml parse, use conda-forge + nodefaults, pin every package (their pip sections are the locks
+  envs/*.lock.txt, which agree with envs/requirements.in and pyproject.toml), and install no path: pip, run
+  where conda runs it under `--sdm conda` (beside Snakemake's copy in .snakemake/conda/), resolves nothing
+  against that folder;
+- a job imports the sieve of the checkout being run, even with another copy ahead on its path;
 - every rule of the workflow (parsed with snakemake's API) states conda, log, benchmark, threads and its
   resources: memory and runtime that grow with `attempt`, one GPU (and its CPUs) for the rules that run a
   network, a group for the CPU rules that SLURM should pack together;
