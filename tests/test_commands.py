@@ -50,7 +50,7 @@ def documented_commands() -> list[tuple[str, str]]:
     found = {}
     for path in DOCUMENTS:
         for line in _candidate_lines(path):
-            for m in re.finditer(r"(?:^|&&\s*|:\s*)(snakemake(?:\s[^#`()]*)?)(?=$|[\s#(])", line):
+            for m in re.finditer(r"(?:^|&&\s*|:\s*)(snakemake(?:\s[^#`()]*)?)(?=$|[\s#()])", line):
                 cmd = m.group(1).strip()
                 if not any(flag in cmd.split() for flag in NOT_A_RUN):
                     found.setdefault(cmd, path.relative_to(REPO).as_posix())
@@ -67,6 +67,7 @@ def test_commands_are_found():
     for example in sorted((REPO / "examples").glob("*.yaml")):
         assert any(f"--configfile examples/{example.name}" in c for c in cmds), example.name
     assert any(re.fullmatch(r"snakemake .*--profile slurm\b.*", c) for c in cmds), cmds
+    assert not [c for c in cmds if re.search(r"--(profile|configfile|cores)$", c)], "a command was cut short"
 
 
 @pytest.fixture(scope="module")
