@@ -7,9 +7,12 @@ one-prompt-at-a-time diffusers loop (``pipe(prompt).images[0]`` per image) on th
         --batch-size 16 --images 256                     # GPU: SDXL-Turbo-sized UNet/VAE/text encoders, random weights
 
 Both sides run the same pipeline object after it is loaded; load time is reported apart. The shard side runs
-:func:`sieve.verify.run_shard` in a fresh cache (so everything is generated), measuring a target model
-(tests' tiny CNN on CPU, a random-weight torchvision ResNet-50 on GPU) and writing thumbnails. The loop side only
-generates. Results are appended as one JSON line to ``bench/results/generate.jsonl``.
+:func:`sieve.verify.shard.run_shard` in a fresh cache every round (so everything is generated), measuring a
+target model (tests' tiny CNN on CPU, a random-weight torchvision ResNet-50 on GPU) and writing thumbnails; the
+loop side only generates. The two sides run interleaved for ``--rounds`` rounds (at least 3 for a recorded
+result; bench/timing.py) and are reported from the minimum and the median time. The shard's own
+generate-only rate (its manifest's ``images_per_second``) is recorded beside its whole-shard rate. Results are
+appended as one JSON line to ``bench/results/generate.jsonl``.
 
 FLOP floor (GPU): about 4.1 TFLOP per SDXL-Turbo image at 512 x 512 and 1 step (most of it the VAE decoder);
 at the GPU's dense bf16 peak this bounds images/s from above.
@@ -30,6 +33,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "bench"))
+from timing import MIN_ROUNDS, interleaved, speedup, summary  # noqa: E402
 
 SDXL_TURBO_TFLOP_PER_IMAGE = 4.1
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
@@ -101,12 +106,14 @@ def main() -> None:
     ap.add_argument("--images-per-concept", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=MIN_ROUNDS)
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "generate.jsonl"))
     args = ap.parse_args()
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
     from sieve.backends.generators import DiffusersGenerator
-    from sieve.verify import collect_requests, run_shard
+    from sieve.verify.requests import collect_requests
+    from sieve.verify.shard import run_shard
 
     t0 = time.perf_counter()
     if args.pipeline == "tiny":
@@ -131,13 +138,14 @@ def main() -> None:
     sync()
 
     # plain loop: one prompt, one image at a time, PIL output
-    t0 = time.perf_counter()
-    for p in prompts:
-        for s in range(args.images_per_concept):
-            pipe(prompt=p, num_inference_steps=1, guidance_scale=0.0, height=res, width=res,
-                 generator=torch.Generator("cpu").manual_seed(s)).images[0]
-    sync()
-    t_loop = time.perf_counter() - t0
+    def loop() -> dict:
+        t0 = time.perf_counter()
+        for p in prompts:
+            for s in range(args.images_per_concept):
+                pipe(prompt=p, num_inference_steps=1, guidance_scale=0.0, height=res, width=res,
+                     generator=torch.Generator("cpu").manual_seed(s)).images[0]
+        sync()
+        return {"seconds": time.perf_counter() - t0}
 
     # shard: batched, measured on the device, thumbnails and activations written to a fresh cache
     if args.device == "cpu":
@@ -151,22 +159,29 @@ def main() -> None:
     req = collect_requests([], "{}", 1)
     req["concepts"] = [{"key": f"k{i:06d}", "prompt": p, "shard": 0, "texts": [p], "ids": [str(i)]}
                        for i, p in enumerate(prompts)]
-    with tempfile.TemporaryDirectory() as cache:
-        t0 = time.perf_counter()
-        m = run_shard(req, 0, spec, models, cache, str(Path(cache) / "m.json"), device=args.device,
-                      load_generator_fn=lambda *_: gen)
-        t_shard = time.perf_counter() - t0
-    assert m["n_generated"] == n_images
+
+    def shard() -> dict:
+        with tempfile.TemporaryDirectory() as cache:
+            t0 = time.perf_counter()
+            m = run_shard(req, 0, spec, models, cache, str(Path(cache) / "m.json"), device=args.device,
+                          load_generator_fn=lambda *_: gen)
+            seconds = time.perf_counter() - t0
+        assert m["n_generated"] == n_images, m
+        return {"seconds": seconds, "generate_only_images_per_s": m["images_per_second"]}
+
+    runs = interleaved({"loop": loop, "shard": shard}, rounds=args.rounds)
+    loop_s, shard_s = summary(runs["loop"], n_images), summary(runs["shard"], n_images)
+    gen_only = sorted(r["generate_only_images_per_s"] for r in runs["shard"])
 
     record = {
         "pipeline": args.pipeline, "device": args.device,
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu",
         "threads": torch.get_num_threads(), "dtype": args.dtype, "resolution": res, "batch_size": args.batch_size,
         "images": n_images, "load_s": round(t_load, 2),
-        "loop_images_per_s": round(n_images / t_loop, 3),
-        "shard_images_per_s": round(n_images / t_shard, 3),
-        "shard_generate_only_images_per_s": m["images_per_second"],
-        "speedup_shard_vs_loop": round(t_loop / t_shard, 2),
+        "loop": loop_s, "shard": shard_s,
+        "shard_generate_only_images_per_s_median": gen_only[len(gen_only) // 2],
+        "shard_share_of_generate_only_median": round(shard_s["per_s_median"] / gen_only[len(gen_only) // 2], 3),
+        "speedup_shard_vs_loop": speedup(loop_s, shard_s),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if args.pipeline == "sdxl" and args.device.startswith("cuda"):
@@ -174,7 +189,7 @@ def main() -> None:
         peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
         if peak:
             record["flop_floor_images_per_s"] = round(peak / SDXL_TURBO_TFLOP_PER_IMAGE, 1)
-            record["share_of_flop_floor"] = round(record["shard_images_per_s"] / record["flop_floor_images_per_s"], 3)
+            record["share_of_flop_floor"] = round(shard_s["per_s_median"] / record["flop_floor_images_per_s"], 3)
     print(json.dumps(record, indent=2))
     with open(args.out, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")

@@ -6,7 +6,9 @@ as trained ones) and the same generated images:
     python bench/bench_probe.py --arch resnet50 --images 512 --device cuda --out bench/results/probe_gpu.json
     python bench/bench_probe.py --arch resnet18 --images 128 --device cpu  --out bench/results/probe_cpu.json
 
-Reports images/s and peak host memory (ru_maxrss) and, on a GPU, peak device memory, plus the memory the
+The two methods run interleaved for ``--rounds`` rounds (plain, sieve, plain, sieve, ...; at least 3 for a
+recorded result) after one uncounted warm-up round each; images/s is reported from the minimum and the median
+time (bench/timing.py). Also peak host memory (ru_maxrss) and, on a GPU, peak device memory, plus the memory the
 plain loop would need for ImageNet val (50,000 images) by extrapolation.
 """
 
@@ -24,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import MIN_ROUNDS, interleaved, speedup, summary  # noqa: E402
+
 
 def make_images(root: Path, n: int, size: int = 256) -> None:
     from PIL import Image
@@ -37,15 +42,15 @@ def make_images(root: Path, n: int, size: int = 256) -> None:
 def run_sieve(args: argparse.Namespace, images: Path, out: Path) -> dict:
     import torch
 
+    from sieve.backends.imagesets import open_image_set
     from sieve.backends.models import load_model
-    from sieve.backends.probes import open_probe
     from sieve.devices import resolve_device, resolve_dtype
     from sieve.probe import run_probe
 
     device = resolve_device(args.device)
     model = load_model("bench", {"source": "torchvision", "arch": args.arch}, device,
                        resolve_dtype(args.dtype, device))
-    probe = open_probe("bench", {"kind": "imagefolder", "path": str(images)})
+    probe = open_image_set("bench", {"kind": "imagefolder", "path": str(images)})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -88,7 +93,7 @@ def run_plain(args: argparse.Namespace, images: Path) -> dict:
             model(x.to(device))
     allmaps = torch.cat(maps)
     pooled = allmaps.mean((2, 3))
-    torch.topk(pooled, 20, dim=0)
+    torch.topk(pooled, min(20, pooled.shape[0]), dim=0)
     if device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
@@ -112,6 +117,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--rounds", type=int, default=MIN_ROUNDS)
     ap.add_argument("--out", default=None)
     ap.add_argument("--child", choices=["sieve", "plain"], help=argparse.SUPPRESS)
     ap.add_argument("--images-dir", help=argparse.SUPPRESS)
@@ -122,15 +128,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) / "imgs"
         make_images(images, args.images)
-        results = {}
-        for method in ("plain", "sieve", "plain", "sieve"):  # second round is warm (file cache, cudnn)
-            cmd = [sys.executable, __file__, "--child", method, "--images-dir", str(images), "--arch", args.arch,
-                   "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--device", args.device,
-                   "--dtype", args.dtype]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ).stdout
-            res = json.loads(out.split("RESULT ", 1)[1])
-            res["images_per_s"] = args.images / res["seconds"]
-            results[method] = res
+
+        def side(method: str):
+            def run() -> dict:
+                cmd = [sys.executable, __file__, "--child", method, "--images-dir", str(images), "--arch",
+                       args.arch, "--batch-size", str(args.batch_size), "--workers", str(args.workers),
+                       "--device", args.device, "--dtype", args.dtype]
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"bench side {method} failed:\n{proc.stderr[-3000:]}")
+                return json.loads(proc.stdout.split("RESULT ", 1)[1])
+            return run
+
+        runs = interleaved({"plain": side("plain"), "sieve": side("sieve")}, rounds=args.rounds, warmup=True)
+    results = {}
+    for method, rs in runs.items():
+        results[method] = {**summary(rs, args.images), "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+                           "gpu_peak_mb": rs[-1].get("gpu_peak_mb")}
+        if "maps_bytes" in rs[-1]:
+            results[method]["maps_bytes"] = rs[-1]["maps_bytes"]
     import torch
 
     c = {"resnet18": 512, "resnet50": 2048}.get(args.arch, 2048)
@@ -139,7 +155,7 @@ def main() -> None:
         "batch_size": args.batch_size, "workers": args.workers,
         "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "plain": results["plain"], "sieve": results["sieve"],
-        "speedup": results["sieve"]["images_per_s"] / results["plain"]["images_per_s"],
+        "speedup": speedup(results["plain"], results["sieve"]),
         "imagenet_val_maps_gb_plain": 50000 * c * 49 * 4 / 1e9,
         "imagenet_val_maps_mb_sieve": c * 20 * 49 * 2 / 1e6,
     }

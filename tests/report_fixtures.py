@@ -45,7 +45,8 @@ def _image(path: Path, size: tuple[int, int], seed: int, boxes: int = 0) -> None
 
 def make_results(root: Path, n_neurons: int = 24, n_images: int = 60, models=("toy",), probes=("pics",),
                  concept_sets=("words",), baseline: bool = True, truth: bool = True, top_n: int = 6,
-                 tau: float = 3.0, grid_size: tuple[int, int] = (480, 200), seed: int = 0) -> dict:
+                 tau: float = 3.0, grid_size: tuple[int, int] = (480, 200), seed: int = 0,
+                 generated_acts: bool = True) -> dict:
     """Write ``root/results``, ``root/benchmarks``; returns what was planted (for assertions)."""
     rng = np.random.default_rng(seed)
     results, bench = root / "results", root / "benchmarks"
@@ -156,6 +157,8 @@ def make_results(root: Path, n_neurons: int = 24, n_images: int = 60, models=("t
     for i, t in enumerate(WORDS):
         for j in range(N_GENERATED):
             _image(root / _thumb(t, j), (96, 96), seed=100 + 3 * i + j)
+    if generated_acts:
+        _write_manifest(root, models, n_neurons)
     write_json(results / "concepts" / concept_sets[0] / "concepts.json",
                {"concepts": [{"id": concept_id(t), "text": t} for t in WORDS]})
     return planted
@@ -165,6 +168,33 @@ def _thumb(text: str, seed: int) -> str:
     """Where Verify's cache keeps a concept's thumbnail (relative to the workflow's working directory)."""
     key = stable_hash("prompt", text)
     return f"results/generate/cache/gen0/{key[:2]}/{key}/thumbs/{seed}.jpg"
+
+
+def generated_pooled(text: str, n_neurons: int) -> np.ndarray:
+    """The fixture's activations of every neuron on a concept's generated images, [N_GENERATED, n_neurons]: spread
+    over 0..10, so that some are above a neuron's threshold and some below."""
+    rng = np.random.default_rng(int(concept_id(text)[:8], 16))
+    return (rng.random((N_GENERATED, n_neurons)) * 10.0).astype(np.float32)
+
+
+def _write_manifest(root: Path, models, n_neurons: int) -> None:
+    """A generation shard manifest as Verify's generate_shard writes it (the fields the report reads: each
+    concept's texts, seeds and activations file per model) and the activations files (seeds, pooled)."""
+    concepts = []
+    for t in WORDS:
+        key = stable_hash("prompt", t)
+        entry = f"results/generate/cache/gen0/{key[:2]}/{key}"
+        acts = {}
+        for m in models:
+            path = root / entry / "acts" / f"{m}.npz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, seeds=np.arange(N_GENERATED, dtype=np.int64), pooled=generated_pooled(t, n_neurons))
+            acts[m] = f"{entry}/acts/{m}.npz"
+        concepts.append({"key": key, "prompt": t, "texts": [t], "ids": [concept_id(t)], "entry": entry,
+                         "seeds": list(range(N_GENERATED)), "acts": acts,
+                         "thumbs": [_thumb(t, j) for j in range(N_GENERATED)], "images": []})
+    write_json(root / "results/generate/shards/0.json", {"shard": 0, "shards": 1, "models": {m: {"key": m} for m in models},
+                                                         "seeds": list(range(N_GENERATED)), "concepts": concepts})
 
 
 def _write_generated(path: Path, texts: set[str]) -> None:

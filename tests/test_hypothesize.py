@@ -21,6 +21,7 @@ from sieve.hypothesize import (
     neuron_boxes,
     run_hypothesize,
     top_concepts,
+    top_k_indices,
     upsample_map,
 )
 from tinyclip import make_tiny_clip
@@ -272,3 +273,17 @@ def test_no_selected_neuron_gives_empty_outputs(e2e, tmp_path):
     assert run_cluster(str(tmp_path / "crops.h5"), str(tmp_path / "clusters")) == 0
     assert run_grids(str(tmp_path / "clusters"), str(tmp_path / "crops.h5"), probe, str(tmp_path / "grids")) == 0
     assert list((tmp_path / "clusters").iterdir()) == [] and (tmp_path / "grids").is_dir()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_top_k_indices_equal_a_stable_descending_sort(seed):
+    """The O(C) selection keeps exactly what the full stable sort kept, ties (in concept-set order) included."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 5, size=200).astype(np.float64) / 4  # many ties, ties at the k-th place too
+    if seed % 2:
+        scores = rng.normal(size=2000)
+    if seed == 4:
+        scores[[3, 17]] = np.nan
+    for k in (0, 1, 2, 7, 50, len(scores), len(scores) + 3):
+        want = np.argsort(-scores, kind="stable")[:k]
+        assert top_k_indices(scores, k).tolist() == want.tolist()

@@ -11,10 +11,11 @@ import pytest
 
 import sieve.probe
 from helpers import make_image_folder
+from sieve.activations import read_activations
 from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
 from sieve.concepts import clean_concepts, load_concept_set
-from sieve.probe import read_activations, run_probe
+from sieve.probe import run_probe
 from sieve.select import run_select
 
 

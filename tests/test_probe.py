@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from sieve.activations import read_activations
 from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import Preprocess, load_model
-from sieve.probe import StreamingTopK, TooManyBadImages, read_activations, run_probe
+from sieve.probe import StreamingTopK, TooManyBadImages, run_probe
 
 
 def test_streaming_topk_equals_full_sort() -> None:

@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 
 from helpers import make_image_folder, run_snakemake, tiny_config
+from sieve.activations import image_file_names, read_activations
 from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
 from sieve.filenames import from_raw, printable_name, raw_name
-from sieve.probe import image_file_names, read_activations, run_probe
+from sieve.probe import run_probe
 from sieve.select import run_select
 
 ODD = b"x\xe9\xff.png"  # Latin-1 e-acute, then a byte that is never UTF-8

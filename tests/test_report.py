@@ -10,10 +10,12 @@ import time
 from collections import defaultdict
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
+import numpy as np
 import pytest
 from PIL import Image
-from report_fixtures import HOSTILE, WORDS, make_results, read_data_blob
+from report_fixtures import HOSTILE, N_GENERATED, WORDS, generated_pooled, make_results, read_data_blob
 
 from sieve.report import ReportError, build_report, embed_json, json_table, read_benchmarks
 
@@ -143,7 +145,7 @@ def test_cards_have_web_sized_images(built):
     report = root / "results/report"
     card = next(c for c in run["cards"].values() if len(c["clusters"]) == 2)
     with Image.open(report / card["grid"]) as img:
-        assert img.format == "JPEG" and max(img.size) <= 960
+        assert img.format == "JPEG" and img.size[0] <= 960 and img.size[1] <= 2400
     gens = [g for cl in card["clusters"] for c in cl["concepts"] for g in c["generated"]]
     assert gens and all(len(c["generated"]) == 2 for cl in card["clusters"] for c in cl["concepts"])
     for g in gens:
@@ -160,6 +162,118 @@ def test_cards_have_web_sized_images(built):
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
     js = (report / "assets/report.js").read_text()
     assert not re.search(r"\.(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write|eval\(|new Function", js)
+
+
+def test_top_images_and_generated_images_carry_their_activations(built):
+    """Each card lists its top images' activations (by rank, from clusters/{n}.json) and, per hypothesis, the
+    neuron's activation on every generated image as Verify's activations files hold it, with fired = above the
+    neuron's threshold (what the AR counts); the thumbnails shown carry the values of their seeds."""
+    root, _, data = built
+    summary = json.loads((root / "results/toy/pics/select/summary.json").read_text())
+    n_checked = 0
+    for nid, card in data["runs"][0]["cards"].items():
+        crops = json.loads((root / f"results/toy/pics/clusters/{nid}.json").read_text())["crops"]
+        assert card["top"] == [pytest.approx(c["activation"], abs=1e-4) for c in sorted(crops, key=lambda c: c["rank"])]
+        threshold = summary["neurons"][nid]["threshold"]
+        assert card["threshold"] == pytest.approx(threshold, abs=1e-4)
+        for h in [c for cl in card["clusters"] for c in cl["concepts"]] + \
+                 [c for cl in card["baselines"]["clip_dissect"] for c in cl["concepts"]]:
+            pooled = generated_pooled(h["text"], 30)[:, int(nid)].astype(np.float64)
+            assert h["acts"] == [pytest.approx(v, abs=1e-4) for v in pooled]
+            assert h["fired"] == [int(v > threshold) for v in pooled]
+            assert len(h["generated"]) == len(h["gen_acts"]) == len(h["gen_fired"]) == 2  # generated_per_concept
+            assert h["gen_acts"] == h["acts"][:2] and h["gen_fired"] == h["fired"][:2]
+            n_checked += 1
+    assert n_checked > 10
+    fired = [f for card in data["runs"][0]["cards"].values() for cl in card["clusters"] for c in cl["concepts"]
+             for f in c["fired"]]
+    assert 0 < sum(fired) < len(fired) and len(fired) % N_GENERATED == 0  # both kinds are shown
+
+
+def test_generated_images_without_verify_activations_show_no_values(tmp_path):
+    make_results(tmp_path, n_neurons=12, baseline=False, truth=False, generated_acts=False)
+    data = build(tmp_path, models=["toy"], probes=["pics"], concept_sets=["words"])
+    hyps = [c for card in data["runs"][0]["cards"].values() for cl in card["clusters"] for c in cl["concepts"]]
+    assert hyps and all(h["generated"] and "acts" not in h and "gen_acts" not in h for h in hyps)
+
+
+def _links(data: dict) -> list[str]:
+    run_links = [f[1] for r in data["runs"] for f in r["files"]]
+    run_links += [t["source"] for r in data["runs"] for t in r["tables"] if t.get("source")]
+    run_links += [f[1] for r in data["runs"] for c in r["cards"].values() for f in c["files"]]
+    return [f[1] for f in data["files"]] + run_links
+
+
+def test_links_to_the_files_the_page_was_built_from_resolve(built):
+    """Relative links from results/report/index.html (../toy/pics/...), so that they work when the results
+    folder is opened locally or copied whole: every one names an existing file of the results tree."""
+    root, _, data = built
+    report = root / "results/report"
+    links = _links(data)
+    assert all(not link.startswith(("/", "file:", "http")) for link in links)
+    targets = {(report / unquote(link)).resolve() for link in links}
+    assert all(t.is_file() for t in targets), [t for t in targets if not t.is_file()]
+    results = (root / "results").resolve()
+    names = {t.relative_to(results).as_posix() for t in targets}
+    assert {"report/comparison.csv", "report/ar.png", "toy/pics/select/summary.json", "toy/pics/words/verify/ar.csv",
+            "toy/pics/words/neuron_concepts.csv", "toy/pics/words/truth_summary.json",
+            "toy/pics/words/baselines/clip_dissect/verify/ar.csv",
+            "stage_ablations/toy/pics/words/ablations.json", "toy/pics/words/sweeps/tau.json"} <= names
+    card_id, card = next(iter(data["runs"][0]["cards"].items()))
+    assert {unquote(f[1]) for f in card["files"]} == {f"../toy/pics/grids/{card_id}.png",
+                                                       f"../toy/pics/clusters/{card_id}.json",
+                                                       f"../toy/pics/words/hypotheses/{card_id}.json"}
+
+
+def test_links_escape_names(tmp_path):
+    """A name with a space, '#' or '%' is escaped in links and anchors (it would otherwise end the path or
+    start a fragment)."""
+    from sieve.report.build import card_anchor, run_anchor
+
+    assert run_anchor("my model", "a#b", "50%/x") == "my%20model/a%23b/50%25%2Fx"
+    assert card_anchor(run_anchor("m", "p", "c"), "7") == "m/p/c/n7"
+    make_results(tmp_path, n_neurons=9, models=("my model",), probes=("p#1",), baseline=False, truth=False)
+    data = build(tmp_path, models=["my model"], probes=["p#1"], concept_sets=["words"])
+    run = data["runs"][0]
+    assert run["anchor"] == "my%20model/p%231/words"
+    assert {f[1] for f in run["files"]} >= {"../my%20model/p%231/select/summary.json"}
+    assert all((tmp_path / "results/report" / unquote(link)).is_file() for link in _links(data))
+
+
+def test_deep_links_survive_adding_a_model(tmp_path):
+    """A card's link names its section ({model}/{probe}/{concept set}/n{neuron}), not its position: building the
+    report again with another model before it keeps every anchor of the first."""
+    make_results(tmp_path, n_neurons=12, models=("alpha", "toy"), baseline=False, truth=False)
+    alone = build(tmp_path, models=["toy"], probes=["pics"], concept_sets=["words"])
+    both = build(tmp_path, models=["alpha", "toy"], probes=["pics"], concept_sets=["words"])
+    toy = next(r for r in both["runs"] if r["model"] == "toy")
+    assert alone["runs"][0]["anchor"] == toy["anchor"] == "toy/pics/words"
+    assert {n: c["anchor"] for n, c in alone["runs"][0]["cards"].items()} == \
+           {n: c["anchor"] for n, c in toy["cards"].items()} == {n: f"toy/pics/words/n{n}" for n in toy["cards"]}
+    anchors = [r["anchor"] for r in both["runs"]] + [c["anchor"] for r in both["runs"] for c in r["cards"].values()]
+    assert len(anchors) == len(set(anchors))
+
+
+def test_ar_histogram_has_a_y_axis_and_its_legend_beside_the_bars(built):
+    from sieve.report.tables import ar_figure
+
+    _, _, data = built
+    runs = [{**r, "ar": r["ar"]} for r in data["runs"]]
+    fig = ar_figure(runs)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 2  # sieve and clip_dissect
+    for ax in axes:
+        assert ax.get_ylabel() == "hypotheses"
+        ticks = [t for t in ax.get_yticklabels() if t.get_text()]
+        assert len(ticks) >= 2 and all(float(t.get_text().replace("−", "-")).is_integer() for t in ticks)
+        legend = ax.get_legend().get_window_extent(renderer)
+        frame = ax.get_window_extent(renderer)
+        assert legend.x0 >= frame.x1, "the legend must not cover the bars"
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def test_scales_to_2048_neurons(tmp_path):
@@ -342,6 +456,15 @@ def test_report_rule_end_to_end(tmp_path):
     assert card["grid"] and (out / card["grid"]).is_file()
     gens = [c["generated"] for cl in card["clusters"] for c in cl["concepts"]]
     assert gens and all(len(g) == 2 and all((out / p).is_file() for p in g) for g in gens)
+    # the activations shown on the generated images are Verify's: as many fired as the AR counted
+    ar_rows = {(r["neuron"], r["cluster"], r["concept_id"]): r for r in read_csv(tmp_path / "results/tiny/pics/words/verify/ar.csv")}
+    for nid, c in run["cards"].items():
+        for cl in c["clusters"]:
+            for h in cl["concepts"]:
+                row = ar_rows[(nid, cl["id"], h["id"])]
+                assert len(h["acts"]) == int(row["n_images"]) == 3 and sum(h["fired"]) == int(row["n_active"])
+        assert c["top"] and all(isinstance(v, float) for v in c["top"])  # each top image's activation
+    assert (out / unquote(run["files"][0][1])).is_file()
     verify = json.loads((tmp_path / "results/tiny/pics/words/verify/summary.json").read_text())
     assert data["comparison"]["rows"][0][9] == pytest.approx(verify["mean_ar_initial"], abs=1e-4)
     stages = {r[0] for r in data["timing"]["rows"]}
@@ -352,3 +475,46 @@ def test_report_rule_end_to_end(tmp_path):
     ran = jobs_run(run_snakemake(tmp_path, cfg))
     assert ran == {"report": 1, "all": 1}
     assert "<title>second title</title>" in (out / "index.html").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------- neuron grids
+def test_grid_draws_each_top_image_with_its_activation_map():
+    """Below each top image, its activation map: hottest (the colour ramp's end) where the probe stage's map
+    peaks, at that place in the cell; a grid without maps has no such pixels and is one tile row shorter."""
+    from sieve.report.grids import HEAT_LUT, draw_grid
+
+    tile, size = 96, 64
+    doc = {"neuron": 3, "k": 1, "dropped": [], "clusters": [{"cluster": 0, "members": [0, 1], "size": 2}],
+           "crops": [{"rank": r, "probe_index": r, "box": [0, 0, 32, 32], "activation": 2.5 - r} for r in range(2)]}
+    thumbs = {r: np.full((tile, tile, 3), 128, np.uint8) for r in range(2)}
+    maps = np.zeros((2, 4, 4), np.float16)
+    maps[0, 0, 0] = 3.0  # rank 0 fires top left, rank 1 bottom right
+    maps[1, 3, 3] = 3.0
+    plain = np.asarray(draw_grid(doc, thumbs, size, tile))
+    img = np.asarray(draw_grid(doc, thumbs, size, tile, maps=maps))
+    assert img.shape[0] == plain.shape[0] + tile
+    hot = np.all(np.abs(img.astype(int) - HEAT_LUT[255].round().astype(int)) <= 2, axis=2)
+    assert not np.all(np.abs(plain.astype(int) - HEAT_LUT[255].round().astype(int)) <= 2, axis=2).any()
+    ys, xs = np.nonzero(hot)
+    assert len(xs) > 20
+    split = (xs.min() + xs.max()) / 2
+    left, right = xs < split, xs >= split
+    assert left.any() and right.any()
+    assert ys[left].mean() < ys[right].mean() - tile / 2  # top of the first cell, bottom of the second
+    assert xs[left].mean() < xs[left].min() + tile / 2 and xs[right].mean() > xs[right].max() - tile / 2
+
+
+def test_heat_maps_are_upsampled_like_the_crop_boxes_and_scaled_per_neuron():
+    import torch
+    import torch.nn.functional as F
+
+    from sieve.report.grids import heat_tiles, normalized_maps
+
+    m = np.random.default_rng(0).random((3, 7, 5)).astype(np.float32)
+    ref = F.interpolate(torch.from_numpy(m)[:, None], size=(96, 96), mode="bilinear", align_corners=False)[:, 0]
+    assert np.abs(heat_tiles(m, 96) - ref.numpy()).max() < 1e-5
+    n = normalized_maps(np.array([[[2.0, -1.0]], [[1.0, 0.0]]]))
+    assert n.tolist() == [[[1.0, 0.0]], [[0.5, 0.0]]]  # one scale for the neuron: the second map is weaker
+    vit = normalized_maps(np.array([[[-3.0, -1.0]], [[-2.0, -2.0]]]))  # all <= 0: min-max
+    assert vit.tolist() == [[[0.0, 1.0]], [[0.5, 0.5]]]
+    assert normalized_maps(np.zeros((2, 2, 2))).max() == 0.0

@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 import websocket  # websocket-client, in the test extra: speaks the DevTools protocol
@@ -175,19 +176,31 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
         # the card of the first match: its top-image grid and generated thumbnails really load
         n = with_hyp[0]
         b.js(f"document.querySelector('#neurons tbody tr[data-neuron=\"{n}\"] a').click()")
-        b.wait_js(f"location.hash === '#n-0-{n}'")
-        card = f"document.getElementById('n-0-{n}')"
+        b.wait_js(f"location.hash === '#toy/pics/more/n{n}'")  # the link names the section and the neuron
+        card = f"document.getElementById('toy/pics/more/n{n}')"
         b.js(f"{card}.scrollIntoView()")
         b.wait_js(f"(() => {{ const i = {card}.querySelector('img.topimgs'); return i && i.complete && i.naturalWidth > 0; }})()")
         b.js(f"{card}.querySelector('img.gen').scrollIntoView()")
         b.wait_js(f"Array.from({card}.querySelectorAll('img.gen')).every(i => i.complete && i.naturalWidth > 0)")
         assert b.js(f"{card}.querySelectorAll('img.gen').length") >= 3
+        # each generated image shows the neuron's activation on it, marked fired or not; a dot per image
+        card_data = data["runs"][0]["cards"][str(n)]
+        hyps = [c for cl in card_data["clusters"] for c in cl["concepts"]]
+        hyps += [c for cl in card_data.get("baselines", {}).get("clip_dissect", []) for c in cl["concepts"]]
+        assert b.js(f"{card}.querySelectorAll('figure.gen-cell.fired').length") == sum(sum(h["gen_fired"]) for h in hyps)
+        assert b.js(f"{card}.querySelectorAll('.dot.on').length") == sum(sum(h["fired"]) for h in hyps)
+        assert b.js(f"{card}.querySelectorAll('.dot').length") == sum(len(h["acts"]) for h in hyps)
+        captions = b.js(f"Array.from({card}.querySelectorAll('.gen-val')).map(e => e.textContent)")
+        assert captions[0].split()[-1] == f"{hyps[0]['gen_acts'][0]:.3f}".rstrip("0").rstrip(".")
+        # the links to the files the card was drawn from open existing files
+        hrefs = b.js(f"Array.from({card}.querySelectorAll('p.files a')).map(a => a.href)")
+        assert len(hrefs) == 3 and all(Path(unquote(urlparse(h).path)).is_file() for h in hrefs)
         first = min(selected)  # the fixture's neuron-ablation plot
-        b.js(f"location.hash = '#n-0-{first}'")
-        b.wait_js(f"(() => {{ const i = document.querySelector('#n-0-{first} figure.ablation img'); if (!i) return false; "
-                  "i.scrollIntoView(); return i.complete && i.naturalWidth > 0; })()")
-        b.js(f"location.hash = '#n-0-{n}'")
-        b.wait_js(f"document.querySelector('#n-0-{n}') !== null")
+        b.js(f"location.hash = '#toy/pics/more/n{first}'")
+        b.wait_js(f"(() => {{ const c = document.getElementById('toy/pics/more/n{first}'); const i = c && c.querySelector('figure.ablation img'); "
+                  "if (!i) return false; i.scrollIntoView(); return i.complete && i.naturalWidth > 0; })()")
+        b.js(f"location.hash = '#toy/pics/more/n{n}'")
+        b.wait_js(f"document.getElementById('toy/pics/more/n{n}') !== null")
         # hostile concept text is shown as text, never parsed: no injected element, no alert
         texts = b.js(f"Array.from({card}.querySelectorAll('td.concept')).map(e => e.textContent)")
         assert word in texts
@@ -201,9 +214,15 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
         # deep link to a card on the second page of another section, and the sort buttons
         b.send("Page.navigate", url="about:blank")
         b.wait_event("Page.loadEventFired")
-        b.send("Page.navigate", url=(out / "index.html").as_uri() + f"#n-1-{max(planted['runs'][('toy', 'pics', 'words')]['selected'])}")
+        last = max(planted["runs"][("toy", "pics", "words")]["selected"])
+        b.send("Page.navigate", url=(out / "index.html").as_uri() + f"#toy/pics/words/n{last}")
         b.wait_event("Page.loadEventFired")
         b.wait_js("document.querySelector('.card:target') !== null")
+        assert b.js("document.querySelector('.card:target').dataset.neuron") == str(last)
+        assert b.js("document.querySelector('.run-tab[aria-pressed=\"true\"]').textContent") == "toy / pics / words"
+        # the page's links to the run's files resolve to existing files (relative: ../toy/pics/...)
+        hrefs = b.js("Array.from(document.querySelectorAll('p.files a, .note a')).map(a => a.href)")
+        assert len(hrefs) >= 8 and all(Path(unquote(urlparse(h).path)).is_file() for h in hrefs), hrefs
         b.js("document.querySelectorAll('#neurons thead button.sort')[1].click()")  # ratio, descending
         first = b.js("document.querySelector('#neurons tbody tr').dataset.neuron")
         ratios = {r["id"]: r["ratio"] for r in data["runs"][1]["neurons"]}

@@ -2,6 +2,7 @@
 # it, the final targets, and every input function of the rules. Functions live here, rules in the stage files
 # (`snakemake --lint` wants them apart). File names come from sieve/paths.py, the one home of the path scheme.
 
+import hashlib
 import os
 import re
 import sys
@@ -20,7 +21,7 @@ from sieve import paths  # noqa: E402  (light: no torch)
 from sieve.config import coerce_booleans  # noqa: E402
 from sieve.backends import BackendError, activation_spec, embedding_spec  # noqa: E402
 from sieve.backends.generators import check_generator_source  # noqa: E402
-from sieve.config_checks import ConfigError, check_config  # noqa: E402
+from sieve.config_checks import ConfigError, check_config, is_packaged_world  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------- config
 # Keys that were renamed: the old spelling stops the run with the new one named (the schema alone would only
@@ -82,8 +83,13 @@ SWEEP_REUSES_RUN = bool(SWEEP_TAUS) and (
 )
 SWEEP_MODEL_PROBE = paths.MODEL_PROBE if SWEEP_REUSES_RUN else paths.SWEEP_MODEL_PROBE
 SWEEP_HYPOTHESES = paths.HYPOTHESES if SWEEP_REUSES_RUN else paths.hypotheses(paths.SWEEP_RUN)
-# The packaged planted world (sieve.synthetic.world.resolve_spec_path reads the same file for "default").
-DEFAULT_WORLD_SPEC = str(Path(workflow.basedir) / "workflow" / "sieve" / "synthetic" / "default.yaml")
+# The packaged planted world (`spec: default`, or no spec; the jobs read it from the sieve package) is never an
+# input file: its path is the checkout's or the installed package's, which changes when the clone moves or the
+# package is reinstalled, and Snakemake reruns a job whose set of input paths changed. The rules that read it
+# carry its content digest as the param `packaged_world` instead (Snakemake's params trigger): editing the
+# packaged file reruns them, moving it does not. Results name it "default".
+PACKAGED_WORLD_SPEC = Path(workflow.basedir) / "workflow" / "sieve" / "synthetic" / "default.yaml"
+PACKAGED_WORLD = f"default sha256:{hashlib.sha256(PACKAGED_WORLD_SPEC.read_bytes()).hexdigest()[:16]}"
 
 
 def never_matching(names):
@@ -119,6 +125,21 @@ def model_batch_size(wildcards):
     return model_spec(wildcards)["batch_size"]
 
 
+# ------------------------------------------------------------------------------------------------ user text
+def verbatim(value):
+    """A param that reaches the script exactly as the config gives it. Snakemake formats a string param (and
+    each string of a list param) with the job's wildcards: `{x}` in a title stopped the parse with a
+    WildcardError naming no key, and `{concept_set}` in a template became the set's name. What a function
+    returns is never formatted, so every free-text string of the config (title, template, prompt, hub id) is a
+    param through this. Dict params (model, probe, embedder and generator specs with their kwargs) are never
+    formatted; paths that rules track as inputs are checked at parse time (sieve.config_checks)."""
+
+    def param(wildcards):
+        return value
+
+    return param
+
+
 # ---------------------------------------------------------------------------------------------------- specs
 def model_spec(wildcards):
     return config["models"][wildcards.model]
@@ -149,12 +170,16 @@ def final_layer_clip_model():
 
 
 def world_spec_file(spec):
-    """The YAML file a synthetic entry reads (`spec:` of a model or probe set, `synthetic:` of a concept set):
-    an input of the rules that use it, so that editing the world reruns them (a path alone is only a param).
-    """
-    if spec in (None, "", "default"):
-        return DEFAULT_WORLD_SPEC
-    return os.path.expanduser(spec)
+    """The YAML file a synthetic entry reads (`spec:` of a model or probe set, `synthetic:` of a concept set),
+    as a list: an input of the rules that use it, so that editing the world reruns them (a path alone is only a
+    param). Empty for the packaged world, which the param `packaged_world` tracks (PACKAGED_WORLD)."""
+    return [] if is_packaged_world(spec) else [os.path.expanduser(spec)]
+
+
+def packaged_world(*specs):
+    """The param `packaged_world` of the rules reading the world ``specs``: PACKAGED_WORLD (its name and content
+    digest) when one of them is the packaged world, else None."""
+    return PACKAGED_WORLD if any(is_packaged_world(spec) for spec in specs) else None
 
 
 def concept_set_inputs(wildcards):
@@ -163,18 +188,32 @@ def concept_set_inputs(wildcards):
     if "path" in spec:
         return [os.path.expanduser(spec["path"])]
     if "synthetic" in spec:
-        return [world_spec_file(spec["synthetic"])]
+        return world_spec_file(spec["synthetic"])
     return []
 
 
-def probe_world_specs(wildcards):
-    """World spec files of a synthetic model or probe set (probe.smk); none for real ones."""
-    files = set()
+def concept_set_packaged_world(wildcards):
+    spec = concept_set_spec(wildcards)
+    return packaged_world(spec["synthetic"]) if "synthetic" in spec else None
+
+
+def probe_worlds(wildcards):
+    """The world specs a probe job reads: a synthetic model's and a synthetic probe set's; none for real ones."""
+    worlds = []
     if model_spec(wildcards)["source"] == "synthetic":
-        files.add(world_spec_file(model_spec(wildcards).get("spec")))
+        worlds.append(model_spec(wildcards).get("spec"))
     if probe_spec(wildcards)["kind"] == "synthetic":
-        files.add(world_spec_file(probe_spec(wildcards).get("spec")))
-    return sorted(files)
+        worlds.append(probe_spec(wildcards).get("spec"))
+    return worlds
+
+
+def probe_world_specs(wildcards):
+    """World spec files of a synthetic model or probe set (probe.smk)."""
+    return sorted({path for spec in probe_worlds(wildcards) for path in world_spec_file(spec)})
+
+
+def probe_packaged_world(wildcards):
+    return packaged_world(*probe_worlds(wildcards))
 
 
 def model_is_synthetic(wildcards):
@@ -192,12 +231,17 @@ def world_spec(wildcards):
 
 
 def world_spec_input(wildcards):
-    """The world spec file itself, so that editing it reruns the truth."""
+    """The world spec file itself, so that editing it reruns the truth (none for the packaged world)."""
     return world_spec_file(world_spec(wildcards))
 
 
 def stage_ablation_world_spec(wildcards):
     return config["models"][wildcards.model].get("spec", "default")
+
+
+def model_packaged_world(wildcards):
+    """`packaged_world` of the truth and the stage ablation table: a synthetic model's world."""
+    return packaged_world(stage_ablation_world_spec(wildcards)) if model_is_synthetic(wildcards) else None
 
 
 def ground_truth_file(wildcards):
@@ -367,7 +411,8 @@ def stage_ablation_hypotheses_dirs(wildcards):
 
 
 def stage_ablation_table_inputs(wildcards):
-    """The run's own Select and Verify ("full") and every variant's, plus a synthetic model's world spec."""
+    """The run's own Select and Verify ("full") and every variant's, plus a synthetic model's world spec file
+    (none for the packaged world)."""
     full = rules.activation_rate.output
     files = {
         "full_select": rules.select_neurons.output.summary,

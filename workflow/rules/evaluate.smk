@@ -26,7 +26,7 @@ rule final_layer_metrics:
         runtime=per_attempt(30),
     params:
         clip_model=final_layer_clip_model(),
-        mpnet_model=config["evaluate"]["mpnet_model"],
+        mpnet_model=verbatim(config["evaluate"]["mpnet_model"]),
         methods=HYPOTHESIZE_METHODS,
         device=config["device"],
     script:

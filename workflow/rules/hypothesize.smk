@@ -24,6 +24,7 @@ rule prepare_concepts:
     params:
         spec=concept_set_spec,
         resources=paths.CONCEPT_DOWNLOADS,
+        packaged_world=concept_set_packaged_world,
     script:
         "../scripts/prepare_concepts.py"
 
@@ -49,7 +50,7 @@ rule embed_concepts:
         batch_size=config["embedder"]["batch_size"],
     params:
         embedder=embedder_result_spec(),
-        template=config["hypothesize"]["template"],
+        template=verbatim(config["hypothesize"]["template"]),
         device=config["device"],
     script:
         "../scripts/embed_concepts.py"
@@ -140,10 +141,11 @@ rule hypothesize:
 
 
 rule neuron_grids:
-    """Per neuron: its top images with crop boxes, one row block per cluster (for the report)."""
+    """Per neuron: its top images with crop boxes and activation maps, one row block per cluster (for the report)."""
     input:
         clusters=rules.cluster_crops.output.clusters,
         crops=rules.embed_crops.output.h5,
+        activations=rules.probe_activations.output.h5,
     output:
         grids=report(
             directory(paths.GRIDS),

@@ -25,5 +25,6 @@ rule probe_activations:
         top_n=config["select"]["top_n"],
         device=config["device"],
         max_bad_share=config["max_bad_image_share"],
+        packaged_world=probe_packaged_world,
     script:
         "../scripts/probe_activations.py"

@@ -37,7 +37,7 @@ rule report:
         models=MODELS,
         probes=PROBES,
         concept_sets=CONCEPT_SETS,
-        title=config["report"]["title"],
+        title=verbatim(config["report"]["title"]),
         generated_per_concept=config["report"]["generated_per_concept"],
         settings={
             "models": config["models"],

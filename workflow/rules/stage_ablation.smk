@@ -123,6 +123,7 @@ rule stage_ablation_table:
     params:
         spec=stage_ablation_world_spec,
         synthetic=model_is_synthetic,
+        packaged_world=model_packaged_world,
     script:
         "../scripts/ablation_table.py"
 

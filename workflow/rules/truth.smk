@@ -27,5 +27,6 @@ rule truth:
         runtime=per_attempt(10),
     params:
         spec=world_spec,
+        packaged_world=model_packaged_world,
     script:
         "../scripts/truth.py"

@@ -23,7 +23,7 @@ rule generation_requests:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(10),
     params:
-        prompt=config["generator"]["prompt"],
+        prompt=verbatim(config["generator"]["prompt"]),
         shards=config["generator"]["shards"],
         generator=config["generator"],
     script:

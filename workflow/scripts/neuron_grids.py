@@ -1,4 +1,5 @@
-"""Snakemake script: one image grid per selected neuron (top images with boxes, grouped by cluster)."""
+"""Snakemake script: one image grid per selected neuron (top images with boxes and activation maps, grouped by
+cluster)."""
 
 import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
 
@@ -15,4 +16,5 @@ with script_logging(snakemake.log[0]):
         snakemake.output.grids,
         tile=p.tile,
         num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),
+        activations_h5=snakemake.input.activations,
     )

@@ -2,8 +2,8 @@
 
 import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
 
+from sieve.activations import read_activations
 from sieve.io import script_logging
-from sieve.probe import read_activations
 from sieve.select import run_select
 
 with script_logging(snakemake.log[0]):

@@ -7,7 +7,9 @@ They need no model loading, so a cluster user hears of a typo before any job que
 - a model's local checkpoint file (``weights``) and the embedder's local files (``model_config``, a
   ``pretrained`` path) exist;
 - a torchvision/timm/places365 ``arch`` is a name that library knows, where that library is installed where
-  the workflow is parsed (otherwise the job checks it, as before).
+  the workflow is parsed (otherwise the job checks it, as before);
+- a path that a rule tracks as an input file (a world spec, a concept list, a ground-truth class list) holds no
+  ``{name}``, which Snakemake would read as a wildcard.
 
 What needs the model (an unknown ``layer``) or the device (a missing GPU) is still checked in the job.
 This module imports no torch at import time; torchvision/timm are imported only for a model that uses them.
@@ -19,6 +21,7 @@ import difflib
 import importlib.util
 import math
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,9 +124,52 @@ def check_embedder(spec: dict[str, Any], where: str = "embedder") -> list[str]:
     return errors
 
 
+# The start of a wildcard as Snakemake reads one in a file path (snakemake.io's WILDCARD_REGEX): ``{name}`` or
+# ``{name,constraint}``. ``{}`` and braces around other text are no wildcard.
+_WILDCARD = re.compile(r"\{\s*[.\w]+\s*[,}]")
+
+
+def is_packaged_world(spec: Any) -> bool:
+    """Whether a world spec names the packaged world (``default``, or none) rather than a file: the rule of
+    sieve.synthetic.world.is_packaged, restated so that the parse does not import numpy and PIL."""
+    return spec in (None, "", "default")
+
+
+def tracked_input_paths(config: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(key, path) of every config path that a rule takes as an input file, so that editing the file reruns it:
+    world specs of synthetic models and probe sets, concept lists and ground-truth class lists (the input
+    functions of workflow/rules/common.smk: keep the two in step)."""
+    for name, spec in sorted((config.get("models") or {}).items()):
+        if spec.get("source") == "synthetic" and not is_packaged_world(spec.get("spec")):
+            yield f"models.{name}.spec", spec["spec"]
+        if spec.get("ground_truth"):
+            yield f"models.{name}.ground_truth", spec["ground_truth"]
+    for name, spec in sorted((config.get("probes") or {}).items()):
+        if spec.get("kind") == "synthetic" and not is_packaged_world(spec.get("spec")):
+            yield f"probes.{name}.spec", spec["spec"]
+    for name, spec in sorted((config.get("concept_sets") or {}).items()):
+        if spec.get("path"):
+            yield f"concept_sets.{name}.path", spec["path"]
+        if "synthetic" in spec and not is_packaged_world(spec["synthetic"]):
+            yield f"concept_sets.{name}.synthetic", spec["synthetic"]
+
+
+def check_input_paths(config: dict[str, Any]) -> list[str]:
+    """One message per tracked input path that holds a wildcard. Snakemake fills ``{name}`` in every input path
+    with the job's wildcards and has no escape for braces there: ``{x}`` stopped the parse with a WildcardError
+    naming no key, and ``{concept_set}`` silently named another file than the one the script reads."""
+    errors = []
+    for key, path in tracked_input_paths(config):
+        if isinstance(path, str) and (match := _WILDCARD.search(path)):
+            errors.append(f"config key {key}: the path {path!r} holds {match.group(0)!r}, which "
+                          "Snakemake reads as a wildcard in an input file (braces cannot be escaped there): "
+                          "rename the file or folder, or link it under a name without braces")
+    return errors
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Every parse-time check of a validated config; raises one :class:`ConfigError` listing all problems."""
-    errors = check_finite(config)
+    errors = check_finite(config) + check_input_paths(config)
     for name, spec in sorted(config.get("models", {}).items()):
         errors += check_model(name, spec)
     errors += check_embedder(config.get("embedder") or {})

@@ -199,9 +199,23 @@ def concept_scores(crops: np.ndarray, texts: np.ndarray) -> np.ndarray:
     return cluster_scores(mean_unit(crops)[None], texts)[0]
 
 
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first, ties in index order: the first k of a stable descending
+    argsort, in O(C) rather than O(C log C) (a cluster keeps 2 of 20,000 concepts)."""
+    scores = np.asarray(scores)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if k >= scores.size or np.isnan(scores).any():  # NaN: the sort's own order (last), as before
+        return np.argsort(-scores, kind="stable")[:k]
+    kth = np.partition(scores, scores.size - k)[scores.size - k]  # the k-th largest value
+    candidates = np.flatnonzero(scores >= kth)  # every score of the top k, and all ties of the k-th
+    order = np.lexsort((candidates, -scores[candidates]))  # by score descending, then index
+    return candidates[order[:k]]
+
+
 def top_concepts(scores: np.ndarray, ids: list[str], texts: list[str], k: int) -> list[dict[str, Any]]:
     """The k best concepts, best first; ties keep concept-set order."""
-    order = np.argsort(-np.asarray(scores), kind="stable")[:k]
+    order = top_k_indices(scores, k)
     return [{"id": ids[j], "text": texts[j], "score": float(scores[j]), "rank": r} for r, j in enumerate(order)]
 
 

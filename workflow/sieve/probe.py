@@ -1,20 +1,9 @@
 """Probe stage: one streaming pass of a probe set through a model.
 
-Output HDF5 (``results/{model}/{probe}/activations.h5``):
-
-- ``activations`` float32 [N, C]: pooled activation of every neuron on every readable image;
-- ``images`` [N] (str): paths relative to the probe root; ``probe_index`` [N] int64: index in the probe set;
-  ``labels`` [N] int64 (-1 where the set has no labels);
-- ``topk/index`` [C, K] int64 (rows of ``activations``), ``topk/value`` [C, K] float32, ``topk/maps``
-  [C, K, h, w] float16: each neuron's K highest images, sorted descending, with their spatial maps;
-- ``skipped`` [S] (str): unreadable images with the reason;
-- ``image_names_raw`` [N] (vlen uint8), only when a name is not valid UTF-8: the exact bytes of each name in
-  ``images`` (which shows such names with ``\\xNN`` escapes, see :mod:`sieve.filenames`);
-- attributes: model, source, arch, weights, layer, preprocess (JSON), probe, probe_spec (JSON), n_skipped,
-  complete=1.
-
-Memory for maps is bounded by C x K x h x w (plus one batch) whatever N is. The file is written under a
-temporary name and renamed when complete, so a crash never leaves a file that looks complete.
+Output: ``results/{model}/{probe}/activations.h5``, whose format (and its readers, which need no torch)
+is :mod:`sieve.activations`. Memory for maps is bounded by C x K x h x w (plus one batch) whatever N is. The
+file is written under a temporary name and renamed when complete, so a crash never leaves a file that looks
+complete.
 """
 
 from __future__ import annotations
@@ -30,9 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .activations import printable_attrs, write_image_names
 from .backends.imagesets import BadImage, ImageSet
 from .backends.models import LoadedModel, Preprocess
-from .filenames import from_raw, printable_name, raw_name
+from .filenames import printable_name
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -103,31 +93,6 @@ class StreamingTopK:
         k = min(self.k, n_rows)
         return (self.index[:, :k].cpu().numpy(), self.value[:, :k].cpu().numpy(),
                 self.maps[:, :k].cpu().numpy())
-
-
-def write_image_names(f: h5py.File, paths: list[str], names: list[str], rows: np.ndarray) -> None:
-    """The ``images`` dataset (``names``: the printable forms of ``paths``) and, when a name is not valid UTF-8,
-    ``image_names_raw``, its exact bytes, so that no name is lost."""
-    f.create_dataset("images", data=np.array([names[i] for i in rows], dtype=object),
-                     dtype=h5py.string_dtype("utf-8"))
-    if any(names[i] != paths[i] for i in rows):
-        raw = np.empty(len(rows), dtype=object)
-        raw[:] = [np.frombuffer(raw_name(paths[i]), dtype=np.uint8) for i in rows]
-        f.create_dataset("image_names_raw", data=raw, dtype=h5py.vlen_dtype(np.uint8))
-
-
-def image_file_names(path: str) -> list[str]:
-    """The names of the images of an activations file as the file system holds them (the ``str`` that opens
-    each file), also for names that are not valid UTF-8."""
-    with h5py.File(path, "r") as f:
-        if "image_names_raw" in f:
-            return [from_raw(bytes(a)) for a in f["image_names_raw"][()]]
-        return [s.decode() if isinstance(s, bytes) else s for s in f["images"][()]]
-
-
-def _printable_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """HDF5 attributes with every string printable (a probe root or folder name may not be valid UTF-8)."""
-    return {k: printable_name(v) if isinstance(v, str) else v for k, v in attrs.items()}
 
 
 def run_probe(
@@ -212,22 +177,6 @@ def run_probe(
             "top_n": top_n,
             "complete": 1,
         }
-        f.attrs.update(_printable_attrs(attrs))
+        f.attrs.update(printable_attrs(attrs))
     log.info("probe %s/%s: %d images, %d skipped, %d neurons", model.name, probe.name, n_rows, len(skipped), c)
     return {"n_images": n_rows, "n_skipped": len(skipped), "skipped": [m for _, m in skipped]}
-
-
-def read_activations(path: str) -> dict[str, Any]:
-    """Everything but the maps, as numpy arrays (small enough for every later stage)."""
-    with h5py.File(path, "r") as f:
-        if not f.attrs.get("complete"):
-            raise RuntimeError(f"{path} is not a complete sieve activations file")
-        return {
-            "activations": f["activations"][()],
-            "images": [s.decode() if isinstance(s, bytes) else s for s in f["images"][()]],
-            "probe_index": f["probe_index"][()],
-            "labels": f["labels"][()],
-            "topk_index": f["topk/index"][()],
-            "topk_value": f["topk/value"][()],
-            "attrs": dict(f.attrs),
-        }

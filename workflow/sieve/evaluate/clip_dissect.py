@@ -161,9 +161,9 @@ def run_embed_probe_images(activations_h5: str, probe: Any, embedder: Any, spec:
     ``image_embeddings.h5``: ``rows`` [M] (rows of ``activations.h5``), ``probe_index`` [M], ``embeddings``
     [M, D] float32 L2-normalised, ``top`` [C, K] indices into ``rows`` of each neuron's top images; attributes
     ``top_images`` (K) and ``n_probe_images`` (so that a later, larger ``top_images`` is recognised as stale)."""
+    from ..activations import read_activations
     from ..backends.embedders import embedder_image_size
     from ..hypothesize import embedder_key
-    from ..probe import read_activations
 
     a = read_activations(activations_h5)
     acts = a["activations"]

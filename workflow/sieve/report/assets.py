@@ -10,6 +10,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from PIL import Image
 
@@ -32,16 +33,20 @@ def embed_json(data: Any) -> str:
 
 
 def render_html(data: dict[str, Any], title: str) -> str:
-    """The page: the packaged template with the (escaped) title and data blob filled in."""
+    """The page: the packaged template with the (escaped) title and data blob filled in, in one pass, so that a
+    title holding the text ``{{DATA}}`` stays text (the data blob is never substituted into the title)."""
     template = resources.files(__package__).joinpath("template.html").read_text(encoding="utf-8")
-    return template.replace("{{TITLE}}", html.escape(title, quote=True)).replace("{{DATA}}", embed_json(data))
+    fill = {"TITLE": html.escape(title, quote=True), "DATA": embed_json(data)}
+    return re.sub(r"\{\{(TITLE|DATA)\}\}", lambda m: fill[m.group(1)], template)
 
 
-def make_thumbnail(src: str | Path, dst: str | Path, max_size: int, quality: int = JPEG_QUALITY) -> tuple[int, int]:
-    """Re-encode ``src`` as a JPEG whose longest side is at most ``max_size``; returns (width, height)."""
+def make_thumbnail(src: str | Path, dst: str | Path, max_size: int, quality: int = JPEG_QUALITY,
+                   max_height: int | None = None) -> tuple[int, int]:
+    """Re-encode ``src`` as a JPEG at most ``max_size`` wide and ``max_height`` (default ``max_size``) high;
+    returns (width, height)."""
     try:
         img = open_rgb(src, background=(255, 255, 255))
-        img.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
+        img.thumbnail((max_size, max_height or max_size), Image.Resampling.LANCZOS)
         with atomic_path(dst, suffix=".jpg") as tmp:
             img.save(tmp, "JPEG", quality=quality, optimize=True)
         return img.size
@@ -61,10 +66,15 @@ class Assets:
     def _url(self, path: Path) -> str:
         return Path(os.path.relpath(path, self.report_dir)).as_posix()
 
-    def thumbnail(self, src: Path, rel: str, max_size: int) -> str:
+    def link(self, path: Path) -> str:
+        """A link from the page to a result file beside it (``../{model}/{probe}/...``): relative, so that it works
+        when the results folder is opened locally or copied whole, each path segment URL-escaped."""
+        return "/".join(quote(part) for part in Path(os.path.relpath(path, self.report_dir)).parts)
+
+    def thumbnail(self, src: Path, rel: str, max_size: int, max_height: int | None = None) -> str:
         if rel not in self.done:
             dst = self.assets_dir / rel
-            make_thumbnail(src, dst, max_size)
+            make_thumbnail(src, dst, max_size, max_height=max_height)
             self.bytes += dst.stat().st_size
             self.done[rel] = self._url(dst)
         return self.done[rel]

@@ -22,12 +22,13 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..evaluate.truth import PLANTED_COLUMN
 from ..io import _jsonable, write_text
 from ..paths import STAGE_ABLATIONS
 from .assets import Assets, render_html
-from .results import best_ar, method_result, verified_concepts
+from .results import GeneratedActivations, best_ar, generated_activations, method_result, verified_concepts
 from .tables import (
     ar_distribution_png,
     comparison_table,
@@ -52,7 +53,8 @@ from .values import (
 
 log = logging.getLogger(__name__)
 
-GRID_MAX_SIZE = 960  # px, longest side of a neuron's top-image grid (the grids are drawn ~1,100 px wide)
+GRID_MAX_SIZE = 960  # px, width of a neuron's top-image grid (the grids are drawn ~950 px wide)
+GRID_MAX_HEIGHT = 2400  # px: a grid is tall (a row of activation maps below each row of images), keep it legible
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 METHOD_DIRS = {"sieve": "", "clip_dissect": "baselines/clip_dissect"}
 STATIC_FILES = ("report.js", "report.css")
@@ -74,11 +76,13 @@ def read_selection(mp: Path) -> tuple[Path, dict[str, Any]]:
     return sel_path, sel
 
 
-def read_methods(run_dir: Path, workdir: Path, n_gen: int, assets: Assets) -> dict[str, dict[str, Any]]:
-    """Phase 2: SIEVE's and every baseline's hypotheses and AR (:data:`METHOD_DIRS`), those that exist."""
+def read_methods(run_dir: Path, workdir: Path, n_gen: int, assets: Assets, gen_acts: GeneratedActivations | None = None,
+                 thresholds: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+    """Phase 2: SIEVE's and every baseline's hypotheses and AR (:data:`METHOD_DIRS`), those that exist, with the
+    neuron's activation on each generated image where Verify's results hold it."""
     methods: dict[str, dict[str, Any]] = {}
     for method, sub in METHOD_DIRS.items():
-        res = method_result(run_dir / sub if sub else run_dir, workdir, n_gen, assets)
+        res = method_result(run_dir / sub if sub else run_dir, workdir, n_gen, assets, gen_acts, thresholds)
         if res is not None:
             methods[method] = res
     return methods
@@ -164,25 +168,62 @@ def ar_panels(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for m, r in methods.items() if r["ar_values"]}
 
 
+def run_anchor(model: str, probe: str, concept_set: str) -> str:
+    """The page's fragment of a section: ``{model}/{probe}/{concept_set}``, each name URL-escaped. It names the
+    section, so a link stays valid when models, probes or concept sets are added to the config."""
+    return "/".join(quote(name, safe="") for name in (model, probe, concept_set))
+
+
+def card_anchor(run: str, neuron: str) -> str:
+    """The fragment of a neuron's card: ``{run anchor}/n{neuron}`` (``#synthetic/synthetic/synthetic/n7``)."""
+    return f"{run}/n{quote(neuron, safe='')}"
+
+
+def run_files(results: Path, model: str, probe: str, concept_set: str, assets: Assets) -> list[list[str]]:
+    """[label, link] of the result files a section is built from (those that exist), for the page to link to."""
+    mp, run_dir = results / model / probe, results / model / probe / concept_set
+    files = [("selection summary", mp / "select" / "summary.json"),
+             ("neuron table (CSV)", run_dir / "neuron_concepts.csv"),
+             ("Activation Rate of every hypothesis (CSV)", run_dir / "verify" / "ar.csv"),
+             ("Verify summary", run_dir / "verify" / "summary.json"),
+             ("generated images", run_dir / "verify" / "generated.json"),
+             ("planted truth (CSV)", run_dir / "truth.csv"), ("planted truth summary", run_dir / "truth_summary.json")]
+    for method, sub in METHOD_DIRS.items():
+        if sub:
+            files += [(f"{method}: neuron table (CSV)", run_dir / sub / "neuron_concepts.csv"),
+                      (f"{method}: Activation Rate (CSV)", run_dir / sub / "verify" / "ar.csv")]
+    return [[label, assets.link(path)] for label, path in files if path.is_file()]
+
+
 def collect_run(results: Path, model: str, probe: str, concept_set: str, assets: Assets,
-                n_gen: int = 4, workdir: Path | None = None) -> dict[str, Any]:
+                n_gen: int = 4, workdir: Path | None = None,
+                gen_acts: GeneratedActivations | None = None) -> dict[str, Any]:
     """Everything the page shows for one (model, probe, concept set), phase by phase."""
     mp = results / model / probe
     sel_path, sel = read_selection(mp)
     run_dir = mp / concept_set
     asset_prefix = f"{model}/{probe}"
+    anchor = run_anchor(model, probe, concept_set)
     hist = mp / "select" / "ratio_histogram.png"
     histogram = assets.copy(hist, f"{asset_prefix}/ratio_histogram.png") if hist.is_file() else None
-    methods = read_methods(run_dir, workdir or results.parent, n_gen, assets)
+    thresholds = {nid: t for nid, info in sel["neurons"].items()
+                  if (t := as_number(info.get("threshold"), f"{sel_path} neuron {nid} threshold")) is not None}
+    if gen_acts is None:
+        gen_acts = generated_activations(results, workdir or results.parent, model)
+    methods = read_methods(run_dir, workdir or results.parent, n_gen, assets, gen_acts, thresholds)
     truth = read_truth(run_dir)
     neurons, cards = neuron_rows(sel_path, sel, methods, truth,
-                                 lambda nid, info, clusters: neuron_card(mp, nid, info, clusters, assets, asset_prefix))
+                                 lambda nid, info, clusters: neuron_card(mp, nid, info, clusters, assets, asset_prefix,
+                                                                         card_anchor(anchor, nid), run_dir))
     ts_path = run_dir / "truth_summary.json"
     truth_summary = load_json(ts_path) if ts_path.is_file() else None
     tables = truth_tables(truth_summary) if truth_summary is not None else []
-    tables += extra_tables(run_dir, results / STAGE_ABLATIONS / model / probe / concept_set)
+    for t in tables:
+        t["source"] = assets.link(ts_path)
+    tables += extra_tables(run_dir, results / STAGE_ABLATIONS / model / probe / concept_set, assets.link)
     return {
-        "key": f"{model} / {probe} / {concept_set}", "model": model, "probe": probe, "concept_set": concept_set,
+        "key": f"{model} / {probe} / {concept_set}", "anchor": anchor, "model": model, "probe": probe,
+        "concept_set": concept_set, "files": run_files(results, model, probe, concept_set, assets),
         "layer": sel.get("layer", ""), "tau": sel["tau"],
         "facts": run_facts(model, probe, concept_set, sel, neurons, methods.get("sieve")), "histogram": histogram,
         "ar": ar_panels(methods), "methods": list(methods), "baselines": [m for m in methods if m != "sieve"],
@@ -192,18 +233,22 @@ def collect_run(results: Path, model: str, probe: str, concept_set: str, assets:
 
 
 def neuron_card(mp: Path, nid: str, info: dict[str, Any], clusters: list[dict[str, Any]],
-          assets: Assets, prefix: str) -> dict[str, Any]:
+                assets: Assets, prefix: str, anchor: str = "", run_dir: Path | None = None) -> dict[str, Any]:
+    """A selected neuron's card: its statistics, grid, clusters with their top images' ranks and activations
+    (``top``: activation by rank), hypotheses, and links to the files it was drawn from."""
     card: dict[str, Any] = {
+        "anchor": anchor,
         "p99": rounded(as_number(info.get("p99"), "p99")), "median": rounded(as_number(info.get("median"), "median")),
         "threshold": rounded(as_number(info.get("threshold"), "threshold")), "grid": None, "clusters": [],
-        "dropped": [], "silhouette": None,
+        "dropped": [], "silhouette": None, "top": [], "files": [],
     }
     grid = mp / "grids" / f"{nid}.png"
     if not grid.is_file():
         grid = next((g for g in (mp / "grids").glob(f"{nid}.*") if g.suffix.lower() in IMAGE_SUFFIXES), grid) \
             if (mp / "grids").is_dir() else grid
     if grid.is_file():
-        card["grid"] = assets.thumbnail(grid, f"{prefix}/grids/{nid}.jpg", GRID_MAX_SIZE)
+        card["grid"] = assets.thumbnail(grid, f"{prefix}/grids/{nid}.jpg", GRID_MAX_SIZE, GRID_MAX_HEIGHT)
+        card["files"].append(["grid, full size", assets.link(grid)])
     neuron_ablation = mp / "ablation" / f"{nid}.png"  # evaluate.ablate_neurons: per-class accuracy drop
     if neuron_ablation.is_file():
         card["ablation"] = assets.thumbnail(neuron_ablation, f"{prefix}/ablation/{nid}.jpg", GRID_MAX_SIZE)
@@ -219,12 +264,31 @@ def neuron_card(mp: Path, nid: str, info: dict[str, Any], clusters: list[dict[st
             members[cluster_id(item, j)] = item.get("members", item.get("ranks", []))
         card["dropped"] = doc.get("dropped", []) if isinstance(doc, dict) else []
         card["silhouette"] = _jsonable(doc.get("silhouette")) if isinstance(doc, dict) else None
+        card["top"] = top_activations(doc, cl_path)
+        card["files"].append(["clusters and crops", assets.link(cl_path)])
+    hyp_path = run_dir / "hypotheses" / f"{nid}.json" if run_dir is not None else None
+    if hyp_path is not None and hyp_path.is_file():
+        card["files"].append(["hypotheses", assets.link(hyp_path)])
     order = list(members) + [c["id"] for c in clusters if c["id"] not in members]
     by_id = {c["id"]: c for c in clusters}
     for cid in order:
         card["clusters"].append({"id": cid, "members": members.get(cid, []),
                                  "concepts": by_id.get(cid, {}).get("concepts", [])})
     return card
+
+
+def top_activations(doc: Any, where: Path) -> list[Any]:
+    """The pooled activation of each top image, by rank, from a clusters file's ``crops`` (None where absent)."""
+    crops = doc.get("crops") if isinstance(doc, dict) else None
+    if not isinstance(crops, list):
+        return []
+    out: list[Any] = [None] * len(crops)
+    for i, c in enumerate(crops):
+        if isinstance(c, dict):
+            rank = c.get("rank", i)
+            if isinstance(rank, int) and 0 <= rank < len(out):
+                out[rank] = rounded(as_number(c.get("activation"), f"{where} crop {i} activation"))
+    return out
 
 
 def build_report(
@@ -251,7 +315,8 @@ def build_report(
     assets = Assets(report_dir, assets_dir)
     results = Path(results)
     workdir = Path(workdir) if workdir is not None else results.parent
-    runs = [collect_run(results, m, p, cs, assets, generated_per_concept, workdir)
+    gen_acts = {m: generated_activations(results, workdir, m) for m in models}  # manifests read once per model
+    runs = [collect_run(results, m, p, cs, assets, generated_per_concept, workdir, gen_acts[m])
             for m in models for p in probes for cs in concept_sets]
     settings = dict(settings or {})
     settings["concept_counts"] = count_concepts(results, concept_sets)
@@ -263,6 +328,8 @@ def build_report(
         "comparison": comparison,
         "timing": timing,
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
+        "files": [[label, assets.link(Path(path))] for label, path in
+                  (("comparison table (CSV)", comparison_csv), ("AR histograms (PNG)", ar_png)) if path],
     }
     for name in STATIC_FILES:
         src = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")

@@ -44,7 +44,18 @@
   }
   function pct(v) { return v === null || v === undefined ? "–" : Math.round(v * 100) + "%"; }
   function methodName(m) { return METHOD_NAMES[m] || m; }
-  function cardId(run, neuron) { return "n-" + run + "-" + neuron; }
+  // A card's id is its link: "{model}/{probe}/{concept set}/n{neuron}", names URL-escaped (made in build.py), so a
+  // link names its section and survives adding a model to the config.
+  function cardId(run, neuron) {
+    var card = DATA.runs[run].cards[neuron];
+    return card && card.anchor ? card.anchor : "n-" + run + "-" + neuron;
+  }
+  function fileLinks(files, label) {
+    if (!files || !files.length) return null;
+    return el("p", { class: "files" }, el("span", { class: "muted", text: label + " " }), files.map(function (f, i) {
+      return [i ? " · " : "", el("a", { href: f[1], text: f[0] })];
+    }));
+  }
 
   function table(t, cls) {
     var head = el("tr", null, t.columns.map(function (c) { return el("th", { text: c, scope: "col" }); }));
@@ -56,7 +67,8 @@
     return el("div", { class: "table-wrap" }, el("table", { class: cls || "data" }, el("thead", null, head), body));
   }
   function tableBlock(t, plain, expanded) {
-    var body = [table(t), t.note ? el("p", { class: "note", text: t.note }) : null];
+    var body = [table(t), t.note ? el("p", { class: "note", text: t.note }) : null,
+      t.source ? el("p", { class: "note" }, "from ", el("a", { href: t.source, text: decodeURIComponent(t.source.split("/").pop()) })) : null];
     if (plain) return el("div", { class: "block" }, el("h3", { text: t.title }), body);
     return el("details", { class: "block", open: expanded ? "" : null }, el("summary", { text: t.title }), body);
   }
@@ -67,6 +79,7 @@
     append(root, el("h2", { text: "Run summary" }));
     append(root, el("div", { class: "settings" }, DATA.settings.map(function (t) { return tableBlock(t, false, true); })));
     if (DATA.comparison.rows.length) append(root, tableBlock(DATA.comparison, true));
+    append(root, fileLinks(DATA.files, "Files of this report:"));
     if (DATA.timing.rows.length) {
       var t = DATA.timing;
       t.note = "total " + fmt(t.total_s, 1) + " s over " + t.rows.reduce(function (a, r) { return a + r[1]; }, 0) + " jobs";
@@ -76,7 +89,7 @@
     DATA.runs.forEach(function (r, i) {
       append(nav, el("button", {
         text: r.key, class: "run-tab", "aria-pressed": String(i === state.run), "data-run": i,
-        onclick: function () { selectRun(i); history.replaceState(null, "", "#run-" + i); },
+        onclick: function () { selectRun(i); history.replaceState(null, "", "#" + r.anchor); },
       }));
     });
   }
@@ -91,10 +104,13 @@
 
   // ------------------------------------------------------------------------------------------ a run
   function arSvg(ar, label) {
-    var NS = "http://www.w3.org/2000/svg", W = 320, H = 150, B = 20, pad = 28;
+    // Plot area below a band that holds the mean labels (never over the bars); a y axis of hypothesis counts.
+    var NS = "http://www.w3.org/2000/svg", W = 340, H = 190, B = 20;
+    var left = 40, right = 12, top = 34, bottom = 34, pw = W - left - right, ph = H - top - bottom;
     var counts = new Array(B).fill(0);
-    ar.values.forEach(function (v) { counts[Math.min(B - 1, Math.floor(v * B))] += 1; });
+    ar.values.forEach(function (v) { counts[Math.max(0, Math.min(B - 1, Math.floor(v * B)))] += 1; });
     var max = Math.max.apply(null, counts.concat([1]));
+    var step = Math.max(1, Math.ceil(max / 4)), ymax = step * Math.ceil(max / step);
     function s(tag, attrs) {
       var n = document.createElementNS(NS, tag);
       Object.keys(attrs).forEach(function (k) { if (k === "text") n.textContent = attrs[k]; else n.setAttribute(k, attrs[k]); });
@@ -102,24 +118,35 @@
     }
     var svg = s("svg", { viewBox: "0 0 " + W + " " + H, class: "ar-hist", role: "img" });
     svg.appendChild(s("title", { text: "Activation Rate distribution (" + label + ")" }));
-    var bw = (W - 2 * pad) / B, ph = H - 2 * pad;
-    counts.forEach(function (c, i) {
-      var h = ph * c / max;
-      svg.appendChild(s("rect", { x: pad + i * bw + 1, y: pad + ph - h, width: bw - 2, height: h, class: "bar" }));
-    });
-    function vline(x, cls, text) {
-      var px = pad + x * (W - 2 * pad);
-      svg.appendChild(s("line", { x1: px, x2: px, y1: pad - 6, y2: pad + ph, class: cls }));
-      var right = px > W - 70;  // keep the label inside the plot
-      svg.appendChild(s("text", { x: right ? px - 3 : px + 3, y: cls === "mean-initial" ? pad - 8 : pad + 4, class: cls,
-        "text-anchor": right ? "end" : "start", text: text }));
+    var bw = pw / B;
+    function y(c) { return top + ph - ph * c / ymax; }
+    for (var t = 0; t <= ymax; t += step) {
+      svg.appendChild(s("line", { x1: left, x2: left + pw, y1: y(t), y2: y(t), class: t ? "grid" : "axis" }));
+      svg.appendChild(s("text", { x: left - 5, y: y(t) + 3, class: "tick", "text-anchor": "end", text: String(t) }));
     }
-    if (ar.mean_initial !== null) vline(ar.mean_initial, "mean-initial", "initial " + pct(ar.mean_initial));
-    if (ar.mean_kept !== null) vline(ar.mean_kept, "mean-kept", "kept " + pct(ar.mean_kept));
-    svg.appendChild(s("line", { x1: pad, x2: W - pad, y1: pad + ph, y2: pad + ph, class: "axis" }));
-    [0, 0.5, 1].forEach(function (t) {
-      svg.appendChild(s("text", { x: pad + t * (W - 2 * pad), y: H - 10, class: "tick", "text-anchor": "middle", text: String(t) }));
+    counts.forEach(function (c, i) {
+      if (!c) return;
+      var bar = s("rect", { x: left + i * bw + 1, y: y(c), width: bw - 2, height: top + ph - y(c), class: "bar" });
+      bar.appendChild(s("title", { text: c + " hypotheses with AR in [" + (i / B) + ", " + ((i + 1) / B) + ")" }));
+      svg.appendChild(bar);
     });
+    svg.appendChild(s("line", { x1: left, x2: left, y1: top, y2: top + ph, class: "axis" }));
+    svg.appendChild(s("text", { x: 11, y: top + ph / 2, class: "tick", "text-anchor": "middle",
+      transform: "rotate(-90 11 " + (top + ph / 2) + ")", text: "hypotheses" }));
+    var band = 0;
+    function vline(x, cls, text) {
+      var px = left + Math.max(0, Math.min(1, x)) * pw, ty = 11 + 11 * band;
+      band += 1;
+      svg.appendChild(s("line", { x1: px, x2: px, y1: ty + 2, y2: top + ph, class: cls }));
+      var rightSide = px > left + pw - 80;  // keep the label inside the figure
+      svg.appendChild(s("text", { x: rightSide ? px - 3 : px + 3, y: ty, class: cls, "text-anchor": rightSide ? "end" : "start", text: text }));
+    }
+    if (ar.mean_initial !== null) vline(ar.mean_initial, "mean-initial", "mean initial " + pct(ar.mean_initial));
+    if (ar.mean_kept !== null) vline(ar.mean_kept, "mean-kept", "mean kept " + pct(ar.mean_kept));
+    [0, 0.25, 0.5, 0.75, 1].forEach(function (t) {
+      svg.appendChild(s("text", { x: left + t * pw, y: top + ph + 13, class: "tick", "text-anchor": "middle", text: String(t) }));
+    });
+    svg.appendChild(s("text", { x: left + pw / 2, y: H - 4, class: "tick", "text-anchor": "middle", text: "Activation Rate" }));
     return svg;
   }
 
@@ -127,7 +154,7 @@
     var run = DATA.runs[state.run];
     var root = clear(document.getElementById("run"));
     if (!run) return;
-    append(root, el("h2", { text: run.key }));
+    append(root, el("h2", { id: run.anchor, text: run.key }));
     append(root, el("dl", { class: "facts" }, run.facts.map(function (f) {
       return el("div", null, el("dt", { text: f[0] }), el("dd", { text: fmt(f[1]) }));
     })));
@@ -142,6 +169,7 @@
     });
     append(root, figs);
     run.tables.forEach(function (t) { append(root, tableBlock(t, true)); });
+    append(root, fileLinks(run.files, "Built from:"));
 
     var search = el("input", { type: "search", id: "search", placeholder: "Search neuron id or concept…", "aria-label": "Search neurons",
       oninput: function (e) { state.query = e.target.value; state.page = 0; renderTable(); } });
@@ -273,28 +301,48 @@
     if (h.ar === undefined || h.ar === null) return el("span", { class: "badge", text: "–" });
     return el("span", { class: "badge " + (h.kept ? "verified" : "rejected"), text: h.kept ? "kept" : "rejected" });
   }
-  function hypotheses(concepts) {
+  // The generated images of a hypothesis: each shown thumbnail with the neuron's activation on it, marked fired
+  // (above the neuron's threshold, as the AR counts it) or not, then one dot per generated image (all of them).
+  function genStrip(h, threshold) {
+    var strip = el("div", { class: "strip" }, (h.generated || []).map(function (src, i) {
+      var v = h.gen_acts ? h.gen_acts[i] : null, fired = h.gen_fired ? h.gen_fired[i] : null;
+      var cls = "gen-cell" + (fired === 1 ? " fired" : fired === 0 ? " quiet" : "");
+      return el("figure", { class: cls, title: v === null || v === undefined ? null :
+          "activation " + fmt(v, 4) + (fired ? " > " : " ≤ ") + "threshold " + fmt(threshold, 4) },
+        el("img", { src: src, loading: "lazy", class: "gen", alt: "generated image " + (i + 1) + " of the concept " + h.text }),
+        v === null || v === undefined ? null : el("figcaption", { class: "gen-val", text: (fired ? "✓ " : "✗ ") + fmt(v, 3) }));
+    }));
+    if (!h.acts || !h.acts.length) return strip;
+    var dots = el("div", { class: "dots", title: "each generated image: filled = fired (activation above " + fmt(threshold, 4) + ")" },
+      h.acts.map(function (v, i) {
+        return el("span", { class: "dot" + (h.fired[i] ? " on" : ""), title: "image " + (i + 1) + ": " + fmt(v, 4) });
+      }));
+    return el("div", null, strip, dots);
+  }
+  function hypotheses(concepts, threshold) {
     if (!concepts.length) return el("p", { class: "muted", text: "no hypotheses" });
     return el("table", { class: "hyp" },
       el("thead", null, el("tr", null, ["concept", "score", "Activation Rate", "verdict", "generated images"].map(function (c) { return el("th", { text: c }); }))),
       el("tbody", null, concepts.map(function (h) {
         return el("tr", null, el("td", { class: "concept", text: h.text }), el("td", { class: "num", text: fmt(h.score) }),
           el("td", null, arBar(h)), el("td", null, verdict(h)),
-          el("td", null, el("div", { class: "strip" }, (h.generated || []).map(function (src, i) {
-            return el("img", { src: src, loading: "lazy", class: "gen", alt: "generated image " + (i + 1) + " of the concept " + h.text });
-          }))));
+          el("td", null, genStrip(h, threshold)));
       })));
   }
-  function clusterBlock(c) {
-    var members = c.members && c.members.length ? c.members.length + " top images (ranks " + c.members.join(", ") + ")" : "";
-    return el("div", { class: "cluster" }, el("h4", null, "Cluster " + c.id + " ", el("span", { class: "muted", text: members })), hypotheses(c.concepts));
+  function clusterBlock(c, card) {
+    var top = card.top || [];
+    var members = c.members && c.members.length ? c.members.length + " top images (rank: activation " + c.members.map(function (r) {
+      return "#" + r + (top[r] !== null && top[r] !== undefined ? " " + fmt(top[r], 3) : "");
+    }).join(", ") + ")" : "";
+    return el("div", { class: "cluster" }, el("h4", null, "Cluster " + c.id + " ", el("span", { class: "muted", text: members })),
+      hypotheses(c.concepts, card.threshold));
   }
 
   function renderCard(run, r, card) {
     var node = el("article", { class: "card", id: cardId(state.run, r.id), "data-neuron": r.id });
     append(node, el("h3", null, "Neuron " + r.id + " ", el("span", { class: "badge " + r.status, text: r.status })));
     append(node, el("p", { class: "meta", text: "ratio " + fmt(r.ratio, 2) + " · p99 " + fmt(card.p99) + " · median " + fmt(card.median) +
-      " · AR threshold (probe p99) " + fmt(card.threshold) + (card.clusters.length ? " · " + card.clusters.length + " cluster(s)" : "") +
+      " · AR threshold (probe p99) " + fmt(card.threshold, 4) + (card.clusters.length ? " · " + card.clusters.length + " cluster(s)" : "") +
       (card.silhouette && Object.keys(card.silhouette).length ? " · silhouette by k: " + Object.keys(card.silhouette).map(function (k) { return k + ": " + fmt(card.silhouette[k], 2); }).join(", ") : "") }));
     if (card.truth) {
       append(node, el("dl", { class: "truth" }, el("div", null, el("dt", { text: "planted truth" })),
@@ -305,13 +353,13 @@
       append(body, el("figure", { class: "grid" },
         el("a", { href: card.grid, target: "_blank", title: "open full size" },
           el("img", { src: card.grid, loading: "lazy", class: "topimgs", alt: "top images of neuron " + r.id + " with crop boxes, grouped by cluster" })),
-        el("figcaption", { text: "Top probe images (rank in the corner) with the crop of highest activation boxed, one block per cluster." })));
+        el("figcaption", { text: "Top probe images, one block per cluster: each image with the crop of highest activation boxed, below it the neuron's activation map (dark: quiet, yellow: strongest), then its rank and activation." })));
     } else {
       append(body, el("p", { class: "muted", text: "no top-image grid" }));
     }
     var methods = el("div", { class: "methods" });
     var sieveCol = el("div", { class: "method" }, run.baselines.length ? el("h4", { class: "mname", text: "SIEVE" }) : null,
-      card.clusters.length ? card.clusters.map(clusterBlock) : el("p", { class: "muted", text: "no clusters" }));
+      card.clusters.length ? card.clusters.map(function (c) { return clusterBlock(c, card); }) : el("p", { class: "muted", text: "no clusters" }));
     if (card.dropped && card.dropped.length) {
       append(sieveCol, el("p", { class: "note", text: "dropped (smaller than the minimum cluster size): " + card.dropped.map(function (d) {
         return typeof d === "object" && d !== null ? "cluster " + fmt(d.cluster) + " (" + fmt(d.size !== undefined ? d.size : (d.members || []).length) + " images)" : fmt(d);
@@ -321,7 +369,7 @@
     run.baselines.forEach(function (b) {
       var cl = (card.baselines || {})[b] || [];
       append(methods, el("div", { class: "method baseline" }, el("h4", { class: "mname", text: methodName(b) + " (baseline)" }),
-        cl.length ? cl.map(function (c) { return hypotheses(c.concepts); }) : el("p", { class: "muted", text: "no label" })));
+        cl.length ? cl.map(function (c) { return hypotheses(c.concepts, card.threshold); }) : el("p", { class: "muted", text: "no label" })));
     });
     append(body, methods);
     if (card.ablation) {
@@ -329,6 +377,7 @@
         el("figcaption", { text: "Neuron ablation: the classes whose accuracy drops most when this neuron is set to 0." })));
     }
     append(node, body);
+    append(node, fileLinks(card.files, "Files:"));
     return node;
   }
 
@@ -344,13 +393,26 @@
     if (!n) append(root, el("p", { class: "muted", text: "No selected neuron among the rows shown." }));
   }
 
-  // ------------------------------------------------------------------------------ deep links (#n-run-id)
+  // -------------------------------------------- deep links (#{model}/{probe}/{concept set}[/n{neuron}])
+  // Older links (#n-{run index}-{neuron}, #run-{index}) still work.
+  function parseHash(hash) {
+    var frag = hash.replace(/^#/, ""), legacy = /^n-(\d+)-(.+)$/.exec(frag), legacyRun = /^run-(\d+)$/.exec(frag);
+    if (legacyRun && DATA.runs[Number(legacyRun[1])]) return { run: Number(legacyRun[1]), neuron: null };
+    if (legacy && DATA.runs[Number(legacy[1])]) return { run: Number(legacy[1]), neuron: decodeURIComponent(legacy[2]) };
+    for (var i = 0; i < DATA.runs.length; i++) {
+      var a = DATA.runs[i].anchor;
+      if (frag === a) return { run: i, neuron: null };
+      if (frag.indexOf(a + "/n") === 0) return { run: i, neuron: decodeURIComponent(frag.slice(a.length + 2)) };
+    }
+    return null;
+  }
   function followHash() {
-    var m = /^#n-(\d+)-(.+)$/.exec(location.hash), r = /^#run-(\d+)$/.exec(location.hash);
-    if (r && DATA.runs[Number(r[1])]) { selectRun(Number(r[1])); return; }
-    if (!m || !DATA.runs[Number(m[1])]) return;
-    var i = Number(m[1]), id = decodeURIComponent(m[2]);
-    if (i !== state.run) selectRun(i);
+    var where = parseHash(location.hash);
+    if (!where) return;
+    var i = where.run, id = where.neuron;
+    if (i !== state.run || id === null) selectRun(i);
+    if (id === null) { document.getElementById(DATA.runs[i].anchor).scrollIntoView(); return; }
+    if (!DATA.runs[i].cards[id]) return;
     var target = document.getElementById(cardId(i, id));
     if (!target) {
       state.query = ""; state.filter = "all";

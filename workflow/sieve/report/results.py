@@ -1,12 +1,17 @@
 """One method's result (SIEVE's or a baseline's) for one model / probe / concept set: hypotheses, AR rows,
-generated images, as the page shows them."""
+generated images and the neuron's activation on each of them, as the page shows them."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..paths import GENERATE
+from ..verify.activation_rate import index_manifests
 from .assets import Assets
 from .values import (
     ReportError,
@@ -24,8 +29,9 @@ from .values import (
 GENERATED_MAX_SIZE = 160  # px, longest side of a generated-image thumbnail
 
 
-def read_generated(path: Path, workdir: Path) -> dict[str, list[Path]]:
-    """Verify's ``generated.json`` (concept id -> kept thumbnails, or full images) as concept id -> files.
+def read_generated(path: Path, workdir: Path) -> dict[str, dict[str, Any]]:
+    """Verify's ``generated.json`` as concept id -> {"seeds": [...], "files": [(seed, kept thumbnail or full
+    image), ...]}, in seed order.
 
     Relative paths in it are relative to the workflow's working directory ``workdir``."""
     doc = load_json(path)
@@ -33,9 +39,45 @@ def read_generated(path: Path, workdir: Path) -> dict[str, list[Path]]:
         raise ReportError(f"{path}: expected a mapping concept id -> generated images")
     out = {}
     for cid, rec in doc.items():
-        files = (rec.get("thumbs") or rec.get("images") or []) if isinstance(rec, dict) else []
-        out[str(cid)] = [p if p.is_absolute() else workdir / p for p in map(Path, files)]
+        rec = rec if isinstance(rec, dict) else {}
+        files = [p if p.is_absolute() else workdir / p for p in map(Path, rec.get("thumbs") or rec.get("images") or [])]
+        seeds = list(rec.get("seeds") or range(len(files)))
+        out[str(cid)] = {"seeds": seeds, "files": list(zip(seeds, files, strict=False))}
     return out
+
+
+GeneratedActivations = Callable[[str, int], dict[int, float] | None]
+"""(concept text, neuron) -> seed -> the neuron's pooled activation on that generated image, or None."""
+
+
+def generated_activations(results: Path, workdir: Path, model: str) -> GeneratedActivations:
+    """The neuron's activation on each generated image of a concept, as Verify measured it.
+
+    The one place where the report reads Verify's generation results beyond ``generated.json``: the shard
+    manifests (``results/generate/shards/*.json``, through :func:`sieve.verify.activation_rate.index_manifests`,
+    as Verify's own AR step reads them) name each concept's activations file for ``model`` (``seeds`` [n],
+    ``pooled`` [n, C]). Missing manifests or files give None: the page then shows the images without values."""
+    manifests = sorted((results / GENERATE / "shards").glob("*.json"))
+    by_text = index_manifests(manifests) if manifests else {}
+    loaded: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def values(text: str, neuron: int) -> dict[int, float] | None:
+        rec = by_text.get(text)
+        acts = (rec or {}).get("acts", {}).get(model) if isinstance(rec, dict) else None
+        if not isinstance(acts, str) or not acts:  # another layout: no values (test_report_rule_end_to_end notices)
+            return None
+        if acts not in loaded:
+            path = Path(acts) if Path(acts).is_absolute() else workdir / acts
+            loaded[acts] = None
+            if path.is_file():
+                with np.load(path) as z:
+                    loaded[acts] = (z["seeds"].astype(np.int64), z["pooled"].astype(np.float64))
+        got = loaded[acts]
+        if got is None or not 0 <= neuron < got[1].shape[1]:
+            return None
+        return {int(s): float(v) for s, v in zip(got[0], got[1][:, neuron], strict=True)}
+
+    return values
 
 
 def read_ar(path: Path, verify_summary: dict[str, Any] | None) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -60,8 +102,10 @@ def read_ar(path: Path, verify_summary: dict[str, Any] | None) -> dict[tuple[str
     return out
 
 
-def method_result(base: Path, workdir: Path, n_gen: int, assets: Assets) -> dict[str, Any] | None:
-    """Hypotheses + AR of one method (sieve, or a baseline) for one (model, probe, concept set)."""
+def method_result(base: Path, workdir: Path, n_gen: int, assets: Assets, gen_acts: GeneratedActivations | None = None,
+                  thresholds: dict[str, float] | None = None) -> dict[str, Any] | None:
+    """Hypotheses + AR of one method (sieve, or a baseline) for one (model, probe, concept set); with ``gen_acts``
+    and the neurons' ``thresholds``, each hypothesis also gets the activation of every generated image."""
     hyp_dir = base / "hypotheses"
     ar_path = base / "verify" / "ar.csv"
     if not hyp_dir.is_dir() and not ar_path.is_file():
@@ -91,7 +135,8 @@ def method_result(base: Path, workdir: Path, n_gen: int, assets: Assets) -> dict
                         c = {"text": str(c)}
                     key = (n, cid, concept_id(c) or concept_text(c))
                     used.add(key)
-                    concepts.append(hypothesis_entry(c, ar.get(key), generated, n_gen, assets))
+                    entry = hypothesis_entry(c, ar.get(key), generated, n_gen, assets)
+                    concepts.append(with_activations(entry, gen_acts, n, generated, thresholds))
                 clusters.append({"id": cid, "concepts": concepts})
             per_neuron[n] = clusters
     # AR rows without a hypothesis file (e.g. a Verify-only baseline) still show up.
@@ -104,24 +149,49 @@ def method_result(base: Path, workdir: Path, n_gen: int, assets: Assets) -> dict
         if cl is None:
             cl = {"id": cid, "concepts": []}
             clusters.append(cl)
-        cl["concepts"].append(hypothesis_entry({"id": ckey if ckey != row["text"] else "", "text": row["text"]},
-                                          row, generated, n_gen, assets))
+        entry = hypothesis_entry({"id": ckey if ckey != row["text"] else "", "text": row["text"]}, row, generated, n_gen,
+                                 assets)
+        cl["concepts"].append(with_activations(entry, gen_acts, n, generated, thresholds))
     ar_values = [r["ar"] for r in ar.values() if r["ar"] is not None]
     return {"clusters": per_neuron, "summary": vsum, "ar_values": [round(a, 4) for a in ar_values],
             "verified": bool(ar)}
 
 
-def hypothesis_entry(c: dict[str, Any], ar: dict[str, Any] | None, generated: dict[str, list[Path]], n_gen: int,
-                assets: Assets) -> dict[str, Any]:
+def hypothesis_entry(c: dict[str, Any], ar: dict[str, Any] | None, generated: dict[str, dict[str, Any]], n_gen: int,
+                     assets: Assets) -> dict[str, Any]:
+    """One hypothesis as the card shows it: text, CLIP score, AR and verdict, and the first ``n_gen`` generated
+    images (``generated`` their seeds, in the same order as ``gen_seeds``)."""
     cid = concept_id(c)
     out: dict[str, Any] = {"id": cid, "text": concept_text(c), "score": rounded(as_number(c.get("score"), "score"))}
     if ar is not None:
         out.update(ar=rounded(ar["ar"]), n_images=ar["n_images"], n_active=ar["n_active"], kept=ar["kept"])
     if cid and re.fullmatch(r"[A-Za-z0-9_-]+", cid):  # ids are hashes: safe as a file name; text never is
-        files = [p for p in generated.get(cid, []) if p.is_file()][:n_gen]
+        files = [(s, p) for s, p in generated.get(cid, {}).get("files", []) if p.is_file()][:n_gen]
         out["generated"] = [assets.thumbnail(p, f"generated/{cid}/{i}.jpg", GENERATED_MAX_SIZE)
-                            for i, p in enumerate(files)]
+                            for i, (_, p) in enumerate(files)]
+        out["gen_seeds"] = [int(s) for s, _ in files]
     return out
+
+
+def with_activations(entry: dict[str, Any], gen_acts: GeneratedActivations | None, neuron: str,
+                     generated: dict[str, dict[str, Any]], thresholds: dict[str, float] | None) -> dict[str, Any]:
+    """Add the neuron's activation on each of the concept's generated images (``acts``, in seed order, as Verify
+    measured them) and whether it fired (``fired``: 1 when above the neuron's threshold, as the AR counts it), and
+    the same for the thumbnails shown (``gen_acts``, ``gen_fired``)."""
+    threshold = (thresholds or {}).get(neuron)
+    if gen_acts is None or threshold is None or not neuron.isdigit():
+        return entry
+    values = gen_acts(entry["text"], int(neuron))
+    if values is None:
+        return entry
+    seeds = generated.get(entry["id"], {}).get("seeds") or sorted(values)
+    seeds = [int(s) for s in seeds if int(s) in values]
+    entry["acts"] = [rounded(values[s]) for s in seeds]
+    entry["fired"] = [int(values[s] > threshold) for s in seeds]
+    shown = entry.get("gen_seeds", [])
+    entry["gen_acts"] = [rounded(values[s]) if s in values else None for s in shown]
+    entry["gen_fired"] = [int(values[s] > threshold) if s in values else None for s in shown]
+    return entry
 
 
 def verified_concepts(clusters: list[dict[str, Any]]) -> list[list[Any]]:

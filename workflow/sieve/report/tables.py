@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -116,12 +116,14 @@ def truth_tables(ts: Any) -> list[dict[str, Any]]:
     return out
 
 
-def extra_tables(run_dir: Path, stage_ablation_dir: Path | None = None) -> list[dict[str, Any]]:
+def extra_tables(run_dir: Path, stage_ablation_dir: Path | None = None,
+                 link: Callable[[Path], str] | None = None) -> list[dict[str, Any]]:
     """Every other JSON table of a run (final-layer metrics, sweeps, the stage-ablation table), rendered
     generically.
 
     Read: ``{run}/*.json`` (but truth_summary.json), ``{run}/{evaluate,ablations,sweeps}/*.json`` and
-    ``results/ablations/{model}/{probe}/{concept_set}/*.json`` (``stage_ablation_dir``)."""
+    ``results/ablations/{model}/{probe}/{concept_set}/*.json`` (``stage_ablation_dir``). With ``link`` (path ->
+    the page's link to it), each table names its file (``source``)."""
     known = {"truth_summary.json"}
     files = [(p, run_dir) for p in sorted(run_dir.glob("*.json")) if p.name not in known]
     for sub in ("evaluate", "ablations", "sweeps"):
@@ -131,7 +133,10 @@ def extra_tables(run_dir: Path, stage_ablation_dir: Path | None = None) -> list[
     out = []
     for p, base in files:
         title = p.relative_to(base).with_suffix("").as_posix().replace("_", " ")
-        out.append(json_table(load_json(p), title))
+        table = json_table(load_json(p), title)
+        if link is not None:
+            table["source"] = link(p)
+        out.append(table)
     return out
 
 
@@ -230,30 +235,45 @@ def count_concepts(results: Path, concept_sets: Iterable[str]) -> dict[str, int]
     return out
 
 
-def ar_distribution_png(runs: list[dict[str, Any]], out_png: str | Path) -> None:
-    """One histogram of AR per (model, probe, concept set, method), with the initial and kept means."""
+def ar_figure(runs: list[dict[str, Any]]) -> Any:
+    """One histogram of AR per (model, probe, concept set, method), with the initial and kept means.
+
+    Each panel has a y axis of hypothesis counts (integer ticks) and the legend to the right of the plot, so that
+    no label covers a bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = [(r["key"], m, a) for r in runs for m, a in r["ar"].items()]
-    fig, axes = plt.subplots(max(len(panels), 1), 1, figsize=(6, 2.4 * max(len(panels), 1)), dpi=110,
+    fig, axes = plt.subplots(max(len(panels), 1), 1, figsize=(8, 2.6 * max(len(panels), 1)), dpi=110,
                              squeeze=False)
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no Verify results (no ar.csv)", ha="center", va="center")
         axes[0, 0].set_axis_off()
     for ax, (key, method, a) in zip(axes[:, 0], panels, strict=False):
-        ax.hist(a["values"], bins=20, range=(0, 1), color="#4477aa")
+        ax.hist(a["values"], bins=20, range=(0, 1), color="#4477aa", edgecolor="white", label="hypotheses")
         if a["mean_initial"] is not None:
             ax.axvline(a["mean_initial"], color="#cc3311", ls="--", label=f"mean initial {a['mean_initial']:.2f}")
         if a["mean_kept"] is not None:
             ax.axvline(a["mean_kept"], color="#228833", ls=":", label=f"mean kept {a['mean_kept']:.2f}")
         ax.set_title(f"{key} ({method})", fontsize=9)
+        ax.set_xlim(-0.02, 1.02)  # a mean of 0 or 1 stays visible beside the frame
         ax.set_xlabel("Activation Rate")
         ax.set_ylabel("hypotheses")
-        ax.legend(fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.margins(y=0.1)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def ar_distribution_png(runs: list[dict[str, Any]], out_png: str | Path) -> None:
+    """``ar_distribution.png``: :func:`ar_figure`, written atomically."""
+    import matplotlib.pyplot as plt
+
+    fig = ar_figure(runs)
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp)
     plt.close(fig)

@@ -50,7 +50,7 @@ class Neuron:
 class World:
     """A parsed, validated world spec."""
 
-    source: str
+    source: str  # "default" (the packaged world), the spec file's path, or "<dict>"
     image_size: int
     colours: dict[str, tuple[float, float, float]]
     shapes: tuple[str, ...]
@@ -101,9 +101,17 @@ def _err(source: str, key: str, msg: str) -> SpecError:
     return SpecError(f"synthetic world spec {source}: {key}: {msg}")
 
 
+PACKAGED = "default"  # the name of the packaged world, in the config and in what the results record
+
+
+def is_packaged(spec: str | os.PathLike[str] | None) -> bool:
+    """Whether a spec names the packaged world (``"default"``, or no spec at all) rather than a file."""
+    return spec in (None, "", PACKAGED)
+
+
 def resolve_spec_path(spec: str | os.PathLike[str] | None) -> str:
     """``None`` or ``"default"`` -> the packaged default.yaml; otherwise a path that must exist."""
-    if spec in (None, "", "default"):
+    if is_packaged(spec):
         return str(resources.files("sieve.synthetic").joinpath("default.yaml"))
     path = Path(os.path.expanduser(str(spec)))
     if not path.is_file():
@@ -112,15 +120,17 @@ def resolve_spec_path(spec: str | os.PathLike[str] | None) -> str:
 
 
 def load_world(spec: str | os.PathLike[str] | dict[str, Any] | None = None) -> World:
-    """Read and validate a world spec (a path, ``"default"``/None, or an already-parsed dict)."""
+    """Read and validate a world spec (a path, ``"default"``/None, or an already-parsed dict). The packaged world's
+    ``source`` is ``"default"``, not the file's path: results record it, and the path changes when the checkout
+    moves or the package is reinstalled."""
     if isinstance(spec, dict):
         return _parse(spec, "<dict>")
     path = resolve_spec_path(spec)
-    return _load_cached(path, os.path.getmtime(path))
+    return _load_cached(path, os.path.getmtime(path), PACKAGED if is_packaged(spec) else path)
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: str, _mtime: float) -> World:
+def _load_cached(path: str, _mtime: float, name: str) -> World:
     try:
         with open(path, encoding="utf-8") as fh:
             raw = yaml.safe_load(fh)
@@ -128,11 +138,12 @@ def _load_cached(path: str, _mtime: float) -> World:
         raise SpecError(f"synthetic world spec {path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"synthetic world spec {path}: must be a mapping of keys, got {type(raw).__name__}")
-    return _parse(raw, path)
+    return _parse(raw, path, name)
 
 
-def _parse(raw: dict[str, Any], src: str) -> World:
-    """Validate a spec, section by section; keys it leaves out come from the packaged default world."""
+def _parse(raw: dict[str, Any], src: str, name: str | None = None) -> World:
+    """Validate a spec, section by section; keys it leaves out come from the packaged default world. ``src`` names
+    the file in errors, ``name`` (default ``src``) is the world's ``source``."""
     with resources.files("sieve.synthetic").joinpath("default.yaml").open(encoding="utf-8") as fh:
         default_raw: dict[str, Any] = yaml.safe_load(fh)
     known = set(default_raw) | {"neurons"}
@@ -148,7 +159,7 @@ def _parse(raw: dict[str, Any], src: str) -> World:
     level, noise = _parse_background(src, get("background") or {})
     max_obj, gap = _parse_scenes(src, get("scenes") or {})
     world = World(
-        source=src, image_size=size, colours=colours, shapes=shapes, textures=textures,
+        source=name or src, image_size=size, colours=colours, shapes=shapes, textures=textures,
         texture_period=period, sizes=sizes, generated_size=gen, background_level=level, noise=noise,
         max_objects=max_obj, gap=gap, distractors=tuple(str(d) for d in (get("distractors") or ())), neurons=(),
         raw=raw,

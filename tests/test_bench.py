@@ -1,0 +1,59 @@
+"""The benchmarks run (small mode, CPU) and compare honestly: both sides interleaved, repeated, min and median."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from helpers import REPO, snakemake_env
+
+sys.path.insert(0, str(REPO / "bench"))
+from timing import interleaved, speedup, summary  # noqa: E402
+
+
+def test_sides_alternate_every_round_and_report_min_and_median() -> None:
+    order: list[str] = []
+    times = {"a": iter([3.0, 1.0, 2.0, 9.0]), "b": iter([2.0, 4.0, 1.0, 5.0])}
+
+    def side(name: str):
+        def run() -> dict:
+            order.append(name)
+            return {"seconds": next(times[name])}
+        return run
+
+    runs = interleaved({"a": side("a"), "b": side("b")}, rounds=3, warmup=True)
+    assert order == ["a", "b"] * 4  # the warm-up round, then three counted rounds
+    a, b = summary(runs["a"], work=10), summary(runs["b"], work=10)
+    assert a["seconds"] == [1.0, 2.0, 9.0] and a["seconds_min"] == 1.0 and a["seconds_median"] == 2.0
+    assert b["seconds"] == [4.0, 1.0, 5.0] and b["per_s_max"] == 10.0 and b["per_s_median"] == 2.5
+    assert speedup(a, b) == {"from_min": 1.0, "from_median": 0.5}
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True,
+                          env=snakemake_env(), timeout=600)
+
+
+def test_bench_probe_small_mode(tmp_path) -> None:
+    out = tmp_path / "probe.json"
+    proc = _run("bench_probe.py", "--images", "6", "--batch-size", "3", "--workers", "0", "--rounds", "2",
+                "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for side in ("plain", "sieve"):
+        assert report[side]["rounds"] == 2 and len(report[side]["seconds"]) == 2
+        assert report[side]["seconds_min"] <= report[side]["seconds_median"]
+    assert set(report["speedup"]) == {"from_min", "from_median"}
+
+
+def test_bench_generate_small_mode(tmp_path) -> None:
+    out = tmp_path / "generate.jsonl"
+    proc = _run("bench_generate.py", "--images", "8", "--images-per-concept", "2", "--batch-size", "4",
+                "--warmup", "1", "--rounds", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(out.read_text().splitlines()[-1])
+    assert record["images"] == 8
+    assert record["loop"]["rounds"] == record["shard"]["rounds"] == 2
+    assert 0 < record["shard_share_of_generate_only_median"]
+    assert set(record["speedup_shard_vs_loop"]) == {"from_min", "from_median"}
