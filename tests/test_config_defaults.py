@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
 
 import pytest
 import yaml
 
-from sieve.config import SCHEMA_PATH, SchemaKeyError, schema_default, with_defaults
+from helpers import REPO, snakemake_cmd, snakemake_env
+from sieve.config import SCHEMA_PATH, SchemaKeyError, coerce_booleans, schema_default, with_defaults
 
 
 def test_schema_default_reads_the_schema_file():
@@ -50,3 +52,34 @@ def test_library_defaults_are_the_schema_defaults():
     assert default(crop_box, "threshold") == schema_default("hypothesize.crop.threshold")
     assert default(run_clip_dissect, "top_images") == schema_default("hypothesize.clip_dissect.top_images")
     assert default(collect_requests, "n_shards") == schema_default("generator.shards") == 8
+
+
+@pytest.mark.parametrize(("typed", "value"), [("true", True), ("True", True), ("YES", True), ("1", True), (1, True),
+                                              ("false", False), ("No", False), ("0", False), (0, False)])
+def test_shell_spellings_of_booleans_become_bools(typed, value):
+    cfg = {"offline": typed, "select": {"enabled": typed, "tau": 1}, "evaluate": {"stage_ablations": typed},
+           "probes": {"p": {"kind": "imagefolder", "download": typed, "seed": 1}}}
+    coerce_booleans(cfg)
+    assert cfg["offline"] is value and cfg["select"]["enabled"] is value
+    assert cfg["evaluate"]["stage_ablations"] is value and cfg["probes"]["p"]["download"] is value
+    assert cfg["select"]["tau"] == 1 and cfg["probes"]["p"]["seed"] == 1  # numbers stay numbers
+
+
+def test_other_values_are_left_for_the_schema_to_reject():
+    cfg = {"offline": "maybe", "select": {"enabled": 2}, "device": "1"}
+    coerce_booleans(cfg)
+    assert cfg == {"offline": "maybe", "select": {"enabled": 2}, "device": "1"}
+
+
+@pytest.mark.workflow
+def test_config_offline_true_on_the_command_line(tmp_path):
+    """`--config offline=true` as a shell user types it plans the run; a word that is no boolean is refused."""
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    base = ("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--config")
+    ok = subprocess.run(snakemake_cmd(*base, "offline=TRUE", "--quiet", "all"), capture_output=True, text=True,
+                        env=snakemake_env(), cwd=tmp_path, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    bad = subprocess.run(snakemake_cmd(*base, "offline=maybe"), capture_output=True, text=True,
+                         env=snakemake_env(), cwd=tmp_path, timeout=300)
+    text = bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "'maybe' is not of type 'boolean'" in text and "offline" in text, text[-3000:]

@@ -1,7 +1,10 @@
 """Software environments and resources: what can be checked without reaching conda channels or a cluster.
 
-- envs/*.yaml parse, use conda-forge + nodefaults, pin every package, install sieve itself (`-e ../`), and
-  agree with pyproject.toml's dependencies;
+- envs/*.yaml parse, use conda-forge + nodefaults, pin every package (their pip sections are the locks
+  envs/*.lock.txt, which agree with envs/requirements.in and pyproject.toml), and install no path: pip, run
+  where conda runs it under `--sdm conda` (beside Snakemake's copy in .snakemake/conda/), resolves nothing
+  against that folder;
+- a job imports the sieve of the checkout being run, even with another copy ahead on its path;
 - every rule of the workflow (parsed with snakemake's API) states conda, log, benchmark, threads and its
   resources: memory and runtime that grow with `attempt`, one GPU (and its CPUs) for the rules that run a
   network, a group for the CPU rules that SLURM should pack together;
@@ -11,10 +14,14 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import tomllib
@@ -23,7 +30,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from helpers import REPO, snakemake_cmd, snakemake_env
+from helpers import REPO, make_image_folder, snakemake_cmd, snakemake_env, tiny_config
 
 ENVS = {"gpu": REPO / "envs" / "gpu.yaml", "cpu": REPO / "envs" / "cpu.yaml"}
 SLURM = REPO / "profiles" / "slurm" / "profile.yaml"
@@ -107,7 +114,7 @@ def _pip_pins(env: dict) -> tuple[dict[str, Requirement], list[str]]:
 
 
 @pytest.mark.parametrize("kind", sorted(ENVS))
-def test_env_files_are_pinned_and_install_sieve(kind):
+def test_env_files_are_pinned(kind):
     env = yaml.safe_load(ENVS[kind].read_text())
     assert env["channels"] == ["conda-forge", "nodefaults"]
     conda_deps = [d for d in env["dependencies"] if isinstance(d, str)]
@@ -116,8 +123,9 @@ def test_env_files_are_pinned_and_install_sieve(kind):
     for name, req in pins.items():
         specs = list(req.specifier)
         assert len(specs) == 1 and specs[0].operator == "==", f"{ENVS[kind].name}: {name} is not pinned ({req})"
-    assert "-e ../" in other, f"{ENVS[kind].name} does not install the sieve package itself (-e ../)"
-    assert (ENVS[kind].parent / ".." / "pyproject.toml").is_file()
+    # sieve itself comes from the checkout being run (workflow/scripts/use_checkout.py), never from the env
+    assert all(not line.startswith(("-e", "-r", "-c")) for line in other), other
+    assert "sieve" not in pins
     assert "torch" in pins and "torchvision" in pins
     cuda_free = kind == "cpu"
     assert (Version(next(iter(pins["torch"].specifier)).version).local == "cpu") is cuda_free
@@ -139,10 +147,12 @@ def test_env_versions_agree_with_pyproject(kind):
 
 
 def test_env_pins_are_identical_across_envs():
+    """The CPU env has the GPU env's pins, less the CUDA libraries (and PyTorch's +cpu builds)."""
     gpu, _ = _pip_pins(yaml.safe_load(ENVS["gpu"].read_text()))
     cpu, _ = _pip_pins(yaml.safe_load(ENVS["cpu"].read_text()))
-    assert set(gpu) == set(cpu)
-    for name in gpu:
+    cuda = {n for n in gpu if re.match(r"nvidia-|cuda-|triton$", n)}
+    assert cuda and set(gpu) - cuda == set(cpu)
+    for name in cpu:
         vg, vc = (Version(next(iter(p[name].specifier)).version) for p in (gpu, cpu))
         assert vg.public == vc.public, f"{name}: gpu.yaml {vg} vs cpu.yaml {vc}"
 
@@ -200,6 +210,7 @@ def test_slurm_profile_is_site_policy_only(rules):
     """profiles/slurm names no rule (what a job needs is in its rule) and packs every group the rules use."""
     profile = yaml.safe_load(SLURM.read_text())
     assert profile["executor"] == "slurm" and profile["retries"] >= 1 and profile["keep-going"] is True
+    assert profile["slurm-keep-successful-logs"] is True  # the plugin deletes a successful job's log otherwise
     assert not {"set-resources", "groups"} & set(profile), sorted(profile)
     used = {r["group"] for r in _job_rules(rules).values() if r["group"]}
     assert set(profile["group-components"]) == used, (
@@ -227,3 +238,138 @@ def test_slurm_profile_groups_build_a_dag(tmp_path):
     text = proc.stdout + proc.stderr
     assert "Group job select" in text and re.search(r"^rule probe_activations:", text, re.M)
     assert re.search(r"^\s+rule sweep_select:", text, re.M) and re.search(r"^rule sweep_embed_crops:", text, re.M)
+
+
+# ---------------------------------------------------------------------------------------------------- locks
+@functools.cache
+def _update_locks():
+    """envs/update_locks.py as a module (the lock parser and the CPU derivation the tests compare with)."""
+    spec = importlib.util.spec_from_file_location("update_locks", REPO / "envs" / "update_locks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["update_locks"] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+LOCKS = {kind: REPO / "envs" / f"{kind}.lock.txt" for kind in ENVS}
+
+
+@pytest.mark.parametrize("kind", sorted(ENVS))
+def test_env_pip_section_is_its_lock(kind):
+    """The env file installs exactly its lock's pins, in its order (update_locks.py writes both)."""
+    lock = LOCKS[kind].read_text()
+    pip = next(d["pip"] for d in yaml.safe_load(ENVS[kind].read_text())["dependencies"] if isinstance(d, dict))
+    assert pip == _update_locks().env_pip_lines(lock, kind), (
+        f"{ENVS[kind].name} differs from {LOCKS[kind].name}: run `python envs/update_locks.py`")
+
+
+def test_cpu_lock_is_the_gpu_lock_without_cuda():
+    gpu, cpu = LOCKS["gpu"].read_text(), LOCKS["cpu"].read_text()
+    assert cpu == _update_locks().derive_cpu_lock(gpu), "envs/cpu.lock.txt is stale: run envs/update_locks.py"
+    _, pins = _update_locks().read_lock(cpu)
+    assert pins["torch"].version.endswith("+cpu") and not any(n.startswith("nvidia-") for n in pins)
+
+
+def test_gpu_lock_is_a_closed_resolution_of_requirements_in_and_pyproject():
+    """Regenerating needs PyPI; offline, the lock must still agree with its inputs: requirements.in's pins are
+    its direct packages at those versions (no edit of requirements.in without relocking), every other
+    package is there because a locked package needs it, and pyproject.toml's dependencies are all locked
+    within their ranges."""
+    lock = _update_locks()
+    header, pins = lock.read_lock(LOCKS["gpu"].read_text())
+    assert any("python envs/update_locks.py" in line for line in header), header
+    direct = {canonicalize_name(p.name): p.version for p in pins.values() if "-r envs/requirements.in" in p.via}
+    wanted = {}
+    for line in (REPO / "envs" / "requirements.in").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            req = Requirement(line)
+            wanted[canonicalize_name(req.name)] = next(iter(req.specifier)).version
+    assert direct == wanted, "envs/gpu.lock.txt is stale against envs/requirements.in: run envs/update_locks.py"
+    names = {canonicalize_name(n) for n in pins}
+    for pin in pins.values():
+        assert pin.via, f"{pin.name} is in the lock for no reason"
+        for via in pin.via:
+            assert via == "-r envs/requirements.in" or canonicalize_name(via) in names, (pin.name, via)
+    versions = {canonicalize_name(p.name): Version(p.version) for p in pins.values()}
+    for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        req = Requirement(dep)
+        name = canonicalize_name(req.name)
+        assert name in versions, f"envs/gpu.lock.txt lacks {req.name}, a dependency in pyproject.toml"
+        assert req.specifier.contains(versions[name], prereleases=True), (name, str(versions[name]))
+
+
+def _pip_requirements_as_conda_installs_them(env_file: Path, workdir: Path) -> list:
+    """What pip installs for an env file under ``snakemake --sdm conda``, with the paths resolved as they are
+    there. Snakemake copies the env file to ``.snakemake/conda/<hash>.yaml`` (snakemake/deployment/conda.py,
+    ``create_env``: ``env_path + ".yaml"``) and runs ``conda env create --file`` on the copy; conda writes the
+    pip section to ``condaenv.*.requirements.txt`` in the copy's folder and runs ``pip install -r`` with that
+    folder as its working directory (conda/env/installers/pip.py). Returns pip's own parse of that file."""
+    from pip._internal.network.session import PipSession
+    from pip._internal.req.constructors import install_req_from_parsed_requirement
+    from pip._internal.req.req_file import parse_requirements
+
+    conda_dir = workdir / ".snakemake" / "conda"
+    conda_dir.mkdir(parents=True, exist_ok=True)
+    copy = conda_dir / "0123456789abcdef.yaml"
+    copy.write_text(env_file.read_text())
+    env = yaml.safe_load(copy.read_text())
+    specs = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    requirements = conda_dir / "condaenv.test.requirements.txt"
+    requirements.write_text("\n".join(specs) + "\n")
+    old = Path.cwd()
+    os.chdir(conda_dir)
+    try:
+        return [install_req_from_parsed_requirement(r)
+                for r in parse_requirements(requirements.name, session=PipSession())]
+    finally:
+        os.chdir(old)
+
+
+def _local_paths(reqs: list) -> list[str]:
+    """The requirements that point at a local folder or file (resolved against pip's working directory)."""
+    return [r.link.file_path for r in reqs if r.link is not None and r.link.is_file]
+
+
+def test_conda_path_handling_is_reproduced(tmp_path):
+    """The check below catches what broke before: `-e ../` in an env file means `.snakemake/`, not the
+    workflow, once Snakemake has copied the file and conda runs pip beside the copy."""
+    env = tmp_path / "envs" / "old.yaml"
+    env.parent.mkdir()
+    env.write_text(yaml.safe_dump({"dependencies": ["pip", {"pip": ["numpy==2.4.6", "-e ../"]}]}))
+    reqs = _pip_requirements_as_conda_installs_them(env, tmp_path)
+    assert _local_paths(reqs) == [str(tmp_path / ".snakemake")]
+    assert not (tmp_path / ".snakemake" / "pyproject.toml").exists()  # pip: "does not appear to be a Python project"
+
+
+@pytest.mark.parametrize("kind", sorted(ENVS))
+def test_env_creation_under_sdm_conda_installs_only_the_lock(kind, tmp_path):
+    """From a fresh clone, `--sdm conda` installs every env's pip part from where conda runs pip: named pins
+    only (no path that the copy's folder would change), exactly the lock's."""
+    reqs = _pip_requirements_as_conda_installs_them(ENVS[kind], tmp_path)
+    assert _local_paths(reqs) == []
+    assert all(r.req is not None and not r.editable for r in reqs)
+    _, pins = _update_locks().read_lock(LOCKS[kind].read_text())
+    assert {canonicalize_name(r.req.name): str(r.req.specifier) for r in reqs} == {
+        canonicalize_name(p.name): f"=={p.version}" for p in pins.values()}
+
+
+@pytest.mark.workflow
+def test_jobs_import_the_sieve_of_the_checkout_being_run(tmp_path):
+    """Another sieve ahead on the job's path (an older clone installed in the env, or on PYTHONPATH as here,
+    which comes before site-packages) must not be what a job runs: the job imports this checkout's."""
+    decoy = tmp_path / "elsewhere" / "sieve"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text('raise ImportError("the job imported another copy of sieve")\n')
+    images = make_image_folder(tmp_path / "images", n_per_class=2, corrupt=0)
+    (tmp_path / "words.txt").write_text("cat\ndog\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(tiny_config(images, tmp_path / "words.txt")))
+    env = snakemake_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(decoy.parent), str(REPO / "tests")])
+    target = "results/concepts/words/concepts.json"
+    proc = subprocess.run(snakemake_cmd("-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "1", target),
+                          capture_output=True, text=True, env=env, cwd=work, timeout=300)
+    log = work / "logs" / "concepts" / "words" / "prepare_concepts.log"
+    assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text() if log.exists() else "")
+    assert [c["text"] for c in json.loads((work / target).read_text())["concepts"]] == ["cat", "dog"]

@@ -28,6 +28,13 @@ CLUSTER = TESTS / "slurm_cluster.sh"
 SLURM_DIR = Path(os.environ.get("SIEVE_SLURM_DIR", "/tmp/sieve-slurm"))
 PROFILES = ("--profile", str(REPO / "profiles" / "slurm"), "--profile", str(TESTS / "profiles" / "slurm-test"))
 TARGETS = ("results/tiny/pics/select/summary.json", "results/tiny/pics/select/ratio_histogram.png")
+# Time limits, nested so that the innermost one that trips names what was slow: each snakemake run has its own
+# limit, and a test's pytest timeout (over pyproject's 600 s default) exceeds the sum of its runs' limits plus
+# the cluster's start. A loaded machine (the whole workflow took 390 s alone, longer beside other jobs) slows
+# the runs, so the limits are generous: they stop a hung run, not a slow one.
+CLUSTER_START_S = 120
+LOCAL_RUN_S = 900
+SLURM_RUN_S = 1500
 
 
 def _cluster_up() -> bool:
@@ -77,13 +84,15 @@ def _assert_same_outputs(a: Path, b: Path) -> None:
 
 
 @pytest.mark.workflow
+@pytest.mark.timeout(CLUSTER_START_S + LOCAL_RUN_S + SLURM_RUN_S + 60)
 def test_tiny_workflow_runs_through_slurm_like_locally(cluster, tmp_path):
     images = make_image_folder(tmp_path / "images", n_per_class=8, size=32)
     (images / "words.txt").write_text("cat\ndog\n")
     config = tiny_config(images)
 
-    local = run_snakemake(tmp_path / "local", config, TARGETS, extra=("--profile", str(REPO / "profiles" / "local")))
-    proc = run_snakemake(tmp_path / "slurm", config, TARGETS, extra=PROFILES, timeout=600)
+    local = run_snakemake(tmp_path / "local", config, TARGETS, extra=("--profile", str(REPO / "profiles" / "local")),
+                          timeout=LOCAL_RUN_S)
+    proc = run_snakemake(tmp_path / "slurm", config, TARGETS, extra=PROFILES, timeout=SLURM_RUN_S)
     text = proc.stdout + proc.stderr
 
     # Every job went through sbatch: the GPU rule alone, the tiny bookkeeping rules as one group job.
@@ -118,11 +127,13 @@ SYNTHETIC = {
 
 
 @pytest.mark.workflow
+@pytest.mark.timeout(CLUSTER_START_S + LOCAL_RUN_S + SLURM_RUN_S + 60)
 def test_whole_workflow_through_slurm_equals_local(cluster, tmp_path):
     """Every stage, probe to report, on the planted world: GPU rules as GPU jobs, bookkeeping grouped, and the
     same hypotheses, Activation Rates, verified concepts and planted-truth recovery as a local run."""
-    local = run_snakemake(tmp_path / "local", SYNTHETIC, extra=("--profile", str(REPO / "profiles" / "local")))
-    proc = run_snakemake(tmp_path / "slurm", SYNTHETIC, extra=PROFILES, timeout=900)
+    local = run_snakemake(tmp_path / "local", SYNTHETIC, extra=("--profile", str(REPO / "profiles" / "local")),
+                          timeout=LOCAL_RUN_S)
+    proc = run_snakemake(tmp_path / "slurm", SYNTHETIC, extra=PROFILES, timeout=SLURM_RUN_S)
     text = proc.stdout + proc.stderr
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/(\w+?)/", text)
     kinds = sorted(name for _, name in submitted)

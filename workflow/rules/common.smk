@@ -11,13 +11,14 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The sieve package lives next to the rules: importable here even when only the jobs' environments have it
-# installed (envs/*.yaml install it with pip; a plain venv uses `pip install -e .`).
+# The sieve package lives next to the rules: this checkout's copy comes first, here and in every job's script
+# (workflow/scripts/use_checkout.py), whatever copy an environment has installed.
 PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
 if PACKAGE_DIR not in sys.path:
     sys.path.insert(0, PACKAGE_DIR)
 
 from sieve import paths  # noqa: E402  (light: no torch)
+from sieve.config import coerce_booleans  # noqa: E402
 from sieve.backends import BackendError, activation_spec, embedding_spec  # noqa: E402
 from sieve.backends.generators import check_generator_source  # noqa: E402
 from sieve.config_checks import ConfigError, check_config, is_packaged_world  # noqa: E402
@@ -39,6 +40,7 @@ def check_renamed_keys(cfg):
             )
 
 
+coerce_booleans(config)  # `--config offline=true` arrives as a string
 check_renamed_keys(config)
 validate(config, schema="../schemas/config.schema.yaml")
 try:  # what the schema cannot say (finite numbers, local files, architecture names): before any job queues

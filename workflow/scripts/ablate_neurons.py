@@ -1,5 +1,7 @@
 """Snakemake script: zero each chosen neuron; per-class accuracy drop on the labelled probe set."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
 from sieve.devices import resolve_device

@@ -1,5 +1,7 @@
 """Snakemake script: the stage-ablation table of one model / probe / concept set."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.evaluate.stage_ablations import STAGE_VARIANTS, run_stage_ablations
 from sieve.io import script_logging
 

@@ -3,6 +3,8 @@
 Reusable by other rules (baselines): inputs hypotheses, select, manifests; outputs ar, summary,
 neuron_concepts, generated; params enabled, method; wildcard model."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.io import script_logging
 from sieve.verify.activation_rate import run_activation_rate
 

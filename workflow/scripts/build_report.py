@@ -1,5 +1,7 @@
 """Snakemake script: the final HTML report."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.io import script_logging
 from sieve.report import build_report
 

@@ -1,6 +1,7 @@
 """Snakemake script: CLIP-Dissect's SoftWPMI labels for one (model, probe, concept set)."""
 
 import torch
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
 
 from sieve.evaluate.clip_dissect import run_clip_dissect
 from sieve.io import script_logging

@@ -1,5 +1,7 @@
 """Snakemake script: Ward clusters of each selected neuron's crop embeddings."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.hypothesize import run_cluster
 from sieve.io import script_logging
 

@@ -1,5 +1,7 @@
 """Snakemake script: CLIP text embeddings of one concept set."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.backends.embedders import load_embedder
 from sieve.devices import resolve_device
 from sieve.hypothesize import run_embed_concepts

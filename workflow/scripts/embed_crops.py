@@ -1,5 +1,7 @@
 """Snakemake script: crops of every selected neuron's top images and their CLIP embeddings (one batched job)."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.backends.embedders import load_embedder
 from sieve.backends.imagesets import open_image_set
 from sieve.devices import resolve_device

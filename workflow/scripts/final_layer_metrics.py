@@ -1,5 +1,7 @@
 """Snakemake script: CLIP cos, mpnet cos and top-1 accuracy of every method's labels of a classifier layer."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.backends.embedders import load_embedder
 from sieve.devices import resolve_device
 from sieve.evaluate.final_layer import SentenceEncoder, run_final_layer_metrics

@@ -1,5 +1,7 @@
 """Snakemake script: one generation shard (generate what the cache lacks, measure every model on the device)."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.io import read_json, script_logging
 from sieve.verify.shard import run_shard
 

@@ -1,5 +1,7 @@
 """Snakemake script: every distinct concept of every hypotheses folder -> results/generate/requests.json."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.io import script_logging
 from sieve.verify.requests import run_requests
 

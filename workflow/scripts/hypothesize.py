@@ -1,5 +1,7 @@
 """Snakemake script: top concepts of each cluster of each selected neuron, for one concept set."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.hypothesize import run_hypothesize
 from sieve.io import script_logging
 

@@ -1,6 +1,8 @@
 """Snakemake script: one image grid per selected neuron (top images with boxes and activation maps, grouped by
 cluster)."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.backends.imagesets import open_image_set
 from sieve.io import script_logging
 from sieve.report.grids import run_grids

@@ -1,5 +1,7 @@
 """Snakemake script: download every weight, pipeline, concept list and probe set the config names."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.backends.offline import set_offline
 
 set_offline(False)  # prefetch is the one job that must reach the network, whatever `offline:` says

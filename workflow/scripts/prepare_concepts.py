@@ -1,5 +1,7 @@
 """Snakemake script: read, clean and hash one concept set (fetching a url list once)."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.concepts import load_concept_set
 from sieve.io import script_logging, write_json
 

@@ -1,5 +1,7 @@
 """Snakemake script: probe activations of one (model, probe) pair."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
 from sieve.devices import resolve_device, resolve_dtype

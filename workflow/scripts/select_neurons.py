@@ -1,5 +1,7 @@
 """Snakemake script: Select for one (model, probe) pair."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.activations import read_activations
 from sieve.io import script_logging
 from sieve.select import run_select

@@ -1,5 +1,7 @@
 """Snakemake script: the tau sweep as one table."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.evaluate.sweep import run_sweep_table
 from sieve.io import script_logging
 

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.evaluate.sweep import run_sweep_tau
 from sieve.io import script_logging
 

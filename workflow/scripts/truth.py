@@ -1,6 +1,8 @@
 """Snakemake script: planted truth beside the result for one synthetic model / probe / concept set (and, when
 the CLIP-Dissect baseline ran, its recovery beside SIEVE's)."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.evaluate.truth import add_methods_to_truth, run_truth
 from sieve.io import script_logging
 

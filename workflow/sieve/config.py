@@ -74,3 +74,35 @@ def with_defaults(spec: dict[str, Any] | None, path: str) -> dict[str, Any]:
     out = {key: copy.deepcopy(_resolve(sub)["default"]) for key, sub in props.items() if "default" in _resolve(sub)}
     out.update(spec or {})
     return out
+
+
+# How a shell user writes a boolean: `--config offline=true` reaches the config as the string "true" (and
+# `offline=1` as the integer 1), which the schema's `type: boolean` would reject.
+BOOLEAN_SPELLINGS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False,
+                     "0": False}
+
+
+def _boolean(value: Any) -> Any:
+    """``value`` as a bool when it is one of :data:`BOOLEAN_SPELLINGS` (any case) or the integer 0 or 1."""
+    if isinstance(value, str) and value.strip().lower() in BOOLEAN_SPELLINGS:
+        return BOOLEAN_SPELLINGS[value.strip().lower()]
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return bool(value)
+    return value
+
+
+def coerce_booleans(cfg: dict[str, Any], node: dict[str, Any] | None = None) -> None:
+    """Turn the spellings of a boolean into bools, in place, at every key the schema types ``boolean`` (at any
+    depth, named entries such as ``probes.*.download`` included), before validation. Other values are left
+    as they are, for the schema to reject with its own message."""
+    node = _resolve(schema() if node is None else node)
+    props, extra = node.get("properties", {}), node.get("additionalProperties")
+    for key, value in cfg.items():
+        sub = props.get(key, extra if isinstance(extra, dict) else None)
+        if sub is None:
+            continue
+        sub = _resolve(sub)
+        if sub.get("type") == "boolean":
+            cfg[key] = _boolean(value)
+        elif isinstance(value, dict):
+            coerce_booleans(value, sub)

@@ -6,6 +6,7 @@ import contextlib
 import csv
 import functools
 import hashlib
+import io
 import json
 import logging
 import math
@@ -177,14 +178,67 @@ def local_file_fingerprints(spec: dict[str, Any], keys: tuple[str, ...] = ("weig
     return out
 
 
-def setup_logging(log_file: str | os.PathLike[str] | None = None, level: int = logging.INFO) -> logging.Logger:
-    """Log to ``log_file`` (the rule's ``log:``) and stderr; redirect Python warnings there too."""
+class LineStream(io.TextIOBase):
+    """A log file as the stream of progress bars: a carriage return (a bar redrawing its line on a terminal)
+    starts a new line instead, so that the log reads top to bottom, each update a line of its own and the
+    bar's final state kept, and log records written between two updates never land inside a bar's line."""
+
+    def __init__(self, fh: io.TextIOBase) -> None:
+        self._fh = fh
+        self._line_start = True
+
+    def write(self, text: str) -> int:
+        for i, part in enumerate(text.split("\r")):
+            if i and not self._line_start:
+                self._fh.write("\n")
+                self._line_start = True
+            if not part.endswith("\n"):
+                part = part.rstrip(" ")  # the blanks a bar pads a shorter redraw with
+            if part:
+                self._fh.write(part)
+                self._line_start = part.endswith("\n")
+        return len(text)
+
+    def start_line(self) -> None:
+        """End a bar's line before a log record, which then starts a line of its own."""
+        if not self._line_start:
+            self._fh.write("\n")
+            self._line_start = True
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # tqdm draws Unicode bars when the stream says it can take them
+        return getattr(self._fh, "encoding", None) or "utf-8"
+
+
+class _RecordHandler(logging.StreamHandler):
+    """Writes log records to a :class:`LineStream`, each on a line of its own (after a bar's line)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream.start_line()
+        super().emit(record)
+
+
+def setup_logging(log_file: str | os.PathLike[str] | None = None, level: int = logging.INFO,
+                  stream: io.TextIOBase | None = None) -> logging.Logger:
+    """Log to stderr and to ``stream`` (a rule's log, opened by :func:`script_logging`) or ``log_file``;
+    redirect Python warnings there too."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
+    if stream is not None:
+        handlers.append(_RecordHandler(stream))
+    elif log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         # a file name that is not valid UTF-8 is logged with \x escapes instead of failing the log call
         handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8", errors="backslashreplace"))
@@ -197,29 +251,28 @@ def setup_logging(log_file: str | os.PathLike[str] | None = None, level: int = l
 
 
 @contextlib.contextmanager
-def stderr_to(log_file: str | os.PathLike[str] | None) -> Iterator[None]:
-    """Redirect sys.stderr (tqdm progress bars, library prints) into the rule's log file."""
+def script_logging(log_file: str | os.PathLike[str] | None) -> Iterator[logging.Logger]:
+    """For Snakemake scripts: log records and stderr (progress bars, library prints) go to the rule's log file
+    through one stream (:class:`LineStream`), so neither overwrites the other; any error is recorded as one
+    clear ``ERROR`` line (plus traceback) in the log before it propagates."""
     if not log_file:
-        yield
+        logger = setup_logging()
+        yield logger
         return
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "a", encoding="utf-8", errors="backslashreplace", buffering=1) as fh:
-        old = sys.stderr
-        sys.stderr = fh
-        try:
-            yield
-        finally:
-            sys.stderr = old
-
-
-@contextlib.contextmanager
-def script_logging(log_file: str | os.PathLike[str] | None) -> Iterator[logging.Logger]:
-    """For Snakemake scripts: log to the rule's log file, send stderr (progress bars) there too, and record
-    any error as one clear ``ERROR`` line (plus traceback) in the log before it propagates."""
-    logger = setup_logging(log_file)
-    with stderr_to(log_file):
+    # a file name that is not valid UTF-8 is logged with \x escapes instead of failing the log call
+    with open(log_file, "w", encoding="utf-8", errors="backslashreplace", buffering=1) as fh:
+        stream = LineStream(fh)
+        logger = setup_logging(stream=stream)
+        old, sys.stderr = sys.stderr, stream
         try:
             yield logger
         except Exception as exc:
             logger.error("%s: %s", type(exc).__name__, exc, exc_info=True)
             raise
+        finally:
+            sys.stderr = old
+            stream.flush()
+            for h in list(logging.getLogger().handlers):
+                if isinstance(h, logging.StreamHandler) and h.stream is stream:
+                    logging.getLogger().removeHandler(h)
