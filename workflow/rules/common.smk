@@ -2,6 +2,7 @@
 # it, the final targets, and every input function of the rules. Functions live here, rules in the stage files
 # (`snakemake --lint` wants them apart). File names come from sieve/paths.py, the one home of the path scheme.
 
+import json
 import os
 import re
 import sys
@@ -265,9 +266,42 @@ def get_hypotheses_dirs(wildcards):
     return dirs
 
 
+# The generation plan's audit (sieve.verify.plan.audit_plan) is a param of the plan checkpoint: a damaged or
+# removed cache entry changes it, so a plain `snakemake` plans again and regenerates it. Computed once per
+# plan folder and process, and only read (a dry run writes nothing).
+_AUDITS = {}
+
+
+def generation_audit(plan_dir):
+    """The params function of a generation plan below ``plan_dir``."""
+
+    def audit(wildcards):
+        if plan_dir not in _AUDITS:
+            from sieve.verify.plan import audit_plan
+
+            _AUDITS[plan_dir] = audit_plan(plan_dir, paths.GENERATE_CACHE)
+        return _AUDITS[plan_dir]
+
+    return audit
+
+
+def planned_manifests(plan, shard_pattern):
+    """Every shard's manifest: a job's (``shard_pattern``) for a shard the plan found work for, the plan's own
+    for the others (no job). ``plan``: the checkpoint (its result is read once it has run)."""
+    from sieve.verify.plan import PLAN_FILE, planned_manifest_path
+
+    plan_dir = plan.get().output.plan
+    with open(os.path.join(plan_dir, PLAN_FILE), encoding="utf-8") as fh:
+        work = set(json.load(fh)["work"])
+    return [
+        shard_pattern.format(shard=k) if k in work else str(planned_manifest_path(plan_dir, k))
+        for k in range(config["generator"]["shards"])
+    ]
+
+
 def get_shard_manifests(wildcards):
-    """The manifests of all generation shards."""
-    return expand(paths.GENERATION_SHARD, shard=range(config["generator"]["shards"]))
+    """The manifests of all generation shards (GPU jobs only for the shards with work)."""
+    return planned_manifests(checkpoints.generation_plan, paths.GENERATION_SHARD)
 
 
 def get_truth_baselines(wildcards):
@@ -344,8 +378,8 @@ def stage_ablation_hypotheses(wildcards):
 def stage_ablation_manifests(wildcards):
     if wildcards.variant == "no_verify":
         return get_shard_manifests(wildcards)
-    return expand(
-        rules.stage_ablation_generate_shard.output.manifest, shard=range(config["generator"]["shards"])
+    return planned_manifests(
+        checkpoints.stage_ablation_generation_plan, paths.generation_shard(paths.STAGE_ABLATION_GENERATE)
     )
 
 
