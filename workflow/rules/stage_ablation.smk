@@ -72,6 +72,11 @@ use rule generation_requests as stage_ablation_generation_requests with:
         paths.log(paths.STAGE_ABLATION_GENERATE, "generation_requests"),
     benchmark:
         paths.benchmark(paths.STAGE_ABLATION_GENERATE, "generation_requests")
+    params:
+        prompt=config["generator"]["prompt"],
+        shards=config["generator"]["shards"],
+        generator=config["generator"],
+        audit=generation_audit(paths.generation_plan(paths.STAGE_ABLATION_GENERATE)),
 
 
 # The variants' plan, on the shared cache, once the run's own shards are done (what they generated is reused).

@@ -32,6 +32,9 @@ rule generation_requests:
         prompt=config["generator"]["prompt"],
         shards=config["generator"]["shards"],
         generator=config["generator"],
+        # Not read by the script: a damaged or removed cache entry changes it, so the requests, the plan after
+        # them and the shards with damage rerun (the plan, behind a checkpoint, is not checked on its own).
+        audit=generation_audit(paths.GENERATION_PLAN),
     script:
         "../scripts/generation_requests.py"
 
