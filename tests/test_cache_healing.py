@@ -16,14 +16,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, jobs_run, run_snakemake
 from test_verify import MODEL, N_NEURONS, Counting, gen_spec, generate_all, select_summary, write_hyp
 
-from sieve.io import read_json
+from conftest import REPO, jobs_run, run_snakemake
+from sieve.io import read_json, write_json
 from sieve.verify import VerifyError
 from sieve.verify.activation_rate import run_activation_rate
-from sieve.verify.cache import (DAMAGED, INTACT, MISSING, UNRECORDED, CacheEntry, adopt_checksums, checksum_path,
-                                file_status, write_cache_file)
+from sieve.verify.cache import (
+    DAMAGED,
+    INTACT,
+    MISSING,
+    UNRECORDED,
+    CacheEntry,
+    adopt_checksums,
+    checksum_path,
+    file_status,
+    write_cache_file,
+)
 from sieve.verify.plan import PLAN_FILE, audit_plan, plan_generation, planned_manifest_path
 from sieve.verify.requests import run_requests
 from sieve.verify.shard import plan_shard
@@ -106,8 +115,6 @@ def test_activation_rate_names_a_damaged_file(tmp_path, how):
     bad = _acts(manifests)[0]
     _damage(bad, how)
     sel = tmp_path / "select.json"
-    from sieve.io import write_json
-
     write_json(sel, select_summary(np.zeros(N_NEURONS), {0, 1}))
     with pytest.raises(VerifyError, match="run snakemake again") as err:
         run_activation_rate(str(hyp), str(sel), [str(tmp_path / "shards/0.json")], "tiny",

@@ -4,7 +4,8 @@
 
 1. :func:`check_shard`        the requests were split for this shard count, the shard exists;
 2. :func:`resolve_settings`   device, dtypes, the generator's and the models' cache keys, seeds (needs torch);
-3. :func:`shard_concepts`     the shard's concepts, and their cache entries (leftover temporary files removed);
+3. :func:`shard_concepts`     the shard's concepts, and their cache entries (leftover temporary files removed,
+                              checksums recorded for files of an older cache that have none);
 4. :func:`plan_shard`         PURE: what to generate, what to measure from kept full images, what is cached;
                               it reads only the cache, never torch, a model or a generator;
 5. :func:`measure_stored`     the planned images already on disk, through every model;
@@ -12,7 +13,9 @@
 7. :func:`shard_manifest`     the manifest ``results/generate/shards/{shard}.json`` (written last).
 
 A concept's activations are written once all its planned images are measured (:class:`ShardRecorder`), acts
-last, so a killed job loses at most the concepts in flight.
+last, so a killed job loses at most the concepts in flight. A cache file that does not match its recorded
+checksum is planned as missing, so the job regenerates it (and logs its path). The job also records the keys it
+resolved (:func:`resolution_record`), which the CPU generation plan (:mod:`.plan`) reads.
 """
 
 from __future__ import annotations
