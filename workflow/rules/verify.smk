@@ -41,7 +41,9 @@ rule generation_requests:
 
 checkpoint generation_plan:
     """On a CPU: which shards have anything to generate or measure (audited against the cache's checksums); the
-    manifests of the others, which need no GPU job."""
+    manifests of the others, which need no GPU job. A local rule: it runs where snakemake runs (which audits the
+    same cache when it parses the workflow), so deciding costs no queue wait."""
+    localrule: True
     input:
         requests=rules.generation_requests.output.requests,
     output:
