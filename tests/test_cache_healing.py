@@ -203,6 +203,19 @@ def _nothing_to_do(work: Path) -> None:
 
 
 @pytest.mark.slow
+def test_plain_rerun_after_removing_the_generation_folder(finished):
+    """Issue 15 item 1: the stage ablations' manifests point into the shared cache; removing it (first thing
+    after a fresh run, when nothing else has changed the plans' audit) is repaired by a plain rerun."""
+    work, _, want = finished
+    shutil.rmtree(work / "results/generate")
+    ran = jobs_run(run_snakemake(work, None))
+    assert ran["generate_shard"] == 2
+    for f, data in want.items():
+        assert (work / f).read_bytes() == data, f
+    _nothing_to_do(work)
+
+
+@pytest.mark.slow
 def test_plain_rerun_heals_a_damaged_cache(finished):
     work, _, want = finished
     cache = work / "results/generate/cache"
@@ -226,18 +239,6 @@ def test_plain_rerun_heals_a_damaged_cache(finished):
     for path in [p for p, _ in damaged] + [thumbs[3], thumbs[11]]:
         assert file_status(path) == INTACT, path
     _nothing_to_do(work)  # and no needless job (GPU or not) on the following run
-
-
-@pytest.mark.slow
-def test_plain_rerun_after_removing_the_generation_folder(finished):
-    """Issue 15 item 1: the stage ablations' manifests point into the shared cache; removing it is repaired."""
-    work, _, want = finished
-    shutil.rmtree(work / "results/generate")
-    ran = jobs_run(run_snakemake(work, None))
-    assert ran["generate_shard"] == 2
-    for f, data in want.items():
-        assert (work / f).read_bytes() == data, f
-    _nothing_to_do(work)
 
 
 @pytest.mark.slow

@@ -247,9 +247,22 @@ def get_stage_outputs():
     return outs
 
 
+def get_generation_plans():
+    """The generation plans (checkpoint folders) of the run and of the stage ablations. Targets of a plain
+    `snakemake`: a removed plan is planned again (Snakemake looks behind a checkpoint only when a job after it
+    has to run), and the plan's audit notices whatever else of the generation cache is missing or damaged."""
+    if not get_hypotheses_patterns():
+        return []
+    plans = [paths.GENERATION_PLAN]
+    if STAGE_ABLATIONS:
+        plans.append(paths.generation_plan(paths.STAGE_ABLATION_GENERATE))
+    return plans
+
+
 def get_final_output():
-    """What `snakemake` with no target builds: every stage's results and the report over them."""
-    return get_stage_outputs() + [paths.REPORT_HTML]
+    """What `snakemake` with no target builds: every stage's results, the report over them, and the generation
+    plans (see get_generation_plans)."""
+    return get_stage_outputs() + [paths.REPORT_HTML] + get_generation_plans()
 
 
 def get_report_inputs(wildcards):
