@@ -39,6 +39,14 @@ NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
 MISSING, INTACT, UNRECORDED, DAMAGED = "missing", "intact", "unrecorded", "damaged"
 
 
+class CacheDamage(Exception):
+    """A cache file that is missing, unreadable or does not match its recorded checksum."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"cache file {path} {problem}")
+        self.path = path
+
+
 def checksum_path(path: Path) -> Path:
     """Where the SHA-256 of a cache file is recorded: beside it, ``<name>.sha256``."""
     return path.with_name(path.name + CHECKSUM_SUFFIX)
@@ -47,7 +55,7 @@ def checksum_path(path: Path) -> Path:
 def recorded_checksum(path: Path) -> str | None:
     try:
         return checksum_path(path).read_text(encoding="ascii").strip() or None
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):  # none, or not a readable record: the file counts as unrecorded
         return None
 
 
@@ -88,14 +96,6 @@ def load_acts(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if pooled.ndim != 2 or seeds.shape != (pooled.shape[0],):
         raise CacheDamage(path, f"holds seeds {seeds.shape} and activations {pooled.shape} that do not match")
     return seeds, pooled
-
-
-class CacheDamage(Exception):
-    """A cache file that is missing, unreadable or does not match its recorded checksum."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"cache file {path} {problem}")
-        self.path = path
 
 
 def adopt_checksums(paths: Iterable[Path]) -> int:
