@@ -1,8 +1,9 @@
 # Verify: generate images of every hypothesised concept (sharded, content-addressed), measure the neurons on
 # them, and keep the hypotheses whose Activation Rate reaches the initial mean. One request list gathers the
-# concepts of every hypotheses folder (get_hypotheses_dirs, common.smk); the generation plan (a CPU checkpoint)
-# audits the shared cache and sends only the shards with anything to generate or measure to a GPU job
-# (generate_shard); Activation Rate reads the other shards' manifests from the plan (get_shard_manifests).
+# concepts of every hypotheses folder (get_hypotheses_dirs, common.smk); the generation plan (a checkpoint,
+# run as a local CPU rule) audits the shared cache and sends only the shards with anything to generate or
+# measure to a GPU job (generate_shard); Activation Rate reads the other shards' manifests from the plan
+# (get_shard_manifests).
 #
 # Guarantees (sieve.verify): every cache file is written atomically and its SHA-256 recorded beside it, so a
 # killed job leaves no file that passes for complete; when the workflow is parsed (dry runs too, read only) the
