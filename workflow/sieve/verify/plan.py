@@ -3,9 +3,8 @@
 The plan (a Snakemake checkpoint run as a local rule, ``results/generate/plan/``) reads the requests and audits
 the shared cache with the keys that the shard jobs resolved (their resolution record,
 :func:`.shard.read_resolution`): a shard whose concepts are all complete and intact in the cache becomes no GPU
-job; the plan writes the manifest that
-job would have written (``plan/shards/{shard}.json``, zero images generated) and Activation Rate reads it. Only
-a shard with work becomes a ``generate_shard`` job. Without a resolution record (no shard of these settings has
+job; the plan writes the manifest that job would have written (``plan/shards/{shard}.json``, zero images
+generated) and Activation Rate reads it. Only a shard with work becomes a ``generate_shard`` job. Without a resolution record (no shard of these settings has
 run yet, or the cache was removed) every shard is planned as work.
 
 :func:`audit_plan` runs when the workflow is parsed (dry runs included; it only reads): it checks that every
