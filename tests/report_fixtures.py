@@ -195,6 +195,9 @@ def _write_manifest(root: Path, models, n_neurons: int) -> None:
                          "thumbs": [_thumb(t, j) for j in range(N_GENERATED)], "images": []})
     write_json(root / "results/generate/shards/0.json", {"shard": 0, "shards": 1, "models": {m: {"key": m} for m in models},
                                                          "seeds": list(range(N_GENERATED)), "concepts": concepts})
+    # the generation plan that sent shard 0 to a job (the report reads the manifests the plan names)
+    write_json(root / "results/generate/plan/plan.json",
+               {"shards": [{"shard": 0, "n_concepts": len(concepts), "work": True}], "work": [0]})
 
 
 def _write_generated(path: Path, texts: set[str]) -> None:

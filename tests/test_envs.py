@@ -92,7 +92,7 @@ def _rule_text(name: str) -> str:
     holds what the derived rule does not restate: threads, resources, conda)."""
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = smk.read_text()
-        m = re.search(rf"^rule {name}:\n(.*?)(?=^\S|\Z)", text, re.M | re.S)
+        m = re.search(rf"^(?:rule|checkpoint) {name}:\n(.*?)(?=^\S|\Z)", text, re.M | re.S)
         if m:
             return m.group(1)
         m = re.search(rf"^use rule (\w+) as {name} with:", text, re.M)

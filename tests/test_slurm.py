@@ -152,3 +152,22 @@ def test_whole_workflow_through_slurm_equals_local(cluster, tmp_path):
     truth = json.loads((tmp_path / "slurm" / res / "truth_summary.json").read_text())
     assert truth["recovery"] >= 0.9
     assert (tmp_path / "slurm" / "results/report/index.html").stat().st_size > 1000
+
+
+def test_rerun_with_cached_concepts_submits_no_generation_job_through_slurm(cluster, tmp_path):
+    """Issue 12: a concept set whose concepts were all generated before queues no generate_shard job (the
+    generation plan, a CPU job, finds them in the cache); its only GPU job embeds the new set's concepts."""
+    run_snakemake(tmp_path / "slurm", SYNTHETIC, extra=PROFILES, timeout=900)
+    more = {**SYNTHETIC, "concept_sets": {**SYNTHETIC["concept_sets"], "again": {"synthetic": "default"}}}
+    proc = run_snakemake(tmp_path / "slurm", more, extra=PROFILES, timeout=900)
+    text = proc.stdout + proc.stderr
+    kinds = [name for _, name in re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/"
+                                            r"(\w+?)/", text)]
+    assert kinds and not [k for k in kinds if "generate_shard" in k], kinds
+    gpu = [k for k in kinds if k.startswith("rule_") and k[5:] in {"probe_activations", "embed_crops",
+                                                                     "embed_concepts", "embed_probe_images"}]
+    assert gpu == ["rule_embed_concepts"], kinds
+    plan = json.loads((tmp_path / "slurm/results/generate/plan/plan.json").read_text())
+    assert plan["work"] == [] and plan["resolution"] is not None
+    res = tmp_path / "slurm/results/synthetic/synthetic"
+    assert (res / "again/verify/ar.csv").read_text() == (res / "synthetic/verify/ar.csv").read_text()

@@ -3,6 +3,7 @@
 # (`snakemake --lint` wants them apart). File names come from sieve/paths.py, the one home of the path scheme.
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -292,9 +293,22 @@ def get_stage_outputs():
     return outs
 
 
+def get_generation_plans():
+    """The generation plans (checkpoint folders) of the run and of the stage ablations. Targets of a plain
+    `snakemake`: a removed plan is planned again (Snakemake looks behind a checkpoint only when a job after it
+    has to run), and the plan's audit notices whatever else of the generation cache is missing or damaged."""
+    if not get_hypotheses_patterns():
+        return []
+    plans = [paths.GENERATION_PLAN]
+    if STAGE_ABLATIONS:
+        plans.append(paths.generation_plan(paths.STAGE_ABLATION_GENERATE))
+    return plans
+
+
 def get_final_output():
-    """What `snakemake` with no target builds: every stage's results and the report over them."""
-    return get_stage_outputs() + [paths.REPORT_HTML]
+    """What `snakemake` with no target builds: every stage's results, the report over them, and the generation
+    plans (see get_generation_plans)."""
+    return get_stage_outputs() + [paths.REPORT_HTML] + get_generation_plans()
 
 
 def get_report_inputs(wildcards):
@@ -311,9 +325,36 @@ def get_hypotheses_dirs(wildcards):
     return dirs
 
 
+# The generation plan's audit (sieve.verify.plan.audit_plan) is a param of the plan checkpoint: a damaged or
+# removed cache entry changes it, so a plain `snakemake` plans again and regenerates it. Computed once per
+# plan folder and process, and only read (a dry run writes nothing).
+_AUDITS = {}
+
+
+def generation_audit(plan_dir):
+    """The params function of a generation plan below ``plan_dir``."""
+
+    def audit(wildcards):
+        if plan_dir not in _AUDITS:
+            from sieve.verify.plan import audit_plan
+
+            _AUDITS[plan_dir] = audit_plan(plan_dir, paths.GENERATE_CACHE)
+        return _AUDITS[plan_dir]
+
+    return audit
+
+
+def planned_manifests(plan, shard_pattern):
+    """Every shard's manifest: a job's (``shard_pattern``) for a shard the plan found work for, the plan's own
+    for the others (no job). ``plan``: the checkpoint (its result is read once it has run)."""
+    from sieve.verify.plan import current_manifests
+
+    return current_manifests(plan.get().output.plan, shard_pattern)
+
+
 def get_shard_manifests(wildcards):
-    """The manifests of all generation shards."""
-    return expand(paths.GENERATION_SHARD, shard=range(config["generator"]["shards"]))
+    """The manifests of all generation shards (GPU jobs only for the shards with work)."""
+    return planned_manifests(checkpoints.generation_plan, paths.GENERATION_SHARD)
 
 
 def get_truth_baselines(wildcards):
@@ -390,8 +431,8 @@ def stage_ablation_hypotheses(wildcards):
 def stage_ablation_manifests(wildcards):
     if wildcards.variant == "no_verify":
         return get_shard_manifests(wildcards)
-    return expand(
-        rules.stage_ablation_generate_shard.output.manifest, shard=range(config["generator"]["shards"])
+    return planned_manifests(
+        checkpoints.stage_ablation_generation_plan, paths.generation_shard(paths.STAGE_ABLATION_GENERATE)
     )
 
 

@@ -3,7 +3,8 @@
 #   no_select (select.enabled false), no_cluster (hypothesize.cluster false), no_verify (verify.enabled false);
 # "full" is the run itself. Each variant reruns only the stages its switch changes, with the run's own rules
 # derived for other files, and reuses the probe, the activations, the crops of the run and every image
-# already generated (the content-addressed cache is shared). One table per run compares them.
+# already generated (the content-addressed cache is shared: the variants' generation plan audits it like the
+# run's own and runs after the run's shards). One table per run compares them.
 
 
 # no Select: every neuron that is not dead goes on to Hypothesize.
@@ -71,12 +72,48 @@ use rule generation_requests as stage_ablation_generation_requests with:
         paths.log(paths.STAGE_ABLATION_GENERATE, "generation_requests"),
     benchmark:
         paths.benchmark(paths.STAGE_ABLATION_GENERATE, "generation_requests")
+    params:
+        prompt=config["generator"]["prompt"],
+        shards=config["generator"]["shards"],
+        generator=config["generator"],
+        audit=generation_audit(paths.generation_plan(paths.STAGE_ABLATION_GENERATE)),
 
 
-# Generate (or find in the shared cache) the variants' concepts and measure every model on them.
+# The variants' plan, on the shared cache, once the run's own shards are done (what they generated is reused).
+# Declared in full: `use rule` does not carry `checkpoint` over to the derived rule (Snakemake 9.27).
+checkpoint stage_ablation_generation_plan:
+    """The generation plan of the variants' concepts (see generation_plan), after the run's own shards."""
+    localrule: True
+    input:
+        requests=rules.stage_ablation_generation_requests.output.requests,
+        after=get_shard_manifests,
+    output:
+        plan=directory(paths.generation_plan(paths.STAGE_ABLATION_GENERATE)),
+    log:
+        paths.log(paths.STAGE_ABLATION_GENERATE, "generation_plan"),
+    benchmark:
+        paths.benchmark(paths.STAGE_ABLATION_GENERATE, "generation_plan")
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(20),
+    params:
+        generator=config["generator"],
+        models=config["models"],
+        device=config["device"],
+        cache=paths.GENERATE_CACHE,
+        audit=generation_audit(paths.generation_plan(paths.STAGE_ABLATION_GENERATE)),
+    script:
+        "../scripts/generation_plan.py"
+
+
+# Generate what the variants' plan found missing and measure every model on it.
 use rule generate_shard as stage_ablation_generate_shard with:
     input:
         requests=rules.stage_ablation_generation_requests.output.requests,
+        plan=rules.stage_ablation_generation_plan.output.plan,
     output:
         manifest=paths.generation_shard(paths.STAGE_ABLATION_GENERATE),
     log:

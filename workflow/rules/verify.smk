@@ -1,7 +1,14 @@
 # Verify: generate images of every hypothesised concept (sharded, content-addressed), measure the neurons on
 # them, and keep the hypotheses whose Activation Rate reaches the initial mean. One request list gathers the
-# concepts of every hypotheses folder (get_hypotheses_dirs, common.smk); one GPU job per shard generates what
-# the shared cache lacks.
+# concepts of every hypotheses folder (get_hypotheses_dirs, common.smk); the generation plan (a checkpoint,
+# run as a local CPU rule) audits the shared cache and sends only the shards with anything to generate or
+# measure to a GPU job (generate_shard); Activation Rate reads the other shards' manifests from the plan
+# (get_shard_manifests).
+#
+# Guarantees (sieve.verify): every cache file is written atomically and its SHA-256 recorded beside it, so a
+# killed job leaves no file that passes for complete; when the workflow is parsed (dry runs too, read only) the
+# plan's entries are checked against their checksums, and a plain `snakemake` regenerates whatever was deleted,
+# truncated or altered, and nothing else (no GPU job for a shard whose entries are intact).
 
 
 rule generation_requests:
@@ -26,15 +33,49 @@ rule generation_requests:
         prompt=verbatim(config["generator"]["prompt"]),
         shards=config["generator"]["shards"],
         generator=config["generator"],
+        # Not read by the script: a damaged or removed cache entry changes it, so the requests, the plan after
+        # them and the shards with damage rerun (the plan, behind a checkpoint, is not checked on its own).
+        audit=generation_audit(paths.GENERATION_PLAN),
     script:
         "../scripts/generation_requests.py"
 
 
-rule generate_shard:
-    """One GPU job per shard: load the pipeline and the target models once, generate the shard's missing images
-    in batches and record every model's activations on them, on the device."""
+checkpoint generation_plan:
+    """On a CPU: which shards have anything to generate or measure (audited against the cache's checksums); the
+    manifests of the others, which need no GPU job. A local rule: it runs where snakemake runs (which audits the
+    same cache when it parses the workflow), so deciding costs no queue wait."""
+    localrule: True
     input:
         requests=rules.generation_requests.output.requests,
+    output:
+        plan=directory(paths.GENERATION_PLAN),
+    log:
+        paths.log(paths.GENERATE, "generation_plan"),
+    benchmark:
+        paths.benchmark(paths.GENERATE, "generation_plan")
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(20),
+    params:
+        generator=config["generator"],
+        models=config["models"],
+        device=config["device"],
+        cache=paths.GENERATE_CACHE,
+        audit=generation_audit(paths.GENERATION_PLAN),
+    script:
+        "../scripts/generation_plan.py"
+
+
+rule generate_shard:
+    """One GPU job per shard that the plan found work for: load the pipeline and the target models once,
+    generate the shard's missing images in batches and record every model's activations on them, on the
+    device."""
+    input:
+        requests=rules.generation_requests.output.requests,
+        plan=rules.generation_plan.output.plan,
     output:
         manifest=paths.GENERATION_SHARD,
     log:

@@ -114,6 +114,11 @@ def generation_shard(root: str = GENERATE) -> str:
     return result(root, "shards/{shard}.json")
 
 
+def generation_plan(root: str = GENERATE) -> str:
+    """The generation plan's folder: ``plan.json`` and the manifests of the shards that need no job."""
+    return result(root, "plan")
+
+
 # ------------------------------------------------------------------------------------------- the run's files
 ACTIVATIONS = result(MODEL_PROBE, "activations.h5")
 SELECT_SUMMARY = select_summary()
@@ -128,6 +133,7 @@ HYPOTHESES = hypotheses()
 VERIFY = verify_files()
 GENERATION_REQUESTS = generation_requests()
 GENERATION_SHARD = generation_shard()
+GENERATION_PLAN = generation_plan()
 GENERATE_CACHE = result(GENERATE, "cache")  # content-addressed images and activations, shared by every variant
 TRUTH_CSV = result(RUN, "truth.csv")
 TRUTH_SUMMARY = result(RUN, "truth_summary.json")

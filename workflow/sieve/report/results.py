@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..paths import GENERATE
+from ..paths import GENERATION_PLAN, GENERATION_SHARD
 from ..verify.activation_rate import index_manifests
+from ..verify.plan import PLAN_FILE, current_manifests
 from .assets import Assets
 from .values import (
     ReportError,
@@ -50,14 +51,24 @@ GeneratedActivations = Callable[[str, int], dict[int, float] | None]
 """(concept text, neuron) -> seed -> the neuron's pooled activation on that generated image, or None."""
 
 
+def generation_manifests(results: Path, workdir: Path) -> list[Path]:
+    """The current shard manifests of the run's generation plan (none before the plan has run)."""
+    plan_dir = workdir / GENERATION_PLAN
+    if not (plan_dir / PLAN_FILE).is_file():
+        return []
+    pattern = str(workdir / GENERATION_SHARD)
+    return [p for p in map(Path, current_manifests(plan_dir, pattern)) if p.is_file()]
+
+
 def generated_activations(results: Path, workdir: Path, model: str) -> GeneratedActivations:
     """The neuron's activation on each generated image of a concept, as Verify measured it.
 
-    The one place where the report reads Verify's generation results beyond ``generated.json``: the shard
-    manifests (``results/generate/shards/*.json``, through :func:`sieve.verify.activation_rate.index_manifests`,
-    as Verify's own AR step reads them) name each concept's activations file for ``model`` (``seeds`` [n],
-    ``pooled`` [n, C]). Missing manifests or files give None: the page then shows the images without values."""
-    manifests = sorted((results / GENERATE / "shards").glob("*.json"))
+    The one place where the report reads Verify's generation results beyond ``generated.json``: the current
+    shard manifests (:func:`sieve.verify.plan.current_manifests`, the very files Verify's own AR step reads,
+    through :func:`sieve.verify.activation_rate.index_manifests`) name each concept's activations file for
+    ``model`` (``seeds`` [n], ``pooled`` [n, C]). Missing manifests or files give None: the page then shows the
+    images without values."""
+    manifests = generation_manifests(results, workdir)
     by_text = index_manifests(manifests) if manifests else {}
     loaded: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
 

@@ -15,12 +15,14 @@ import os
 from collections import defaultdict
 from collections.abc import Sequence
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..io import read_json, write_csv, write_json
 from . import VerifyError
+from .cache import CacheDamage, load_acts
 from .requests import iter_hypotheses, read_hypotheses
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,19 @@ def index_manifests(manifest_paths: Sequence[str | os.PathLike[str]]) -> dict[st
     return by_text
 
 
+def read_cached_acts(path: str, concept: str, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """The activations of a concept, checked against the checksum recorded when they were written. A missing or
+    damaged file stops the job naming it: the cache changed after this run's generation plan, and the next
+    ``snakemake`` finds the damage when it starts and generates the file again."""
+    try:
+        return load_acts(Path(path))
+    except CacheDamage as exc:
+        log.error("%s", exc)
+        raise VerifyError(f"activations of concept {concept!r} for model {model!r}: {exc} (the cache changed "
+                          "during this run); run snakemake again: it finds damaged or missing cache entries when "
+                          "it starts and generates them again") from None
+
+
 def compute_ar(hyps: list[dict[str, Any]], select_summary: dict[str, Any], by_text: dict[str, dict[str, Any]],
                model: str, hypotheses_dir: str = "") -> list[dict[str, Any]]:
     """One row per (neuron, cluster, concept) hypothesis with n_images, n_active, ar."""
@@ -95,27 +110,23 @@ def compute_ar(hyps: list[dict[str, Any]], select_summary: dict[str, Any], by_te
         rec = by_text.get(r["concept"])
         if rec is None:
             raise VerifyError(f"{hypotheses_dir}: concept {r['concept']!r} (id {r['concept_id']}) of neuron {n} is in "
-                              "no generation manifest; rerun generation_requests and generate_shard")
+                              "no generation manifest; run snakemake again (generation_requests and the generation plan rerun)")
         if model not in rec["acts"]:
             raise VerifyError(f"generation manifest {rec['manifest']} has no activations of model {model!r} "
-                              f"(models: {', '.join(rec['acts'])}); rerun generate_shard")
+                              f"(models: {', '.join(rec['acts'])}); run snakemake again")
         path = rec["acts"][model]
         if path not in acts_cache:
-            if not os.path.isfile(path):
-                raise VerifyError(f"activations {path} of concept {r['concept']!r} for model {model!r} are missing "
-                                  f"from the cache; rerun generate_shard")
-            with np.load(path) as z:
-                acts_cache[path] = (z["seeds"], z["pooled"])
+            acts_cache[path] = read_cached_acts(path, r["concept"], model)
         seeds, pooled = acts_cache[path]
         want = np.asarray(rec["seeds"], dtype=np.int64)
         pos = {int(s): i for i, s in enumerate(seeds)}
         missing = [int(s) for s in want if int(s) not in pos]
         if missing:
             raise VerifyError(f"activations {path} of concept {r['concept']!r} lack seeds {missing[:5]}; "
-                              "rerun generate_shard")
+                              "run snakemake again")
         if pooled.shape[1] != n_neurons:
             raise VerifyError(f"activations {path} have {pooled.shape[1]} neurons but model {model!r} has {n_neurons} "
-                              "in select/summary.json; rerun generate_shard")
+                              "in select/summary.json; run snakemake again")
         vals = pooled[[pos[int(s)] for s in want], n]
         n_img, n_act, ar = activation_rate(vals, float(neurons[str(n)]["threshold"]))
         rows.append({**r, "n_images": n_img, "n_active": n_act, "ar": ar})

@@ -1,4 +1,11 @@
-"""The content-addressed generation cache (layout in :mod:`sieve.verify`): entries, keys, atomic writes, images.
+"""The content-addressed generation cache (layout in :mod:`sieve.verify`): entries, keys, atomic writes,
+checksums, images.
+
+Every cache file is written under a temporary name and renamed (:func:`write_cache_file`); its SHA-256 is then
+recorded beside it (``<file>.sha256``, :func:`checksum_path`). A reader checks the file against that record
+(:func:`file_status`): a file that is missing, or whose bytes no longer match, counts as missing and is generated
+again. A file without a record (a cache written before checksums existed) is accepted when it loads, and gets its
+record from the next planning job (:func:`adopt_checksums`), so an existing cache stays valid.
 
 Importing this module does not import torch (the shard planner runs without it); the image helpers import it
 where they run.
@@ -7,8 +14,11 @@ where they run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import logging
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +27,98 @@ import numpy as np
 
 from ..backends import activation_spec
 from ..images import open_rgb
-from ..io import atomic_path, local_file_fingerprints, stable_hash
+from ..io import atomic_path, local_file_fingerprints, sha256_file, stable_hash
 
 log = logging.getLogger(__name__)
+
+CHECKSUM_SUFFIX = ".sha256"
+# What a damaged .npz raises when it is loaded (truncated: BadZipFile, empty: EOFError, wrong members: KeyError).
+NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
+
+# The states of a cache file (:func:`file_status`).
+MISSING, INTACT, UNRECORDED, DAMAGED = "missing", "intact", "unrecorded", "damaged"
+
+
+class CacheDamage(Exception):
+    """A cache file that is missing, unreadable or does not match its recorded checksum."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"cache file {path} {problem}")
+        self.path = path
+
+
+def checksum_path(path: Path) -> Path:
+    """Where the SHA-256 of a cache file is recorded: beside it, ``<name>.sha256``."""
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def recorded_checksum(path: Path) -> str | None:
+    try:
+        return checksum_path(path).read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):  # none, or not a readable record: the file counts as unrecorded
+        return None
+
+
+def file_status(path: Path, data: bytes | None = None) -> str:
+    """``missing``, ``intact`` (matches its recorded SHA-256), ``damaged`` (does not) or ``unrecorded`` (no record:
+    written before checksums existed). ``data``: the file's bytes when the caller has read them already."""
+    if data is None and not path.is_file():
+        return MISSING
+    want = recorded_checksum(path)
+    if want is None:
+        return UNRECORDED
+    got = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path)
+    return INTACT if got == want else DAMAGED
+
+
+def usable(path: Path) -> bool:
+    """A kept image or thumbnail that can be trusted: present and not damaged (see :func:`file_status`)."""
+    status = file_status(path)
+    if status == DAMAGED:
+        log.warning("cache file %s does not match its recorded checksum: treated as missing", path)
+    return status in (INTACT, UNRECORDED)
+
+
+def load_acts(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read an activation file whose checksum was verified; raise :class:`CacheDamage` naming it otherwise."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CacheDamage(path, "is missing") from None
+    status = file_status(path, data)
+    if status == DAMAGED:
+        raise CacheDamage(path, "does not match its recorded checksum")
+    try:
+        with np.load(io.BytesIO(data)) as z:
+            seeds, pooled = z["seeds"].astype(np.int64), z["pooled"].astype(np.float32)
+    except NPZ_ERRORS as exc:
+        raise CacheDamage(path, f"cannot be read ({type(exc).__name__}: {exc})") from None
+    if pooled.ndim != 2 or seeds.shape != (pooled.shape[0],):
+        raise CacheDamage(path, f"holds seeds {seeds.shape} and activations {pooled.shape} that do not match")
+    return seeds, pooled
+
+
+def adopt_checksums(paths: Iterable[Path]) -> int:
+    """Record the checksum of cache files that have none (a cache written before checksums existed); an
+    activation file is adopted only when it loads. Returns how many were recorded. Runs in jobs only (a dry run
+    writes nothing)."""
+    n = 0
+    for path in paths:
+        if file_status(path) != UNRECORDED:
+            continue
+        if path.suffix == ".npz":
+            try:
+                load_acts(path)
+            except CacheDamage as exc:
+                log.warning("%s: it will be generated again", exc)
+                continue
+        record_checksum(path, sha256_file(path))
+        n += 1
+    return n
+
+
+def record_checksum(path: Path, digest: str) -> None:
+    _write_atomic(checksum_path(path), lambda tmp: tmp.write_text(digest + "\n", encoding="ascii"))
 
 
 def model_key(spec: dict[str, Any], dtype: Any) -> str:
@@ -58,12 +157,23 @@ class CacheEntry:
                     n += 1
         return n
 
+    def files(self, model_keys: Iterable[str], seeds: Iterable[int]) -> list[Path]:
+        """Every file of this entry that the given models and seeds can have (present or not)."""
+        seeds = list(seeds)
+        return ([self.acts_path(mk) for mk in model_keys] + [self.thumb(s) for s in seeds]
+                + [self.image(s) for s in seeds])
+
     def read_acts(self, mkey: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(seeds, pooled) of one model, or None when they are missing or damaged (then they are generated
+        again: a damaged file is logged with its path)."""
         path = self.acts_path(mkey)
         if not path.is_file():
             return None
-        with np.load(path) as z:
-            return z["seeds"].astype(np.int64), z["pooled"].astype(np.float32)
+        try:
+            return load_acts(path)
+        except CacheDamage as exc:
+            log.warning("%s: treated as missing, it will be generated again", exc)
+            return None
 
     def write_acts(self, mkey: str, rows: dict[int, np.ndarray]) -> None:
         """Merge ``rows`` (seed -> pooled [C]) into the stored activations, atomically."""
@@ -85,10 +195,21 @@ class CacheEntry:
 
 
 def write_cache_file(path: Path, write: Callable[[Path], None], attempts: int = 3) -> None:
-    """Write one cache file under a temporary name, then rename it. Shard jobs share the cache (the stage-ablation
-    variants' shards run beside the main ones) and each removes the temporary files it finds in the entries it
-    starts on (:meth:`CacheEntry.clean_partials`): a temporary file removed under a running write is written
-    again instead of failing the job."""
+    """Write one cache file under a temporary name, rename it, then record its SHA-256 beside it (the digest of
+    the bytes written, taken before the rename). Shard jobs share the cache and each removes the temporary files
+    it finds in the entries it starts on (:meth:`CacheEntry.clean_partials`): a temporary file removed under a
+    running write is written again instead of failing the job."""
+    digest: list[str] = []
+
+    def write_and_hash(tmp: Path) -> None:
+        write(tmp)
+        digest[:] = [sha256_file(tmp)]
+
+    _write_atomic(path, write_and_hash, attempts)
+    record_checksum(path, digest[0])
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None], attempts: int = 3) -> None:
     for attempt in range(attempts):
         try:
             with atomic_path(path) as tmp:

@@ -4,7 +4,8 @@
 
 1. :func:`check_shard`        the requests were split for this shard count, the shard exists;
 2. :func:`resolve_settings`   device, dtypes, the generator's and the models' cache keys, seeds (needs torch);
-3. :func:`shard_concepts`     the shard's concepts, and their cache entries (leftover temporary files removed);
+3. :func:`shard_concepts`     the shard's concepts, and their cache entries (leftover temporary files removed,
+                              checksums recorded for files of an older cache that have none);
 4. :func:`plan_shard`         PURE: what to generate, what to measure from kept full images, what is cached;
                               it reads only the cache, never torch, a model or a generator;
 5. :func:`measure_stored`     the planned images already on disk, through every model;
@@ -12,7 +13,9 @@
 7. :func:`shard_manifest`     the manifest ``results/generate/shards/{shard}.json`` (written last).
 
 A concept's activations are written once all its planned images are measured (:class:`ShardRecorder`), acts
-last, so a killed job loses at most the concepts in flight.
+last, so a killed job loses at most the concepts in flight. A cache file that does not match its recorded
+checksum is planned as missing, so the job regenerates it (and logs its path). The job also records the keys it
+resolved (:func:`resolution_record`), which the CPU generation plan (:mod:`.plan`) reads.
 """
 
 from __future__ import annotations
@@ -28,9 +31,18 @@ from typing import Any
 import numpy as np
 
 from ..config import with_defaults
-from ..io import dumps, stable_hash, write_json
+from ..io import dumps, read_json, stable_hash, write_json
 from . import VerifyError
-from .cache import CacheEntry, load_images, model_key, quantize, save_images, write_cache_file
+from .cache import (
+    CacheEntry,
+    adopt_checksums,
+    load_images,
+    model_key,
+    quantize,
+    save_images,
+    usable,
+    write_cache_file,
+)
 from .requests import concept_seeds
 
 log = logging.getLogger(__name__)
@@ -87,6 +99,59 @@ def resolve_settings(generator_spec: dict[str, Any], model_specs: dict[str, dict
     )
 
 
+# The resolution record: the keys a shard job resolved (its device decides an ``auto`` dtype), kept in the cache
+# as ``cache/resolved/{resolution_key}.json`` so that a CPU job (the generation plan, the parse-time audit) can
+# find the entries the GPU jobs use without a GPU.
+RESOLVED_DIR = "resolved"
+
+
+def resolution_key(generator_spec: dict[str, Any], model_specs: dict[str, dict[str, Any]], device: str) -> str:
+    """Key of the settings as requested (dtypes as written, ``auto`` included; local files by content): equal
+    requests resolve to equal keys on equal devices. Needs no torch."""
+    from ..backends.generators import generator_settings
+
+    gen = with_defaults(generator_spec, "generator")
+    models = {name: model_key(spec, with_defaults(spec, "models.*")["dtype"]) for name, spec in model_specs.items()}
+    return stable_hash("resolution", generator_settings(generator_spec, str(gen["dtype"])), models, device)
+
+
+def resolution_path(cache_root: str | Path, key: str) -> Path:
+    return Path(cache_root) / RESOLVED_DIR / f"{key}.json"
+
+
+def resolution_record(settings: ShardSettings) -> dict[str, Any]:
+    """What a shard job resolved: the keys of its cache entries, the dtypes and the device."""
+    return {"generator": settings.generator, "generator_key": settings.generator_key,
+            "models": {name: {"key": settings.model_keys[name],
+                              "dtype": str(settings.model_dtypes[name]).replace("torch.", "")}
+                       for name in settings.model_keys},
+            "device": str(settings.device)}
+
+
+def read_resolution(cache_root: str | Path, key: str) -> dict[str, Any] | None:
+    """The resolution record of ``key``, or None (no job of these settings has run, or the cache was removed)."""
+    path = resolution_path(cache_root, key)
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        log.warning("resolution record %s is not valid JSON: ignored", path)
+        return None
+
+
+def settings_from_record(record: dict[str, Any], generator_spec: dict[str, Any]) -> ShardSettings:
+    """The settings a shard job with this resolution record would use (strings for device and dtypes)."""
+    gen = with_defaults(generator_spec, "generator")
+    return ShardSettings(
+        device=record["device"], generator_dtype=record["generator"].get("dtype"), generator=record["generator"],
+        generator_key=record["generator_key"], model_dtypes={n: m["dtype"] for n, m in record["models"].items()},
+        model_keys={n: m["key"] for n, m in record["models"].items()},
+        seeds=concept_seeds(gen["seed"], gen["images_per_concept"]), keep=gen["keep_images"],
+        thumbnail_size=int(gen["thumbnail_size"]), batch_size=int(gen["batch_size"]),
+    )
+
+
 def shard_concepts(requests: dict[str, Any], shard: int) -> list[dict[str, Any]]:
     """The concepts of ``requests.json`` that fall into ``shard``, in request order."""
     return [c for c in requests["concepts"] if int(c["shard"]) == int(shard)]
@@ -134,16 +199,17 @@ def plan_concept(entry: CacheEntry, seeds: Sequence[int], keep: str, model_keys:
     """-> (seeds to generate, seeds to measure from kept full images) of one concept.
 
     A seed is generated when the image ``keep_images`` asks for is missing, or when a model lacks its activation
-    and no full image is kept; it is measured from its full image when only a model's activation is missing."""
+    and no full image is kept; it is measured from its full image when only a model's activation is missing.
+    A file that does not match its recorded checksum counts as missing (:func:`~.cache.usable`)."""
     have = {}
     for mk in set(model_keys):
         got = entry.read_acts(mk)
         have[mk] = set() if got is None else {int(s) for s in got[0]}
     need_acts = [s for s in seeds if any(s not in h for h in have.values())]
     need_img = [s for s in seeds
-                if (keep == "thumbnails" and not entry.thumb(s).is_file())
-                or (keep == "full" and not entry.image(s).is_file())]
-    gen = sorted(set(need_img) | {s for s in need_acts if not entry.image(s).is_file()})
+                if (keep == "thumbnails" and not usable(entry.thumb(s)))
+                or (keep == "full" and not usable(entry.image(s)))]
+    gen = sorted(set(need_img) | {s for s in need_acts if not usable(entry.image(s))})
     return gen, [s for s in need_acts if s not in gen]
 
 
@@ -326,8 +392,11 @@ def run_shard(
     check_shard(requests, shard, n_shards)
     settings = resolve_settings(generator_spec, model_specs, device)
     concepts = shard_concepts(requests, shard)
+    write_json(resolution_path(cache_root, resolution_key(generator_spec, model_specs, device)),
+               resolution_record(settings))
     entries = [CacheEntry(Path(cache_root), settings.generator_key, c["key"]) for c in concepts]
     clean_entries(entries, shard)
+    adopt_checksums(f for e in entries for f in e.files(settings.model_keys.values(), settings.seeds))
     plan = plan_shard(entries, settings.seeds, settings.keep, settings.model_keys.values())
     log.info("shard %d: %d concepts, %d images to generate, %d to measure from kept images, %d cached", shard,
              len(concepts), len(plan.generate), len(plan.from_images), plan.n_cached)
