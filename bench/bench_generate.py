@@ -57,42 +57,107 @@ def sdxl_pipeline(scale: str, dtype: torch.dtype, device: str):
     vocab = write_tiny_clip_tokenizer(tmp / "tok")
     tok = CLIPTokenizer.from_pretrained(str(tmp / "tok"))
     full = scale == "sdxl"
-    te1 = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12) if full else \
-        dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
-    te2 = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
-               projection_dim=1280, hidden_act="gelu") if full else \
-        dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, projection_dim=16)
-    common = dict(vocab_size=vocab, max_position_embeddings=77, bos_token_id=vocab - 2, eos_token_id=vocab - 1,
-                  pad_token_id=vocab - 1)
+    te1 = (
+        dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+        if full
+        else dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    )
+    te2 = (
+        dict(
+            hidden_size=1280,
+            intermediate_size=5120,
+            num_hidden_layers=32,
+            num_attention_heads=20,
+            projection_dim=1280,
+            hidden_act="gelu",
+        )
+        if full
+        else dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            projection_dim=16,
+        )
+    )
+    common = dict(
+        vocab_size=vocab,
+        max_position_embeddings=77,
+        bos_token_id=vocab - 2,
+        eos_token_id=vocab - 1,
+        pad_token_id=vocab - 1,
+    )
     if full:
-        unet_cfg = dict(sample_size=64, block_out_channels=(320, 640, 1280), layers_per_block=2,
-                        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                        attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10),
-                        cross_attention_dim=2048, addition_time_embed_dim=256,
-                        projection_class_embeddings_input_dim=2816, norm_num_groups=32)
-        vae_cfg = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32,
-                       sample_size=512, scaling_factor=0.13025)
+        unet_cfg = dict(
+            sample_size=64,
+            block_out_channels=(320, 640, 1280),
+            layers_per_block=2,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(5, 10, 20),
+            transformer_layers_per_block=(1, 2, 10),
+            cross_attention_dim=2048,
+            addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816,
+            norm_num_groups=32,
+        )
+        vae_cfg = dict(
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            norm_num_groups=32,
+            sample_size=512,
+            scaling_factor=0.13025,
+        )
     else:
-        unet_cfg = dict(sample_size=16, block_out_channels=(8, 16), layers_per_block=1,
-                        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=2,
-                        transformer_layers_per_block=1, cross_attention_dim=32, addition_time_embed_dim=8,
-                        projection_class_embeddings_input_dim=6 * 8 + 16, norm_num_groups=4)
+        unet_cfg = dict(
+            sample_size=16,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=2,
+            transformer_layers_per_block=1,
+            cross_attention_dim=32,
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=6 * 8 + 16,
+            norm_num_groups=4,
+        )
         vae_cfg = dict(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, sample_size=32)
     n_vae = len(vae_cfg["block_out_channels"])
     with torch.device(device):
-        unet = UNet2DConditionModel(in_channels=4, out_channels=4, addition_embed_type="text_time",
-                                    use_linear_projection=True, **unet_cfg)
-        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
-                            down_block_types=("DownEncoderBlock2D",) * n_vae,
-                            up_block_types=("UpDecoderBlock2D",) * n_vae, **vae_cfg)
+        unet = UNet2DConditionModel(
+            in_channels=4,
+            out_channels=4,
+            addition_embed_type="text_time",
+            use_linear_projection=True,
+            **unet_cfg,
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * n_vae,
+            up_block_types=("UpDecoderBlock2D",) * n_vae,
+            **vae_cfg,
+        )
         text_encoder = CLIPTextModel(CLIPTextConfig(**common, **te1))
         text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**common, **te2))
-    scheduler = EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                                timestep_spacing="trailing", steps_offset=1)
-    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tok,
-                                     tokenizer_2=tok, unet=unet, scheduler=scheduler)
+    scheduler = EulerAncestralDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        timestep_spacing="trailing",
+        steps_offset=1,
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tok,
+        tokenizer_2=tok,
+        unet=unet,
+        scheduler=scheduler,
+    )
     return pipe.to(device, dtype)
 
 
@@ -133,8 +198,14 @@ def main() -> None:
     # warm-up (kernels, allocator) for both sides
     for _ in range(args.warmup):
         pipe(prompt=prompts[:1], num_inference_steps=1, guidance_scale=0.0, height=res, width=res)
-        pipe(prompt=prompts[: min(len(prompts), args.batch_size)], num_inference_steps=1, guidance_scale=0.0,
-             height=res, width=res, output_type="pt")
+        pipe(
+            prompt=prompts[: min(len(prompts), args.batch_size)],
+            num_inference_steps=1,
+            guidance_scale=0.0,
+            height=res,
+            width=res,
+            output_type="pt",
+        )
     sync()
 
     # plain loop: one prompt, one image at a time, PIL output
@@ -142,8 +213,14 @@ def main() -> None:
         t0 = time.perf_counter()
         for p in prompts:
             for s in range(args.images_per_concept):
-                pipe(prompt=p, num_inference_steps=1, guidance_scale=0.0, height=res, width=res,
-                     generator=torch.Generator("cpu").manual_seed(s)).images[0]
+                pipe(
+                    prompt=p,
+                    num_inference_steps=1,
+                    guidance_scale=0.0,
+                    height=res,
+                    width=res,
+                    generator=torch.Generator("cpu").manual_seed(s),
+                ).images[0]
         sync()
         return {"seconds": time.perf_counter() - t0}
 
@@ -151,20 +228,41 @@ def main() -> None:
     if args.device == "cpu":
         models = {"tiny": {"source": "python", "factory": "tinymodels:hotspot_cnn", "batch_size": 64}}
     else:
-        models = {"resnet50": {"source": "torchvision", "arch": "resnet50", "weights": None, "batch_size": 64}}
+        models = {
+            "resnet50": {"source": "torchvision", "arch": "resnet50", "weights": None, "batch_size": 64}
+        }
     gen = DiffusersGenerator(pipe, res, 1, 0.0)
-    spec = {"source": "python", "factory": "bench:preloaded", "resolution": res, "images_per_concept": args.images_per_concept,
-            "batch_size": args.batch_size, "shards": 1, "seed": 0, "keep_images": "thumbnails", "thumbnail_size": 128,
-            "dtype": args.dtype}
+    spec = {
+        "source": "python",
+        "factory": "bench:preloaded",
+        "resolution": res,
+        "images_per_concept": args.images_per_concept,
+        "batch_size": args.batch_size,
+        "shards": 1,
+        "seed": 0,
+        "keep_images": "thumbnails",
+        "thumbnail_size": 128,
+        "dtype": args.dtype,
+    }
     req = collect_requests([], "{}", 1)
-    req["concepts"] = [{"key": f"k{i:06d}", "prompt": p, "shard": 0, "texts": [p], "ids": [str(i)]}
-                       for i, p in enumerate(prompts)]
+    req["concepts"] = [
+        {"key": f"k{i:06d}", "prompt": p, "shard": 0, "texts": [p], "ids": [str(i)]}
+        for i, p in enumerate(prompts)
+    ]
 
     def shard() -> dict:
         with tempfile.TemporaryDirectory() as cache:
             t0 = time.perf_counter()
-            m = run_shard(req, 0, spec, models, cache, str(Path(cache) / "m.json"), device=args.device,
-                          load_generator_fn=lambda *_: gen)
+            m = run_shard(
+                req,
+                0,
+                spec,
+                models,
+                cache,
+                str(Path(cache) / "m.json"),
+                device=args.device,
+                load_generator_fn=lambda *_: gen,
+            )
             seconds = time.perf_counter() - t0
         assert m["n_generated"] == n_images, m
         return {"seconds": seconds, "generate_only_images_per_s": m["images_per_second"]}
@@ -174,13 +272,23 @@ def main() -> None:
     gen_only = sorted(r["generate_only_images_per_s"] for r in runs["shard"])
 
     record = {
-        "pipeline": args.pipeline, "device": args.device,
-        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(), "dtype": args.dtype, "resolution": res, "batch_size": args.batch_size,
-        "images": n_images, "load_s": round(t_load, 2),
-        "loop": loop_s, "shard": shard_s,
+        "pipeline": args.pipeline,
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "dtype": args.dtype,
+        "resolution": res,
+        "batch_size": args.batch_size,
+        "images": n_images,
+        "load_s": round(t_load, 2),
+        "loop": loop_s,
+        "shard": shard_s,
         "shard_generate_only_images_per_s_median": gen_only[len(gen_only) // 2],
-        "shard_share_of_generate_only_median": round(shard_s["per_s_median"] / gen_only[len(gen_only) // 2], 3),
+        "shard_share_of_generate_only_median": round(
+            shard_s["per_s_median"] / gen_only[len(gen_only) // 2], 3
+        ),
         "speedup_shard_vs_loop": speedup(loop_s, shard_s),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -189,7 +297,9 @@ def main() -> None:
         peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
         if peak:
             record["flop_floor_images_per_s"] = round(peak / SDXL_TURBO_TFLOP_PER_IMAGE, 1)
-            record["share_of_flop_floor"] = round(shard_s["per_s_median"] / record["flop_floor_images_per_s"], 3)
+            record["share_of_flop_floor"] = round(
+                shard_s["per_s_median"] / record["flop_floor_images_per_s"], 3
+            )
     print(json.dumps(record, indent=2))
     with open(args.out, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")

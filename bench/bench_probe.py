@@ -36,7 +36,9 @@ def make_images(root: Path, n: int, size: int = 256) -> None:
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / f"{i:05d}.jpg", quality=90)
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+            root / f"{i:05d}.jpg", quality=90
+        )
 
 
 def run_sieve(args: argparse.Namespace, images: Path, out: Path) -> dict:
@@ -48,18 +50,23 @@ def run_sieve(args: argparse.Namespace, images: Path, out: Path) -> dict:
     from sieve.probe import run_probe
 
     device = resolve_device(args.device)
-    model = load_model("bench", {"source": "torchvision", "arch": args.arch}, device,
-                       resolve_dtype(args.dtype, device))
+    model = load_model(
+        "bench", {"source": "torchvision", "arch": args.arch}, device, resolve_dtype(args.dtype, device)
+    )
     probe = open_image_set("bench", {"kind": "imagefolder", "path": str(images)})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    run_probe(model, probe, str(out), top_n=20, batch_size=args.batch_size, num_workers=args.workers,
-              progress=False)
+    run_probe(
+        model, probe, str(out), top_n=20, batch_size=args.batch_size, num_workers=args.workers, progress=False
+    )
     if device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    return {"seconds": dt, "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None}
+    return {
+        "seconds": dt,
+        "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
+    }
 
 
 def run_plain(args: argparse.Namespace, images: Path) -> dict:
@@ -72,8 +79,14 @@ def run_plain(args: argparse.Namespace, images: Path) -> dict:
 
     device = torch.device("cuda" if args.device == "cuda" else "cpu")
     model = torchvision.models.get_model(args.arch).eval().to(device)
-    tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
-                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    tf = T.Compose(
+        [
+            T.Resize(256),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
     files = sorted(images.iterdir())
 
     class DS(Dataset):
@@ -97,14 +110,19 @@ def run_plain(args: argparse.Namespace, images: Path) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    return {"seconds": dt, "maps_bytes": allmaps.numel() * 4,
-            "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None}
+    return {
+        "seconds": dt,
+        "maps_bytes": allmaps.numel() * 4,
+        "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
+    }
 
 
 def child(args: argparse.Namespace) -> None:
     images = Path(args.images_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        res = run_sieve(args, images, Path(tmp) / "a.h5") if args.child == "sieve" else run_plain(args, images)
+        res = (
+            run_sieve(args, images, Path(tmp) / "a.h5") if args.child == "sieve" else run_plain(args, images)
+        )
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(res))
 
@@ -131,30 +149,54 @@ def main() -> None:
 
         def side(method: str):
             def run() -> dict:
-                cmd = [sys.executable, __file__, "--child", method, "--images-dir", str(images), "--arch",
-                       args.arch, "--batch-size", str(args.batch_size), "--workers", str(args.workers),
-                       "--device", args.device, "--dtype", args.dtype]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    method,
+                    "--images-dir",
+                    str(images),
+                    "--arch",
+                    args.arch,
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--workers",
+                    str(args.workers),
+                    "--device",
+                    args.device,
+                    "--dtype",
+                    args.dtype,
+                ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
                 if proc.returncode != 0:
                     raise RuntimeError(f"bench side {method} failed:\n{proc.stderr[-3000:]}")
                 return json.loads(proc.stdout.split("RESULT ", 1)[1])
+
             return run
 
         runs = interleaved({"plain": side("plain"), "sieve": side("sieve")}, rounds=args.rounds, warmup=True)
     results = {}
     for method, rs in runs.items():
-        results[method] = {**summary(rs, args.images), "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
-                           "gpu_peak_mb": rs[-1].get("gpu_peak_mb")}
+        results[method] = {
+            **summary(rs, args.images),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+            "gpu_peak_mb": rs[-1].get("gpu_peak_mb"),
+        }
         if "maps_bytes" in rs[-1]:
             results[method]["maps_bytes"] = rs[-1]["maps_bytes"]
     import torch
 
     c = {"resnet18": 512, "resnet50": 2048}.get(args.arch, 2048)
     report = {
-        "arch": args.arch, "images": args.images, "device": args.device, "dtype": args.dtype,
-        "batch_size": args.batch_size, "workers": args.workers,
+        "arch": args.arch,
+        "images": args.images,
+        "device": args.device,
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
         "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
-        "plain": results["plain"], "sieve": results["sieve"],
+        "plain": results["plain"],
+        "sieve": results["sieve"],
         "speedup": speedup(results["plain"], results["sieve"]),
         "imagenet_val_maps_gb_plain": 50000 * c * 49 * 4 / 1e9,
         "imagenet_val_maps_mb_sieve": c * 20 * 49 * 2 / 1e6,

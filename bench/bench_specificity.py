@@ -32,7 +32,7 @@ from sieve.io import read_csv, read_json
 from sieve.synthetic.world import World, load_world, render_prompt
 
 MAX_CONTROL_RATES = (0.2, 0.25, 0.35, 0.5, 0.65)
-MIN_AUCS = (0.6, 0.75, 0.9)   # the alternative condition, AUC >= m, for comparison
+MIN_AUCS = (0.6, 0.75, 0.9)  # the alternative condition, AUC >= m, for comparison
 
 
 class Measurer:
@@ -64,31 +64,52 @@ def _cached(manifests: list[dict[str, Any]], root: Path) -> dict[str, tuple[list
         for c in m["concepts"]:
             with np.load(root / c["acts"]["synthetic"]) as z:
                 pos = {int(s): i for i, s in enumerate(z["seeds"])}
-                out[c["prompt"]] = (c["seeds"], z["pooled"][[pos[int(s)] for s in c["seeds"]]].astype(np.float64))
+                out[c["prompt"]] = (
+                    c["seeds"],
+                    z["pooled"][[pos[int(s)] for s in c["seeds"]]].astype(np.float64),
+                )
     return out
 
 
-def score_rows(rows: list[dict[str, str]], thresholds: dict[int, float], acts: dict[str, np.ndarray],
-               pool: list[vs.ControlPrompt], pool_acts: list[np.ndarray], world: World) -> list[dict[str, Any]]:
+def score_rows(
+    rows: list[dict[str, str]],
+    thresholds: dict[int, float],
+    acts: dict[str, np.ndarray],
+    pool: list[vs.ControlPrompt],
+    pool_acts: list[np.ndarray],
+    world: World,
+) -> list[dict[str, Any]]:
     """Every score of every hypothesis (``rows``: an ``ar.csv``), with its neuron's kind and right/wrong."""
     kinds = {n.index: n for n in world.neurons}
     out = []
     for r in rows:
         n = int(r["neuron"])
         x = acts[r["concept"]][:, n]
-        y = vs.controls_excluding(pool, pool_acts, concept_id=r["concept_id"], prompt=r["concept"],
-                                 text=r["concept"])[:, n]
+        y = vs.controls_excluding(
+            pool, pool_acts, concept_id=r["concept_id"], prompt=r["concept"], text=r["concept"]
+        )[:, n]
         thr = thresholds[n]
         k = int(np.count_nonzero(x > thr))
         low, high = vs.wilson_interval(k, x.size)
-        out.append({
-            "neuron": n, "kind": kinds[n].kind, "concept": r["concept"], "concept_id": r["concept_id"],
-            "right": is_right(world, r["concept"], kinds[n].concepts), "ar": k / x.size,
-            "ar_csv": float(r["ar"]), "ar_low": low, "ar_high": high,
-            "control_rate": vs.control_rate(y, thr), "auc": vs.roc_auc(x, y), "auprc": vs.average_precision(x, y),
-            "prevalence": x.size / (x.size + y.size), "f1": vs.f1_at_threshold(x, y, thr),
-            "kept_paper": bool(int(r["kept"])),
-        })
+        out.append(
+            {
+                "neuron": n,
+                "kind": kinds[n].kind,
+                "concept": r["concept"],
+                "concept_id": r["concept_id"],
+                "right": is_right(world, r["concept"], kinds[n].concepts),
+                "ar": k / x.size,
+                "ar_csv": float(r["ar"]),
+                "ar_low": low,
+                "ar_high": high,
+                "control_rate": vs.control_rate(y, thr),
+                "auc": vs.roc_auc(x, y),
+                "auprc": vs.average_precision(x, y),
+                "prevalence": x.size / (x.size + y.size),
+                "f1": vs.f1_at_threshold(x, y, thr),
+                "kept_paper": bool(int(r["kept"])),
+            }
+        )
     return out
 
 
@@ -107,13 +128,17 @@ def aggregate(scored: list[dict[str, Any]]) -> dict[str, Any]:
     def stats(idx: list[int]) -> dict[str, Any]:
         sel = [scored[i] for i in idx]
         return {
-            "n": len(idx), "kept_paper": int(paper[idx].sum()),
+            "n": len(idx),
+            "kept_paper": int(paper[idx].sum()),
             "kept_specificity": {m: int(k[idx].sum()) for m, k in kept.items()},
-            "auc_min": min(s["auc"] for s in sel), "auc_max": max(s["auc"] for s in sel),
+            "auc_min": min(s["auc"] for s in sel),
+            "auc_max": max(s["auc"] for s in sel),
             "control_rate_min": min(s["control_rate"] for s in sel),
             "control_rate_max": max(s["control_rate"] for s in sel),
-            "auprc_min": min(s["auprc"] for s in sel), "auprc_max": max(s["auprc"] for s in sel),
-            "f1_min": min(s["f1"] for s in sel), "f1_max": max(s["f1"] for s in sel),
+            "auprc_min": min(s["auprc"] for s in sel),
+            "auprc_max": max(s["auprc"] for s in sel),
+            "f1_min": min(s["f1"] for s in sel),
+            "f1_max": max(s["f1"] for s in sel),
         }
 
     right_kept = [s["auc"] for s in scored if s["right"] and s["kept_paper"]]
@@ -122,22 +147,27 @@ def aggregate(scored: list[dict[str, Any]]) -> dict[str, Any]:
         "n_hypotheses": len(scored),
         "groups": {g: stats(idx) for g, idx in sorted(groups.items())},
         "wrong_kept_paper": len(wrong_kept),
-        "wrong_kept_specificity": {m: int((k & ~np.array([s["right"] for s in scored])).sum())
-                                   for m, k in kept.items()},
+        "wrong_kept_specificity": {
+            m: int((k & ~np.array([s["right"] for s in scored])).sum()) for m, k in kept.items()
+        },
         "right_kept_paper": len(right_kept),
-        "right_kept_specificity": {m: int((k & np.array([s["right"] for s in scored])).sum())
-                                   for m, k in kept.items()},
+        "right_kept_specificity": {
+            m: int((k & np.array([s["right"] for s in scored])).sum()) for m, k in kept.items()
+        },
         "auc_min_right_kept_paper": min(right_kept) if right_kept else math.nan,
         "auc_max_wrong_kept_paper": max(wrong_kept) if wrong_kept else math.nan,
-        "control_rate_max_right_kept_paper": max((s["control_rate"] for s in scored
-                                                  if s["right"] and s["kept_paper"]), default=math.nan),
-        "control_rate_min_wrong_kept_paper": min((s["control_rate"] for s in scored
-                                                  if not s["right"] and s["kept_paper"]), default=math.nan),
+        "control_rate_max_right_kept_paper": max(
+            (s["control_rate"] for s in scored if s["right"] and s["kept_paper"]), default=math.nan
+        ),
+        "control_rate_min_wrong_kept_paper": min(
+            (s["control_rate"] for s in scored if not s["right"] and s["kept_paper"]), default=math.nan
+        ),
     }
 
 
-def measure_run(results: str | os.PathLike[str], spec: str = "default", controls: int = vs.DEFAULT_CONTROLS,
-                seed: int = 0) -> dict[str, Any]:
+def measure_run(
+    results: str | os.PathLike[str], spec: str = "default", controls: int = vs.DEFAULT_CONTROLS, seed: int = 0
+) -> dict[str, Any]:
     """Scores of every hypothesis of a finished default-layout run (model, probe and concept set ``synthetic``)."""
     results = Path(results)
     root = results.parent
@@ -159,14 +189,22 @@ def measure_run(results: str | os.PathLike[str], spec: str = "default", controls
     acts = {p: a for p, (_, a) in cached.items()}
     base = results / "synthetic" / "synthetic" / "synthetic"
     methods = {"sieve": base / "verify" / "ar.csv"}
-    methods.update({Path(p).parents[1].name: Path(p) for p in glob.glob(str(base / "baselines" / "*" / "verify" /
-                                                                                 "ar.csv"))})
+    methods.update(
+        {
+            Path(p).parents[1].name: Path(p)
+            for p in glob.glob(str(base / "baselines" / "*" / "verify" / "ar.csv"))
+        }
+    )
     out: dict[str, Any] = {
-        "results": str(results), "select_enabled": bool(select.get("enabled", True)), "controls": controls,
-        "seed": seed, "images_per_concept": len(seeds),
+        "results": str(results),
+        "select_enabled": bool(select.get("enabled", True)),
+        "controls": controls,
+        "seed": seed,
+        "images_per_concept": len(seeds),
         "default_max_control_rate": vs.DEFAULT_MAX_CONTROL_RATE,
         "pool": [{"concept_id": e.concept_id, "text": e.text} for e in pool],
-        "pool_prompts_in_cache": len(diffs), "offline_vs_cache_max_abs_diff": max(diffs) if diffs else None,
+        "pool_prompts_in_cache": len(diffs),
+        "offline_vs_cache_max_abs_diff": max(diffs) if diffs else None,
         "methods": {},
     }
     for method, path in methods.items():
@@ -175,8 +213,9 @@ def measure_run(results: str | os.PathLike[str], spec: str = "default", controls
     return out
 
 
-def measure_promiscuous(n_probe: int = 600, controls: int = vs.DEFAULT_CONTROLS, seed: int = 0,
-                        images: int = 10) -> dict[str, Any]:
+def measure_promiscuous(
+    n_probe: int = 600, controls: int = vs.DEFAULT_CONTROLS, seed: int = 0, images: int = 10
+) -> dict[str, Any]:
     """The default world plus one promiscuous neuron: its scores, and each detector's, on every object concept
     named as a hypothesis (no Hypothesize needed: AR alone would verify any of them)."""
     import torch
@@ -192,8 +231,12 @@ def measure_promiscuous(n_probe: int = 600, controls: int = vs.DEFAULT_CONTROLS,
         Path(spec).write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
         world = load_world(spec)
         meas = Measurer(world, spec)
-        probe = open_image_set("synthetic", {"kind": "synthetic", "n_images": n_probe, "seed": 0, "spec": spec})
-        x = torch.from_numpy(np.stack([np.asarray(probe.load(i)) for i in range(len(probe))])).permute(0, 3, 1, 2)
+        probe = open_image_set(
+            "synthetic", {"kind": "synthetic", "n_images": n_probe, "seed": 0, "spec": spec}
+        )
+        x = torch.from_numpy(np.stack([np.asarray(probe.load(i)) for i in range(len(probe))])).permute(
+            0, 3, 1, 2
+        )
         probe_acts = np.concatenate([meas.images(x[i : i + 100] / 255) for i in range(0, len(x), 100)])
         stats = selectivity(probe_acts)
         selected = select_neurons(stats, 10.0)
@@ -203,18 +246,29 @@ def measure_promiscuous(n_probe: int = 600, controls: int = vs.DEFAULT_CONTROLS,
         p = len(world.neurons) - 1
         rows = []
         for c in world.object_concepts + list(world.colours) + list(world.shapes):
-            rows.append({"neuron": str(p), "concept": c, "concept_id": concept_id(c), "ar": "nan", "kept": "1"})
+            rows.append(
+                {"neuron": str(p), "concept": c, "concept_id": concept_id(c), "ar": "nan", "kept": "1"}
+            )
         for n in world.neurons:
             if n.kind == "detector":
-                rows.append({"neuron": str(n.index), "concept": n.concepts[0], "concept_id": concept_id(n.concepts[0]),
-                             "ar": "nan", "kept": "1"})
+                rows.append(
+                    {
+                        "neuron": str(n.index),
+                        "concept": n.concepts[0],
+                        "concept_id": concept_id(n.concepts[0]),
+                        "ar": "nan",
+                        "kept": "1",
+                    }
+                )
         acts = {r["concept"]: meas.prompt(r["concept"], seeds) for r in rows}
         thresholds = {i: float(t) for i, t in enumerate(stats["threshold"])}
         scored = score_rows(rows, thresholds, acts, pool, pool_acts, world)
     return {
-        "promiscuous_ratio": float(stats["ratio"][p]), "promiscuous_selected": bool(selected[p]),
+        "promiscuous_ratio": float(stats["ratio"][p]),
+        "promiscuous_selected": bool(selected[p]),
         "promiscuous_probe_share_active": float(np.mean(probe_acts[:, p] > 0)),
-        "hypotheses": scored, "summary": aggregate(scored),
+        "hypotheses": scored,
+        "summary": aggregate(scored),
     }
 
 
@@ -244,7 +298,9 @@ def main() -> None:
     if args.promiscuous:
         out["promiscuous_world"] = measure_promiscuous(controls=args.controls, seed=args.seed)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(strict_json(out), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    Path(args.out).write_text(
+        json.dumps(strict_json(out), indent=1, allow_nan=False) + "\n", encoding="utf-8"
+    )
     for method, m in out["methods"].items():
         print(method, json.dumps(m["summary"], indent=1))
     if args.promiscuous:

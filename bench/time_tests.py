@@ -29,7 +29,9 @@ def main() -> None:
     ap.add_argument("--name", default="fast")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "test_tiers.json"))
     args = ap.parse_args()
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"] + (["-m", args.marker] if args.marker else [])
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"] + (
+        ["-m", args.marker] if args.marker else []
+    )
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
@@ -38,9 +40,14 @@ def main() -> None:
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|deselected|errors?)", closing)}
     entry = {
         "command": "python -m pytest -q" + (f' -m "{args.marker}"' if args.marker else ""),
-        "returncode": proc.returncode, "counts": counts, "closing_line": closing,
-        "wall_seconds": round(seconds, 1), "cores": os.cpu_count(), "load_average_at_start": round(load, 2),
-        "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
+        "returncode": proc.returncode,
+        "counts": counts,
+        "closing_line": closing,
+        "wall_seconds": round(seconds, 1),
+        "cores": os.cpu_count(),
+        "load_average_at_start": round(load, 2),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
     }
     out = Path(args.out)
     data = json.loads(out.read_text()) if out.is_file() else {}

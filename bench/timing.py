@@ -15,8 +15,9 @@ from typing import Any
 MIN_ROUNDS = 3
 
 
-def interleaved(sides: dict[str, Callable[[], dict[str, Any]]], rounds: int = MIN_ROUNDS,
-                warmup: bool = False) -> dict[str, list[dict[str, Any]]]:
+def interleaved(
+    sides: dict[str, Callable[[], dict[str, Any]]], rounds: int = MIN_ROUNDS, warmup: bool = False
+) -> dict[str, list[dict[str, Any]]]:
     """Run each side once per round, in the same order every round; each call returns a dict with ``seconds``.
     Returns every counted result per side."""
     if rounds < 1:

@@ -58,7 +58,9 @@ def layer_table(acts: np.ndarray, learned: list[int] | None) -> dict[str, Any]:
     n = acts.shape[1]
     med = np.median(acts, axis=0)
     out: dict[str, Any] = {
-        "n_neurons": n, "min": float(acts.min()), "share_negative_values": float((acts < 0).mean()),
+        "n_neurons": n,
+        "min": float(acts.min()),
+        "share_negative_values": float((acts < 0).mean()),
         "n_negative_median": int((med < 0).sum()),
     }
     for t in TREATMENTS:
@@ -71,10 +73,14 @@ def layer_table(acts: np.ndarray, learned: list[int] | None) -> dict[str, Any]:
                 row["learned_class_neurons_selected"] = int(sel[learned].sum())
             rows[str(tau)] = row
         finite = stats["ratio"][np.isfinite(stats["ratio"]) & ~stats["dead"]]
-        out[t] = {"by_tau": rows, "n_dead": int(stats["dead"].sum()), "n_inf": int(np.isinf(stats["ratio"]).sum()),
-                  "ratio_median": float(np.median(finite)) if finite.size else None,
-                  "tau_selecting_10pct": tau_for_share(stats["ratio"], stats["dead"], 0.1),
-                  "tau_selecting_90pct": tau_for_share(stats["ratio"], stats["dead"], 0.9)}
+        out[t] = {
+            "by_tau": rows,
+            "n_dead": int(stats["dead"].sum()),
+            "n_inf": int(np.isinf(stats["ratio"]).sum()),
+            "ratio_median": float(np.median(finite)) if finite.size else None,
+            "tau_selecting_10pct": tau_for_share(stats["ratio"], stats["dead"], 0.1),
+            "tau_selecting_90pct": tau_for_share(stats["ratio"], stats["dead"], 0.9),
+        }
     if learned is not None:
         out["n_learned_classes"] = len(learned)
         out["alternatives"] = final_layer_alternatives(acts, learned)
@@ -88,20 +94,31 @@ def final_layer_alternatives(logits: np.ndarray, learned: list[int]) -> dict[str
     probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
     centred = logits - logits.mean(axis=1, keepdims=True)
     out = {}
-    for label, values, treatment in (("softmax_probabilities", probs, "clip"), ("centred_logits_raw", centred, "raw")):
+    for label, values, treatment in (
+        ("softmax_probabilities", probs, "clip"),
+        ("centred_logits_raw", centred, "raw"),
+    ):
         stats = selectivity(values, negative=treatment)
-        out[label] = {str(tau): {"selected": int(select_neurons(stats, tau).sum()),
-                                 "learned_class_neurons_selected": int(select_neurons(stats, tau)[learned].sum())}
-                      for tau in TAUS}
+        out[label] = {
+            str(tau): {
+                "selected": int(select_neurons(stats, tau).sum()),
+                "learned_class_neurons_selected": int(select_neurons(stats, tau)[learned].sum()),
+            }
+            for tau in TAUS
+        }
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", default="default", help="trained-world spec (default: the packaged one)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1: on a machine shared with other jobs, 2 threads spend most of their "
-                         "time waiting on each other; 1 also gives the same weights whatever the core count)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a machine shared with other jobs, 2 threads spend most of their "
+        "time waiting on each other; 1 also gives the same weights whatever the core count)",
+    )
     ap.add_argument("--n-images", type=int, default=600, help="planted-world probe scenes (seed 0)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "trained_select.json"))
     ap.add_argument("--keep", default=None, help="folder to keep the checkpoints and activation files in")
@@ -110,17 +127,25 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tw = load_trained_world(args.spec)
     result: dict[str, Any] = {
-        "spec": args.spec, "threads": args.threads, "n_probe_images": args.n_images, "taus": list(TAUS),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "loadavg_start": list(os.getloadavg())},
+        "spec": args.spec,
+        "threads": args.threads,
+        "n_probe_images": args.n_images,
+        "taus": list(TAUS),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "loadavg_start": list(os.getloadavg()),
+        },
         "models": {},
     }
     t0 = time.perf_counter()
     _, pre = build_model(tw, next(iter(tw.models)))
     data = {split: render_split(tw, split, pre) for split in ("train", "test")}
     result["render_seconds"] = round(time.perf_counter() - t0, 1)
-    probe = open_probe("synthetic", {"kind": "synthetic", "n_images": args.n_images, "seed": 0,
-                                     "spec": tw.world_spec})
+    probe = open_probe(
+        "synthetic", {"kind": "synthetic", "n_images": args.n_images, "seed": 0, "spec": tw.world_spec}
+    )
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.keep or scratch
         os.makedirs(tmp, exist_ok=True)
@@ -129,10 +154,14 @@ def main() -> None:
             net, res = train_model(tw, name, threads=args.threads, data=data)
             ckpt = os.path.join(tmp, f"{name}.pt")
             save_checkpoint(net, ckpt)
-            entry: dict[str, Any] = {**res.as_dict(), "arch": settings.arch, "kwargs": tw.model_kwargs(name),
-                                     "n_parameters": sum(p.numel() for p in net.parameters()),
-                                     "loadavg_1min_before_after": [load_before, os.getloadavg()[0]],
-                                     "layers": {}}
+            entry: dict[str, Any] = {
+                **res.as_dict(),
+                "arch": settings.arch,
+                "kwargs": tw.model_kwargs(name),
+                "n_parameters": sum(p.numel() for p in net.parameters()),
+                "loadavg_1min_before_after": [load_before, os.getloadavg()[0]],
+                "layers": {},
+            }
             for role, layer in (("penultimate", PENULTIMATE[settings.arch]), ("final", FINAL[settings.arch])):
                 loaded = load_model(name, model_spec(tw, name, weights=ckpt, layer=layer))
                 h5 = os.path.join(tmp, f"{name}_{role}.h5")
@@ -140,10 +169,18 @@ def main() -> None:
                 run_probe(loaded, probe, h5, top_n=20, batch_size=64, progress=False)
                 acts = read_activations(h5)["activations"]
                 table = layer_table(acts, res.learned if role == "final" else None)
-                entry["layers"][role] = {"layer": loaded.layer, "probe_seconds": round(time.perf_counter() - t1, 1),
-                                         **table}
-                logging.info("%s %s (%s): %s", name, role, loaded.layer,
-                             {t: table[t]["by_tau"]["10"]["selected"] for t in TREATMENTS})
+                entry["layers"][role] = {
+                    "layer": loaded.layer,
+                    "probe_seconds": round(time.perf_counter() - t1, 1),
+                    **table,
+                }
+                logging.info(
+                    "%s %s (%s): %s",
+                    name,
+                    role,
+                    loaded.layer,
+                    {t: table[t]["by_tau"]["10"]["selected"] for t in TREATMENTS},
+                )
             result["models"][name] = entry
     result["machine"]["loadavg_end"] = list(os.getloadavg())
     result["total_seconds"] = round(time.perf_counter() - t0, 1)

@@ -115,10 +115,24 @@ def write_env(path: Path, lock_text: str, kind: str) -> None:
 
 def main() -> None:
     out = subprocess.run(
-        ["uv", "pip", "compile", REQUIREMENTS_IN, "--python-version", PYTHON_VERSION,
-         "--python-platform", PLATFORM, "--custom-compile-command", COMPILE_COMMAND, "--quiet",
-         "--output-file", "envs/gpu.lock.txt"],
-        cwd=REPO, check=False)
+        [
+            "uv",
+            "pip",
+            "compile",
+            REQUIREMENTS_IN,
+            "--python-version",
+            PYTHON_VERSION,
+            "--python-platform",
+            PLATFORM,
+            "--custom-compile-command",
+            COMPILE_COMMAND,
+            "--quiet",
+            "--output-file",
+            "envs/gpu.lock.txt",
+        ],
+        cwd=REPO,
+        check=False,
+    )
     if out.returncode != 0:
         sys.exit(out.returncode)
     gpu = (ENVS / "gpu.lock.txt").read_text()

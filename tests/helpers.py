@@ -22,8 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 
 
-def make_image_folder(root: Path, n_per_class: int = 8, classes: tuple[str, ...] = ("cats", "dogs"),
-                      size: int = 48, corrupt: int = 1, seed: int = 0) -> Path:
+def make_image_folder(
+    root: Path,
+    n_per_class: int = 8,
+    classes: tuple[str, ...] = ("cats", "dogs"),
+    size: int = 48,
+    corrupt: int = 1,
+    seed: int = 0,
+) -> Path:
     """Random RGB PNGs in class folders, plus ``corrupt`` files that are not images at all."""
     rng = np.random.default_rng(seed)
     for c in classes:
@@ -47,8 +53,10 @@ def set_workflow_marked(marked: bool) -> None:
 def snakemake_cmd(*args: str) -> list[str]:
     """``python -m snakemake ARGS`` for a subprocess, refused in a test without the ``workflow`` marker."""
     if not _RUNNING["workflow_marked"]:
-        raise RuntimeError("this test runs Snakemake: mark it @pytest.mark.workflow (the fast tier, "
-                           "`pytest -m 'not workflow'`, must run none)")
+        raise RuntimeError(
+            "this test runs Snakemake: mark it @pytest.mark.workflow (the fast tier, "
+            "`pytest -m 'not workflow'`, must run none)"
+        )
     return [sys.executable, "-m", "snakemake", *args]
 
 
@@ -61,18 +69,37 @@ def snakemake_env() -> dict[str, str]:
     return env
 
 
-def run_snakemake(workdir: Path, config: dict | None = None, targets: tuple[str, ...] = (),
-                  extra: tuple[str, ...] = (), check: bool = True, cores: int = 2,
-                  timeout: int = 900) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path,
+    config: dict | None = None,
+    targets: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+    check: bool = True,
+    cores: int = 2,
+    timeout: int = 900,
+) -> subprocess.CompletedProcess:
     """Run the real workflow (this repo's Snakefile) in ``workdir``; ``config`` is written as config.yaml."""
     workdir.mkdir(parents=True, exist_ok=True)
     if config is not None:
         (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = snakemake_cmd("-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
-                        str(workdir / "config.yaml"), "--cores", str(cores), "--nolock", *extra, *targets)
+    cmd = snakemake_cmd(
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        str(cores),
+        "--nolock",
+        *extra,
+        *targets,
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, env=snakemake_env(), timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-12000:]}")
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-12000:]}"
+        )
     return proc
 
 

@@ -56,12 +56,17 @@ def test_soft_wpmi_matches_numpy_transcription(alpha, lam, k):
 
 def test_weights_and_planted_label():
     w = example_weights(100)
-    assert w[0] == pytest.approx(0.998) and np.all(np.diff(w) < 0) and w[-1] == pytest.approx(0.998 - 0.99 * 0.028)
+    assert (
+        w[0] == pytest.approx(0.998)
+        and np.all(np.diff(w) < 0)
+        and w[-1] == pytest.approx(0.998 - 0.99 * 0.028)
+    )
     # neuron 0's top images all point at concept 2, neuron 1's at concept 0: SoftWPMI recovers them
     rng = np.random.default_rng(0)
     text = np.eye(4)
-    images = np.concatenate([text[[2] * 5] + 0.05 * rng.normal(size=(5, 4)),
-                             text[[0] * 5] + 0.05 * rng.normal(size=(5, 4))])
+    images = np.concatenate(
+        [text[[2] * 5] + 0.05 * rng.normal(size=(5, 4)), text[[0] * 5] + 0.05 * rng.normal(size=(5, 4))]
+    )
     acts = np.zeros((10, 2))
     acts[:5, 0] = 1 + rng.random(5)
     acts[5:, 1] = 1 + rng.random(5)
@@ -104,20 +109,34 @@ def test_image_embeddings_with_too_few_top_images_are_refused(tmp_path):
         f.attrs["complete"] = 1
     spec = {"source": "python", "factory": "tinyclip:projection_embedder"}
     emb = ProjectionEmbedder()
-    write_json(tmp_path / "concepts.json", {"concept_set": "w", "concepts": [{"id": t, "text": t}
-                                                                             for t in ("red", "blue")]})
+    write_json(
+        tmp_path / "concepts.json",
+        {"concept_set": "w", "concepts": [{"id": t, "text": t} for t in ("red", "blue")]},
+    )
     run_embed_concepts(str(tmp_path / "concepts.json"), str(tmp_path / "concepts.h5"), emb, spec)
-    write_json(tmp_path / "select.json", {"n_neurons": 3, "neurons": {str(n): {"selected": True} for n in range(3)}})
+    write_json(
+        tmp_path / "select.json", {"n_neurons": 3, "neurons": {str(n): {"selected": True} for n in range(3)}}
+    )
 
     def clip_dissect(images_h5, top_images):
-        return run_clip_dissect(str(images_h5), str(tmp_path / "select.json"), str(tmp_path / "concepts.json"),
-                                str(tmp_path / "concepts.h5"), str(tmp_path / "hyp"), str(tmp_path / "labels.csv"),
-                                top_images=top_images)
+        return run_clip_dissect(
+            str(images_h5),
+            str(tmp_path / "select.json"),
+            str(tmp_path / "concepts.json"),
+            str(tmp_path / "concepts.h5"),
+            str(tmp_path / "hyp"),
+            str(tmp_path / "labels.csv"),
+            top_images=top_images,
+        )
 
-    run_embed_probe_images(str(tmp_path / "acts.h5"), probe, emb, spec, str(tmp_path / "top2.h5"), top_images=2)
+    run_embed_probe_images(
+        str(tmp_path / "acts.h5"), probe, emb, spec, str(tmp_path / "top2.h5"), top_images=2
+    )
     assert clip_dissect(tmp_path / "top2.h5", 2)["n_neurons"] == 3
     with pytest.raises(BaselineError, match="top2.h5 keeps 2 top images per neuron.*top_images is 4"):
         clip_dissect(tmp_path / "top2.h5", 4)
     # a probe smaller than top_images: every image is a top image, nothing is missing
-    run_embed_probe_images(str(tmp_path / "acts.h5"), probe, emb, spec, str(tmp_path / "top10.h5"), top_images=10)
+    run_embed_probe_images(
+        str(tmp_path / "acts.h5"), probe, emb, spec, str(tmp_path / "top10.h5"), top_images=10
+    )
     assert clip_dissect(tmp_path / "top10.h5", 10)["n_neurons"] == 3

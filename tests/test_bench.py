@@ -20,6 +20,7 @@ def test_sides_alternate_every_round_and_report_min_and_median() -> None:
         def run() -> dict:
             order.append(name)
             return {"seconds": next(times[name])}
+
         return run
 
     runs = interleaved({"a": side("a"), "b": side("b")}, rounds=3, warmup=True)
@@ -31,14 +32,30 @@ def test_sides_alternate_every_round_and_report_min_and_median() -> None:
 
 
 def _run(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True,
-                          env=snakemake_env(), timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        env=snakemake_env(),
+        timeout=600,
+    )
 
 
 def test_bench_probe_small_mode(tmp_path) -> None:
     out = tmp_path / "probe.json"
-    proc = _run("bench_probe.py", "--images", "6", "--batch-size", "3", "--workers", "0", "--rounds", "2",
-                "--out", str(out))
+    proc = _run(
+        "bench_probe.py",
+        "--images",
+        "6",
+        "--batch-size",
+        "3",
+        "--workers",
+        "0",
+        "--rounds",
+        "2",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     for side in ("plain", "sieve"):
@@ -49,8 +66,21 @@ def test_bench_probe_small_mode(tmp_path) -> None:
 
 def test_bench_generate_small_mode(tmp_path) -> None:
     out = tmp_path / "generate.jsonl"
-    proc = _run("bench_generate.py", "--images", "8", "--images-per-concept", "2", "--batch-size", "4",
-                "--warmup", "1", "--rounds", "2", "--out", str(out))
+    proc = _run(
+        "bench_generate.py",
+        "--images",
+        "8",
+        "--images-per-concept",
+        "2",
+        "--batch-size",
+        "4",
+        "--warmup",
+        "1",
+        "--rounds",
+        "2",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(out.read_text().splitlines()[-1])
     assert record["images"] == 8

@@ -117,8 +117,13 @@ def test_activation_rate_names_a_damaged_file(tmp_path, how):
     sel = tmp_path / "select.json"
     write_json(sel, select_summary(np.zeros(N_NEURONS), {0, 1}))
     with pytest.raises(VerifyError, match="run snakemake again") as err:
-        run_activation_rate(str(hyp), str(sel), [str(tmp_path / "shards/0.json")], "tiny",
-                            *(str(tmp_path / f) for f in ("ar.csv", "s.json", "nc.csv")))
+        run_activation_rate(
+            str(hyp),
+            str(sel),
+            [str(tmp_path / "shards/0.json")],
+            "tiny",
+            *(str(tmp_path / f) for f in ("ar.csv", "s.json", "nc.csv")),
+        )
     assert str(bad) in str(err.value)
 
 
@@ -128,8 +133,10 @@ def test_a_cache_without_checksums_stays_valid_and_gets_them(tmp_path):
         rec.unlink()
     acts = _acts(manifests)
     _damage(acts[0], "truncate")  # damaged before checksums existed: regenerated, not adopted
-    entries = [CacheEntry(tmp_path / "cache", manifests[0]["generator_key"], c["key"])
-               for c in manifests[0]["concepts"]]
+    entries = [
+        CacheEntry(tmp_path / "cache", manifests[0]["generator_key"], c["key"])
+        for c in manifests[0]["concepts"]
+    ]
     mkey = manifests[0]["models"]["tiny"]["key"]
     plan = plan_shard(entries, manifests[0]["seeds"], "thumbnails", [mkey])
     assert {ci for ci, _ in plan.generate} == {0}
@@ -150,8 +157,16 @@ def test_plan_sends_only_shards_with_work_to_a_job_and_audits_read_only(tmp_path
 
     def plan(audit: str = "") -> dict:
         shutil.rmtree(plan_dir, ignore_errors=True)  # Snakemake removes a job's output folder first
-        return plan_generation(req, spec, {"tiny": MODEL}, "cpu", str(cache), str(tmp_path / "requests.json"),
-                               str(plan_dir), audit=audit)
+        return plan_generation(
+            req,
+            spec,
+            {"tiny": MODEL},
+            "cpu",
+            str(cache),
+            str(tmp_path / "requests.json"),
+            str(plan_dir),
+            audit=audit,
+        )
 
     assert plan()["work"] == [0, 1]  # no shard of these settings has run: every shard is a job
     assert audit_plan(plan_dir, cache) != ""  # what the plan relies on is not there yet
@@ -183,8 +198,12 @@ def test_plan_sends_only_shards_with_work_to_a_job_and_audits_read_only(tmp_path
 
 # ------------------------------------------------------------------------------------------------ workflow
 RUN = "results/synthetic/synthetic/synthetic"
-OUTPUTS = [f"{RUN}/verify/ar.csv", f"{RUN}/neuron_concepts.csv", f"{RUN}/truth.csv",
-           "results/stage_ablations/synthetic/synthetic/synthetic/ablations.json"]
+OUTPUTS = [
+    f"{RUN}/verify/ar.csv",
+    f"{RUN}/neuron_concepts.csv",
+    f"{RUN}/truth.csv",
+    "results/stage_ablations/synthetic/synthetic/synthetic/ablations.json",
+]
 GPU_RULES = ("generate_shard", "stage_ablation_generate_shard")
 
 

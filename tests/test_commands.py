@@ -24,7 +24,11 @@ import yaml
 
 from helpers import REPO, snakemake_cmd, snakemake_env
 
-DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "examples").glob("*.yaml"))]
+DOCUMENTS = [
+    REPO / "README.md",
+    *sorted((REPO / "docs").glob("*.md")),
+    *sorted((REPO / "examples").glob("*.yaml")),
+]
 
 
 def _candidate_lines(path: Path) -> list[str]:
@@ -37,7 +41,9 @@ def _candidate_lines(path: Path) -> list[str]:
             spans += re.findall(r"`([^`]*)`", line) or [line]
         return spans
     lines = re.findall(r"`([^`\n]+)`", text)
-    lines += [line for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S) for line in block.splitlines()]
+    lines += [
+        line for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S) for line in block.splitlines()
+    ]
     return lines
 
 
@@ -74,8 +80,16 @@ def test_commands_are_found():
 def fresh_clone(tmp_path_factory) -> Path:
     """This checkout's files as a fresh clone has them (no results, no .snakemake), links kept as links."""
     clone = tmp_path_factory.mktemp("clone")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src, dst = REPO / rel, clone / rel
         if not src.exists() and not src.is_symlink():
@@ -116,8 +130,14 @@ def test_documented_command_plans_only_what_it_names(where, command, fresh_clone
     env = snakemake_env()
     env["HOME"] = str(tmp_path)  # no profile of the tester's own in ~/.config/snakemake
     env.pop("XDG_CONFIG_HOME", None)
-    proc = subprocess.run(snakemake_cmd(*args, "--dry-run"), cwd=fresh_clone, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        snakemake_cmd(*args, "--dry-run"),
+        cwd=fresh_clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{where}: `{command}` fails:\n{text[-4000:]}"
     config_file = args[args.index("--configfile") + 1] if "--configfile" in args else "config.yaml"

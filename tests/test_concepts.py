@@ -11,8 +11,15 @@ import pytest
 from sieve.backends import BackendError
 from sieve.concepts import ConceptSetError, clean_concepts, concept_id, load_concept_set, read_lines
 
-HOSTILE = ["$(rm -rf ~)", "../../etc/passwd", "naïve café 東京 \"quoted\" 'single' `tick`", "x" * 5000,
-           "{} {0} {name}", "a;b|c&d > /tmp/out", "*?[wild]{card}"]
+HOSTILE = [
+    "$(rm -rf ~)",
+    "../../etc/passwd",
+    "naïve café 東京 \"quoted\" 'single' `tick`",
+    "x" * 5000,
+    "{} {0} {name}",
+    "a;b|c&d > /tmp/out",
+    "*?[wild]{card}",
+]
 
 
 def test_clean_drops_blanks_and_duplicates_keeping_first():
@@ -82,8 +89,11 @@ def test_url_fetched_once_and_checksum_checked(tmp_path):
 
     src.write_text("tampered\n")
     wrong = {"url": src.as_uri(), "sha256": "0" * 64}
-    with pytest.raises(ConceptSetError, match=f"checksum mismatch.*expected sha256 {'0' * 64}, got "
-                       f"{hashlib.sha256(b'tampered' + bytes([10])).hexdigest()}"):
+    with pytest.raises(
+        ConceptSetError,
+        match=f"checksum mismatch.*expected sha256 {'0' * 64}, got "
+        f"{hashlib.sha256(b'tampered' + bytes([10])).hexdigest()}",
+    ):
         load_concept_set("other", wrong, resources_dir=res)
     assert sorted(p.name for p in res.iterdir()) == ["colours.txt"]  # the bad download was not kept
 

@@ -14,7 +14,11 @@ from sieve.config import SCHEMA_PATH, SchemaKeyError, coerce_booleans, schema_de
 
 def test_schema_default_reads_the_schema_file():
     raw = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
-    assert schema_default("generator.shards") == raw["properties"]["generator"]["properties"]["shards"]["default"] == 8
+    assert (
+        schema_default("generator.shards")
+        == raw["properties"]["generator"]["properties"]["shards"]["default"]
+        == 8
+    )
     assert schema_default("models.*.dtype") == "auto"  # through additionalProperties and a $ref
     assert schema_default("probes.*.split") == "val"
     assert schema_default("hypothesize.crop.method") == "region"
@@ -30,7 +34,9 @@ def test_unknown_key_or_key_without_default_is_an_error():
 def test_with_defaults_fills_only_missing_keys_and_copies():
     spec = {"source": "python", "shards": 2}
     full = with_defaults(spec, "generator")
-    assert full["shards"] == 2 and full["images_per_concept"] == schema_default("generator.images_per_concept")
+    assert full["shards"] == 2 and full["images_per_concept"] == schema_default(
+        "generator.images_per_concept"
+    )
     assert spec == {"source": "python", "shards": 2}  # the caller's dict is untouched
     a, b = with_defaults(None, "hypothesize"), with_defaults(None, "hypothesize")
     a["crop"]["method"] = "window"
@@ -48,17 +54,35 @@ def test_library_defaults_are_the_schema_defaults():
 
     assert default(run_cluster, "k_max") == schema_default("hypothesize.k_max")
     assert default(run_cluster, "silhouette_floor") == schema_default("hypothesize.silhouette_floor")
-    assert default(run_hypothesize, "concepts_per_cluster") == schema_default("hypothesize.concepts_per_cluster")
+    assert default(run_hypothesize, "concepts_per_cluster") == schema_default(
+        "hypothesize.concepts_per_cluster"
+    )
     assert default(crop_box, "threshold") == schema_default("hypothesize.crop.threshold")
     assert default(run_clip_dissect, "top_images") == schema_default("hypothesize.clip_dissect.top_images")
     assert default(collect_requests, "n_shards") == schema_default("generator.shards") == 8
 
 
-@pytest.mark.parametrize(("typed", "value"), [("true", True), ("True", True), ("YES", True), ("1", True), (1, True),
-                                              ("false", False), ("No", False), ("0", False), (0, False)])
+@pytest.mark.parametrize(
+    ("typed", "value"),
+    [
+        ("true", True),
+        ("True", True),
+        ("YES", True),
+        ("1", True),
+        (1, True),
+        ("false", False),
+        ("No", False),
+        ("0", False),
+        (0, False),
+    ],
+)
 def test_shell_spellings_of_booleans_become_bools(typed, value):
-    cfg = {"offline": typed, "select": {"enabled": typed, "tau": 1}, "evaluate": {"stage_ablations": typed},
-           "probes": {"p": {"kind": "imagefolder", "download": typed, "seed": 1}}}
+    cfg = {
+        "offline": typed,
+        "select": {"enabled": typed, "tau": 1},
+        "evaluate": {"stage_ablations": typed},
+        "probes": {"p": {"kind": "imagefolder", "download": typed, "seed": 1}},
+    }
     coerce_booleans(cfg)
     assert cfg["offline"] is value and cfg["select"]["enabled"] is value
     assert cfg["evaluate"]["stage_ablations"] is value and cfg["probes"]["p"]["download"] is value
@@ -76,10 +100,24 @@ def test_config_offline_true_on_the_command_line(tmp_path):
     """`--config offline=true` as a shell user types it plans the run; a word that is no boolean is refused."""
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     base = ("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--config")
-    ok = subprocess.run(snakemake_cmd(*base, "offline=TRUE", "--quiet", "all"), capture_output=True, text=True,
-                        env=snakemake_env(), cwd=tmp_path, timeout=300)
+    ok = subprocess.run(
+        snakemake_cmd(*base, "offline=TRUE", "--quiet", "all"),
+        capture_output=True,
+        text=True,
+        env=snakemake_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr[-3000:]
-    bad = subprocess.run(snakemake_cmd(*base, "offline=maybe"), capture_output=True, text=True,
-                         env=snakemake_env(), cwd=tmp_path, timeout=300)
+    bad = subprocess.run(
+        snakemake_cmd(*base, "offline=maybe"),
+        capture_output=True,
+        text=True,
+        env=snakemake_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
     text = bad.stdout + bad.stderr
-    assert bad.returncode != 0 and "'maybe' is not of type 'boolean'" in text and "offline" in text, text[-3000:]
+    assert bad.returncode != 0 and "'maybe' is not of type 'boolean'" in text and "offline" in text, text[
+        -3000:
+    ]

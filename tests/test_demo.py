@@ -25,7 +25,10 @@ def demo(tmp_path_factory):
     config["probes"]["synthetic"]["n_images"] = 400
     config["generator"]["images_per_concept"] = 8
     config["generator"]["shards"] = 1
-    assert config["evaluate"]["stage_ablations"] is True and config["models"]["synthetic"]["source"] == "synthetic"
+    assert (
+        config["evaluate"]["stage_ablations"] is True
+        and config["models"]["synthetic"]["source"] == "synthetic"
+    )
     proc = run_snakemake(work, config)
     return work, proc
 
@@ -82,7 +85,9 @@ def test_planted_concepts_are_recovered_and_wrong_hypotheses_rejected(demo):
 @pytest.mark.workflow
 def test_stage_ablation_table(demo):
     work, _ = demo
-    table = json.loads((work / "results/stage_ablations/synthetic/synthetic/synthetic/ablations.json").read_text())
+    table = json.loads(
+        (work / "results/stage_ablations/synthetic/synthetic/synthetic/ablations.json").read_text()
+    )
     rows = {r["variant"]: r for r in table["variants"]}
     assert set(rows) == {"full", "no_select", "no_cluster", "no_verify"}
     full = rows["full"]

@@ -62,8 +62,10 @@ def test_explicit_dtypes_win_over_auto():
 
 def test_cuda_visible_devices_hides_every_gpu_in_a_fresh_process():
     """What SLURM does for a job without a GPU: CUDA itself then sees none, and auto runs on the CPU."""
-    code = ("import logging; logging.basicConfig(); from sieve.devices import resolve_device; "
-            "print(resolve_device('auto'))")
+    code = (
+        "import logging; logging.basicConfig(); from sieve.devices import resolve_device; "
+        "print(resolve_device('auto'))"
+    )
     env = {**snakemake_env(), "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -63,7 +63,9 @@ def test_a_broken_link_is_reported(tmp_path: Path) -> None:
     (tmp_path / "tests" / "test_x.py").write_text("def test_there():\n    pass\n")
     (tmp_path / "docs" / "outputs.md").write_text("# Files\n")
     md = tmp_path / "docs" / "page.md"
-    md.write_text("[a](nowhere.md) [b](outputs.md#no-such-heading) `tests/test_x.py::test_nothing_here`\n"
-                  "[ok](outputs.md#files) `tests/test_x.py::test_there` [web](https://example.org)\n")
+    md.write_text(
+        "[a](nowhere.md) [b](outputs.md#no-such-heading) `tests/test_x.py::test_nothing_here`\n"
+        "[ok](outputs.md#files) `tests/test_x.py::test_there` [web](https://example.org)\n"
+    )
     found = _problems(md, root=tmp_path)
     assert len(found) == 3, found

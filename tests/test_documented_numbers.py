@@ -20,8 +20,14 @@ pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 TRUTH = "results/synthetic/synthetic/synthetic/truth_summary.json"
 ABLATIONS = "results/stage_ablations/synthetic/synthetic/synthetic/ablations.json"
 # the stage-ablation table's columns (docs/evaluation.md) and the keys of ablations.json's rows they show
-TABLE_COLUMNS = {"hypotheses": "n_hypotheses", "kept": "n_kept", "mean AR initial": "mean_ar_initial",
-                 "mean AR reported": "mean_ar", "recovery": "recovery", "wrong kept": "n_wrong_kept"}
+TABLE_COLUMNS = {
+    "hypotheses": "n_hypotheses",
+    "kept": "n_kept",
+    "mean AR initial": "mean_ar_initial",
+    "mean AR reported": "mean_ar",
+    "recovery": "recovery",
+    "wrong kept": "n_wrong_kept",
+}
 
 
 def _doc(name: str) -> str:
@@ -56,17 +62,28 @@ def test_synthetic_world_numbers_are_the_runs(default_run):
         r"(?P<recovered>\d+) planted concepts are verified \(`recovery` (?P<recovery>[\d.]+), every right "
         r"hypothesis at AR (?P<ar_right>[\d.]+)\); the (?P<wrong>\d+) wrong hypotheses \(mean AR "
         r"(?P<ar_wrong>[\d.]+)\) are all rejected\. CLIP-Dissect, in the same file, recovers "
-        r"(?P<cd_recovered>\d+) of the (?P<cd_planted>\d+)\.", text, "docs/synthetic-world.md")
+        r"(?P<cd_recovered>\d+) of the (?P<cd_planted>\d+)\.",
+        text,
+        "docs/synthetic-world.md",
+    )
     kinds, hyp, cd = truth["kinds"], truth["hypotheses"], truth["clip_dissect"]
     run = {
-        "n_neurons": truth["n_neurons"], "planted": truth["n_planted_concepts"],
-        **{kind: kinds[kind]["count"] for kind in ("detector", "polysemantic", "attribute", "redundant", "dead")},
+        "n_neurons": truth["n_neurons"],
+        "planted": truth["n_planted_concepts"],
+        **{
+            kind: kinds[kind]["count"]
+            for kind in ("detector", "polysemantic", "attribute", "redundant", "dead")
+        },
         "selected": sum(kinds[k]["selected"] for k in ("detector", "polysemantic", "attribute")),
         "redundant_rejected": kinds["redundant"]["count"] - kinds["redundant"]["selected"],
         "dead_rejected": kinds["dead"]["count"] - kinds["dead"]["selected"],
-        "recovered": truth["n_recovered_concepts"], "recovery": truth["recovery"],
-        "ar_right": hyp["mean_ar_right"], "wrong": hyp["n_wrong"], "ar_wrong": hyp["mean_ar_wrong"],
-        "cd_recovered": cd["n_recovered_concepts"], "cd_planted": cd["n_planted_concepts"],
+        "recovered": truth["n_recovered_concepts"],
+        "recovery": truth["recovery"],
+        "ar_right": hyp["mean_ar_right"],
+        "wrong": hyp["n_wrong"],
+        "ar_wrong": hyp["mean_ar_wrong"],
+        "cd_recovered": cd["n_recovered_concepts"],
+        "cd_planted": cd["n_planted_concepts"],
     }
     for key, quoted in doc.items():
         where = f"docs/synthetic-world.md: {key} is {quoted}, the run says {run[key]}"
@@ -81,7 +98,9 @@ def test_stage_ablation_table_is_the_runs(default_run):
     text = (REPO / "docs" / "evaluation.md").read_text(encoding="utf-8")
     header = "| variant | " + " | ".join(TABLE_COLUMNS) + " |"
     assert header in text, f"docs/evaluation.md: the stage-ablation table's header is not {header!r}"
-    rows = re.findall(r"^\| (?!variant|---)(.+?) \| (.+) \|$", text.split(header, 1)[1].split("\n\n", 1)[0], re.M)
+    rows = re.findall(
+        r"^\| (?!variant|---)(.+?) \| (.+) \|$", text.split(header, 1)[1].split("\n\n", 1)[0], re.M
+    )
     by_label = {v["label"]: v for v in table["variants"]}
     assert [label for label, _ in rows] == list(by_label), "docs/evaluation.md: the table's variants"
     for label, cells in rows:
@@ -92,6 +111,9 @@ def test_stage_ablation_table_is_the_runs(default_run):
                 assert float(cell) == pytest.approx(value, abs=0.005 + 1e-9), where
             else:
                 assert cell == str(value), where
-    no_verify = _quoted(r"without Verify, (?P<n>\d+) wrong hypotheses are reported", _doc("evaluation.md"),
-                        "docs/evaluation.md")
+    no_verify = _quoted(
+        r"without Verify, (?P<n>\d+) wrong hypotheses are reported",
+        _doc("evaluation.md"),
+        "docs/evaluation.md",
+    )
     assert int(no_verify["n"]) == by_label["no Verify"]["n_wrong_kept"]

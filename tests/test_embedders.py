@@ -31,8 +31,9 @@ def test_open_clip_custom_arch_loads_saved_weights(tiny_spec, tmp_path):
     std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         want = torch.nn.functional.normalize(ref.encode_image((x - mean) / std), dim=-1)
-        want_t = torch.nn.functional.normalize(ref.encode_text(open_clip.get_tokenizer(tiny_spec["arch"])(["a dog"])),
-                                               dim=-1)
+        want_t = torch.nn.functional.normalize(
+            ref.encode_text(open_clip.get_tokenizer(tiny_spec["arch"])(["a dog"])), dim=-1
+        )
     torch.testing.assert_close(emb.encode_images(x), want, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(emb.encode_text(["a dog"]), want_t, atol=1e-5, rtol=1e-4)
     # other seeds give other weights, hence other embeddings
@@ -54,17 +55,22 @@ def test_open_clip_any_image_size_and_hostile_text(tiny_spec):
 def test_model_config_is_registered_under_arch_name(tmp_path):
     cfg = tmp_path / "whatever_file_name.json"
     cfg.write_text(json.dumps(TINY_CONFIG))
-    emb = load_embedder({"source": "open_clip", "arch": "my-private-clip", "model_config": str(cfg),
-                         "pretrained": None}, "cpu")
+    emb = load_embedder(
+        {"source": "open_clip", "arch": "my-private-clip", "model_config": str(cfg), "pretrained": None},
+        "cpu",
+    )
     assert "my-private-clip" in open_clip.list_models()
     assert emb.dim == 16
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"model_config": "/nonexistent/arch.json"}, "model_config: file not found"),
-    ({"pretrained": "/nonexistent/weights.pt"}, "checkpoint file not found"),
-    ({"pretrained": "not-a-tag"}, "neither a pretrained tag"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model_config": "/nonexistent/arch.json"}, "model_config: file not found"),
+        ({"pretrained": "/nonexistent/weights.pt"}, "checkpoint file not found"),
+        ({"pretrained": "not-a-tag"}, "neither a pretrained tag"),
+    ],
+)
 def test_open_clip_errors(tiny_spec, change, message):
     with pytest.raises(BackendError, match=message):
         load_embedder({**tiny_spec, **change}, "cpu")

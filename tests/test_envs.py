@@ -76,8 +76,14 @@ def rules(tmp_path_factory) -> dict[str, dict]:
     """Every rule of the workflow, parsed with the repository's default config.yaml."""
     work = tmp_path_factory.mktemp("parse")
     (work / "config.yaml").write_text((REPO / "config.yaml").read_text())
-    proc = subprocess.run([sys.executable, "-c", DUMP_RULES, str(REPO / "Snakefile"), str(work)],
-                          capture_output=True, text=True, env=snakemake_env(), cwd=work, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", DUMP_RULES, str(REPO / "Snakefile"), str(work)],
+        capture_output=True,
+        text=True,
+        env=snakemake_env(),
+        cwd=work,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return {r["name"]: r for r in json.loads(proc.stdout)}
 
@@ -122,7 +128,9 @@ def test_env_files_are_pinned(kind):
     pins, other = _pip_pins(env)
     for name, req in pins.items():
         specs = list(req.specifier)
-        assert len(specs) == 1 and specs[0].operator == "==", f"{ENVS[kind].name}: {name} is not pinned ({req})"
+        assert len(specs) == 1 and specs[0].operator == "==", (
+            f"{ENVS[kind].name}: {name} is not pinned ({req})"
+        )
     # sieve itself comes from the checkout being run (workflow/scripts/use_checkout.py), never from the env
     assert all(not line.startswith(("-e", "-r", "-c")) for line in other), other
     assert "sieve" not in pins
@@ -141,8 +149,11 @@ def test_env_versions_agree_with_pyproject(kind):
         assert name in pins, f"{ENVS[kind].name} lacks {req.name}, a dependency in pyproject.toml"
         pinned = Version(next(iter(pins[name].specifier)).version)
         assert req.specifier.contains(pinned, prereleases=True), (
-            f"{ENVS[kind].name} pins {req.name}=={pinned}, outside pyproject.toml's {req.specifier}")
-    python = next(d for d in yaml.safe_load(ENVS[kind].read_text())["dependencies"] if str(d).startswith("python="))
+            f"{ENVS[kind].name} pins {req.name}=={pinned}, outside pyproject.toml's {req.specifier}"
+        )
+    python = next(
+        d for d in yaml.safe_load(ENVS[kind].read_text())["dependencies"] if str(d).startswith("python=")
+    )
     assert Requirement(f"python{project['requires-python']}").specifier.contains(python.split("=")[1] + ".0")
 
 
@@ -168,13 +179,17 @@ def test_every_rule_has_conda_log_benchmark_threads_resources(rules):
     assert {"probe_activations", "select_neurons", "stage_ablation_table", "sweep_select"} <= set(jobs)
     assert rules["prefetch"]["local"], "prefetch must run where snakemake runs (the login node)"
     for name, r in jobs.items():
-        assert r["conda"] in ("../../envs/gpu.yaml", "../../envs/cpu.yaml"), f"rule {name}: conda: {r['conda']}"
+        assert r["conda"] in ("../../envs/gpu.yaml", "../../envs/cpu.yaml"), (
+            f"rule {name}: conda: {r['conda']}"
+        )
         assert (REPO / "workflow" / "rules" / r["conda"]).resolve().is_file()
         assert r["log"], f"rule {name} has no log:"
         assert r["benchmark"] and r["benchmark"].startswith("benchmarks/"), f"rule {name}: benchmark"
         assert re.search(r"^    threads:", _rule_text(name), re.M), f"rule {name} has no threads:"
         assert r["threads"] >= 1, f"rule {name}: threads {r['threads']}"
-        assert r["script"] is None or r["script"].startswith("../scripts/"), f"rule {name}: script {r['script']}"
+        assert r["script"] is None or r["script"].startswith("../scripts/"), (
+            f"rule {name}: script {r['script']}"
+        )
 
 
 @pytest.mark.workflow
@@ -193,7 +208,12 @@ def test_network_rules_ask_for_a_gpu_and_cpu_rules_are_grouped(rules):
     group so that SLURM runs their small jobs together; local rules neither."""
     jobs = _job_rules(rules)
     gpu_rules = {n for n, r in jobs.items() if _runs_a_network(r)}
-    assert {"probe_activations", "generate_shard", "stage_ablation_embed_crops", "sweep_embed_crops"} <= gpu_rules
+    assert {
+        "probe_activations",
+        "generate_shard",
+        "stage_ablation_embed_crops",
+        "sweep_embed_crops",
+    } <= gpu_rules
     for name, r in jobs.items():
         res = r["resources"]
         if name in gpu_rules:
@@ -210,12 +230,15 @@ def test_slurm_profile_is_site_policy_only(rules):
     """profiles/slurm names no rule (what a job needs is in its rule) and packs every group the rules use."""
     profile = yaml.safe_load(SLURM.read_text())
     assert profile["executor"] == "slurm" and profile["retries"] >= 1 and profile["keep-going"] is True
-    assert profile["slurm-keep-successful-logs"] is True  # the plugin deletes a successful job's log otherwise
+    assert (
+        profile["slurm-keep-successful-logs"] is True
+    )  # the plugin deletes a successful job's log otherwise
     assert not {"set-resources", "groups"} & set(profile), sorted(profile)
     used = {r["group"] for r in _job_rules(rules).values() if r["group"]}
     assert set(profile["group-components"]) == used, (
         f"profiles/slurm group-components: add {sorted(used - set(profile['group-components']))}, "
-        f"remove {sorted(set(profile['group-components']) - used)}")
+        f"remove {sorted(set(profile['group-components']) - used)}"
+    )
     assert all(n >= 1 for n in profile["group-components"].values())
 
 
@@ -232,12 +255,16 @@ def test_slurm_profile_groups_build_a_dag(tmp_path):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["sweeps"] = {"select.tau": [1.5, 20]}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = snakemake_cmd("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--profile", str(SLURM.parent))
+    cmd = snakemake_cmd(
+        "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--profile", str(SLURM.parent)
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, env=snakemake_env(), cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout + proc.stderr
     assert "Group job select" in text and re.search(r"^rule probe_activations:", text, re.M)
-    assert re.search(r"^\s+rule sweep_select:", text, re.M) and re.search(r"^rule sweep_embed_crops:", text, re.M)
+    assert re.search(r"^\s+rule sweep_select:", text, re.M) and re.search(
+        r"^rule sweep_embed_crops:", text, re.M
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- locks
@@ -258,9 +285,12 @@ LOCKS = {kind: REPO / "envs" / f"{kind}.lock.txt" for kind in ENVS}
 def test_env_pip_section_is_its_lock(kind):
     """The env file installs exactly its lock's pins, in its order (update_locks.py writes both)."""
     lock = LOCKS[kind].read_text()
-    pip = next(d["pip"] for d in yaml.safe_load(ENVS[kind].read_text())["dependencies"] if isinstance(d, dict))
+    pip = next(
+        d["pip"] for d in yaml.safe_load(ENVS[kind].read_text())["dependencies"] if isinstance(d, dict)
+    )
     assert pip == _update_locks().env_pip_lines(lock, kind), (
-        f"{ENVS[kind].name} differs from {LOCKS[kind].name}: run `python envs/update_locks.py`")
+        f"{ENVS[kind].name} differs from {LOCKS[kind].name}: run `python envs/update_locks.py`"
+    )
 
 
 def test_cpu_lock_is_the_gpu_lock_without_cuda():
@@ -278,13 +308,17 @@ def test_gpu_lock_is_a_closed_resolution_of_requirements_in_and_pyproject():
     lock = _update_locks()
     header, pins = lock.read_lock(LOCKS["gpu"].read_text())
     assert any("python envs/update_locks.py" in line for line in header), header
-    direct = {canonicalize_name(p.name): p.version for p in pins.values() if "-r envs/requirements.in" in p.via}
+    direct = {
+        canonicalize_name(p.name): p.version for p in pins.values() if "-r envs/requirements.in" in p.via
+    }
     wanted = {}
     for line in (REPO / "envs" / "requirements.in").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             req = Requirement(line)
             wanted[canonicalize_name(req.name)] = next(iter(req.specifier)).version
-    assert direct == wanted, "envs/gpu.lock.txt is stale against envs/requirements.in: run envs/update_locks.py"
+    assert direct == wanted, (
+        "envs/gpu.lock.txt is stale against envs/requirements.in: run envs/update_locks.py"
+    )
     names = {canonicalize_name(n) for n in pins}
     for pin in pins.values():
         assert pin.via, f"{pin.name} is in the lock for no reason"
@@ -319,8 +353,10 @@ def _pip_requirements_as_conda_installs_them(env_file: Path, workdir: Path) -> l
     old = Path.cwd()
     os.chdir(conda_dir)
     try:
-        return [install_req_from_parsed_requirement(r)
-                for r in parse_requirements(requirements.name, session=PipSession())]
+        return [
+            install_req_from_parsed_requirement(r)
+            for r in parse_requirements(requirements.name, session=PipSession())
+        ]
     finally:
         os.chdir(old)
 
@@ -338,7 +374,9 @@ def test_conda_path_handling_is_reproduced(tmp_path):
     env.write_text(yaml.safe_dump({"dependencies": ["pip", {"pip": ["numpy==2.4.6", "-e ../"]}]}))
     reqs = _pip_requirements_as_conda_installs_them(env, tmp_path)
     assert _local_paths(reqs) == [str(tmp_path / ".snakemake")]
-    assert not (tmp_path / ".snakemake" / "pyproject.toml").exists()  # pip: "does not appear to be a Python project"
+    assert not (
+        tmp_path / ".snakemake" / "pyproject.toml"
+    ).exists()  # pip: "does not appear to be a Python project"
 
 
 @pytest.mark.parametrize("kind", sorted(ENVS))
@@ -350,7 +388,8 @@ def test_env_creation_under_sdm_conda_installs_only_the_lock(kind, tmp_path):
     assert all(r.req is not None and not r.editable for r in reqs)
     _, pins = _update_locks().read_lock(LOCKS[kind].read_text())
     assert {canonicalize_name(r.req.name): str(r.req.specifier) for r in reqs} == {
-        canonicalize_name(p.name): f"=={p.version}" for p in pins.values()}
+        canonicalize_name(p.name): f"=={p.version}" for p in pins.values()
+    }
 
 
 @pytest.mark.workflow
@@ -368,8 +407,14 @@ def test_jobs_import_the_sieve_of_the_checkout_being_run(tmp_path):
     env = snakemake_env()
     env["PYTHONPATH"] = os.pathsep.join([str(decoy.parent), str(REPO / "tests")])
     target = "results/concepts/words/concepts.json"
-    proc = subprocess.run(snakemake_cmd("-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "1", target),
-                          capture_output=True, text=True, env=env, cwd=work, timeout=300)
+    proc = subprocess.run(
+        snakemake_cmd("-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "1", target),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=work,
+        timeout=300,
+    )
     log = work / "logs" / "concepts" / "words" / "prepare_concepts.log"
     assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text() if log.exists() else "")
     assert [c["text"] for c in json.loads((work / target).read_text())["concepts"]] == ["cat", "dog"]

@@ -40,14 +40,30 @@ def make_sentence_model(folder: Path) -> Path:
     """A tiny BERT and its word-piece tokenizer, random weights, saved like a hub model."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz",
-             *["##" + c for c in "abcdefghijklmnopqrstuvwxyz"], *WORDS]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *"abcdefghijklmnopqrstuvwxyz",
+        *["##" + c for c in "abcdefghijklmnopqrstuvwxyz"],
+        *WORDS,
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(folder)
+    BertModel(
+        BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(folder)
     return folder
 
 
@@ -74,21 +90,34 @@ def test_protocols_against_hand_computation():
     got = protocol_scores(predicted, classes, {"clip": toy_encoder})
     cd, www = got["clip_dissect"], got["www"]
     # CLIP-Dissect: best label vs the whole class string, raw text
-    want_cd = np.mean([toy_vec("Tench") @ toy_vec("tench, Tinca tinca"), toy_vec("carp") @ toy_vec("goldfish"),
-                       toy_vec("great white shark") @ toy_vec("Great White shark, white shark")])
+    want_cd = np.mean(
+        [
+            toy_vec("Tench") @ toy_vec("tench, Tinca tinca"),
+            toy_vec("carp") @ toy_vec("goldfish"),
+            toy_vec("great white shark") @ toy_vec("Great White shark, white shark"),
+        ]
+    )
     assert cd["clip_cos"] == pytest.approx(want_cd, abs=1e-12)
     assert cd["top1_accuracy"] == 0.0 and cd["n_neurons"] == 3  # no label is the whole synonym string
     # WWW: every concept vs every synonym, lower-cased, mean per neuron, then over neurons
     n0 = np.mean([toy_vec(c) @ toy_vec(s) for c in ("tench", "fish") for s in ("tench", "tinca tinca")])
     n1 = toy_vec("carp") @ toy_vec("goldfish")
-    n2 = np.mean([toy_vec(c) @ toy_vec(s) for c in ("great white shark", "shark")
-                  for s in ("great white shark", "white shark")])
+    n2 = np.mean(
+        [
+            toy_vec(c) @ toy_vec(s)
+            for c in ("great white shark", "shark")
+            for s in ("great white shark", "white shark")
+        ]
+    )
     assert www["clip_cos"] == pytest.approx(np.mean([n0, n1, n2]), abs=1e-12)
     assert www["top1_accuracy"] == pytest.approx(2 / 3)  # "Tench" and "great white shark" are synonyms
     assert synonyms(" A ,  b  C,, ") == ["a", "b c"]
     # neurons without labels are left out; a label on a neuron without a class is an error
     assert protocol_scores({0: [], 1: ["goldfish"]}, classes, {"m": toy_encoder})["clip_dissect"] == {
-        "n_neurons": 1, "m_cos": pytest.approx(1.0), "top1_accuracy": 1.0}
+        "n_neurons": 1,
+        "m_cos": pytest.approx(1.0),
+        "top1_accuracy": 1.0,
+    }
     with pytest.raises(EvaluateError, match="neuron 5 has no ground-truth class"):
         protocol_scores({5: ["x"]}, classes, {"m": toy_encoder})
 
@@ -130,7 +159,9 @@ def test_ablation_hook_equals_zeroed_weights(tmp_path):
     probe = open_image_set("pics", {"kind": "imagefolder", "path": str(tmp_path / "imgs")})
     spec = {"source": "python", "factory": "tinymodels:hotspot_cnn", "layer": "layer4"}
     lm = load_model("tiny", spec)
-    docs = run_neuron_ablation(lm, probe, [1, 5], str(tmp_path / "abl"), class_names=["x", "y", "z"], batch_size=4)
+    docs = run_neuron_ablation(
+        lm, probe, [1, 5], str(tmp_path / "abl"), class_names=["x", "y", "z"], batch_size=4
+    )
     # reference: the same model with conv channel n's weights and bias zeroed (ReLU(0) = 0 = the ablation)
     ref = load_model("tiny", spec)
     xs, ys = [], []
@@ -181,15 +212,27 @@ def test_zero_channel_layouts():
 
 
 def test_select_at_tau_and_table():
-    summary = {"tau": 2.0, "n_neurons": 4, "neurons": {
-        "0": {"ratio": 3.0, "dead": False, "selected": True}, "1": {"ratio": "inf", "dead": False, "selected": True},
-        "2": {"ratio": 0.0, "dead": True, "selected": False}, "3": {"ratio": 8.0, "dead": False, "selected": True}}}
+    summary = {
+        "tau": 2.0,
+        "n_neurons": 4,
+        "neurons": {
+            "0": {"ratio": 3.0, "dead": False, "selected": True},
+            "1": {"ratio": "inf", "dead": False, "selected": True},
+            "2": {"ratio": 0.0, "dead": True, "selected": False},
+            "3": {"ratio": 8.0, "dead": False, "selected": True},
+        },
+    }
     at5 = select_at_tau(summary, 5)
     assert [k for k, v in at5["neurons"].items() if v["selected"]] == ["1", "3"] and at5["n_selected"] == 2
     assert select_at_tau(summary, 8)["n_selected"] == 1  # strictly greater than tau
     assert summary["neurons"]["0"]["selected"]  # the input is not modified
-    table = sweep_table({8.0: {"n_selected": 1, "n_verified": 1, "n_hypotheses": 2},
-                         5.0: {"n_selected": 2, "n_verified": 1, "n_hypotheses": 4}}, 4)
+    table = sweep_table(
+        {
+            8.0: {"n_selected": 1, "n_verified": 1, "n_hypotheses": 2},
+            5.0: {"n_selected": 2, "n_verified": 1, "n_hypotheses": 4},
+        },
+        4,
+    )
     assert list(table) == ["tau=5", "tau=8"]
     assert table["tau=5"]["selected_share"] == 0.5 and table["tau=5"]["verified_share"] == 0.5
 
@@ -202,17 +245,31 @@ def test_sweep_hypotheses_are_generated_without_sieve_verify(tmp_path):
 
     images = make_image_folder(tmp_path / "imgs", n_per_class=2, corrupt=0)
     (tmp_path / "words.txt").write_text("red\nblue\n", encoding="utf-8")
-    cfg = tiny_config(images, tmp_path / "words.txt",
-                      embedder={"source": "python", "factory": "tinyclip:projection_embedder"},
-                      generator={"source": "python", "factory": "tinydiffusion:pattern_generator", "resolution": 16,
-                                 "images_per_concept": 2, "shards": 1},
-                      hypothesize={"method": "clip_dissect"}, sweeps={"select.tau": [1.5, 2]})
-    proc = run_snakemake(tmp_path / "run", cfg, targets=("results/tiny/pics/words/sweeps/tau.json",), extra=("-n",))
+    cfg = tiny_config(
+        images,
+        tmp_path / "words.txt",
+        embedder={"source": "python", "factory": "tinyclip:projection_embedder"},
+        generator={
+            "source": "python",
+            "factory": "tinydiffusion:pattern_generator",
+            "resolution": 16,
+            "images_per_concept": 2,
+            "shards": 1,
+        },
+        hypothesize={"method": "clip_dissect"},
+        sweeps={"select.tau": [1.5, 2]},
+    )
+    proc = run_snakemake(
+        tmp_path / "run", cfg, targets=("results/tiny/pics/words/sweeps/tau.json",), extra=("-n",)
+    )
     out = proc.stdout + proc.stderr
-    inputs = {m.group(1): set(m.group(2).split(", "))
-              for m in re.finditer(r"rule (\w+):\n\s+input: ([^\n]*)", out)}
+    inputs = {
+        m.group(1): set(m.group(2).split(", ")) for m in re.finditer(r"rule (\w+):\n\s+input: ([^\n]*)", out)
+    }
     assert "results/tiny/pics/words/hypotheses" in inputs["sweep_tau"]
-    assert "results/tiny/pics/words/hypotheses" in inputs["generation_requests"], inputs["generation_requests"]
+    assert "results/tiny/pics/words/hypotheses" in inputs["generation_requests"], inputs[
+        "generation_requests"
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -231,14 +288,28 @@ def test_end_to_end_baseline_metrics_ablation_and_sweep(tmp_path):
     (tmp_path / "words.txt").write_text("\n".join(WORDS) + "\n", encoding="utf-8")
     bert = make_sentence_model(tmp_path / "mpnet")
     cfg = {
-        "models": {"tiny": {"source": "python", "factory": "tinymodels:hotspot_cnn", "layer": "fc",
-                            "ground_truth": str(tmp_path / "gt.txt"), "batch_size": 8}},
+        "models": {
+            "tiny": {
+                "source": "python",
+                "factory": "tinymodels:hotspot_cnn",
+                "layer": "fc",
+                "ground_truth": str(tmp_path / "gt.txt"),
+                "batch_size": 8,
+            }
+        },
         "probes": {"pics": {"kind": "imagefolder", "path": str(tmp_path / "imgs")}},
         "concept_sets": {"words": {"path": str(tmp_path / "words.txt")}},
-        "device": "cpu", "num_workers": 0, "select": {"tau": 1.2, "top_n": 4},
+        "device": "cpu",
+        "num_workers": 0,
+        "select": {"tau": 1.2, "top_n": 4},
         "embedder": {"source": "python", "factory": "tinyclip:projection_embedder"},
-        "generator": {"source": "python", "factory": "tinydiffusion:pattern_generator", "resolution": 16,
-                      "images_per_concept": 3, "shards": 1},
+        "generator": {
+            "source": "python",
+            "factory": "tinydiffusion:pattern_generator",
+            "resolution": 16,
+            "images_per_concept": 3,
+            "shards": 1,
+        },
         "hypothesize": {"methods": ["sieve", "clip_dissect"], "clip_dissect": {"top_images": 5}},
         "evaluate": {"ablate_neurons": [0, 2], "mpnet_model": str(bert)},
         "sweeps": {"select.tau": [1.1, 1.2, 3]},
@@ -246,8 +317,11 @@ def test_end_to_end_baseline_metrics_ablation_and_sweep(tmp_path):
     work = tmp_path / "run"
     run_dir = work / "results/tiny/pics/words"
     base = run_dir / "baselines/clip_dissect"
-    targets = ("results/tiny/pics/words/final_layer_metrics.json", "results/tiny/pics/words/sweeps/tau.json",
-               "results/tiny/pics/ablation")
+    targets = (
+        "results/tiny/pics/words/final_layer_metrics.json",
+        "results/tiny/pics/words/sweeps/tau.json",
+        "results/tiny/pics/ablation",
+    )
     run_snakemake(work, cfg, targets=targets)
 
     # CLIP-Dissect labels = the numpy transcription of SoftWPMI on the stored embeddings
@@ -264,11 +338,16 @@ def test_end_to_end_baseline_metrics_ablation_and_sweep(tmp_path):
     assert [r["label"] for r in labels] == [WORDS[j] for j in want]
     # ... and they went through Verify's own code, on the shared cache
     ar = read_csv(base / "verify/ar.csv")
-    selected = {int(k) for k, v in read_json(work / "results/tiny/pics/select/summary.json")["neurons"].items()
-                if v["selected"]}
+    selected = {
+        int(k)
+        for k, v in read_json(work / "results/tiny/pics/select/summary.json")["neurons"].items()
+        if v["selected"]
+    }
     assert {(int(r["neuron"]), r["concept"]) for r in ar} == {(n, labels[n]["label"]) for n in selected}
     assert read_json(base / "verify/summary.json")["method"] == "clip_dissect"
-    requested = {t for c in read_json(work / "results/generate/requests.json")["concepts"] for t in c["texts"]}
+    requested = {
+        t for c in read_json(work / "results/generate/requests.json")["concepts"] for t in c["texts"]
+    }
     assert {r["concept"] for r in ar} <= requested
 
     # final-layer metrics: CLIP-Dissect's own row recomputed here
@@ -313,8 +392,15 @@ def test_end_to_end_baseline_metrics_ablation_and_sweep(tmp_path):
     proc = run_snakemake(work, cfg, targets=targets)
     ran = jobs_run(proc)
     assert ran["sweep_tau"] == 1 and ran["sweep_table"] == 1, ran
-    for rule in ("probe_activations", "sweep_select", "sweep_embed_crops", "hypothesize", "generate_shard",
-                 "clip_dissect", "ablate_neurons"):
+    for rule in (
+        "probe_activations",
+        "sweep_select",
+        "sweep_embed_crops",
+        "hypothesize",
+        "generate_shard",
+        "clip_dissect",
+        "ablate_neurons",
+    ):
         assert ran[rule] == 0, (rule, ran)
     assert "tau=5" in read_json(run_dir / "sweeps/tau.json")
     assert (shard.stat().st_mtime_ns, read_json(shard)["n_generated"]) == before
@@ -328,16 +414,43 @@ def write_method_result(folder: Path, labels: dict[int, str], n_neurons: int) ->
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "ar.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["neuron", "cluster", "concept", "concept_id", "rank", "score", "n_images", "n_active", "ar", "kept"])
+        w.writerow(
+            [
+                "neuron",
+                "cluster",
+                "concept",
+                "concept_id",
+                "rank",
+                "score",
+                "n_images",
+                "n_active",
+                "ar",
+                "kept",
+            ]
+        )
         for n, t in labels.items():
             w.writerow([n, 0, t, t, 0, 0.1, 4, 4, 1.0, 1])
     with open(folder / "neuron_concepts.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["neuron", "status", "concepts"])
         for n in range(n_neurons):
-            w.writerow([n, "verified" if n in labels else "not_selected", json.dumps([labels[n]] if n in labels else [])])
-    (folder / "summary.json").write_text(json.dumps({"n_hypotheses": len(labels), "mean_ar_initial": 1.0,
-                                                    "mean_ar_kept": 1.0, "n_verified": len(labels)}))
+            w.writerow(
+                [
+                    n,
+                    "verified" if n in labels else "not_selected",
+                    json.dumps([labels[n]] if n in labels else []),
+                ]
+            )
+    (folder / "summary.json").write_text(
+        json.dumps(
+            {
+                "n_hypotheses": len(labels),
+                "mean_ar_initial": 1.0,
+                "mean_ar_kept": 1.0,
+                "n_verified": len(labels),
+            }
+        )
+    )
     return [str(folder / f) for f in ("ar.csv", "summary.json", "neuron_concepts.csv")]
 
 
@@ -348,21 +461,38 @@ def test_truth_summary_gets_every_method_side_by_side(tmp_path):
     world = load_world("default")
     n = len(world.neurons)
     select = tmp_path / "select.json"
-    select.write_text(json.dumps({"n_neurons": n, "neurons": {str(i): {"selected": bool(nr.concepts), "ratio": 20}
-                                                               for i, nr in enumerate(world.neurons)}}))
-    right = {nr.index: nr.concepts[0] for nr in world.neurons if len(nr.concepts) == 1}  # single-concept neurons
+    select.write_text(
+        json.dumps(
+            {
+                "n_neurons": n,
+                "neurons": {
+                    str(i): {"selected": bool(nr.concepts), "ratio": 20} for i, nr in enumerate(world.neurons)
+                },
+            }
+        )
+    )
+    right = {
+        nr.index: nr.concepts[0] for nr in world.neurons if len(nr.concepts) == 1
+    }  # single-concept neurons
     wrong = {nr.index: "dog" for nr in world.neurons if nr.concepts}
     sieve = write_method_result(tmp_path / "sieve", right, n)
     base = write_method_result(tmp_path / "cd", wrong, n)
     out = tmp_path / "truth_summary.json"
     run_truth("default", str(select), sieve[2], sieve[0], sieve[1], str(tmp_path / "truth.csv"), str(out))
-    s = add_methods_to_truth(str(out), "default", str(select), {"clip_dissect": base}, sieve_verify_summary=sieve[1])
+    s = add_methods_to_truth(
+        str(out), "default", str(select), {"clip_dissect": base}, sieve_verify_summary=sieve[1]
+    )
     n_planted = sum(len(nr.concepts) for nr in world.neurons)
     assert s["recovery"] == pytest.approx(len(right) / n_planted)  # the truth stage's own number, untouched
     assert s["clip_dissect"]["recovery"] == 0 and s["clip_dissect"]["hypotheses"]["n_wrong"] == len(wrong)
-    assert s["methods"]["sieve"]["recovery"] == s["recovery"] and s["methods"]["sieve"]["n_verified"] == len(right)
+    assert s["methods"]["sieve"]["recovery"] == s["recovery"] and s["methods"]["sieve"]["n_verified"] == len(
+        right
+    )
     assert s["methods"]["clip_dissect"]["n_verified"] == len(wrong)
     on_disk = read_json(out)  # (NaN means are written as null)
-    assert on_disk["methods"] == json.loads(json.dumps(s["methods"])) and on_disk["clip_dissect"]["recovery"] == 0
+    assert (
+        on_disk["methods"] == json.loads(json.dumps(s["methods"]))
+        and on_disk["clip_dissect"]["recovery"] == 0
+    )
     with pytest.raises(EvaluateError, match="missing .'ar.csv'."):
         add_methods_to_truth(str(out), "default", str(select), {"clip_dissect": base[1:]})

@@ -77,12 +77,26 @@ def fake_paths(obj, root: Path, key: str = ""):
 def dry_run(cfg: dict, work: Path) -> tuple[Counter, float]:
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    cmd = snakemake_cmd("-n", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(work / "config.yaml"),
-                        "--cores", "1", "--nolock", "--quiet", "rules")
+    cmd = snakemake_cmd(
+        "-n",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        "--cores",
+        "1",
+        "--nolock",
+        "--quiet",
+        "rules",
+    )
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=snakemake_env(), timeout=300)
     seconds = time.perf_counter() - t0
-    assert proc.returncode == 0, f"dry run of {work.name} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, (
+        f"dry run of {work.name} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    )
     counts = Counter()
     for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", proc.stdout, re.M):
         if m.group(1) != "total":

@@ -57,9 +57,15 @@ def test_overwrite_does_not_keep_an_old_private_mode(tmp_path: Path, umask: int)
 
 def test_a_real_process_under_umask_022(tmp_path: Path) -> None:
     """The mode comes from the umask the process was started with (as a shell's `umask 022` sets it)."""
-    code = ("import sys; from sieve.io import write_text, write_json; "
-            "write_text(sys.argv[1] + '/index.html', '<html>'); write_json(sys.argv[1] + '/s.json', {})")
-    subprocess.run(["sh", "-c", f'umask 022 && exec "{sys.executable}" -c "{code}" "{tmp_path}"'],
-                   check=True, env=snakemake_env(), cwd=REPO)
+    code = (
+        "import sys; from sieve.io import write_text, write_json; "
+        "write_text(sys.argv[1] + '/index.html', '<html>'); write_json(sys.argv[1] + '/s.json', {})"
+    )
+    subprocess.run(
+        ["sh", "-c", f'umask 022 && exec "{sys.executable}" -c "{code}" "{tmp_path}"'],
+        check=True,
+        env=snakemake_env(),
+        cwd=REPO,
+    )
     assert _mode(tmp_path / "index.html") == 0o644
     assert _mode(tmp_path / "s.json") == 0o644

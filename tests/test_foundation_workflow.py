@@ -26,7 +26,9 @@ def test_probe_and_select_end_to_end(tmp_path) -> None:
         assert "cats/broken0.jpg" not in paths and paths[0] == "cats/000.png"
         assert sorted(set(f["labels"][()].tolist())) == [0, 1]
     log = (tmp_path / "run" / "logs" / "tiny" / "pics" / "probe_activations.log").read_text()
-    assert "skipped unreadable image" in log and "broken0.jpg" in log and "probe tiny/pics" in log  # progress bar
+    assert (
+        "skipped unreadable image" in log and "broken0.jpg" in log and "probe tiny/pics" in log
+    )  # progress bar
     summary = json.loads((res / "select" / "summary.json").read_text())
     assert summary["n_neurons"] == 8 and summary["tau"] == 1.2 and summary["n_skipped"] == 1
     selected = sorted(int(n) for n, v in summary["neurons"].items() if v["selected"])
@@ -47,7 +49,10 @@ def test_probe_and_select_end_to_end(tmp_path) -> None:
         ({"device": "tpu"}, "'tpu' is not one of"),
         ({"models": {"m": {"source": "caffe"}}}, "'caffe' is not one of"),
         ({"probes": {"p": {"kind": "imagefolder", "pathh": "/x"}}}, "'pathh' was unexpected"),
-        ({"evaluate": {"ablations": True}}, "config key evaluate.ablations was renamed evaluate.stage_ablations"),
+        (
+            {"evaluate": {"ablations": True}},
+            "config key evaluate.ablations was renamed evaluate.stage_ablations",
+        ),
     ],
 )
 @pytest.mark.workflow

@@ -27,7 +27,14 @@ def pipe_dir(tmp_path_factory) -> Path:
 
 
 def diffusers_spec(folder: Path, **kw) -> dict:
-    return {"source": "diffusers", "model": str(folder), "steps": 1, "guidance_scale": 0.0, "resolution": 32, **kw}
+    return {
+        "source": "diffusers",
+        "model": str(folder),
+        "steps": 1,
+        "guidance_scale": 0.0,
+        "resolution": 32,
+        **kw,
+    }
 
 
 def test_diffusers_folder_same_seed_same_image(pipe_dir):
@@ -50,13 +57,18 @@ def test_diffusers_folder_same_seed_same_image(pipe_dir):
 
 def test_missing_generator_folder_is_one_clear_error(tmp_path):
     missing = tmp_path / "no" / "such-pipeline"
-    for spec in ({"source": "diffusers", "model": str(missing)}, {"source": "diffusers", "model": "./pipes/nope"}):
+    for spec in (
+        {"source": "diffusers", "model": str(missing)},
+        {"source": "diffusers", "model": "./pipes/nope"},
+    ):
         with pytest.raises(BackendError, match="generator folder does not exist") as exc:
             load_generator(spec, "cpu")
         assert spec["model"] in str(exc.value)
         with pytest.raises(BackendError, match="generator folder does not exist"):
             check_generator_source(spec)
-    check_generator_source({"source": "diffusers", "model": "stabilityai/sdxl-turbo"})  # a hub id: not checked here
+    check_generator_source(
+        {"source": "diffusers", "model": "stabilityai/sdxl-turbo"}
+    )  # a hub id: not checked here
     (tmp_path / "file").write_text("x")
     with pytest.raises(BackendError, match="not a diffusers pipeline folder"):
         load_generator({"source": "diffusers", "model": str(tmp_path / "file")})
@@ -78,13 +90,23 @@ def test_missing_generator_folder_stops_snakemake_before_any_job(tmp_path, image
 
 
 def test_python_source_generator_and_pipeline_factory(pipe_dir):
-    g = load_generator({"source": "python", "factory": "tinydiffusion:pattern_generator", "resolution": 24}, "cpu")
+    g = load_generator(
+        {"source": "python", "factory": "tinydiffusion:pattern_generator", "resolution": 24}, "cpu"
+    )
     x = g.generate(["a", "b"], [0, 0])
     assert x.shape == (2, 3, 24, 24)
     assert torch.equal(x[0], g.generate(["a"], [0])[0])
     # a factory may return a diffusers pipeline: it is wrapped with the spec's steps/resolution
-    w = load_generator({"source": "python", "factory": "tinydiffusion:build_tiny_pipeline", "resolution": 32,
-                        "steps": 1, "kwargs": {"seed": 0}}, "cpu")
+    w = load_generator(
+        {
+            "source": "python",
+            "factory": "tinydiffusion:build_tiny_pipeline",
+            "resolution": 32,
+            "steps": 1,
+            "kwargs": {"seed": 0},
+        },
+        "cpu",
+    )
     assert isinstance(w, DiffusersGenerator) and w.generate(["x"], [1]).shape == (1, 3, 32, 32)
     with pytest.raises(BackendError, match="returned dict"):
         load_generator({"source": "python", "factory": "json:loads", "kwargs": {"s": "{}"}})
@@ -97,8 +119,10 @@ def test_python_source_generator_and_pipeline_factory(pipe_dir):
 def test_cache_key_tracks_only_what_changes_pixels(pipe_dir, tmp_path):
     base = diffusers_spec(pipe_dir, batch_size=4, shards=2, keep_images="thumbnails", images_per_concept=5)
     key = generator_settings(base, torch.float32)
-    same = generator_settings({**base, "batch_size": 16, "shards": 8, "keep_images": "none",
-                               "images_per_concept": 20}, torch.float32)
+    same = generator_settings(
+        {**base, "batch_size": 16, "shards": 8, "keep_images": "none", "images_per_concept": 20},
+        torch.float32,
+    )
     assert key == same
     for change in ({"steps": 2}, {"resolution": 64}, {"guidance_scale": 1.5}):
         assert generator_settings({**base, **change}, torch.float32) != key

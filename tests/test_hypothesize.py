@@ -88,8 +88,9 @@ def _planted(n_groups, n=20, dim=64, seed=0, noise=0.3):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_groups, dim))
     truth = rng.permutation(np.arange(n) % n_groups)
-    x = centres[truth] + noise * rng.normal(size=(n, dim)) * np.linalg.norm(centres[truth], axis=1,
-                                                                             keepdims=True) / np.sqrt(dim)
+    x = centres[truth] + noise * rng.normal(size=(n, dim)) * np.linalg.norm(
+        centres[truth], axis=1, keepdims=True
+    ) / np.sqrt(dim)
     return x / np.linalg.norm(x, axis=1, keepdims=True), truth
 
 
@@ -152,8 +153,9 @@ def e2e(tmp_path_factory):
     work = tmp_path_factory.mktemp("hyp_e2e")
     images = make_image_folder(work / "images", n_per_class=6, corrupt=1)
     words = work / "words.txt"
-    words.write_text("red\nblue\n\nred\n$(rm -rf ~)\n../../etc/passwd\n*{wild}?\n" + "long " * 300 + "\n",
-                     encoding="utf-8")
+    words.write_text(
+        "red\nblue\n\nred\n$(rm -rf ~)\n../../etc/passwd\n*{wild}?\n" + "long " * 300 + "\n", encoding="utf-8"
+    )
     emb = make_tiny_clip(work / "clip")
     cfg = tiny_config(images, words, embedder=emb, hypothesize={"concepts_per_cluster": 3})
     proc = run_snakemake(work, cfg, targets=("results/tiny/pics/words/hypotheses", "results/tiny/pics/grids"))
@@ -164,8 +166,17 @@ def e2e(tmp_path_factory):
 def test_end_to_end_outputs(e2e):
     work, cfg, proc = e2e
     ran = jobs_run(proc)
-    assert all(ran[r] == 1 for r in ("embed_crops", "cluster_crops", "hypothesize", "neuron_grids",
-                                     "prepare_concepts", "embed_concepts"))
+    assert all(
+        ran[r] == 1
+        for r in (
+            "embed_crops",
+            "cluster_crops",
+            "hypothesize",
+            "neuron_grids",
+            "prepare_concepts",
+            "embed_concepts",
+        )
+    )
     res = work / "results"
     selected = sorted(int(p.stem) for p in (res / "tiny/pics/select/neurons").glob("*.json"))
     assert selected, "the tiny model should have selected neurons"
@@ -242,15 +253,25 @@ def test_mismatched_embeddings_are_refused(e2e, tmp_path):
     with h5py.File(bad, "a") as f:
         f.attrs["embedder"] = json.dumps({"source": "open_clip", "arch": "ViT-B-16", "pretrained": "openai"})
     with pytest.raises(HypothesizeError, match="crops .* were embedded with"):
-        run_hypothesize(str(res / "tiny/pics/clusters"), str(res / "tiny/pics/crops/crops.h5"),
-                        str(res / "concepts/words/concepts.json"), str(bad), str(tmp_path / "out"))
+        run_hypothesize(
+            str(res / "tiny/pics/clusters"),
+            str(res / "tiny/pics/crops/crops.h5"),
+            str(res / "concepts/words/concepts.json"),
+            str(bad),
+            str(tmp_path / "out"),
+        )
     other = tmp_path / "concepts.json"
     doc = json.loads((res / "concepts/words/concepts.json").read_text())
     doc["concepts"] = doc["concepts"][1:]
     other.write_text(json.dumps(doc))
     with pytest.raises(HypothesizeError, match="does not hold the concepts"):
-        run_hypothesize(str(res / "tiny/pics/clusters"), str(res / "tiny/pics/crops/crops.h5"), str(other),
-                        str(res / "concepts/words/embeddings.h5"), str(tmp_path / "out"))
+        run_hypothesize(
+            str(res / "tiny/pics/clusters"),
+            str(res / "tiny/pics/crops/crops.h5"),
+            str(other),
+            str(res / "concepts/words/embeddings.h5"),
+            str(tmp_path / "out"),
+        )
     assert not Path(tmp_path / "out").exists()
 
 
@@ -266,12 +287,20 @@ def test_no_selected_neuron_gives_empty_outputs(e2e, tmp_path):
     res = work / "results"
     (tmp_path / "neurons").mkdir()
     probe = open_image_set("pics", cfg["probes"]["pics"])
-    out = run_embed_crops(str(res / "tiny/pics/activations.h5"), str(tmp_path / "neurons"), probe,
-                          projection_embedder(8), str(tmp_path / "crops.h5"), spec={"source": "python"})
+    out = run_embed_crops(
+        str(res / "tiny/pics/activations.h5"),
+        str(tmp_path / "neurons"),
+        probe,
+        projection_embedder(8),
+        str(tmp_path / "crops.h5"),
+        spec={"source": "python"},
+    )
     assert out == {"n_neurons": 0, "n_crops": 0, "n_images": 0}
     assert read_crops(str(tmp_path / "crops.h5"))["embeddings"].shape == (0, 0, 8)
     assert run_cluster(str(tmp_path / "crops.h5"), str(tmp_path / "clusters")) == 0
-    assert run_grids(str(tmp_path / "clusters"), str(tmp_path / "crops.h5"), probe, str(tmp_path / "grids")) == 0
+    assert (
+        run_grids(str(tmp_path / "clusters"), str(tmp_path / "crops.h5"), probe, str(tmp_path / "grids")) == 0
+    )
     assert list((tmp_path / "clusters").iterdir()) == [] and (tmp_path / "grids").is_dir()
 
 

@@ -21,20 +21,64 @@ from sieve.report import make_thumbnail
 from sieve.verify.cache import load_images
 
 COLOUR = (200, 100, 50)
-EXT = {"PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif", "JPEG": ".jpg", "WEBP": ".webp", "PPM": ".ppm"}
+EXT = {
+    "PNG": ".png",
+    "TIFF": ".tif",
+    "BMP": ".bmp",
+    "GIF": ".gif",
+    "JPEG": ".jpg",
+    "WEBP": ".webp",
+    "PPM": ".ppm",
+}
 # (mode, format) pairs Pillow 10+ can write and read back; lossy formats get a tolerance
-ORDINARY = [("1", "PNG"), ("1", "BMP"), ("1", "TIFF"), ("1", "PPM"),
-            ("L", "PNG"), ("L", "BMP"), ("L", "TIFF"), ("L", "PPM"), ("L", "JPEG"), ("L", "GIF"),
-            ("LA", "PNG"), ("LA", "TIFF"), ("P", "PNG"), ("P", "GIF"), ("P", "TIFF"), ("P", "BMP"),
-            ("PA", "TIFF"), ("PA", "WEBP"), ("RGB", "PNG"), ("RGB", "JPEG"), ("RGB", "WEBP"), ("RGB", "PPM"),
-            ("RGBA", "PNG"), ("RGBA", "TIFF"), ("RGBA", "WEBP"), ("RGBX", "TIFF"), ("RGBX", "JPEG"),
-            ("CMYK", "JPEG"), ("CMYK", "TIFF"), ("YCbCr", "TIFF"), ("YCbCr", "JPEG"), ("LAB", "TIFF")]
+ORDINARY = [
+    ("1", "PNG"),
+    ("1", "BMP"),
+    ("1", "TIFF"),
+    ("1", "PPM"),
+    ("L", "PNG"),
+    ("L", "BMP"),
+    ("L", "TIFF"),
+    ("L", "PPM"),
+    ("L", "JPEG"),
+    ("L", "GIF"),
+    ("LA", "PNG"),
+    ("LA", "TIFF"),
+    ("P", "PNG"),
+    ("P", "GIF"),
+    ("P", "TIFF"),
+    ("P", "BMP"),
+    ("PA", "TIFF"),
+    ("PA", "WEBP"),
+    ("RGB", "PNG"),
+    ("RGB", "JPEG"),
+    ("RGB", "WEBP"),
+    ("RGB", "PPM"),
+    ("RGBA", "PNG"),
+    ("RGBA", "TIFF"),
+    ("RGBA", "WEBP"),
+    ("RGBX", "TIFF"),
+    ("RGBX", "JPEG"),
+    ("CMYK", "JPEG"),
+    ("CMYK", "TIFF"),
+    ("YCbCr", "TIFF"),
+    ("YCbCr", "JPEG"),
+    ("LAB", "TIFF"),
+]
 LOSSY = {"JPEG": 8, "WEBP": 3}
 # 16-bit grey ramp: 0 .. 65535 over 8 columns, expected round(v / 257)
 RAMP16 = np.tile(np.linspace(0, 65535, 8).round().astype(np.uint16), (8, 1))
 EXPECT16 = np.rint(RAMP16 / 257.0).astype(np.uint8)
-WIDE = [("I;16", "PNG"), ("I;16", "TIFF"), ("I;16", "PPM"), ("I;16B", "PNG"), ("I;16B", "TIFF"),
-        ("I;16L", "TIFF"), ("I", "TIFF"), ("I", "PPM")]
+WIDE = [
+    ("I;16", "PNG"),
+    ("I;16", "TIFF"),
+    ("I;16", "PPM"),
+    ("I;16B", "PNG"),
+    ("I;16B", "TIFF"),
+    ("I;16L", "TIFF"),
+    ("I", "TIFF"),
+    ("I", "PPM"),
+]
 
 
 def _source(mode: str) -> Image.Image:
@@ -84,12 +128,15 @@ def test_probe_scales_float_tiff(tmp_path: Path) -> None:
     assert np.array_equal(got[..., 0], np.rint(ramp * 255).astype(int))
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    (np.array([[0.0, 0.5, 1.0]]), [0, 128, 255]),            # [0, 1]: x 255
-    (np.array([[0.0, 100.0, 255.0]]), [0, 100, 255]),        # [0, 255]: kept
-    (np.array([[-10.0, 0.0, 990.0]]), [0, 3, 255]),          # any other range: stretched
-    (np.array([[np.nan, 0.0, 1.0, np.inf]]), [0, 0, 255, 255]),  # non-finite: ends of the finite range
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (np.array([[0.0, 0.5, 1.0]]), [0, 128, 255]),  # [0, 1]: x 255
+        (np.array([[0.0, 100.0, 255.0]]), [0, 100, 255]),  # [0, 255]: kept
+        (np.array([[-10.0, 0.0, 990.0]]), [0, 3, 255]),  # any other range: stretched
+        (np.array([[np.nan, 0.0, 1.0, np.inf]]), [0, 0, 255, 255]),  # non-finite: ends of the finite range
+    ],
+)
 def test_float_ranges(values: np.ndarray, expected: list[int]) -> None:
     got = np.asarray(to_rgb(Image.fromarray(values.astype(np.float32))))[0, :, 0]
     assert got.tolist() == expected

@@ -42,17 +42,30 @@ def test_top_n_beyond_the_probe_allocates_for_the_images_only(tmp_path: Path, mo
         assert big["topk/maps"].shape == six["topk/maps"].shape == (8, 6, 4, 4)
         assert (big["topk/index"][()] == six["topk/index"][()]).all()
         assert big.attrs["top_n"] == 100_000_000
-    summary = run_select(read_activations(str(tmp_path / "big.h5")), str(tmp_path / "s.json"),
-                         str(tmp_path / "neurons"), tau=1e-6, top_n=100_000_000)
+    summary = run_select(
+        read_activations(str(tmp_path / "big.h5")),
+        str(tmp_path / "s.json"),
+        str(tmp_path / "neurons"),
+        tau=1e-6,
+        top_n=100_000_000,
+    )
     assert summary["n_selected"] > 0
     first = json.loads(next((tmp_path / "neurons").glob("*.json")).read_text())
     assert len(first["top"]) == 6
 
 
-@pytest.mark.parametrize(("raw", "text"), [
-    ("a\x00b", "ab"), ("\x1b[31mred\x1b[0m", "[31mred[0m"), ("del\x7f", "del"), ("c1\x9bx", "c1x"),
-    ("tab\tkept", "tab kept"), ("file\x1csep", "file sep"), ("nel\x85line", "nel line"),
-])
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        ("a\x00b", "ab"),
+        ("\x1b[31mred\x1b[0m", "[31mred[0m"),
+        ("del\x7f", "del"),
+        ("c1\x9bx", "c1x"),
+        ("tab\tkept", "tab kept"),
+        ("file\x1csep", "file sep"),
+        ("nel\x85line", "nel line"),
+    ],
+)
 def test_control_characters_are_removed(raw: str, text: str) -> None:
     assert clean_concepts([raw]).concepts == [text]
 
@@ -70,5 +83,11 @@ def test_a_clean_list_has_no_control_count(tmp_path: Path) -> None:
     """concepts.json of a list without control characters is unchanged (no n_control key)."""
     words = tmp_path / "words.txt"
     words.write_text("red\nblue\n", encoding="utf-8")
-    assert list(load_concept_set("w", {"path": str(words)})) == ["concept_set", "source", "n_raw", "n_blank",
-                                                                 "n_duplicates", "concepts"]
+    assert list(load_concept_set("w", {"path": str(words)})) == [
+        "concept_set",
+        "source",
+        "n_raw",
+        "n_blank",
+        "n_duplicates",
+        "concepts",
+    ]

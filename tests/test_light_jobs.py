@@ -14,8 +14,18 @@ from helpers import REPO, snakemake_env
 SCRIPTS = REPO / "workflow" / "scripts"
 # Scripts whose rules run no network (no `gpu` resource): selection, clustering, scoring, tables, the report.
 LIGHT = [
-    "ablation_table", "activation_rate", "build_report", "cluster_crops", "generation_requests", "hypothesize",
-    "prepare_concepts", "ratio_histogram", "select_neurons", "sweep_table", "sweep_tau", "truth",
+    "ablation_table",
+    "activation_rate",
+    "build_report",
+    "cluster_crops",
+    "generation_requests",
+    "hypothesize",
+    "prepare_concepts",
+    "ratio_histogram",
+    "select_neurons",
+    "sweep_table",
+    "sweep_tau",
+    "truth",
 ]
 
 
@@ -29,14 +39,16 @@ def test_light_job_imports_no_torch(script: str) -> None:
     modules = sieve_imports(script)
     assert modules, f"{script}.py imports nothing from sieve"
     code = "import sys; sys.modules['torch'] = None\n" + "".join(f"import {m}\n" for m in modules)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=snakemake_env(),
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=snakemake_env(), timeout=120
+    )
     assert proc.returncode == 0, f"{script}.py needs torch through {modules}:\n{proc.stderr[-3000:]}"
 
 
 def test_the_check_catches_a_torch_import() -> None:
     """The mechanism itself: a module that imports torch fails in that process."""
     code = "import sys; sys.modules['torch'] = None\nimport sieve.probe\n"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=snakemake_env(),
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=snakemake_env(), timeout=120
+    )
     assert proc.returncode != 0 and "torch" in proc.stderr

@@ -27,8 +27,10 @@ def test_carriage_returns_become_new_lines():
     s.write("\rthird 0%")
     s.start_line()  # a log record comes
     s.write("12:00:01 WARNING x: skipped\n")
-    assert out.getvalue() == ("bar  10%|#    |\nbar 100%|#####|\n12:00:00 INFO x: done\nsecond 50%\nsecond 100%\n"
-                              "third 0%\n12:00:01 WARNING x: skipped\n")
+    assert out.getvalue() == (
+        "bar  10%|#    |\nbar 100%|#####|\n12:00:00 INFO x: done\nsecond 50%\nsecond 100%\n"
+        "third 0%\n12:00:01 WARNING x: skipped\n"
+    )
 
 
 def test_records_and_a_bar_share_the_log(tmp_path):
@@ -51,7 +53,8 @@ def test_records_and_a_bar_share_the_log(tmp_path):
     assert RECORD.match(lines[0]) and lines[0].endswith("starting")
     assert RECORD.match(lines[-1]) and lines[-1].endswith("finished")
     assert [line for line in lines if line.endswith("one item")] and all(
-        RECORD.match(line) or line.startswith("items:") for line in lines), text
+        RECORD.match(line) or line.startswith("items:") for line in lines
+    ), text
     assert any(re.match(r"items: 100%.*\| 3/3 ", line) for line in lines), text
 
 
@@ -61,8 +64,9 @@ def test_a_real_probe_log_reads_top_to_bottom(tmp_path):
     per line and the bar's final 100% state."""
     images = make_image_folder(tmp_path / "images", n_per_class=6, corrupt=1)
     (tmp_path / "words.txt").write_text("cat\ndog\n")
-    run_snakemake(tmp_path / "work", tiny_config(images, tmp_path / "words.txt"),
-                  extra=("--until", "probe_activations"))
+    run_snakemake(
+        tmp_path / "work", tiny_config(images, tmp_path / "words.txt"), extra=("--until", "probe_activations")
+    )
     (log_file,) = (tmp_path / "work" / "logs").rglob("probe_activations.log")
     text = log_file.read_text()
     assert "\r" not in text, text

@@ -22,7 +22,9 @@ def test_torchvision_resnet_state_dict(tmp_path) -> None:
     ref = torchvision.models.resnet18(num_classes=10)
     ckpt = tmp_path / "r18.pth"
     torch.save(ref.state_dict(), ckpt)
-    m = load_model("r18", {"source": "torchvision", "arch": "resnet18", "weights": str(ckpt), "num_classes": 10})
+    m = load_model(
+        "r18", {"source": "torchvision", "arch": "resnet18", "weights": str(ckpt), "num_classes": 10}
+    )
     assert m.layer == "layer4" and m.n_neurons == 512 and m.map_size == (7, 7)
     x = m.preprocess.normalize(_x(m))
     pooled, maps = m.activations(x)
@@ -54,8 +56,14 @@ def test_checkpoints_load_with_weights_only(tmp_path) -> None:
 def test_places365_pth_tar_with_module_prefix(tmp_path) -> None:
     ref = torchvision.models.resnet18(num_classes=365)
     ckpt = tmp_path / "resnet18_places365.pth.tar"
-    torch.save({"epoch": 90, "arch": "resnet18",
-                "state_dict": {f"module.{k}": v for k, v in ref.state_dict().items()}}, ckpt)
+    torch.save(
+        {
+            "epoch": 90,
+            "arch": "resnet18",
+            "state_dict": {f"module.{k}": v for k, v in ref.state_dict().items()},
+        },
+        ckpt,
+    )
     m = load_model("places", {"source": "places365", "arch": "resnet18", "weights": str(ckpt)})
     assert m.layer == "layer4" and m.n_neurons == 512
     ref.eval()
@@ -71,7 +79,9 @@ def test_timm_vit_and_resnet(tmp_path) -> None:
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5)
     ckpt = tmp_path / "vit.pth"
     torch.save(vit.state_dict(), ckpt)
-    m = load_model("vit", {"source": "timm", "arch": "vit_tiny_patch16_224", "weights": str(ckpt), "num_classes": 5})
+    m = load_model(
+        "vit", {"source": "timm", "arch": "vit_tiny_patch16_224", "weights": str(ckpt), "num_classes": 5}
+    )
     assert m.layer == "norm" and m.n_neurons == 192 and m.map_size == (14, 14)
     x = _x(m, 1)
     pooled, maps = m.activations(m.preprocess.normalize(x))
@@ -92,7 +102,10 @@ def test_torchvision_vit_rule() -> None:
 def test_generic_rule_and_clear_errors() -> None:
     mobilenet = torchvision.models.mobilenet_v3_small()
     assert resolve_layer(mobilenet, "penultimate", "mobilenet_v3_small") in {"features", "features.12"}
-    with pytest.raises(BackendError, match=r"layer 'layer9' does not exist in arch 'resnet18'; valid module names include: conv1, bn1"):
+    with pytest.raises(
+        BackendError,
+        match=r"layer 'layer9' does not exist in arch 'resnet18'; valid module names include: conv1, bn1",
+    ):
         load_model("m", {"source": "torchvision", "arch": "resnet18", "layer": "layer9"})
     with pytest.raises(BackendError, match="unknown torchvision arch 'resnet5000'"):
         load_model("m", {"source": "torchvision", "arch": "resnet5000"})

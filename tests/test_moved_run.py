@@ -50,8 +50,18 @@ def snakemake_in(checkout: Path, run: Path, *extra: str) -> subprocess.Completed
     """The workflow of ``checkout`` (its Snakefile and its sieve package) on the run folder ``run``."""
     env = snakemake_env()
     env["PYTHONPATH"] = str(checkout / "workflow")
-    cmd = snakemake_cmd("-s", str(checkout / "Snakefile"), "-d", str(run), "--configfile", str(run / "config.yaml"),
-                        "--cores", "2", "--nolock", *extra)
+    cmd = snakemake_cmd(
+        "-s",
+        str(checkout / "Snakefile"),
+        "-d",
+        str(run),
+        "--configfile",
+        str(run / "config.yaml"),
+        "--cores",
+        "2",
+        "--nolock",
+        *extra,
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc
@@ -71,7 +81,9 @@ def test_a_moved_run_and_checkout_are_up_to_date(tmp_path: Path) -> None:
     for h5 in ("results/concepts/synthetic/embeddings.h5", "results/synthetic/synthetic/crops/crops.h5"):
         with h5py.File(run / h5, "r") as f:
             assert f.attrs["embedder_name"] == "synthetic(default)"
-    recorded = [p for p in (run / "results").rglob("*") if p.is_file() and str(tmp_path).encode() in p.read_bytes()]
+    recorded = [
+        p for p in (run / "results").rglob("*") if p.is_file() and str(tmp_path).encode() in p.read_bytes()
+    ]
     assert recorded == []
 
     # the run folder copied elsewhere, and the checkout moved: nothing to do

@@ -46,7 +46,7 @@ def _number_keys(schema: dict[str, Any], path: str = "") -> list[str]:
 def _set(config: dict[str, Any], key: str, value: Any) -> None:
     """Set a dotted key; ``sweeps.select.tau[0]`` is the first item of ``sweeps['select.tau']``."""
     if key.startswith("sweeps."):
-        config.setdefault("sweeps", {})[key[len("sweeps."):].removesuffix("[0]")] = [value]
+        config.setdefault("sweeps", {})[key[len("sweeps.") :].removesuffix("[0]")] = [value]
         return
     *parents, last = key.split(".")
     for p in parents:
@@ -57,8 +57,14 @@ def _set(config: dict[str, Any], key: str, value: Any) -> None:
 # ------------------------------------------------------------------------------------------ item 6: finite
 def test_every_number_of_the_schema_must_be_finite() -> None:
     keys = _number_keys(yaml.safe_load(SCHEMA.read_text()))
-    assert {"select.tau", "max_bad_image_share", "hypothesize.clip_dissect.alpha", "generator.guidance_scale",
-            "sweeps.select.tau[0]", "hypothesize.crop.threshold"} <= set(keys)
+    assert {
+        "select.tau",
+        "max_bad_image_share",
+        "hypothesize.clip_dissect.alpha",
+        "generator.guidance_scale",
+        "sweeps.select.tau[0]",
+        "hypothesize.crop.threshold",
+    } <= set(keys)
     for key in keys:
         for bad in (math.nan, math.inf, -math.inf):
             cfg: dict[str, Any] = {}
@@ -70,11 +76,14 @@ def test_finite_numbers_pass() -> None:
     assert list(non_finite_numbers({"a": 1.5, "b": [0, 2.0], "c": {"d": 1e300}, "e": "nan"})) == []
 
 
-@pytest.mark.parametrize(("patch", "key"), [
-    ({"select": {"tau": math.nan, "top_n": 5}}, "select.tau: nan"),
-    ({"max_bad_image_share": math.nan}, "max_bad_image_share: nan"),
-    ({"hypothesize": {"clip_dissect": {"alpha": math.inf}}}, "hypothesize.clip_dissect.alpha: inf"),
-])
+@pytest.mark.parametrize(
+    ("patch", "key"),
+    [
+        ({"select": {"tau": math.nan, "top_n": 5}}, "select.tau: nan"),
+        ({"max_bad_image_share": math.nan}, "max_bad_image_share: nan"),
+        ({"hypothesize": {"clip_dissect": {"alpha": math.inf}}}, "hypothesize.clip_dissect.alpha: inf"),
+    ],
+)
 @pytest.mark.workflow
 def test_non_finite_yaml_stops_the_parse(tmp_path: Path, patch: dict[str, Any], key: str) -> None:
     cfg = _config(tmp_path, **patch)
@@ -103,11 +112,18 @@ def test_memory_sized_keys_have_a_maximum() -> None:
     schema = yaml.safe_load(SCHEMA.read_text())
     props = schema["properties"]
     model = schema["definitions"]["model"]["properties"]
-    for spec in (props["select"]["properties"]["top_n"], model["batch_size"], model["input_size"],
-                 props["embedder"]["properties"]["batch_size"], props["generator"]["properties"]["batch_size"],
-                 props["generator"]["properties"]["resolution"], props["generator"]["properties"]["images_per_concept"],
-                 props["hypothesize"]["properties"]["clip_dissect"]["properties"]["top_images"],
-                 schema["definitions"]["probe"]["properties"]["n_images"], props["num_workers"]):
+    for spec in (
+        props["select"]["properties"]["top_n"],
+        model["batch_size"],
+        model["input_size"],
+        props["embedder"]["properties"]["batch_size"],
+        props["generator"]["properties"]["batch_size"],
+        props["generator"]["properties"]["resolution"],
+        props["generator"]["properties"]["images_per_concept"],
+        props["hypothesize"]["properties"]["clip_dissect"]["properties"]["top_images"],
+        schema["definitions"]["probe"]["properties"]["n_images"],
+        props["num_workers"],
+    ):
         assert "maximum" in spec and spec["maximum"] >= spec.get("default", 1)
 
 
@@ -125,8 +141,13 @@ def test_unknown_torchvision_arch_is_a_parse_error(tmp_path: Path) -> None:
 @pytest.mark.workflow
 def test_missing_checkpoint_and_unknown_timm_arch_are_parse_errors(tmp_path: Path) -> None:
     ckpt = tmp_path / "nowhere" / "model.pth"
-    cfg = _config(tmp_path, models={"a": {"source": "torchvision", "arch": "resnet18", "weights": str(ckpt)},
-                                    "b": {"source": "timm", "arch": "vit_tiny_patch16_22"}})
+    cfg = _config(
+        tmp_path,
+        models={
+            "a": {"source": "torchvision", "arch": "resnet18", "weights": str(ckpt)},
+            "b": {"source": "timm", "arch": "vit_tiny_patch16_22"},
+        },
+    )
     out = _dry_run(tmp_path, cfg)
     assert f"config key models.a.weights: checkpoint file not found: {ckpt}" in out
     assert "config key models.b.arch: unknown timm arch 'vit_tiny_patch16_22'" in out
@@ -134,9 +155,15 @@ def test_missing_checkpoint_and_unknown_timm_arch_are_parse_errors(tmp_path: Pat
 
 @pytest.mark.workflow
 def test_missing_embedder_files_are_parse_errors(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, embedder={"source": "open_clip", "arch": "custom",
-                                      "model_config": str(tmp_path / "custom.json"),
-                                      "pretrained": str(tmp_path / "w" / "custom.pt")})
+    cfg = _config(
+        tmp_path,
+        embedder={
+            "source": "open_clip",
+            "arch": "custom",
+            "model_config": str(tmp_path / "custom.json"),
+            "pretrained": str(tmp_path / "w" / "custom.pt"),
+        },
+    )
     out = _dry_run(tmp_path, cfg)
     assert f"config key embedder.model_config: model config file not found: {tmp_path / 'custom.json'}" in out
     assert f"config key embedder.pretrained: checkpoint file not found: {tmp_path / 'w' / 'custom.pt'}" in out
@@ -145,12 +172,20 @@ def test_missing_embedder_files_are_parse_errors(tmp_path: Path) -> None:
 def test_names_that_are_not_files_pass() -> None:
     """Hub names, weights names and URLs are left to the job (they may need a download)."""
     assert check_model("m", {"source": "torchvision", "arch": "resnet50", "weights": "IMAGENET1K_V2"}) == []
-    assert check_model("m", {"source": "torchvision", "arch": "resnet50",
-                             "weights": "https://example.org/r50.pth"}) == []
+    assert (
+        check_model(
+            "m", {"source": "torchvision", "arch": "resnet50", "weights": "https://example.org/r50.pth"}
+        )
+        == []
+    )
     assert check_model("m", {"source": "timm", "arch": "resnet18", "weights": "pretrained"}) == []
     assert check_model("m", {"source": "python", "factory": "tinymodels:hotspot_cnn"}) == []
-    check_config({"models": {"m": {"source": "synthetic"}},
-                  "embedder": {"source": "open_clip", "arch": "ViT-B-16", "pretrained": "openai"}})
+    check_config(
+        {
+            "models": {"m": {"source": "synthetic"}},
+            "embedder": {"source": "open_clip", "arch": "ViT-B-16", "pretrained": "openai"},
+        }
+    )
 
 
 def test_all_problems_in_one_error() -> None:

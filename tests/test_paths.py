@@ -19,8 +19,11 @@ def test_run_files_follow_the_documented_layout():
     assert fill(paths.SELECT_SUMMARY, **w) == "results/m/p/select/summary.json"
     assert fill(paths.HYPOTHESES, **w) == "results/m/p/c/hypotheses"
     assert {k: fill(v, **w) for k, v in paths.VERIFY.items()} == {
-        "ar": "results/m/p/c/verify/ar.csv", "summary": "results/m/p/c/verify/summary.json",
-        "generated": "results/m/p/c/verify/generated.json", "neuron_concepts": "results/m/p/c/neuron_concepts.csv"}
+        "ar": "results/m/p/c/verify/ar.csv",
+        "summary": "results/m/p/c/verify/summary.json",
+        "generated": "results/m/p/c/verify/generated.json",
+        "neuron_concepts": "results/m/p/c/neuron_concepts.csv",
+    }
     assert fill(paths.GENERATION_SHARD, **w) == "results/generate/shards/3.json"
     assert fill(paths.CONCEPT_EMBEDDINGS, **w) == "results/concepts/c/embeddings.h5"
     assert paths.REPORT_HTML == "results/report/index.html"
@@ -29,21 +32,31 @@ def test_run_files_follow_the_documented_layout():
 def test_variant_roots_reuse_the_run_layout():
     w = {"model": "m", "probe": "p", "concept_set": "c", "tau": "5"}
     assert fill(paths.hypotheses(paths.method_root("clip_dissect")), **w) == (
-        "results/m/p/c/baselines/clip_dissect/hypotheses")
+        "results/m/p/c/baselines/clip_dissect/hypotheses"
+    )
     assert paths.method_root("sieve") == paths.RUN
     assert fill(paths.select_summary(paths.stage_ablation_model_probe("no_select")), **w) == (
-        "results/stage_ablations/m/p/no_select/select/summary.json")
+        "results/stage_ablations/m/p/no_select/select/summary.json"
+    )
     assert fill(paths.verify_files(paths.stage_ablation_run("no_verify"))["ar"], **w) == (
-        "results/stage_ablations/m/p/c/no_verify/verify/ar.csv")
+        "results/stage_ablations/m/p/c/no_verify/verify/ar.csv"
+    )
     assert fill(paths.STAGE_ABLATION_TABLE, **w) == "results/stage_ablations/m/p/c/ablations.json"
     assert fill(paths.crops(paths.SWEEP_MODEL_PROBE), **w) == "results/sweeps/m/p/crops/crops.h5"
     assert fill(paths.verify_files(paths.SWEEP_TAU_RUN)["summary"], **w) == (
-        "results/sweeps/m/p/c/tau_5/verify/summary.json")
+        "results/sweeps/m/p/c/tau_5/verify/summary.json"
+    )
 
 
 def test_logs_and_benchmarks_mirror_results():
-    assert paths.log(paths.SWEEP_MODEL_PROBE, "select_neurons") == "logs/sweeps/{model}/{probe}/select_neurons.log"
-    assert paths.benchmark(paths.GENERATE, "generate_shard_{shard}") == "benchmarks/generate/generate_shard_{shard}.tsv"
+    assert (
+        paths.log(paths.SWEEP_MODEL_PROBE, "select_neurons")
+        == "logs/sweeps/{model}/{probe}/select_neurons.log"
+    )
+    assert (
+        paths.benchmark(paths.GENERATE, "generate_shard_{shard}")
+        == "benchmarks/generate/generate_shard_{shard}.tsv"
+    )
     assert paths.log("", "prefetch") == "logs/prefetch.log"
 
 

@@ -65,12 +65,16 @@ def test_plan_lists_every_download_and_nothing_local(tmp_path):
             "e_python": {"source": "python", "factory": "tinymodels:hotspot_cnn"},
             "f_random": {"source": "timm", "arch": "test_resnet", "weights": None},
         },
-        "probes": {"inet": {"kind": "imagenette", "path": str(tmp_path / "inet"), "download": True},
-                   "mine": {"kind": "imagefolder", "path": str(tmp_path)}},
+        "probes": {
+            "inet": {"kind": "imagenette", "path": str(tmp_path / "inet"), "download": True},
+            "mine": {"kind": "imagefolder", "path": str(tmp_path)},
+        },
         "embedder": {"source": "open_clip", "arch": "ViT-B-16", "pretrained": "openai"},
         "generator": {"source": "diffusers", "model": "stabilityai/sdxl-turbo"},
-        "concept_sets": {"broden": {"url": "https://example.org/broden.txt", "sha256": "0" * 64},
-                         "mine": {"path": str(words)}},
+        "concept_sets": {
+            "broden": {"url": "https://example.org/broden.txt", "sha256": "0" * 64},
+            "mine": {"path": str(words)},
+        },
         "evaluate": {"mpnet_model": "sentence-transformers/all-mpnet-base-v2"},
     }
     got = [(i.kind, i.key, i.ref, i.cache) for i in plan(config)]
@@ -85,29 +89,58 @@ def test_plan_lists_every_download_and_nothing_local(tmp_path):
     ]
     # the final-layer metrics' sentence model only when a model has ground-truth class names
     config["models"]["a_tv"]["ground_truth"] = str(words)
-    assert ("sentence_model", "sentence-transformers/all-mpnet-base-v2") in [(i.kind, i.ref) for i in plan(config)]
+    assert ("sentence_model", "sentence-transformers/all-mpnet-base-v2") in [
+        (i.kind, i.ref) for i in plan(config)
+    ]
     # a local generator folder and a synthetic world need nothing
-    assert plan({"models": {"s": {"source": "synthetic"}}, "probes": {"s": {"kind": "synthetic"}},
-                 "embedder": {"source": "synthetic"}, "generator": {"source": "diffusers", "model": str(tmp_path)},
-                 "concept_sets": {"s": {"synthetic": "default"}}}) == []
+    assert (
+        plan(
+            {
+                "models": {"s": {"source": "synthetic"}},
+                "probes": {"s": {"kind": "synthetic"}},
+                "embedder": {"source": "synthetic"},
+                "generator": {"source": "diffusers", "model": str(tmp_path)},
+                "concept_sets": {"s": {"synthetic": "default"}},
+            }
+        )
+        == []
+    )
 
 
 def _missing_cases():
     return {
-        "torchvision": (lambda: load_model("m", {"source": "torchvision", "arch": "squeezenet1_1",
-                                                 "weights": SQUEEZENET}),
-                        [f"torchvision weights {SQUEEZENET}", Path(_squeezenet_url()).name]),
-        "timm": (lambda: load_model("m", {"source": "timm", "arch": "test_resnet", "weights": "pretrained"}),
-                 ["timm weights of test_resnet", "timm/test_resnet.r160_in1k"]),
-        "places365": (lambda: load_model("m", {"source": "places365", "arch": "resnet18"}),
-                      [PLACES365_URL.format(arch="resnet18")]),
-        "open_clip": (lambda: __import__("sieve.backends.embedders", fromlist=["x"]).load_open_clip(
-            "ViT-B-16", "openai"), ["open_clip weights ViT-B-16/openai"]),
-        "diffusers": (lambda: __import__("sieve.backends.generators", fromlist=["x"]).load_generator(
-            {"source": "diffusers", "model": "stabilityai/sdxl-turbo"}), ["'stabilityai/sdxl-turbo'"]),
-        "concept_list": (lambda: fetch_concept_list("https://example.org/broden.txt", "0" * 64,
-                                                    Path(".") / "nowhere" / "broden.txt"),
-                         ["concept list (https://example.org/broden.txt)"]),
+        "torchvision": (
+            lambda: load_model(
+                "m", {"source": "torchvision", "arch": "squeezenet1_1", "weights": SQUEEZENET}
+            ),
+            [f"torchvision weights {SQUEEZENET}", Path(_squeezenet_url()).name],
+        ),
+        "timm": (
+            lambda: load_model("m", {"source": "timm", "arch": "test_resnet", "weights": "pretrained"}),
+            ["timm weights of test_resnet", "timm/test_resnet.r160_in1k"],
+        ),
+        "places365": (
+            lambda: load_model("m", {"source": "places365", "arch": "resnet18"}),
+            [PLACES365_URL.format(arch="resnet18")],
+        ),
+        "open_clip": (
+            lambda: __import__("sieve.backends.embedders", fromlist=["x"]).load_open_clip(
+                "ViT-B-16", "openai"
+            ),
+            ["open_clip weights ViT-B-16/openai"],
+        ),
+        "diffusers": (
+            lambda: __import__("sieve.backends.generators", fromlist=["x"]).load_generator(
+                {"source": "diffusers", "model": "stabilityai/sdxl-turbo"}
+            ),
+            ["'stabilityai/sdxl-turbo'"],
+        ),
+        "concept_list": (
+            lambda: fetch_concept_list(
+                "https://example.org/broden.txt", "0" * 64, Path(".") / "nowhere" / "broden.txt"
+            ),
+            ["concept list (https://example.org/broden.txt)"],
+        ),
     }
 
 
@@ -132,8 +165,11 @@ def test_offline_loads_torch_hub_checkpoints_prefetch_left(offline):
     assert torch.equal(m.model.state_dict()["features.0.weight"], squeeze["features.0.weight"])
 
     places = torchvision.models.resnet18(weights=None, num_classes=365).state_dict()
-    _seed_torch_hub(offline, PLACES365_URL.format(arch="resnet18"), {"state_dict": {f"module.{k}": v
-                                                                                    for k, v in places.items()}})
+    _seed_torch_hub(
+        offline,
+        PLACES365_URL.format(arch="resnet18"),
+        {"state_dict": {f"module.{k}": v for k, v in places.items()}},
+    )
     p = load_model("p", {"source": "places365", "arch": "resnet18"})
     assert torch.equal(p.model.state_dict()["fc.weight"], places["fc.weight"])
     assert p.n_neurons == 512 and p.layer == "layer4"
@@ -185,10 +221,13 @@ def test_prefetch_reports_every_failure_and_keeps_what_succeeded(caches, monkeyp
         monkeypatch.delenv(var, raising=False)
     good = tmp_path / "good.txt"
     good.write_text("cat\ndog\n")
-    config = {"models": {}, "concept_sets": {
-        "good": {"url": good.as_uri(), "sha256": hashlib.sha256(good.read_bytes()).hexdigest()},
-        "bad": {"url": good.as_uri(), "sha256": "f" * 64},
-    }}
+    config = {
+        "models": {},
+        "concept_sets": {
+            "good": {"url": good.as_uri(), "sha256": hashlib.sha256(good.read_bytes()).hexdigest()},
+            "bad": {"url": good.as_uri(), "sha256": "f" * 64},
+        },
+    }
     with pytest.raises(PrefetchError) as err:
         prefetch(config, resources_dir=tmp_path / "res")
     assert "1 of 2 items" in str(err.value) and "concept_sets.bad" in str(err.value)
@@ -209,15 +248,22 @@ def test_snakemake_prefetch_then_offline_jobs(tmp_path, monkeypatch):
     concept = {"url": words.as_uri(), "sha256": hashlib.sha256(words.read_bytes()).hexdigest()}
     # the torchvision weights are "already downloaded" (no network here): prefetch loads them from TORCH_HOME
     _seed_torch_hub(tmp_path, _squeezenet_url(), torchvision.models.squeezenet1_1(weights=None).state_dict())
-    config = tiny_config(images, offline=True, concept_sets={"words": concept}, embedder={"source": "synthetic"},
-                         generator={"source": "synthetic"})
+    config = tiny_config(
+        images,
+        offline=True,
+        concept_sets={"words": concept},
+        embedder={"source": "synthetic"},
+        generator={"source": "synthetic"},
+    )
     config["models"]["squeeze"] = {"source": "torchvision", "arch": "squeezenet1_1", "weights": SQUEEZENET}
     work = tmp_path / "work"
 
     run_snakemake(work, config, ("prefetch",))
     manifest = json.loads((work / "resources" / "prefetch.json").read_text())
-    assert [(i["key"], i["status"]) for i in manifest["items"]] == [("models.squeeze", "ok"),
-                                                                    ("concept_sets.words", "ok")]
+    assert [(i["key"], i["status"]) for i in manifest["items"]] == [
+        ("models.squeeze", "ok"),
+        ("concept_sets.words", "ok"),
+    ]
     assert manifest["caches"]["TORCH_HOME"] == str(tmp_path / "torch")
     assert (work / "resources" / "concepts" / "words.txt").read_text() == words.read_text()
 

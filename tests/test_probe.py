@@ -23,7 +23,9 @@ def test_streaming_topk_equals_full_sort() -> None:
     maps = torch.randn(n, c, 2, 3, generator=g)
     topk = StreamingTopK(c, k, (2, 3))
     for start in range(0, n, 16):
-        topk.update(pooled[start : start + 16], maps[start : start + 16], torch.arange(start, min(n, start + 16)))
+        topk.update(
+            pooled[start : start + 16], maps[start : start + 16], torch.arange(start, min(n, start + 16))
+        )
     index, value, tmaps = topk.result(n)
     ref = np.argsort(-pooled.numpy(), axis=0, kind="stable")[:k].T
     np.testing.assert_array_equal(index, ref)
@@ -80,15 +82,19 @@ def test_maps_locate_the_planted_hot_spot(tmp_path, monkeypatch) -> None:
         maps = f["topk/maps"][()]
         assert f["topk/maps"].dtype == np.float16 and maps.shape == (3, 3, 4, 4)
         assert f.attrs["layer"] == "layer4" and f.attrs["n_skipped"] == 1
-        assert [s.decode() for s in f["skipped"][()]][0].endswith("junk.png: cannot identify image file "
-                                                                   f"'{tmp_path / 'imgs' / 'junk.png'}'")
+        assert [s.decode() for s in f["skipped"][()]][0].endswith(
+            f"junk.png: cannot identify image file '{tmp_path / 'imgs' / 'junk.png'}'"
+        )
     assert "junk.png" not in data["images"] and data["activations"].shape == (12, 3)
     for c in range(3):
         for r in range(3):
             name = data["images"][data["topk_index"][c, r]]
             ch, cy, cx = truth[name]
             assert ch == c  # the neuron's top images are those with its colour
-            assert np.unravel_index(np.argmax(maps[c, r]), (4, 4)) == (cy, cx)  # and the map peaks on the spot
+            assert np.unravel_index(np.argmax(maps[c, r]), (4, 4)) == (
+                cy,
+                cx,
+            )  # and the map peaks on the spot
         # sorted descending, brighter (earlier) images first
         assert list(data["topk_value"][c]) == sorted(data["topk_value"][c], reverse=True)
 

@@ -63,7 +63,9 @@ def test_probe_pass_survives_and_stores_names_losslessly(tmp_path: Path) -> None
     assert os.fsencode(names[data["images"].index("odd/0x\\xe9\\xff.png")]) == b"odd/0" + ODD
 
     run_select(data, str(tmp_path / "summary.json"), str(tmp_path / "neurons"), tau=0.0, top_n=4)
-    paths = {t["path"] for p in (tmp_path / "neurons").glob("*.json") for t in json.loads(p.read_text())["top"]}
+    paths = {
+        t["path"] for p in (tmp_path / "neurons").glob("*.json") for t in json.loads(p.read_text())["top"]
+    }
     assert paths and all(p in data["images"] for p in paths)
 
 
@@ -87,11 +89,21 @@ def test_a_whole_run_over_odd_names(tmp_path: Path) -> None:
     root = _odd_folder(tmp_path / "images")
     words = tmp_path / "words.txt"
     words.write_text("red\nblue\ngreen\n", encoding="utf-8")
-    cfg = tiny_config(root, words, embedder=make_tiny_clip(tmp_path / "clip"),
-                      generator={"source": "python", "factory": "tinydiffusion:pattern_generator",
-                                 "resolution": 16, "images_per_concept": 2, "shards": 1, "thumbnail_size": 16},
-                      select={"tau": 1e-6, "top_n": 18},
-                      hypothesize={"concepts_per_cluster": 2, "methods": ["sieve", "clip_dissect"]})
+    cfg = tiny_config(
+        root,
+        words,
+        embedder=make_tiny_clip(tmp_path / "clip"),
+        generator={
+            "source": "python",
+            "factory": "tinydiffusion:pattern_generator",
+            "resolution": 16,
+            "images_per_concept": 2,
+            "shards": 1,
+            "thumbnail_size": 16,
+        },
+        select={"tau": 1e-6, "top_n": 18},
+        hypothesize={"concepts_per_cluster": 2, "methods": ["sieve", "clip_dissect"]},
+    )
     run_snakemake(tmp_path / "run", cfg)
     res = tmp_path / "run" / "results"
     assert (res / "report" / "index.html").is_file()

@@ -52,7 +52,9 @@ def test_filelist(tmp_path) -> None:
 
 def test_places365_layout(tmp_path) -> None:
     (tmp_path / "categories_places365.txt").write_text("/a/airfield 0\n/a/alley 1\n/b/bakery/shop 2\n")
-    (tmp_path / "places365_val.txt").write_text("Places365_val_00000002.jpg 2\nPlaces365_val_00000001.jpg 0\n")
+    (tmp_path / "places365_val.txt").write_text(
+        "Places365_val_00000002.jpg 2\nPlaces365_val_00000001.jpg 0\n"
+    )
     _img(tmp_path / "val_256" / "Places365_val_00000001.jpg")
     _img(tmp_path / "val_256" / "Places365_val_00000002.jpg")
     ps = open_image_set("p", {"kind": "places365", "path": str(tmp_path)})

@@ -91,11 +91,23 @@ def test_generator_and_prefetch_use_the_prefixes(tmp_path):
     assert local_folder(f"local-dir:{tmp_path}") == tmp_path
     with pytest.raises(BackendError, match="generator folder does not exist"):
         local_folder("local-dir:nowhere/pipe")
-    items = plan({"models": {}, "generator": {"source": "diffusers", "model": "hf-hub:owner/pipe"},
-                  "concept_sets": {}, "probes": {}})
+    items = plan(
+        {
+            "models": {},
+            "generator": {"source": "diffusers", "model": "hf-hub:owner/pipe"},
+            "concept_sets": {},
+            "probes": {},
+        }
+    )
     assert [(i.kind, i.ref) for i in items] == [("generator", "owner/pipe")]
-    local = plan({"models": {}, "generator": {"source": "diffusers", "model": f"local-dir:{tmp_path}"},
-                  "concept_sets": {}, "probes": {}})
+    local = plan(
+        {
+            "models": {},
+            "generator": {"source": "diffusers", "model": f"local-dir:{tmp_path}"},
+            "concept_sets": {},
+            "probes": {},
+        }
+    )
     assert local == []
 
 

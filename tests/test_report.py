@@ -24,8 +24,9 @@ NASTY = [*HOSTILE, "</SCRIPT >", "<!--<script>", "]]>", "\u2028\u2029", "a & b",
 
 def build(root: Path, **kw) -> dict:
     out = root / "results" / "report"
-    return build_report(out / "index.html", out / "assets", results=root / "results",
-                        benchmarks=root / "benchmarks", **kw)
+    return build_report(
+        out / "index.html", out / "assets", results=root / "results", benchmarks=root / "benchmarks", **kw
+    )
 
 
 class Tags(HTMLParser):
@@ -46,13 +47,22 @@ def read_csv(path: Path) -> list[dict]:
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     planted = make_results(root, n_neurons=30, concept_sets=("words",))
-    data = build(root, models=["toy"], probes=["pics"], concept_sets=["words"], title="<script>alert(1)</script> run",
-                 settings={"models": {"toy": {"source": "python", "factory": "tinymodels:hotspot_cnn"}},
-                           "probes": {"pics": {"kind": "imagefolder", "path": "/data/pics"}},
-                           "concept_sets": {"words": {"path": "words.txt"}},
-                           "generator": {"source": "diffusers", "steps": 1, "images_per_concept": 3}},
-                 generated_per_concept=2,
-                 comparison_csv=root / "results/report/comparison.csv", ar_png=root / "results/report/ar.png")
+    data = build(
+        root,
+        models=["toy"],
+        probes=["pics"],
+        concept_sets=["words"],
+        title="<script>alert(1)</script> run",
+        settings={
+            "models": {"toy": {"source": "python", "factory": "tinymodels:hotspot_cnn"}},
+            "probes": {"pics": {"kind": "imagefolder", "path": "/data/pics"}},
+            "concept_sets": {"words": {"path": "words.txt"}},
+            "generator": {"source": "diffusers", "steps": 1, "images_per_concept": 3},
+        },
+        generated_per_concept=2,
+        comparison_csv=root / "results/report/comparison.csv",
+        ar_png=root / "results/report/ar.png",
+    )
     return root, planted, data
 
 
@@ -77,7 +87,12 @@ def test_hostile_concepts_and_title_stay_text_in_the_page(built):
     # the blob parses back to exactly the concept text, hostile or not
     blob = read_data_blob(page)
     assert blob == json.loads(json.dumps(data))
-    texts = {c["text"] for card in blob["runs"][0]["cards"].values() for cl in card["clusters"] for c in cl["concepts"]}
+    texts = {
+        c["text"]
+        for card in blob["runs"][0]["cards"].values()
+        for cl in card["clusters"]
+        for c in cl["concepts"]
+    }
     assert set(HOSTILE) <= texts
     assert "café ünïcode ✓" in texts
 
@@ -102,8 +117,15 @@ def test_neuron_rows_match_the_result_files(built):
         assert row["verified"] == sorted(([t, a] for t, a in kept[row["id"]].items()), key=lambda v: -v[1])
         assert row["best_ar"] == (pytest.approx(best[row["id"]]) if row["id"] in best else None)
         assert row["truth"] == ", ".join(json.loads(truth[row["id"]]["planted_concepts"]))
-        expected = ("dead" if info["dead"] else "rejected" if not info["selected"]
-                    else "verified" if kept[row["id"]] else "unverified")
+        expected = (
+            "dead"
+            if info["dead"]
+            else "rejected"
+            if not info["selected"]
+            else "verified"
+            if kept[row["id"]]
+            else "unverified"
+        )
         assert row["status"] == expected
         if info["selected"]:
             assert row["k"] == len(planted["runs"][("toy", "pics", "words")]["hypotheses"][int(row["id"])])
@@ -125,7 +147,9 @@ def test_comparison_summary_and_snakemake_report_files(built):
     with Image.open(root / "results/report/ar.png") as img:
         assert img.size[0] > 300
     facts = dict(map(tuple, data["runs"][0]["facts"]))
-    assert facts["skipped images"] == 2 and facts["mean AR initial"] == pytest.approx(vs["mean_ar_initial"], abs=1e-4)
+    assert facts["skipped images"] == 2 and facts["mean AR initial"] == pytest.approx(
+        vs["mean_ar_initial"], abs=1e-4
+    )
     settings = {t["title"]: t for t in data["settings"]}
     assert settings["Concept sets"]["rows"] == [["words", "words.txt", len(WORDS)]]
     assert ["steps", 1] in settings["Generator"]["rows"]
@@ -152,7 +176,10 @@ def test_cards_have_web_sized_images(built):
         with Image.open(report / g) as img:
             assert img.format == "JPEG" and max(img.size) <= 160
     ablated = [n for n, c in run["cards"].items() if c.get("ablation")]
-    assert ablated == [str(min(map(int, run["cards"])))] and (report / run["cards"][ablated[0]]["ablation"]).is_file()
+    assert (
+        ablated == [str(min(map(int, run["cards"])))]
+        and (report / run["cards"][ablated[0]]["ablation"]).is_file()
+    )
     one = next(c for c in run["cards"].values() if len(c["clusters"]) == 1)
     assert one["dropped"][0]["size"] == 1 and one["clusters"][0]["members"]
     for name in ("report.js", "report.css"):
@@ -161,7 +188,9 @@ def test_cards_have_web_sized_images(built):
     text = (report / "index.html").read_text() + (report / "assets/report.css").read_text()
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
     js = (report / "assets/report.js").read_text()
-    assert not re.search(r"\.(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write|eval\(|new Function", js)
+    assert not re.search(
+        r"\.(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write|eval\(|new Function", js
+    )
 
 
 def test_top_images_and_generated_images_carry_their_activations(built):
@@ -173,27 +202,39 @@ def test_top_images_and_generated_images_carry_their_activations(built):
     n_checked = 0
     for nid, card in data["runs"][0]["cards"].items():
         crops = json.loads((root / f"results/toy/pics/clusters/{nid}.json").read_text())["crops"]
-        assert card["top"] == [pytest.approx(c["activation"], abs=1e-4) for c in sorted(crops, key=lambda c: c["rank"])]
+        assert card["top"] == [
+            pytest.approx(c["activation"], abs=1e-4) for c in sorted(crops, key=lambda c: c["rank"])
+        ]
         threshold = summary["neurons"][nid]["threshold"]
         assert card["threshold"] == pytest.approx(threshold, abs=1e-4)
-        for h in [c for cl in card["clusters"] for c in cl["concepts"]] + \
-                 [c for cl in card["baselines"]["clip_dissect"] for c in cl["concepts"]]:
+        for h in [c for cl in card["clusters"] for c in cl["concepts"]] + [
+            c for cl in card["baselines"]["clip_dissect"] for c in cl["concepts"]
+        ]:
             pooled = generated_pooled(h["text"], 30)[:, int(nid)].astype(np.float64)
             assert h["acts"] == [pytest.approx(v, abs=1e-4) for v in pooled]
             assert h["fired"] == [int(v > threshold) for v in pooled]
-            assert len(h["generated"]) == len(h["gen_acts"]) == len(h["gen_fired"]) == 2  # generated_per_concept
+            assert (
+                len(h["generated"]) == len(h["gen_acts"]) == len(h["gen_fired"]) == 2
+            )  # generated_per_concept
             assert h["gen_acts"] == h["acts"][:2] and h["gen_fired"] == h["fired"][:2]
             n_checked += 1
     assert n_checked > 10
-    fired = [f for card in data["runs"][0]["cards"].values() for cl in card["clusters"] for c in cl["concepts"]
-             for f in c["fired"]]
+    fired = [
+        f
+        for card in data["runs"][0]["cards"].values()
+        for cl in card["clusters"]
+        for c in cl["concepts"]
+        for f in c["fired"]
+    ]
     assert 0 < sum(fired) < len(fired) and len(fired) % N_GENERATED == 0  # both kinds are shown
 
 
 def test_generated_images_without_verify_activations_show_no_values(tmp_path):
     make_results(tmp_path, n_neurons=12, baseline=False, truth=False, generated_acts=False)
     data = build(tmp_path, models=["toy"], probes=["pics"], concept_sets=["words"])
-    hyps = [c for card in data["runs"][0]["cards"].values() for cl in card["clusters"] for c in cl["concepts"]]
+    hyps = [
+        c for card in data["runs"][0]["cards"].values() for cl in card["clusters"] for c in cl["concepts"]
+    ]
     assert hyps and all(h["generated"] and "acts" not in h and "gen_acts" not in h for h in hyps)
 
 
@@ -215,14 +256,23 @@ def test_links_to_the_files_the_page_was_built_from_resolve(built):
     assert all(t.is_file() for t in targets), [t for t in targets if not t.is_file()]
     results = (root / "results").resolve()
     names = {t.relative_to(results).as_posix() for t in targets}
-    assert {"report/comparison.csv", "report/ar.png", "toy/pics/select/summary.json", "toy/pics/words/verify/ar.csv",
-            "toy/pics/words/neuron_concepts.csv", "toy/pics/words/truth_summary.json",
-            "toy/pics/words/baselines/clip_dissect/verify/ar.csv",
-            "stage_ablations/toy/pics/words/ablations.json", "toy/pics/words/sweeps/tau.json"} <= names
+    assert {
+        "report/comparison.csv",
+        "report/ar.png",
+        "toy/pics/select/summary.json",
+        "toy/pics/words/verify/ar.csv",
+        "toy/pics/words/neuron_concepts.csv",
+        "toy/pics/words/truth_summary.json",
+        "toy/pics/words/baselines/clip_dissect/verify/ar.csv",
+        "stage_ablations/toy/pics/words/ablations.json",
+        "toy/pics/words/sweeps/tau.json",
+    } <= names
     card_id, card = next(iter(data["runs"][0]["cards"].items()))
-    assert {unquote(f[1]) for f in card["files"]} == {f"../toy/pics/grids/{card_id}.png",
-                                                       f"../toy/pics/clusters/{card_id}.json",
-                                                       f"../toy/pics/words/hypotheses/{card_id}.json"}
+    assert {unquote(f[1]) for f in card["files"]} == {
+        f"../toy/pics/grids/{card_id}.png",
+        f"../toy/pics/clusters/{card_id}.json",
+        f"../toy/pics/words/hypotheses/{card_id}.json",
+    }
 
 
 def test_links_escape_names(tmp_path):
@@ -248,9 +298,14 @@ def test_deep_links_survive_adding_a_model(tmp_path):
     both = build(tmp_path, models=["alpha", "toy"], probes=["pics"], concept_sets=["words"])
     toy = next(r for r in both["runs"] if r["model"] == "toy")
     assert alone["runs"][0]["anchor"] == toy["anchor"] == "toy/pics/words"
-    assert {n: c["anchor"] for n, c in alone["runs"][0]["cards"].items()} == \
-           {n: c["anchor"] for n, c in toy["cards"].items()} == {n: f"toy/pics/words/n{n}" for n in toy["cards"]}
-    anchors = [r["anchor"] for r in both["runs"]] + [c["anchor"] for r in both["runs"] for c in r["cards"].values()]
+    assert (
+        {n: c["anchor"] for n, c in alone["runs"][0]["cards"].items()}
+        == {n: c["anchor"] for n, c in toy["cards"].items()}
+        == {n: f"toy/pics/words/n{n}" for n in toy["cards"]}
+    )
+    anchors = [r["anchor"] for r in both["runs"]] + [
+        c["anchor"] for r in both["runs"] for c in r["cards"].values()
+    ]
     assert len(anchors) == len(set(anchors))
 
 
@@ -277,7 +332,9 @@ def test_ar_histogram_has_a_y_axis_and_its_legend_beside_the_bars(built):
 
 
 def test_scales_to_2048_neurons(tmp_path):
-    make_results(tmp_path, n_neurons=2048, n_images=40, baseline=False, truth=False, grid_size=(96, 40), top_n=4)
+    make_results(
+        tmp_path, n_neurons=2048, n_images=40, baseline=False, truth=False, grid_size=(96, 40), top_n=4
+    )
     t = time.perf_counter()
     data = build(tmp_path, models=["toy"], probes=["pics"], concept_sets=["words"])
     took = time.perf_counter() - t
@@ -312,7 +369,12 @@ def test_kept_defaults_to_the_initial_mean_without_a_kept_column(tmp_path):
         w.writerows(rows)
     mean = json.loads((ar_csv.parent / "summary.json").read_text())["mean_ar_initial"]
     data = build(tmp_path, models=["toy"], probes=["pics"], concept_sets=["words"])
-    got = [c["kept"] for card in data["runs"][0]["cards"].values() for cl in card["clusters"] for c in cl["concepts"]]
+    got = [
+        c["kept"]
+        for card in data["runs"][0]["cards"].values()
+        for cl in card["clusters"]
+        for c in cl["concepts"]
+    ]
     assert got == [float(r["ar"]) >= mean for r in rows]
     assert got == [r["kept"] == "1" for r in rows]
 
@@ -351,7 +413,10 @@ def test_benchmarks_are_summed_per_stage(tmp_path):
 
 
 def test_json_tables():
-    assert json_table([{"a": 1, "b": 0.123456}, {"a": 2, "c": "x"}], "t")["rows"] == [[1, 0.1235, None], [2, None, "x"]]
+    assert json_table([{"a": 1, "b": 0.123456}, {"a": 2, "c": "x"}], "t")["rows"] == [
+        [1, 0.1235, None],
+        [2, None, "x"],
+    ]
     t = json_table({"tau=4": {"mean_ar": 0.5}, "tau=8": {"mean_ar": 0.7, "n": 3}}, "sweep")
     assert t["columns"] == ["", "mean_ar", "n"] and t["rows"][1] == ["tau=8", 0.7, 3]
     assert json_table({"x": [1, 2]}, "t")["rows"] == [["x", "[1, 2]"]]
@@ -376,9 +441,14 @@ def test_sweep_and_stage_ablation_jobs_are_their_own_stages(tmp_path):
     write("generate/generate_shard_1.tsv", 5.0)
     write("stage_ablations/generate/generate_shard_0.tsv", 8.0)
     rows = {r[0]: r[1:] for r in read_benchmarks(bench)["rows"]}
-    assert rows == {"select_neurons": [1, 1.0, 1.0], "stage_ablations/select_neurons": [1, 2.0, 2.0],
-                    "sweeps/select_neurons": [1, 4.0, 4.0], "sweeps/tau": [4, 46.0, 13.0],
-                    "generate_shard": [2, 8.0, 5.0], "stage_ablations/generate_shard": [1, 8.0, 8.0]}
+    assert rows == {
+        "select_neurons": [1, 1.0, 1.0],
+        "stage_ablations/select_neurons": [1, 2.0, 2.0],
+        "sweeps/select_neurons": [1, 4.0, 4.0],
+        "sweeps/tau": [4, 46.0, 13.0],
+        "generate_shard": [2, 8.0, 5.0],
+        "stage_ablations/generate_shard": [1, 8.0, 8.0],
+    }
 
 
 def test_run_summary_shows_only_the_settings_of_the_source_in_use():
@@ -386,29 +456,57 @@ def test_run_summary_shows_only_the_settings_of_the_source_in_use():
     leaves out what the source in use ignores, for the generator and the embedder alike."""
     from sieve.report.tables import settings_tables
 
-    defaults = {"model": "stabilityai/sdxl-turbo", "steps": 1, "guidance_scale": 0.0, "resolution": 512,
-                "images_per_concept": 20, "prompt": "{}", "batch_size": 16, "dtype": "auto", "shards": 8, "seed": 0,
-                "keep_images": "thumbnails", "thumbnail_size": 128}
+    defaults = {
+        "model": "stabilityai/sdxl-turbo",
+        "steps": 1,
+        "guidance_scale": 0.0,
+        "resolution": 512,
+        "images_per_concept": 20,
+        "prompt": "{}",
+        "batch_size": 16,
+        "dtype": "auto",
+        "shards": 8,
+        "seed": 0,
+        "keep_images": "thumbnails",
+        "thumbnail_size": 128,
+    }
     common = {"images_per_concept", "prompt", "batch_size", "shards", "seed", "keep_images", "thumbnail_size"}
 
     def tables(generator, embedder):
         out = {t["title"]: t for t in settings_tables({"generator": generator, "embedder": embedder}, [])}
-        return out["Generator"], {r[0]: r[1] for r in out["Generator"]["rows"]}, \
-            {r[0]: r[1] for r in out["Embedder"]["rows"]}
+        return (
+            out["Generator"],
+            {r[0]: r[1] for r in out["Generator"]["rows"]},
+            {r[0]: r[1] for r in out["Embedder"]["rows"]},
+        )
 
-    table, gen, emb = tables({"source": "synthetic", **defaults},
-                             {"source": "synthetic", "arch": "ViT-B-16", "pretrained": "openai", "batch_size": 64})
+    table, gen, emb = tables(
+        {"source": "synthetic", **defaults},
+        {"source": "synthetic", "arch": "ViT-B-16", "pretrained": "openai", "batch_size": 64},
+    )
     assert set(gen) == {"source"} | common and gen["source"] == "synthetic" and "note" not in table
     assert emb == {"source": "synthetic", "batch_size": 64}
 
-    table, gen, emb = tables({"source": "python", "factory": "pkg.mod:make", **defaults},
-                             {"source": "python", "factory": "pkg.mod:clip", "kwargs": {"dim": 8}, "batch_size": 64})
+    table, gen, emb = tables(
+        {"source": "python", "factory": "pkg.mod:make", **defaults},
+        {"source": "python", "factory": "pkg.mod:clip", "kwargs": {"dim": 8}, "batch_size": 64},
+    )
     assert set(gen) == {"source", "factory"} | common
-    assert "resolution = 512" in table["note"] and "steps = 1" in table["note"] and "sdxl" not in table["note"]
+    assert (
+        "resolution = 512" in table["note"] and "steps = 1" in table["note"] and "sdxl" not in table["note"]
+    )
     assert emb == {"source": "python", "factory": "pkg.mod:clip", "kwargs": '{"dim": 8}', "batch_size": 64}
 
-    table, gen, emb = tables(dict(defaults), {"source": "open_clip", "arch": "ViT-B-16", "pretrained": "openai",
-                                              "factory": "stray", "batch_size": 64})
+    table, gen, emb = tables(
+        dict(defaults),
+        {
+            "source": "open_clip",
+            "arch": "ViT-B-16",
+            "pretrained": "openai",
+            "factory": "stray",
+            "batch_size": 64,
+        },
+    )
     assert set(gen) == set(defaults) and gen["model"] == "stabilityai/sdxl-turbo"  # no source: diffusers
     assert emb == {"source": "open_clip", "arch": "ViT-B-16", "pretrained": "openai", "batch_size": 64}
     _, gen, _ = tables({"source": "plugin", **defaults}, {"source": "plugin", "x": 1})
@@ -416,11 +514,18 @@ def test_run_summary_shows_only_the_settings_of_the_source_in_use():
 
 
 def test_several_models_probes_and_concept_sets_get_a_section_each(tmp_path):
-    make_results(tmp_path, n_neurons=9, models=("m1", "m2"), probes=("p1", "p2"), concept_sets=("c1", "c2"),
-                 truth=False)
+    make_results(
+        tmp_path,
+        n_neurons=9,
+        models=("m1", "m2"),
+        probes=("p1", "p2"),
+        concept_sets=("c1", "c2"),
+        truth=False,
+    )
     data = build(tmp_path, models=["m1", "m2"], probes=["p1", "p2"], concept_sets=["c1", "c2"])
-    assert [r["key"] for r in data["runs"]] == [f"{m} / {p} / {c}" for m in ("m1", "m2") for p in ("p1", "p2")
-                                                for c in ("c1", "c2")]
+    assert [r["key"] for r in data["runs"]] == [
+        f"{m} / {p} / {c}" for m in ("m1", "m2") for p in ("p1", "p2") for c in ("c1", "c2")
+    ]
     assert len(data["comparison"]["rows"]) == 8 * 2
     assert {r[3] for r in data["comparison"]["rows"]} == {"sieve", "clip_dissect"}
 
@@ -437,10 +542,21 @@ def test_report_rule_end_to_end(tmp_path):
     images = make_image_folder(tmp_path / "images", n_per_class=6, corrupt=1)
     words = tmp_path / "words.txt"
     words.write_text("red\nblue\n<img src=x onerror=alert(1)>\n</script><b>bold</b>\n", encoding="utf-8")
-    cfg = tiny_config(images, words, embedder=make_tiny_clip(tmp_path / "clip"),
-                      generator={"source": "python", "factory": "tinydiffusion:pattern_generator",
-                                 "resolution": 16, "images_per_concept": 3, "shards": 1, "thumbnail_size": 16},
-                      hypothesize={"concepts_per_cluster": 4}, report={"generated_per_concept": 2})
+    cfg = tiny_config(
+        images,
+        words,
+        embedder=make_tiny_clip(tmp_path / "clip"),
+        generator={
+            "source": "python",
+            "factory": "tinydiffusion:pattern_generator",
+            "resolution": 16,
+            "images_per_concept": 3,
+            "shards": 1,
+            "thumbnail_size": 16,
+        },
+        hypothesize={"concepts_per_cluster": 4},
+        report={"generated_per_concept": 2},
+    )
     proc = run_snakemake(tmp_path, cfg)
     assert jobs_run(proc)["report"] == 1
     out = tmp_path / "results/report"
@@ -457,7 +573,10 @@ def test_report_rule_end_to_end(tmp_path):
     gens = [c["generated"] for cl in card["clusters"] for c in cl["concepts"]]
     assert gens and all(len(g) == 2 and all((out / p).is_file() for p in g) for g in gens)
     # the activations shown on the generated images are Verify's: as many fired as the AR counted
-    ar_rows = {(r["neuron"], r["cluster"], r["concept_id"]): r for r in read_csv(tmp_path / "results/tiny/pics/words/verify/ar.csv")}
+    ar_rows = {
+        (r["neuron"], r["cluster"], r["concept_id"]): r
+        for r in read_csv(tmp_path / "results/tiny/pics/words/verify/ar.csv")
+    }
     for nid, c in run["cards"].items():
         for cl in c["clusters"]:
             for h in cl["concepts"]:
@@ -468,7 +587,13 @@ def test_report_rule_end_to_end(tmp_path):
     verify = json.loads((tmp_path / "results/tiny/pics/words/verify/summary.json").read_text())
     assert data["comparison"]["rows"][0][9] == pytest.approx(verify["mean_ar_initial"], abs=1e-4)
     stages = {r[0] for r in data["timing"]["rows"]}
-    assert {"probe_activations", "select_neurons", "hypothesize", "generate_shard", "activation_rate"} <= stages
+    assert {
+        "probe_activations",
+        "select_neurons",
+        "hypothesize",
+        "generate_shard",
+        "activation_rate",
+    } <= stages
     assert (out / "comparison.csv").is_file() and (out / "ar_distribution.png").is_file()
 
     cfg["report"]["title"] = "second title"
@@ -484,8 +609,15 @@ def test_grid_draws_each_top_image_with_its_activation_map():
     from sieve.report.grids import HEAT_LUT, draw_grid
 
     tile, size = 96, 64
-    doc = {"neuron": 3, "k": 1, "dropped": [], "clusters": [{"cluster": 0, "members": [0, 1], "size": 2}],
-           "crops": [{"rank": r, "probe_index": r, "box": [0, 0, 32, 32], "activation": 2.5 - r} for r in range(2)]}
+    doc = {
+        "neuron": 3,
+        "k": 1,
+        "dropped": [],
+        "clusters": [{"cluster": 0, "members": [0, 1], "size": 2}],
+        "crops": [
+            {"rank": r, "probe_index": r, "box": [0, 0, 32, 32], "activation": 2.5 - r} for r in range(2)
+        ],
+    }
     thumbs = {r: np.full((tile, tile, 3), 128, np.uint8) for r in range(2)}
     maps = np.zeros((2, 4, 4), np.float16)
     maps[0, 0, 0] = 3.0  # rank 0 fires top left, rank 1 bottom right
@@ -511,7 +643,9 @@ def test_heat_maps_are_upsampled_like_the_crop_boxes_and_scaled_per_neuron():
     from sieve.report.grids import heat_tiles, normalized_maps
 
     m = np.random.default_rng(0).random((3, 7, 5)).astype(np.float32)
-    ref = F.interpolate(torch.from_numpy(m)[:, None], size=(96, 96), mode="bilinear", align_corners=False)[:, 0]
+    ref = F.interpolate(torch.from_numpy(m)[:, None], size=(96, 96), mode="bilinear", align_corners=False)[
+        :, 0
+    ]
     assert np.abs(heat_tiles(m, 96) - ref.numpy()).max() < 1e-5
     n = normalized_maps(np.array([[[2.0, -1.0]], [[1.0, 0.0]]]))
     assert n.tolist() == [[[1.0, 0.0]], [[0.5, 0.0]]]  # one scale for the neuron: the second map is weaker

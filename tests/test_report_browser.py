@@ -24,8 +24,12 @@ from sieve.report import build_report
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+CHROMIUM = next(
+    (p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None
+)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)"
+)
 
 
 class Browser:
@@ -33,11 +37,26 @@ class Browser:
 
     def __init__(self, tmp: Path) -> None:
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--mute-audio",
-             "--remote-debugging-port=0", "--remote-allow-origins=*", f"--user-data-dir={tmp / 'profile'}",
-             "--window-size=1280,1600", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                CHROMIUM,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-extensions",
+                "--mute-audio",
+                "--remote-debugging-port=0",
+                "--remote-allow-origins=*",
+                f"--user-data-dir={tmp / 'profile'}",
+                "--window-size=1280,1600",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         port = None
         deadline = time.time() + 60
         while port is None and time.time() < deadline:
@@ -104,7 +123,9 @@ class Browser:
             if m == "Runtime.exceptionThrown":
                 out.append(f"exception: {p['exceptionDetails']}")
             elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "warning", "assert"):
-                out.append(f"console.{p['type']}: {[a.get('value', a.get('description')) for a in p['args']]}")
+                out.append(
+                    f"console.{p['type']}: {[a.get('value', a.get('description')) for a in p['args']]}"
+                )
             elif m == "Log.entryAdded" and p["entry"]["level"] in ("error", "warning"):
                 out.append(f"log {p['entry']['level']}: {p['entry']['text']} {p['entry'].get('url', '')}")
             elif m == "Page.javascriptDialogOpening":
@@ -127,9 +148,16 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
     n_neurons = 70  # more than one page of the table (50 rows)
     planted = make_results(tmp_path, n_neurons=n_neurons, concept_sets=("words", "more"), top_n=6)
     out = tmp_path / "results" / "report"
-    data = build_report(out / "index.html", out / "assets", models=["toy"], probes=["pics"],
-                        concept_sets=["more", "words"], results=tmp_path / "results",
-                        benchmarks=tmp_path / "benchmarks", title="browser <b>test</b>")
+    data = build_report(
+        out / "index.html",
+        out / "assets",
+        models=["toy"],
+        probes=["pics"],
+        concept_sets=["more", "words"],
+        results=tmp_path / "results",
+        benchmarks=tmp_path / "benchmarks",
+        title="browser <b>test</b>",
+    )
     run0 = planted["runs"][("toy", "pics", "more")]
     selected = run0["selected"]
     assert len(selected) > 5
@@ -153,19 +181,34 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
         assert b.js("document.querySelectorAll('#neurons tbody tr').length") == n_neurons - 50
         b.js("document.getElementById('prev').click()")
         # filter: only selected neurons
-        b.js("var f = document.getElementById('filter'); f.value = 'selected'; f.dispatchEvent(new Event('change'))")
+        b.js(
+            "var f = document.getElementById('filter'); f.value = 'selected'; f.dispatchEvent(new Event('change'))"
+        )
         ids = b.js("Array.from(document.querySelectorAll('#neurons tbody tr')).map(r => r.dataset.neuron)")
         assert sorted(map(int, ids)) == sorted(selected)
-        b.js("var f = document.getElementById('filter'); f.value = 'all'; f.dispatchEvent(new Event('change'))")
+        b.js(
+            "var f = document.getElementById('filter'); f.value = 'all'; f.dispatchEvent(new Event('change'))"
+        )
 
         # search by typing a concept: only the neurons with that hypothesis remain, hostile text included
         word = HOSTILE[0]
         run_data = data["runs"][0]
-        expect = sorted(int(r["id"]) for r in run_data["neurons"] if word in (r.get("truth") or "")
-                        or any(word == v[0] for vs in r["baselines"].values() for v in vs)
-                        or any(word == c["text"] for x in run_data["cards"].get(r["id"], {}).get("clusters", [])
-                               for c in x["concepts"]))
-        with_hyp = [n for n, cl in run0["hypotheses"].items() if any(c["text"] == word for x in cl for c in x["concepts"])]
+        expect = sorted(
+            int(r["id"])
+            for r in run_data["neurons"]
+            if word in (r.get("truth") or "")
+            or any(word == v[0] for vs in r["baselines"].values() for v in vs)
+            or any(
+                word == c["text"]
+                for x in run_data["cards"].get(r["id"], {}).get("clusters", [])
+                for c in x["concepts"]
+            )
+        )
+        with_hyp = [
+            n
+            for n, cl in run0["hypotheses"].items()
+            if any(c["text"] == word for x in cl for c in x["concepts"])
+        ]
         assert with_hyp and set(with_hyp) <= set(expect) and len(expect) < n_neurons
         b.js("document.getElementById('search').focus()")
         b.send("Input.insertText", text=word)
@@ -179,15 +222,21 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
         b.wait_js(f"location.hash === '#toy/pics/more/n{n}'")  # the link names the section and the neuron
         card = f"document.getElementById('toy/pics/more/n{n}')"
         b.js(f"{card}.scrollIntoView()")
-        b.wait_js(f"(() => {{ const i = {card}.querySelector('img.topimgs'); return i && i.complete && i.naturalWidth > 0; }})()")
+        b.wait_js(
+            f"(() => {{ const i = {card}.querySelector('img.topimgs'); return i && i.complete && i.naturalWidth > 0; }})()"
+        )
         b.js(f"{card}.querySelector('img.gen').scrollIntoView()")
-        b.wait_js(f"Array.from({card}.querySelectorAll('img.gen')).every(i => i.complete && i.naturalWidth > 0)")
+        b.wait_js(
+            f"Array.from({card}.querySelectorAll('img.gen')).every(i => i.complete && i.naturalWidth > 0)"
+        )
         assert b.js(f"{card}.querySelectorAll('img.gen').length") >= 3
         # each generated image shows the neuron's activation on it, marked fired or not; a dot per image
         card_data = data["runs"][0]["cards"][str(n)]
         hyps = [c for cl in card_data["clusters"] for c in cl["concepts"]]
         hyps += [c for cl in card_data.get("baselines", {}).get("clip_dissect", []) for c in cl["concepts"]]
-        assert b.js(f"{card}.querySelectorAll('figure.gen-cell.fired').length") == sum(sum(h["gen_fired"]) for h in hyps)
+        assert b.js(f"{card}.querySelectorAll('figure.gen-cell.fired').length") == sum(
+            sum(h["gen_fired"]) for h in hyps
+        )
         assert b.js(f"{card}.querySelectorAll('.dot.on').length") == sum(sum(h["fired"]) for h in hyps)
         assert b.js(f"{card}.querySelectorAll('.dot').length") == sum(len(h["acts"]) for h in hyps)
         captions = b.js(f"Array.from({card}.querySelectorAll('.gen-val')).map(e => e.textContent)")
@@ -197,8 +246,10 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
         assert len(hrefs) == 3 and all(Path(unquote(urlparse(h).path)).is_file() for h in hrefs)
         first = min(selected)  # the fixture's neuron-ablation plot
         b.js(f"location.hash = '#toy/pics/more/n{first}'")
-        b.wait_js(f"(() => {{ const c = document.getElementById('toy/pics/more/n{first}'); const i = c && c.querySelector('figure.ablation img'); "
-                  "if (!i) return false; i.scrollIntoView(); return i.complete && i.naturalWidth > 0; })()")
+        b.wait_js(
+            f"(() => {{ const c = document.getElementById('toy/pics/more/n{first}'); const i = c && c.querySelector('figure.ablation img'); "
+            "if (!i) return false; i.scrollIntoView(); return i.complete && i.naturalWidth > 0; })()"
+        )
         b.js(f"location.hash = '#toy/pics/more/n{n}'")
         b.wait_js(f"document.getElementById('toy/pics/more/n{n}') !== null")
         # hostile concept text is shown as text, never parsed: no injected element, no alert
@@ -219,7 +270,10 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
         b.wait_event("Page.loadEventFired")
         b.wait_js("document.querySelector('.card:target') !== null")
         assert b.js("document.querySelector('.card:target').dataset.neuron") == str(last)
-        assert b.js("document.querySelector('.run-tab[aria-pressed=\"true\"]').textContent") == "toy / pics / words"
+        assert (
+            b.js("document.querySelector('.run-tab[aria-pressed=\"true\"]').textContent")
+            == "toy / pics / words"
+        )
         # the page's links to the run's files resolve to existing files (relative: ../toy/pics/...)
         hrefs = b.js("Array.from(document.querySelectorAll('p.files a, .note a')).map(a => a.href)")
         assert len(hrefs) >= 8 and all(Path(unquote(urlparse(h).path)).is_file() for h in hrefs), hrefs
@@ -246,10 +300,19 @@ def screenshot(b: Browser, path: Path) -> None:
 
 @needs_chromium
 def test_2048_neurons_stay_usable(tmp_path: Path) -> None:
-    make_results(tmp_path, n_neurons=2048, n_images=40, baseline=False, truth=False, grid_size=(96, 40), top_n=4)
+    make_results(
+        tmp_path, n_neurons=2048, n_images=40, baseline=False, truth=False, grid_size=(96, 40), top_n=4
+    )
     out = tmp_path / "results" / "report"
-    build_report(out / "index.html", out / "assets", models=["toy"], probes=["pics"], concept_sets=["words"],
-                 results=tmp_path / "results", benchmarks=tmp_path / "benchmarks")
+    build_report(
+        out / "index.html",
+        out / "assets",
+        models=["toy"],
+        probes=["pics"],
+        concept_sets=["words"],
+        results=tmp_path / "results",
+        benchmarks=tmp_path / "benchmarks",
+    )
     b = Browser(tmp_path)
     try:
         for domain in ("Runtime", "Log", "Page"):

@@ -18,8 +18,10 @@ def test_the_report_reads_the_manifests_of_the_plan(tmp_path) -> None:
     from sieve.report.results import generation_manifests
 
     gen = tmp_path / "results" / "generate"
-    write_json(gen / "plan" / "plan.json", {"shards": [{"shard": 0, "work": True}, {"shard": 1, "work": False}],
-                                            "work": [0]})
+    write_json(
+        gen / "plan" / "plan.json",
+        {"shards": [{"shard": 0, "work": True}, {"shard": 1, "work": False}], "work": [0]},
+    )
     for path in (gen / "shards" / "0.json", gen / "shards" / "1.json", gen / "plan" / "shards" / "1.json"):
         write_json(path, {})
     got = [p.relative_to(tmp_path).as_posix() for p in generation_manifests(tmp_path / "results", tmp_path)]

@@ -29,8 +29,12 @@ def test_partial_reruns(tmp_path):
     # nothing changed: nothing to do
     assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets, extra=("-n",))) == Counter()
     # speed settings (batch sizes, DataLoader workers) change no result: nothing to do either
-    fast = {**cfg, "num_workers": 1, "models": {"tiny": {**cfg["models"]["tiny"], "batch_size": 3}},
-            "embedder": {**cfg["embedder"], "batch_size": 5}}
+    fast = {
+        **cfg,
+        "num_workers": 1,
+        "models": {"tiny": {**cfg["models"]["tiny"], "batch_size": 3}},
+        "embedder": {**cfg["embedder"], "batch_size": 5},
+    }
     assert jobs_run(run_snakemake(tmp_path, fast, targets=targets, extra=("-n",))) == Counter()
 
     # a concept set's contents change and a new set is added: only concept jobs and hypotheses run
@@ -43,8 +47,12 @@ def test_partial_reruns(tmp_path):
     assert second == Counter({"prepare_concepts": 2, "embed_concepts": 2, "hypothesize": 2})
     assert (tmp_path / "results/tiny/pics/crops/crops.h5").stat().st_mtime_ns == crops_mtime
     hyp = tmp_path / "results/tiny/pics/words/hypotheses"
-    named = {c["text"] for p in hyp.glob("*.json") for cl in json.loads(p.read_text())["clusters"]
-             for c in cl["concepts"]}
+    named = {
+        c["text"]
+        for p in hyp.glob("*.json")
+        for cl in json.loads(p.read_text())["clusters"]
+        for c in cl["concepts"]
+    }
     assert "green" not in named and named <= {"red", "blue", "purple"}
 
     # select.tau changes: selection and everything after it rerun, never the probe or the concept sets
@@ -76,7 +84,8 @@ def test_editing_a_world_spec_reruns_what_reads_it(tmp_path):
     time.sleep(0.05)
     spec.write_text(spec.read_text().replace("noise: 0.03", "noise: 0.05"))
     assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets, extra=("-n",))) == Counter(
-        {"probe_activations": 1, "select_neurons": 1})
+        {"probe_activations": 1, "select_neurons": 1}
+    )
 
     # the truth and the stage ablation table read the spec too (their dry-run inputs name it)
     dry = run_snakemake(tmp_path, {**cfg, "evaluate": {"stage_ablations": True}}, extra=("-n",))

@@ -72,7 +72,8 @@ def test_signed_layer_auto_shifts() -> None:
     np.testing.assert_allclose(auto["p99"], selectivity(acts, negative="shift")["p99"])
     assert select_neurons(auto, tau=10).tolist()[4] is False  # a symmetric signed neuron is not selective
     assert auto["ratio"][4] == pytest.approx(
-        np.percentile(acts[:, 4] - acts[:, 4].min(), 99) / np.percentile(acts[:, 4] - acts[:, 4].min(), 50))
+        np.percentile(acts[:, 4] - acts[:, 4].min(), 99) / np.percentile(acts[:, 4] - acts[:, 4].min(), 50)
+    )
     # a signed neuron with a rare strong positive tail is
     rng = np.random.default_rng(1)
     tail = rng.normal(0, 0.1, 3000)
@@ -103,7 +104,9 @@ def test_run_select_writes_strict_json(tmp_path) -> None:
         "topk_value": np.take_along_axis(acts.T, order, axis=1),
         "attrs": {"model": "m", "layer": "layer4", "probe": "p"},
     }
-    summary = run_select(data, tmp_path / "summary.json", tmp_path / "neurons", tau=10, top_n=k, negative="clip")
+    summary = run_select(
+        data, tmp_path / "summary.json", tmp_path / "neurons", tau=10, top_n=k, negative="clip"
+    )
     text = (tmp_path / "summary.json").read_text()
     parsed = json.loads(text, parse_constant=lambda s: pytest.fail(f"non-strict JSON literal {s}"))
     assert parsed["n_selected"] == 3 and summary["n_dead"] == 2  # 1, 3 and the clipped signed 4
@@ -112,7 +115,9 @@ def test_run_select_writes_strict_json(tmp_path) -> None:
     n1 = json.loads((tmp_path / "neurons" / "1.json").read_text())
     assert n1["threshold"] == pytest.approx(np.percentile(acts[:, 1], 99))
     assert [t["index"] for t in n1["top"]] == order[1].tolist()
-    assert n1["top"][0]["path"] == f"img{order[1, 0]}.png" and n1["top"][0]["probe_index"] == order[1, 0] + 100
+    assert (
+        n1["top"][0]["path"] == f"img{order[1, 0]}.png" and n1["top"][0]["probe_index"] == order[1, 0] + 100
+    )
     assert n1["top"][0]["activation"] == pytest.approx(acts[:, 1].max())
     ratio_histogram(parsed, str(tmp_path / "hist.png"))
     assert (tmp_path / "hist.png").stat().st_size > 1000

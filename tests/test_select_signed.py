@@ -12,13 +12,13 @@ def test_raw_is_the_paper_ratio_and_never_selects_a_negative_median() -> None:
     rng = np.random.default_rng(0)
     n = 1000
     acts = np.empty((n, 4))
-    acts[:, 0] = rng.normal(1.0, 0.05, n)            # positive median, flat: ratio ~1.1
+    acts[:, 0] = rng.normal(1.0, 0.05, n)  # positive median, flat: ratio ~1.1
     sel = rng.normal(0.1, 0.02, n)
-    sel[:20] = 5.0                                   # 2% strong responses over a small positive median
+    sel[:20] = 5.0  # 2% strong responses over a small positive median
     acts[:, 1] = sel
-    acts[:, 2] = rng.normal(-1.0, 0.3, n)            # a logit that is mostly negative
-    acts[:, 2][:20] = 8.0                            # ... with a strong top 1%: still never selected
-    acts[:, 3] = -np.abs(rng.normal(0, 1, n))        # never positive: dead
+    acts[:, 2] = rng.normal(-1.0, 0.3, n)  # a logit that is mostly negative
+    acts[:, 2][:20] = 8.0  # ... with a strong top 1%: still never selected
+    acts[:, 3] = -np.abs(rng.normal(0, 1, n))  # never positive: dead
     stats = selectivity(acts, negative="raw")
     p99, med = np.percentile(acts, [99, 50], axis=0)
     np.testing.assert_allclose(stats["p99"], p99)

@@ -21,12 +21,19 @@ from helpers import REPO, TESTS, make_image_folder, run_snakemake, tiny_config
 
 pytestmark = [
     pytest.mark.slurm,
-    pytest.mark.skipif(shutil.which("sbatch") is None, reason="SLURM is not installed (tests/ci_slurm_setup.sh)"),
+    pytest.mark.skipif(
+        shutil.which("sbatch") is None, reason="SLURM is not installed (tests/ci_slurm_setup.sh)"
+    ),
 ]
 
 CLUSTER = TESTS / "slurm_cluster.sh"
 SLURM_DIR = Path(os.environ.get("SIEVE_SLURM_DIR", "/tmp/sieve-slurm"))
-PROFILES = ("--profile", str(REPO / "profiles" / "slurm"), "--profile", str(TESTS / "profiles" / "slurm-test"))
+PROFILES = (
+    "--profile",
+    str(REPO / "profiles" / "slurm"),
+    "--profile",
+    str(TESTS / "profiles" / "slurm-test"),
+)
 TARGETS = ("results/tiny/pics/select/summary.json", "results/tiny/pics/select/ratio_histogram.png")
 # Time limits, nested so that the innermost one that trips names what was slow: each snakemake run has its own
 # limit, and a test's pytest timeout (over pyproject's 600 s default) exceeds the sum of its runs' limits plus
@@ -74,7 +81,8 @@ def _assert_same_outputs(a: Path, b: Path) -> None:
     sa = json.loads((a / "results/tiny/pics/select/summary.json").read_text())
     sb = json.loads((b / "results/tiny/pics/select/summary.json").read_text())
     assert {n for n, v in sa["neurons"].items() if v["selected"]} == {
-        n for n, v in sb["neurons"].items() if v["selected"]}
+        n for n, v in sb["neurons"].items() if v["selected"]
+    }
     for n, v in sa["neurons"].items():
         other = sb["neurons"][n]["ratio"]
         assert v["ratio"] == (pytest.approx(other, rel=1e-5) if isinstance(other, float) else other), n
@@ -90,15 +98,24 @@ def test_tiny_workflow_runs_through_slurm_like_locally(cluster, tmp_path):
     (images / "words.txt").write_text("cat\ndog\n")
     config = tiny_config(images)
 
-    local = run_snakemake(tmp_path / "local", config, TARGETS, extra=("--profile", str(REPO / "profiles" / "local")),
-                          timeout=LOCAL_RUN_S)
+    local = run_snakemake(
+        tmp_path / "local",
+        config,
+        TARGETS,
+        extra=("--profile", str(REPO / "profiles" / "local")),
+        timeout=LOCAL_RUN_S,
+    )
     proc = run_snakemake(tmp_path / "slurm", config, TARGETS, extra=PROFILES, timeout=SLURM_RUN_S)
     text = proc.stdout + proc.stderr
 
     # Every job went through sbatch: the GPU rule alone, the tiny bookkeeping rules as one group job.
-    submitted = dict(re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/(\w+?)/", text))
-    assert sorted(submitted.values()) == ["group_select_ratio_histogram_select_neurons",
-                                          "rule_probe_activations"], text[-4000:]
+    submitted = dict(
+        re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/(\w+?)/", text)
+    )
+    assert sorted(submitted.values()) == [
+        "group_select_ratio_histogram_select_neurons",
+        "rule_probe_activations",
+    ], text[-4000:]
     jobcomp = (cluster / "jobcomp.txt").read_text()
     workdir = str(tmp_path / "slurm")
     for job_id in submitted:
@@ -131,8 +148,12 @@ SYNTHETIC = {
 def test_whole_workflow_through_slurm_equals_local(cluster, tmp_path):
     """Every stage, probe to report, on the planted world: GPU rules as GPU jobs, bookkeeping grouped, and the
     same hypotheses, Activation Rates, verified concepts and planted-truth recovery as a local run."""
-    local = run_snakemake(tmp_path / "local", SYNTHETIC, extra=("--profile", str(REPO / "profiles" / "local")),
-                          timeout=LOCAL_RUN_S)
+    local = run_snakemake(
+        tmp_path / "local",
+        SYNTHETIC,
+        extra=("--profile", str(REPO / "profiles" / "local")),
+        timeout=LOCAL_RUN_S,
+    )
     proc = run_snakemake(tmp_path / "slurm", SYNTHETIC, extra=PROFILES, timeout=SLURM_RUN_S)
     text = proc.stdout + proc.stderr
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/(\w+?)/", text)
@@ -161,11 +182,21 @@ def test_rerun_with_cached_concepts_submits_no_generation_job_through_slurm(clus
     more = {**SYNTHETIC, "concept_sets": {**SYNTHETIC["concept_sets"], "again": {"synthetic": "default"}}}
     proc = run_snakemake(tmp_path / "slurm", more, extra=PROFILES, timeout=900)
     text = proc.stdout + proc.stderr
-    kinds = [name for _, name in re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/"
-                                            r"(\w+?)/", text)]
+    kinds = [
+        name
+        for _, name in re.findall(
+            r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/"
+            r"(\w+?)/",
+            text,
+        )
+    ]
     assert kinds and not [k for k in kinds if "generate_shard" in k], kinds
-    gpu = [k for k in kinds if k.startswith("rule_") and k[5:] in {"probe_activations", "embed_crops",
-                                                                     "embed_concepts", "embed_probe_images"}]
+    gpu = [
+        k
+        for k in kinds
+        if k.startswith("rule_")
+        and k[5:] in {"probe_activations", "embed_crops", "embed_concepts", "embed_probe_images"}
+    ]
     assert gpu == ["rule_embed_concepts"], kinds
     plan = json.loads((tmp_path / "slurm/results/generate/plan/plan.json").read_text())
     assert plan["work"] == [] and plan["resolution"] is not None

@@ -74,17 +74,20 @@ def test_concept_list_has_objects_attributes_textures_and_distractors():
     assert kinds == {"detector", "polysemantic", "attribute", "redundant", "dead"}
 
 
-@pytest.mark.parametrize("change, key", [
-    ({"shapes": ["circle", "hexagon"]}, "shapes"),
-    ({"neurons": [{"kind": "polysemantic", "concepts": ["red circle"]}]}, "neurons[0].concepts"),
-    ({"neurons": [{"kind": "detector", "concept": "pink circle"}]}, "neurons[0].concept"),
-    ({"neurons": [{"kind": "attribute", "concept": "circle"}]}, "neurons[0].concept"),
-    ({"neurons": [{"kind": "sleepy"}]}, "neurons[0]"),
-    ({"colours": {"red": [0.9, 0.1, 0.1], "crimson": [0.85, 0.1, 0.15]}}, "colours.crimson"),
-    ({"sizes": [12, 17]}, "sizes"),
-    ({"generated_size": 15}, "generated_size"),
-    ({"colour": {"red": [1, 0, 0]}}, "colour"),
-])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"shapes": ["circle", "hexagon"]}, "shapes"),
+        ({"neurons": [{"kind": "polysemantic", "concepts": ["red circle"]}]}, "neurons[0].concepts"),
+        ({"neurons": [{"kind": "detector", "concept": "pink circle"}]}, "neurons[0].concept"),
+        ({"neurons": [{"kind": "attribute", "concept": "circle"}]}, "neurons[0].concept"),
+        ({"neurons": [{"kind": "sleepy"}]}, "neurons[0]"),
+        ({"colours": {"red": [0.9, 0.1, 0.1], "crimson": [0.85, 0.1, 0.15]}}, "colours.crimson"),
+        ({"sizes": [12, 17]}, "sizes"),
+        ({"generated_size": 15}, "generated_size"),
+        ({"colour": {"red": [1, 0, 0]}}, "colour"),
+    ],
+)
 def test_bad_spec_names_file_and_key(tmp_path, change, key):
     path = tmp_path / "world.yaml"
     path.write_text(yaml.safe_dump(change, sort_keys=False))
@@ -188,12 +191,18 @@ def test_neuron_maps_light_up_the_object(model):
 
 def test_select_keeps_planted_neurons_and_rejects_redundant_and_dead(model):
     probe = open_image_set("synthetic", {"kind": "synthetic", "n_images": 160, "seed": 0})
-    x = torch.from_numpy(np.stack([np.asarray(probe.load(i)) for i in range(len(probe))])).permute(0, 3, 1, 2) / 255
+    x = (
+        torch.from_numpy(np.stack([np.asarray(probe.load(i)) for i in range(len(probe))])).permute(0, 3, 1, 2)
+        / 255
+    )
     acts = np.concatenate([_pooled(model, x[i : i + 40]) for i in range(0, len(x), 40)])
     stats = selectivity(acts)
     kept = select_neurons(stats, tau=10.0)
     for n in WORLD.neurons:
-        assert kept[n.index] == (n.kind in ("detector", "polysemantic", "attribute")), (n, stats["ratio"][n.index])
+        assert kept[n.index] == (n.kind in ("detector", "polysemantic", "attribute")), (
+            n,
+            stats["ratio"][n.index],
+        )
     # a generated picture of a planted concept beats the neuron's top-1% probe threshold
     for n in WORLD.neurons:
         if n.kind != "detector":
@@ -204,17 +213,37 @@ def test_select_keeps_planted_neurons_and_rejects_redundant_and_dead(model):
 
 def test_user_spec_builds_the_neurons_it_names(tmp_path):
     spec = tmp_path / "mine.yaml"
-    spec.write_text(yaml.safe_dump(sort_keys=False, data={
-        "colours": {"red": [0.9, 0.1, 0.1], "blue": [0.1, 0.2, 0.9]},
-        "shapes": ["circle", "triangle"], "textures": ["dots"], "distractors": ["zebra"],
-        "neurons": [{"kind": "detector", "concept": "blue triangle"},
-                    {"kind": "polysemantic", "concepts": ["red circle", "dots"]}, {"kind": "dead"}],
-    }))
+    spec.write_text(
+        yaml.safe_dump(
+            sort_keys=False,
+            data={
+                "colours": {"red": [0.9, 0.1, 0.1], "blue": [0.1, 0.2, 0.9]},
+                "shapes": ["circle", "triangle"],
+                "textures": ["dots"],
+                "distractors": ["zebra"],
+                "neurons": [
+                    {"kind": "detector", "concept": "blue triangle"},
+                    {"kind": "polysemantic", "concepts": ["red circle", "dots"]},
+                    {"kind": "dead"},
+                ],
+            },
+        )
+    )
     m = load_model("mine", {"source": "synthetic", "spec": str(spec)})
     assert m.n_neurons == 3
     world = load_world(str(spec))
-    assert concept_list(str(spec)) == ["red circle", "red triangle", "blue circle", "blue triangle", "red", "blue",
-                                       "circle", "triangle", "dots", "zebra"]
+    assert concept_list(str(spec)) == [
+        "red circle",
+        "red triangle",
+        "blue circle",
+        "blue triangle",
+        "red",
+        "blue",
+        "circle",
+        "triangle",
+        "dots",
+        "zebra",
+    ]
     acts = _pooled(m, _images(world, ["blue triangle", "red circle", "dots", "red triangle", "zebra"]))
     assert (acts[0, 0] > 0.1) and (acts[1:, 0] == 0).all()
     assert acts[1, 1] > 0.1 and acts[2, 1] > 0.1 and acts[0, 1] == 0 and acts[3, 1] == 0
@@ -233,8 +262,11 @@ def test_embedder_geometry(embedder):
     top, left, size = drawn["box"]
     x = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255
     # crops of different sizes and aspect ratios, as Hypothesize cuts them, and the whole picture
-    crops = [x, x[..., max(0, top - 4) : top + size + 2, max(0, left - 9) : left + size + 1],
-             x[..., top : top + size, left : left + size]]
+    crops = [
+        x,
+        x[..., max(0, top - 4) : top + size + 2, max(0, left - 9) : left + size + 1],
+        x[..., top : top + size, left : left + size],
+    ]
     for crop in crops:
         v = embedder.encode_images(torch.nn.functional.interpolate(crop, size=(40, 90)))
         assert abs(float(v.norm()) - 1) < 1e-5
@@ -288,18 +320,41 @@ def _write_csv(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
-def _fake_run(tmp_path: Path, verified: dict[int, list[str]], hyps: list[tuple[int, str, float, int]]) -> dict:
+def _fake_run(
+    tmp_path: Path, verified: dict[int, list[str]], hyps: list[tuple[int, str, float, int]]
+) -> dict:
     n = len(WORLD.neurons)
     planted = {x.index for x in WORLD.neurons if x.kind in ("detector", "polysemantic", "attribute")}
     sel = {"n_neurons": n, "neurons": {str(i): {"selected": i in planted, "dead": False} for i in range(n)}}
     (tmp_path / "select.json").write_text(json.dumps(sel))
-    nc = [{"neuron": i, "status": "verified" if verified.get(i) else "unverified",
-           "concepts": json.dumps(verified.get(i, [])), "best_concept": "", "best_ar": ""} for i in range(n)]
+    nc = [
+        {
+            "neuron": i,
+            "status": "verified" if verified.get(i) else "unverified",
+            "concepts": json.dumps(verified.get(i, [])),
+            "best_concept": "",
+            "best_ar": "",
+        }
+        for i in range(n)
+    ]
     ar = [{"neuron": i, "cluster": 0, "concept": c, "ar": a, "kept": k} for i, c, a, k in hyps]
-    (tmp_path / "vs.json").write_text(json.dumps({"mean_ar_initial": 0.5, "mean_ar_kept": 0.9, "n_hypotheses": len(ar),
-                                                  "n_kept": sum(h[3] for h in hyps), "verify_enabled": True}))
-    return {"select": str(tmp_path / "select.json"), "neuron_concepts": _write_csv(tmp_path / "nc.csv", nc),
-            "ar": _write_csv(tmp_path / "ar.csv", ar), "verify_summary": str(tmp_path / "vs.json")}
+    (tmp_path / "vs.json").write_text(
+        json.dumps(
+            {
+                "mean_ar_initial": 0.5,
+                "mean_ar_kept": 0.9,
+                "n_hypotheses": len(ar),
+                "n_kept": sum(h[3] for h in hyps),
+                "verify_enabled": True,
+            }
+        )
+    )
+    return {
+        "select": str(tmp_path / "select.json"),
+        "neuron_concepts": _write_csv(tmp_path / "nc.csv", nc),
+        "ar": _write_csv(tmp_path / "ar.csv", ar),
+        "verify_summary": str(tmp_path / "vs.json"),
+    }
 
 
 def test_truth_outputs(tmp_path):
@@ -309,8 +364,15 @@ def test_truth_outputs(tmp_path):
     verified[poly] = verified[poly][:1]  # one of the two concepts missed
     hyps = [(0, "red circle", 1.0, 1), (0, "red", 0.3, 0), (0, "dog", 0.0, 0)]
     p = _fake_run(tmp_path, verified, hyps)
-    s = run_truth("default", p["select"], p["neuron_concepts"], p["ar"], p["verify_summary"],
-                  str(tmp_path / "truth.csv"), str(tmp_path / "truth_summary.json"))
+    s = run_truth(
+        "default",
+        p["select"],
+        p["neuron_concepts"],
+        p["ar"],
+        p["verify_summary"],
+        str(tmp_path / "truth.csv"),
+        str(tmp_path / "truth_summary.json"),
+    )
     n_concepts = sum(len(c) for c in truth.values())
     assert s["n_planted_concepts"] == n_concepts and s["n_recovered_concepts"] == n_concepts - 1
     assert s["recovery"] == pytest.approx((n_concepts - 1) / n_concepts)
@@ -337,24 +399,33 @@ def test_truth_refuses_a_layer_that_is_not_the_spec(tmp_path):
     sel["n_neurons"] = 3
     Path(p["select"]).write_text(json.dumps(sel))
     with pytest.raises(ValueError, match="3 neurons"):
-        run_truth("default", p["select"], p["neuron_concepts"], p["ar"], p["verify_summary"],
-                  str(tmp_path / "t.csv"), str(tmp_path / "t.json"))
+        run_truth(
+            "default",
+            p["select"],
+            p["neuron_concepts"],
+            p["ar"],
+            p["verify_summary"],
+            str(tmp_path / "t.csv"),
+            str(tmp_path / "t.json"),
+        )
 
 
 def test_world_and_backends_import_without_each_other():
     """No import circle: the registries reach the world's backends through sieve.backends.PLUGINS, on first
     use; the world (truth, concept lists) imports no backend and no torch."""
-    code = "\n".join([
-        "import sys",
-        "import sieve.synthetic",
-        "assert 'torch' not in sys.modules and 'sieve.backends' not in sys.modules, sorted(sys.modules)",
-        "from sieve.backends.models import MODELS",
-        "from sieve.backends.imagesets import IMAGE_SETS",
-        "assert 'sieve.synthetic.backends' not in sys.modules",
-        "assert 'synthetic' in MODELS.names() and 'synthetic' in IMAGE_SETS.names()",
-        "model, pre = MODELS.get('synthetic')({'source': 'synthetic'})",
-        "assert 'sieve.synthetic.backends' in sys.modules and pre.input_size > 0",
-    ])
+    code = "\n".join(
+        [
+            "import sys",
+            "import sieve.synthetic",
+            "assert 'torch' not in sys.modules and 'sieve.backends' not in sys.modules, sorted(sys.modules)",
+            "from sieve.backends.models import MODELS",
+            "from sieve.backends.imagesets import IMAGE_SETS",
+            "assert 'sieve.synthetic.backends' not in sys.modules",
+            "assert 'synthetic' in MODELS.names() and 'synthetic' in IMAGE_SETS.names()",
+            "model, pre = MODELS.get('synthetic')({'source': 'synthetic'})",
+            "assert 'sieve.synthetic.backends' in sys.modules and pre.input_size > 0",
+        ]
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=False)
 

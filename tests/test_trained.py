@@ -34,10 +34,20 @@ TINY = {
     "pictures": {"main_sizes": [11, 13], "clutter": 2, "clutter_sizes": [5, 7], "train": 46, "test": 23},
     "training": {"min_accuracy": 0.0},
     "models": {
-        "resnet": {"arch": "ResNet", "kwargs": {"block": "BasicBlock", "layers": [1, 1, 1, 1]}, "steps": 3,
-                   "batch_size": 8, "lr": 0.001},
-        "vit": {"arch": "VisionTransformer", "steps": 3, "batch_size": 8, "lr": 0.001,
-                "kwargs": {"patch_size": 8, "num_layers": 1, "num_heads": 2, "hidden_dim": 16, "mlp_dim": 32}},
+        "resnet": {
+            "arch": "ResNet",
+            "kwargs": {"block": "BasicBlock", "layers": [1, 1, 1, 1]},
+            "steps": 3,
+            "batch_size": 8,
+            "lr": 0.001,
+        },
+        "vit": {
+            "arch": "VisionTransformer",
+            "steps": 3,
+            "batch_size": 8,
+            "lr": 0.001,
+            "kwargs": {"patch_size": 8, "num_layers": 1, "num_heads": 2, "hidden_dim": 16, "mlp_dim": 32},
+        },
     },
 }
 
@@ -50,14 +60,20 @@ def tiny():
 def test_default_spec_names_the_world_classes_and_two_torchvision_models() -> None:
     tw = load_trained_world("default")
     assert tw.world_spec == "default" and tw.world.image_size == 64
-    assert tw.n_classes == 23 and tw.classes[0] == "red circle" and tw.classes[-3:] == ("stripes", "dots",
-                                                                                          "checkerboard")
+    assert (
+        tw.n_classes == 23
+        and tw.classes[0] == "red circle"
+        and tw.classes[-3:] == ("stripes", "dots", "checkerboard")
+    )
     assert {n: m.arch for n, m in tw.models.items()} == {"resnet": "ResNet", "vit": "VisionTransformer"}
     assert tw.model_kwargs("vit")["image_size"] == 64
     assert min(tw.main_sizes) > max(tw.clutter_sizes)
     params = training_params(tw, "vit")  # the training rule's params: what retrains when it changes
     assert stable_hash(params) == stable_hash(training_params(load_trained_world("default"), "vit"))
-    assert params["model"]["kwargs"]["image_size"] == 64 and params["settings"]["steps"] == tw.models["vit"].steps
+    assert (
+        params["model"]["kwargs"]["image_size"] == 64
+        and params["settings"]["steps"] == tw.models["vit"].steps
+    )
     assert params["world"]["image_size"] == 64 and params["classes"] == list(tw.classes)
 
 
@@ -65,15 +81,34 @@ def test_spec_errors_name_the_key(tmp_path) -> None:
     w = load_world(TINY_WORLD)
     cases = [
         ({"epochs": 3}, "unknown key"),
-        ({"pictures": {**TINY["pictures"], "clutter_sizes": [11]}}, "pictures.clutter_sizes: every clutter size must be smaller"),
+        (
+            {"pictures": {**TINY["pictures"], "clutter_sizes": [11]}},
+            "pictures.clutter_sizes: every clutter size must be smaller",
+        ),
         ({"pictures": {"trian": 4}}, "pictures.trian: unknown key"),
         ({"classes": ["red circle", "pink heart"]}, "classes: 'pink heart' is not a colour x shape"),
-        ({"models": {"r": {"arch": "resnet18", "steps": 1, "batch_size": 1, "lr": 0.1}}},
-         "models.r.arch: must be one of torchvision's classes"),
-        ({"models": {"r": {"arch": "ResNet", "steps": 0, "batch_size": 1, "lr": 0.1}}},
-         r"models.r.steps: must be an integer >= 1, got 0"),
-        ({"models": {"v": {"arch": "VisionTransformer", "kwargs": {"image_size": 32}, "steps": 1,
-                           "batch_size": 1, "lr": 0.1}}}, "models.v.kwargs: must be a mapping without"),
+        (
+            {"models": {"r": {"arch": "resnet18", "steps": 1, "batch_size": 1, "lr": 0.1}}},
+            "models.r.arch: must be one of torchvision's classes",
+        ),
+        (
+            {"models": {"r": {"arch": "ResNet", "steps": 0, "batch_size": 1, "lr": 0.1}}},
+            r"models.r.steps: must be an integer >= 1, got 0",
+        ),
+        (
+            {
+                "models": {
+                    "v": {
+                        "arch": "VisionTransformer",
+                        "kwargs": {"image_size": 32},
+                        "steps": 1,
+                        "batch_size": 1,
+                        "lr": 0.1,
+                    }
+                }
+            },
+            "models.v.kwargs: must be a mapping without",
+        ),
     ]
     for raw, msg in cases:
         with pytest.raises(TrainedSpecError, match=msg):
@@ -96,7 +131,9 @@ def test_pictures_are_deterministic_balanced_and_named_by_their_main_object(tiny
         assert main["box"][2] in tiny.main_sizes
         clutter = objs[1:]
         assert len(clutter) <= tiny.clutter and all(o["box"][2] in tiny.clutter_sizes for o in clutter)
-        keys = [o["concept"] if o["concept"] in tiny.world.textures else o["concept"].split()[0] for o in objs]
+        keys = [
+            o["concept"] if o["concept"] in tiny.world.textures else o["concept"].split()[0] for o in objs
+        ]
         assert len(set(keys)) == len(keys)  # distinct colours and textures, as in the probe scenes
     _, pre = build_model(tiny, "resnet")
     images, labels = render_split(tiny, "train", pre, n)
@@ -123,14 +160,20 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize(("name", "penultimate", "final", "width"),
-                         [("resnet", "layer4", "fc", 512), ("vit", "encoder.ln", "heads.head", 16)])
-def test_short_training_is_deterministic_and_reloads_through_the_loader(tiny, tmp_path, name, penultimate,
-                                                                         final, width) -> None:
+@pytest.mark.parametrize(
+    ("name", "penultimate", "final", "width"),
+    [("resnet", "layer4", "fc", 512), ("vit", "encoder.ln", "heads.head", 16)],
+)
+def test_short_training_is_deterministic_and_reloads_through_the_loader(
+    tiny, tmp_path, name, penultimate, final, width
+) -> None:
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     net, result = train_model(tiny, name, threads=1, progress=False)
     again, _ = train_model(tiny, name, threads=1, progress=False)
-    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (threads, det)  # restored
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (
+        threads,
+        det,
+    )  # restored
     first = _state(net)
     assert first.keys() == again.state_dict().keys()
     for k, v in again.state_dict().items():
@@ -152,9 +195,13 @@ def test_short_training_is_deterministic_and_reloads_through_the_loader(tiny, tm
 
 
 def test_accuracy_floor_stops_the_run_with_the_figure(tiny) -> None:
-    strict = load_trained_world({**TINY, "models": {"resnet": {**TINY["models"]["resnet"], "steps": 1,
-                                                               "min_accuracy": 1.0}}}, world=tiny.world)
-    with pytest.raises(TrainingFailed, match=r"'resnet': held-out accuracy 0\.\d{3} is under the floor 1\.000") as e:
+    strict = load_trained_world(
+        {**TINY, "models": {"resnet": {**TINY["models"]["resnet"], "steps": 1, "min_accuracy": 1.0}}},
+        world=tiny.world,
+    )
+    with pytest.raises(
+        TrainingFailed, match=r"'resnet': held-out accuracy 0\.\d{3} is under the floor 1\.000"
+    ) as e:
         train_model(strict, "resnet", threads=1, progress=False)
     assert e.value.accuracy < 1.0 and e.value.floor == 1.0
 
@@ -162,8 +209,11 @@ def test_accuracy_floor_stops_the_run_with_the_figure(tiny) -> None:
 def test_run_train_writes_checkpoint_and_metrics_from_a_spec_file(tmp_path, capsys) -> None:
     (tmp_path / "world.yaml").write_text(yaml.safe_dump(TINY_WORLD))
     spec = tmp_path / "trained.yaml"
-    spec.write_text(yaml.safe_dump({**TINY, "world": "world.yaml",
-                                    "models": {"vit": {**TINY["models"]["vit"], "steps": 2}}}))
+    spec.write_text(
+        yaml.safe_dump(
+            {**TINY, "world": "world.yaml", "models": {"vit": {**TINY["models"]["vit"], "steps": 2}}}
+        )
+    )
     ckpt, metrics = tmp_path / "out" / "vit.pt", tmp_path / "out" / "vit.json"
     result = run_train(str(spec), "vit", str(ckpt), str(metrics), threads=1)
     import json
@@ -180,7 +230,9 @@ def test_run_train_writes_checkpoint_and_metrics_from_a_spec_file(tmp_path, caps
 
 def test_loader_builds_torchvision_classes_and_names_bad_kwargs() -> None:
     with pytest.raises(BackendError, match="kwargs.block must be one of BasicBlock, Bottleneck"):
-        load_model("m", {"source": "torchvision", "arch": "ResNet", "kwargs": {"block": "Basic", "layers": [1]}})
+        load_model(
+            "m", {"source": "torchvision", "arch": "ResNet", "kwargs": {"block": "Basic", "layers": [1]}}
+        )
     with pytest.raises(BackendError, match="arch 'VisionTransformer': cannot build it from kwargs"):
         load_model("m", {"source": "torchvision", "arch": "VisionTransformer", "kwargs": {"patch_size": 8}})
     m = load_model("m", {"source": "torchvision", "arch": "resnet18", "kwargs": {"zero_init_residual": True}})

@@ -46,8 +46,12 @@ def braced_config(tmp_path: Path) -> dict[str, Any]:
     cfg["probes"]["folder"] = {"kind": "imagefolder", "path": str(images)}
     cfg["hypothesize"].update(methods=["sieve", "clip_dissect"], template=TEMPLATE)
     cfg["generator"].update(prompt=PROMPT, kwargs={"negative_prompt": "{x} {probe}"})
-    cfg["evaluate"] = {"stage_ablations": True, "ablate_neurons": [0], "mpnet_model": "org/{x}",
-                       "clip_model": {"source": "synthetic", "kwargs": {"note": "{x}"}}}
+    cfg["evaluate"] = {
+        "stage_ablations": True,
+        "ablate_neurons": [0],
+        "mpnet_model": "org/{x}",
+        "clip_model": {"source": "synthetic", "kwargs": {"note": "{x}"}},
+    }
     cfg["sweeps"] = {"select.tau": [5, 20]}
     cfg["report"] = {"title": TITLE}
     return cfg
@@ -55,8 +59,14 @@ def braced_config(tmp_path: Path) -> dict[str, Any]:
 
 @pytest.mark.workflow
 def test_braces_in_user_strings_do_not_stop_the_parse(tmp_path: Path) -> None:
-    proc = run_snakemake(tmp_path / "run", braced_config(tmp_path), targets=("all", "prefetch"),
-                         extra=("-n",), check=False, timeout=300)
+    proc = run_snakemake(
+        tmp_path / "run",
+        braced_config(tmp_path),
+        targets=("all", "prefetch"),
+        extra=("-n",),
+        check=False,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "WildcardError" not in out
@@ -86,14 +96,25 @@ def test_user_strings_reach_the_scripts_verbatim(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ paths Snakemake tracks as inputs
-@pytest.mark.parametrize("key", ["concept_sets.words.path", "concept_sets.world.synthetic", "models.m.spec",
-                                 "models.m.ground_truth", "probes.p.spec"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "concept_sets.words.path",
+        "concept_sets.world.synthetic",
+        "models.m.spec",
+        "models.m.ground_truth",
+        "probes.p.spec",
+    ],
+)
 def test_a_tracked_path_with_a_wildcard_is_an_error_naming_its_key(tmp_path: Path, key: str) -> None:
     braced = tmp_path / "lists {concept_set}" / "file.txt"
     braced.parent.mkdir()
     braced.write_text("red\n", encoding="utf-8")
-    cfg: dict[str, Any] = {"models": {"m": {"source": "synthetic"}}, "probes": {"p": {"kind": "synthetic"}},
-                           "concept_sets": {}}
+    cfg: dict[str, Any] = {
+        "models": {"m": {"source": "synthetic"}},
+        "probes": {"p": {"kind": "synthetic"}},
+        "concept_sets": {},
+    }
     section, name, field = key.split(".")
     cfg[section].setdefault(name, {})[field] = str(braced)
     with pytest.raises(ConfigError, match=rf"config key {key.replace('.', '[.]')}: .*\{{concept_set\}}"):
@@ -106,11 +127,14 @@ def test_braces_that_are_no_wildcard_are_fine_in_tracked_paths() -> None:
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize(("change", "key"), [
-    ({"concept_sets": {"synthetic": {"path": "{x}/words.txt"}}}, "concept_sets.synthetic.path"),
-    ({"hypothesize": {"template": "a photo"}}, "['hypothesize']['template']"),
-    ({"generator": {**SMALL["generator"], "prompt": "{x}"}}, "['generator']['prompt']"),
-])
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"concept_sets": {"synthetic": {"path": "{x}/words.txt"}}}, "concept_sets.synthetic.path"),
+        ({"hypothesize": {"template": "a photo"}}, "['hypothesize']['template']"),
+        ({"generator": {**SMALL["generator"], "prompt": "{x}"}}, "['generator']['prompt']"),
+    ],
+)
 def test_an_unusable_string_stops_the_parse_naming_its_key(tmp_path: Path, change: dict, key: str) -> None:
     """A tracked path with a wildcard, and a template or prompt without ``{}`` (it would give every concept the
     same text), stop the run before any job, naming the key."""

@@ -29,21 +29,46 @@ N_NEURONS = 8
 
 
 def gen_spec(**kw) -> dict:
-    spec = {"source": "python", "factory": "tinydiffusion:pattern_generator", "resolution": 16, "steps": 1,
-            "guidance_scale": 0.0, "images_per_concept": 4, "prompt": "a photo of {}", "batch_size": 3, "dtype": "auto",
-            "shards": 2, "seed": 0, "keep_images": "thumbnails", "thumbnail_size": 16}
+    spec = {
+        "source": "python",
+        "factory": "tinydiffusion:pattern_generator",
+        "resolution": 16,
+        "steps": 1,
+        "guidance_scale": 0.0,
+        "images_per_concept": 4,
+        "prompt": "a photo of {}",
+        "batch_size": 3,
+        "dtype": "auto",
+        "shards": 2,
+        "seed": 0,
+        "keep_images": "thumbnails",
+        "thumbnail_size": 16,
+    }
     spec.update(kw)
     return spec
 
 
 def write_hyp(folder: Path, neuron: int, clusters: list[list[str]]) -> None:
-    write_json(folder / f"{neuron}.json", {
-        "neuron": neuron, "concept_set": folder.parent.name, "method": "sieve",
-        "clusters": [{"cluster": k, "size": 3, "members": [0, 1, 2],
-                      "concepts": [{"id": f"id-{t}", "text": t, "score": 0.3 - 0.01 * r, "rank": r}
-                                   for r, t in enumerate(texts)]}
-                     for k, texts in enumerate(clusters)],
-    })
+    write_json(
+        folder / f"{neuron}.json",
+        {
+            "neuron": neuron,
+            "concept_set": folder.parent.name,
+            "method": "sieve",
+            "clusters": [
+                {
+                    "cluster": k,
+                    "size": 3,
+                    "members": [0, 1, 2],
+                    "concepts": [
+                        {"id": f"id-{t}", "text": t, "score": 0.3 - 0.01 * r, "rank": r}
+                        for r, t in enumerate(texts)
+                    ],
+                }
+                for k, texts in enumerate(clusters)
+            ],
+        },
+    )
 
 
 class Counting:
@@ -66,11 +91,28 @@ class Counting:
         return g
 
 
-def generate_all(req: dict, spec: dict, root: Path, models: dict | None = None, counter: Counting | None = None,
-                 load_model_fn=None) -> list[dict]:
-    return [run_shard(req, s, spec, models or {"tiny": MODEL}, str(root / "cache"), str(root / "shards" / f"{s}.json"),
-                      device="cpu", load_generator_fn=counter, load_model_fn=load_model_fn)
-            for s in range(spec["shards"])]
+def generate_all(
+    req: dict,
+    spec: dict,
+    root: Path,
+    models: dict | None = None,
+    counter: Counting | None = None,
+    load_model_fn=None,
+) -> list[dict]:
+    return [
+        run_shard(
+            req,
+            s,
+            spec,
+            models or {"tiny": MODEL},
+            str(root / "cache"),
+            str(root / "shards" / f"{s}.json"),
+            device="cpu",
+            load_generator_fn=counter,
+            load_model_fn=load_model_fn,
+        )
+        for s in range(spec["shards"])
+    ]
 
 
 def reference_pooled(prompts: list[str], seeds: list[int]) -> np.ndarray:
@@ -88,10 +130,20 @@ def reference_pooled(prompts: list[str], seeds: list[int]) -> np.ndarray:
 
 
 def select_summary(thresholds: np.ndarray, selected: set[int], dead: set[int] = frozenset()) -> dict:
-    return {"n_neurons": len(thresholds), "neurons": {
-        str(n): {"threshold": float(t), "selected": n in selected and n not in dead, "dead": n in dead,
-                 "ratio": 0.0 if n in dead else 3.0, "p99": 1.0, "median": 0.1}
-        for n, t in enumerate(thresholds)}}
+    return {
+        "n_neurons": len(thresholds),
+        "neurons": {
+            str(n): {
+                "threshold": float(t),
+                "selected": n in selected and n not in dead,
+                "dead": n in dead,
+                "ratio": 0.0 if n in dead else 3.0,
+                "p99": 1.0,
+                "median": 0.1,
+            }
+            for n, t in enumerate(thresholds)
+        },
+    }
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -141,14 +193,21 @@ def test_requests_dedupe_and_stable_shards(tmp_path):
     write_hyp(b, 1, [["dog", "../../etc/passwd"]])
     req = collect_requests([a, b], "a photo of {}", 4)
     prompts = {c["prompt"]: c for c in req["concepts"]}
-    assert set(prompts) == {"a photo of dog", "a photo of cat", "a photo of tree", "a photo of ../../etc/passwd"}
+    assert set(prompts) == {
+        "a photo of dog",
+        "a photo of cat",
+        "a photo of tree",
+        "a photo of ../../etc/passwd",
+    }
     assert prompts["a photo of dog"]["n_hypotheses"] == 3 and req["n_hypotheses"] == 6
     for p, c in prompts.items():
         assert c["shard"] == shard_of(p, 4)
         assert "/" not in c["key"] and c["key"].isalnum()
     # a concept's shard does not depend on the other concepts
     only = collect_requests([b], "a photo of {}", 4)
-    assert {c["prompt"]: c["shard"] for c in only["concepts"]}["a photo of dog"] == prompts["a photo of dog"]["shard"]
+    assert {c["prompt"]: c["shard"] for c in only["concepts"]}["a photo of dog"] == prompts["a photo of dog"][
+        "shard"
+    ]
     assert prompt_for("{} and {}", "{x}") == "{x} and {x}"
 
 
@@ -159,7 +218,9 @@ def test_ar_end_to_end_against_reference_and_shared_concept_generated_once(tmp_p
     write_hyp(cs1, 5, [["car"]])
     write_hyp(cs2, 0, [["dog", "boat"]])  # "dog" also in a second concept set
     spec = gen_spec()
-    req = run_requests([str(cs1), str(cs2)], str(tmp_path / "requests.json"), spec["prompt"], spec["shards"], spec)
+    req = run_requests(
+        [str(cs1), str(cs2)], str(tmp_path / "requests.json"), spec["prompt"], spec["shards"], spec
+    )
     counter = Counting()
     manifests = generate_all(req, spec, tmp_path, counter=counter)
     counts = Counter(counter.generated)
@@ -175,8 +236,16 @@ def test_ar_end_to_end_against_reference_and_shared_concept_generated_once(tmp_p
     write_json(sel, select_summary(thresholds, selected={0, 2, 4, 5}, dead={7}))
     out = tmp_path / "m/p/cs1/verify"
     mpaths = [str(tmp_path / "shards" / f"{s}.json") for s in range(spec["shards"])]
-    summary = run_activation_rate(str(cs1), str(sel), mpaths, "tiny", str(out / "ar.csv"), str(out / "summary.json"),
-                                  str(tmp_path / "m/p/cs1/neuron_concepts.csv"), str(out / "generated.json"))
+    summary = run_activation_rate(
+        str(cs1),
+        str(sel),
+        mpaths,
+        "tiny",
+        str(out / "ar.csv"),
+        str(out / "summary.json"),
+        str(tmp_path / "m/p/cs1/neuron_concepts.csv"),
+        str(out / "generated.json"),
+    )
     rows = read_csv(out / "ar.csv")
     expected = [(0, 0, "dog"), (0, 0, "cat"), (0, 1, "tree"), (2, 0, "dog"), (2, 0, "sky"), (5, 0, "car")]
     assert [(int(r["neuron"]), int(r["cluster"]), r["concept"]) for r in rows] == expected
@@ -211,8 +280,16 @@ def test_ar_end_to_end_against_reference_and_shared_concept_generated_once(tmp_p
         assert g["text"] not in "".join(g["thumbs"])  # concept text never in a path
 
     # the ablation keeps every hypothesis and still reports AR
-    s2 = run_activation_rate(str(cs1), str(sel), mpaths, "tiny", str(out / "ar2.csv"), str(out / "s2.json"),
-                             str(out / "nc2.csv"), enabled=False)
+    s2 = run_activation_rate(
+        str(cs1),
+        str(sel),
+        mpaths,
+        "tiny",
+        str(out / "ar2.csv"),
+        str(out / "s2.json"),
+        str(out / "nc2.csv"),
+        enabled=False,
+    )
     assert s2["n_kept"] == 6 and s2["mean_ar_initial"] == pytest.approx(ref_ar.mean())
     assert all(r["kept"] == "1" for r in read_csv(out / "ar2.csv"))
 
@@ -283,14 +360,33 @@ def test_killed_shard_resumes_without_redoing_finished_concepts(tmp_path):
     write_hyp(hyp, 0, [["dog", "cat"], ["tree", "sky"]])
     flag = tmp_path / "kill.flag"
     flag.write_text("1")
-    spec = gen_spec(factory="tinydiffusion:killing_generator", kwargs={"flag": str(flag), "kill_at": 3},
-                    shards=1, images_per_concept=3, batch_size=2)
+    spec = gen_spec(
+        factory="tinydiffusion:killing_generator",
+        kwargs={"flag": str(flag), "kill_at": 3},
+        shards=1,
+        images_per_concept=3,
+        batch_size=2,
+    )
     req = run_requests([str(hyp)], str(tmp_path / "requests.json"), spec["prompt"], 1)
     write_json(tmp_path / "spec.json", spec)
     cache, manifest = tmp_path / "cache", tmp_path / "shards" / "0.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "spec.json"), str(tmp_path / "requests.json"),
-                           str(cache), str(manifest), json.dumps(MODEL)], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_SCRIPT,
+            str(tmp_path / "spec.json"),
+            str(tmp_path / "requests.json"),
+            str(cache),
+            str(manifest),
+            json.dumps(MODEL),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -9, proc.stderr[-3000:]  # SIGKILL at the third batch
     assert not manifest.exists()
     done = list(cache.rglob("*.npz"))
@@ -304,7 +400,9 @@ def test_killed_shard_resumes_without_redoing_finished_concepts(tmp_path):
 
     flag.unlink()
     counter = Counting()
-    m = run_shard(req, 0, spec, {"tiny": MODEL}, str(cache), str(manifest), device="cpu", load_generator_fn=counter)
+    m = run_shard(
+        req, 0, spec, {"tiny": MODEL}, str(cache), str(manifest), device="cpu", load_generator_fn=counter
+    )
     assert m["n_generated"] == 12 - 3 and len(counter.generated) == 9 and m["n_cached"] == 3
     assert done[0].stat().st_mtime_ns == mtime
     assert not list(cache.rglob("*.partial"))
@@ -314,11 +412,19 @@ def test_killed_shard_resumes_without_redoing_finished_concepts(tmp_path):
         with Image.open(t) as img:
             img.load()  # no truncated image anywhere
     # resumed results equal an uninterrupted run
-    clean = run_shard(req, 0, {**spec, "factory": "tinydiffusion:pattern_generator", "kwargs": {}}, {"tiny": MODEL},
-                      str(tmp_path / "clean"), str(tmp_path / "clean.json"), device="cpu")
+    clean = run_shard(
+        req,
+        0,
+        {**spec, "factory": "tinydiffusion:pattern_generator", "kwargs": {}},
+        {"tiny": MODEL},
+        str(tmp_path / "clean"),
+        str(tmp_path / "clean.json"),
+        device="cpu",
+    )
     for a, b in zip(m["concepts"], clean["concepts"], strict=True):
-        np.testing.assert_allclose(np.load(a["acts"]["tiny"])["pooled"], np.load(b["acts"]["tiny"])["pooled"],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            np.load(a["acts"]["tiny"])["pooled"], np.load(b["acts"]["tiny"])["pooled"], rtol=1e-6
+        )
 
 
 def test_shard_survives_another_job_cleaning_its_temporary_files(tmp_path, monkeypatch):
@@ -360,19 +466,31 @@ def test_bad_inputs_name_the_problem(tmp_path):
     write_json(sel, select_summary(np.zeros(N_NEURONS), {0}))
     write_hyp(hyp, 3, [["never generated"]])
     with pytest.raises(VerifyError, match=r"'never generated'.*neuron 3"):
-        run_activation_rate(str(hyp), str(sel), [str(tmp_path / "shards/0.json")], "tiny", *(str(tmp_path / f) for f in
-                            ("a.csv", "s.json", "n.csv")))
+        run_activation_rate(
+            str(hyp),
+            str(sel),
+            [str(tmp_path / "shards/0.json")],
+            "tiny",
+            *(str(tmp_path / f) for f in ("a.csv", "s.json", "n.csv")),
+        )
     (hyp / "3.json").unlink()
     with pytest.raises(VerifyError, match="model 'other'"):
-        run_activation_rate(str(hyp), str(sel), [str(tmp_path / "shards/0.json")], "other", *(str(tmp_path / f) for f in
-                            ("a.csv", "s.json", "n.csv")))
+        run_activation_rate(
+            str(hyp),
+            str(sel),
+            [str(tmp_path / "shards/0.json")],
+            "other",
+            *(str(tmp_path / f) for f in ("a.csv", "s.json", "n.csv")),
+        )
     (hyp / "9.json").write_text("{not json")
     with pytest.raises(VerifyError, match="9.json"):
         run_requests([str(hyp)], str(tmp_path / "r.json"), "{}", 1)
     with pytest.raises(VerifyError, match="does not exist"):
         run_requests([str(tmp_path / "nope")], str(tmp_path / "r.json"), "{}", 1)
     with pytest.raises(VerifyError, match="shards"):
-        run_shard(req, 0, gen_spec(shards=3), {"tiny": MODEL}, str(tmp_path / "c"), str(tmp_path / "m.json"), "cpu")
+        run_shard(
+            req, 0, gen_spec(shards=3), {"tiny": MODEL}, str(tmp_path / "c"), str(tmp_path / "m.json"), "cpu"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -389,11 +507,20 @@ def e2e(tmp_path_factory):
     words.write_text("red\nblue\n$(rm -rf ~)\n", encoding="utf-8")
     pipe = save_tiny_pipeline(work / "tiny-sd")
     cfg = tiny_config(
-        images, words,
+        images,
+        words,
         embedder={"source": "python", "factory": "tinyclip:projection_embedder"},
         hypothesize={"concepts_per_cluster": 10},  # every concept of the set is a hypothesis of every cluster
-        generator={"source": "diffusers", "model": str(pipe), "resolution": 32, "images_per_concept": 3,
-                   "batch_size": 4, "shards": 2, "thumbnail_size": 16, "prompt": "a photo of {}"},
+        generator={
+            "source": "diffusers",
+            "model": str(pipe),
+            "resolution": 32,
+            "images_per_concept": 3,
+            "batch_size": 4,
+            "shards": 2,
+            "thumbnail_size": 16,
+            "prompt": "a photo of {}",
+        },
     )
     target = "results/tiny/pics/words/neuron_concepts.csv"
     first = run_snakemake(work / "run", cfg, targets=(target,))
@@ -406,9 +533,12 @@ def _manifests(run: Path) -> list[dict]:
     from sieve.verify.plan import PLAN_FILE, planned_manifest_path
 
     plan = read_json(run / "results/generate/plan" / PLAN_FILE)
-    return [read_json(run / f"results/generate/shards/{s['shard']}.json") if s["work"]
-            else read_json(planned_manifest_path(run / "results/generate/plan", s["shard"]))
-            for s in plan["shards"]]
+    return [
+        read_json(run / f"results/generate/shards/{s['shard']}.json")
+        if s["work"]
+        else read_json(planned_manifest_path(run / "results/generate/plan", s["shard"]))
+        for s in plan["shards"]
+    ]
 
 
 @pytest.mark.workflow
@@ -488,12 +618,21 @@ def test_no_hypotheses_gives_empty_but_valid_outputs(tmp_path):
     assert m["n_concepts"] == 0 and counter.loads == 0
     sel = tmp_path / "select.json"
     write_json(sel, select_summary(np.zeros(N_NEURONS), {0, 1}))
-    s = run_activation_rate(str(hyp), str(sel), [str(tmp_path / "shards/0.json")], "tiny",
-                            *(str(tmp_path / f) for f in ("ar.csv", "s.json", "nc.csv")))
+    s = run_activation_rate(
+        str(hyp),
+        str(sel),
+        [str(tmp_path / "shards/0.json")],
+        "tiny",
+        *(str(tmp_path / f) for f in ("ar.csv", "s.json", "nc.csv")),
+    )
     assert s["n_hypotheses"] == 0 and s["n_verified"] == 0 and s["n_unverified"] == 2
     assert read_json(tmp_path / "s.json")["mean_ar_initial"] is None  # strict JSON: NaN -> null
     assert read_csv(tmp_path / "ar.csv") == []
-    assert [r["status"] for r in read_csv(tmp_path / "nc.csv")][:3] == ["unverified", "unverified", "not_selected"]
+    assert [r["status"] for r in read_csv(tmp_path / "nc.csv")][:3] == [
+        "unverified",
+        "unverified",
+        "not_selected",
+    ]
 
 
 def test_cache_keys_follow_the_contents_of_local_files(tmp_path):
@@ -537,8 +676,13 @@ print(json.dumps({"generate": plan.generate, "from_images": plan.from_images, "n
 
 def _plan_without_torch(root: Path, keep: str, mkeys: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.run([sys.executable, "-c", PLANNER_SCRIPT, str(root), keep, json.dumps(mkeys)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", PLANNER_SCRIPT, str(root), keep, json.dumps(mkeys)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 

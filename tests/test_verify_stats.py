@@ -55,11 +55,13 @@ def _cases():
         x = np.round(rng.normal(0.6, 1.0, n1), 1).clip(0)
         y = np.round(rng.normal(0.0, 1.0, n0), 1).clip(0)
         out.append((x, y))
-    out += [(np.zeros(5), np.zeros(7)),                 # all tied: a silent neuron
-            (np.ones(3), np.zeros(4)),                  # perfect separation
-            (np.zeros(3), np.ones(4)),                  # perfectly wrong
-            (np.array([0.3]), np.array([0.3])),         # one each, tied
-            (np.array([1.0, 0.0]), np.array([0.5]))]
+    out += [
+        (np.zeros(5), np.zeros(7)),  # all tied: a silent neuron
+        (np.ones(3), np.zeros(4)),  # perfect separation
+        (np.zeros(3), np.ones(4)),  # perfectly wrong
+        (np.array([0.3]), np.array([0.3])),  # one each, tied
+        (np.array([1.0, 0.0]), np.array([0.5])),
+    ]
     return out
 
 
@@ -81,7 +83,9 @@ def test_scores_match_scikit_learn(x, y):
     metrics = pytest.importorskip("sklearn.metrics")
     scores = np.r_[x, y]
     labels = np.r_[np.ones(len(x)), np.zeros(len(y))]
-    assert average_precision(x, y) == pytest.approx(metrics.average_precision_score(labels, scores), abs=1e-12)
+    assert average_precision(x, y) == pytest.approx(
+        metrics.average_precision_score(labels, scores), abs=1e-12
+    )
     assert roc_auc(x, y) == pytest.approx(metrics.roc_auc_score(labels, scores), abs=1e-12)
     pred = scores > 0.5
     assert f1_at_threshold(x, y, 0.5) == pytest.approx(metrics.f1_score(labels, pred, zero_division=0.0))
@@ -92,8 +96,8 @@ def test_edge_values():
     assert average_precision(np.zeros(5), np.zeros(7)) == pytest.approx(5 / 12)  # all tied: the prevalence
     assert roc_auc([1, 1], [0, 0, 0]) == 1.0 and average_precision([1, 1], [0, 0, 0]) == 1.0
     assert roc_auc([0, 0], [1, 1]) == 0.0
-    assert control_rate([0.1, 0.2, 0.3, 0.4], 0.2) == 0.5       # strictly above, as AR
-    assert f1_at_threshold([0.0, 0.0], [1.0], 0.5) == 0.0        # nothing of the concept fires
+    assert control_rate([0.1, 0.2, 0.3, 0.4], 0.2) == 0.5  # strictly above, as AR
+    assert f1_at_threshold([0.0, 0.0], [1.0], 0.5) == 0.0  # nothing of the concept fires
     # a 2-D column works like a flat one
     assert roc_auc(np.ones((2, 1)), np.zeros((3, 1))) == 1.0
 
@@ -118,8 +122,9 @@ def _wilson_by_hand(k, n):
     return centre - half, centre + half
 
 
-@pytest.mark.parametrize("k, n", [(0, 1), (1, 1), (0, 10), (10, 10), (7, 10), (1, 20), (17, 20), (50, 100),
-                                  (3, 1000)])
+@pytest.mark.parametrize(
+    "k, n", [(0, 1), (1, 1), (0, 10), (10, 10), (7, 10), (1, 20), (17, 20), (50, 100), (3, 1000)]
+)
 def test_wilson_interval_is_the_score_interval(k, n):
     low, high = wilson_interval(k, n)
     ref_low, ref_high = _wilson_by_hand(k, n)
@@ -140,8 +145,16 @@ def test_wilson_interval_known_values():
     assert (low, high) == (pytest.approx(0.6396, abs=1e-4), pytest.approx(0.9476, abs=1e-4))
 
 
-@pytest.mark.parametrize("k, n, msg", [(0, 0, "n >= 1"), (3, 2, "0 <= k <= n"), (-1, 5, "0 <= k <= n"),
-                                       (1.5, 3, "integer"), (True, 3, "integer")])
+@pytest.mark.parametrize(
+    "k, n, msg",
+    [
+        (0, 0, "n >= 1"),
+        (3, 2, "0 <= k <= n"),
+        (-1, 5, "0 <= k <= n"),
+        (1.5, 3, "integer"),
+        (True, 3, "integer"),
+    ],
+)
 def test_wilson_interval_rejects_bad_counts(k, n, msg):
     with pytest.raises(StatsError, match=msg):
         wilson_interval(k, n)
@@ -169,8 +182,10 @@ def test_adding_concepts_moves_the_sample_as_little_as_possible():
     for extra in ([f"new{i}" for i in range(1)], [f"new{i}" for i in range(40)]):
         grown = sample_controls(IDS + extra, 20)
         entered = set(grown) - set(base)
-        assert entered <= set(extra)                    # only new concepts can enter ...
-        assert set(base) - set(grown) == set(base[len(base) - len(entered):])  # ... displacing the last ranked
+        assert entered <= set(extra)  # only new concepts can enter ...
+        assert set(base) - set(grown) == set(
+            base[len(base) - len(entered) :]
+        )  # ... displacing the last ranked
     # removing a concept that is not sampled changes nothing
     unsampled = next(c for c in IDS if c not in base)
     assert sample_controls([c for c in IDS if c != unsampled], 20) == base
@@ -197,8 +212,9 @@ def test_controls_exclude_the_concepts_own_images():
     assert controls_excluding(pool, acts).shape == (6, 3)
     assert controls_excluding(pool, acts, concept_id="a")[:, 0].tolist() == [2, 2, 2, 3]
     # the same prompt is the same pictures, whatever the id
-    assert controls_excluding(pool, acts, prompt="a photo of a blue", template="a photo of a {}")[:, 0].tolist() \
-        == [1, 1, 3]
+    assert controls_excluding(pool, acts, prompt="a photo of a blue", template="a photo of a {}")[
+        :, 0
+    ].tolist() == [1, 1, 3]
     assert controls_excluding(pool, acts, prompt="a photo")[:, 0].tolist() == [1, 1, 2, 2, 2]
     # a control naming every word of the hypothesis shows it: "red" is not scored against a red triangle
     pool3 = [ControlPrompt("t", "Red  triangle"), ControlPrompt("c", "circle"), ControlPrompt("r", "redwood")]
@@ -217,7 +233,7 @@ def test_specificity_filter_needs_both_rules():
     paper = np.array([True, True, False, False])
     rate = np.array([0.1, 0.7, 0.1, math.nan])
     assert specificity_keep(paper, rate).tolist() == [True, False, False, False]
-    assert specificity_keep(paper, rate, 0.7).tolist() == [True, True, False, False]   # equal is kept
+    assert specificity_keep(paper, rate, 0.7).tolist() == [True, True, False, False]  # equal is kept
     assert specificity_keep(paper, rate, 0.05).tolist() == [False, False, False, False]
     with pytest.raises(StatsError, match="no control rate"):
         specificity_keep([True], [math.nan])

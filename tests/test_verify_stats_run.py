@@ -15,7 +15,9 @@ from sieve.verify_stats import DEFAULT_MAX_CONTROL_RATE
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_specificity", REPO / "bench" / "bench_specificity.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_specificity", REPO / "bench" / "bench_specificity.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -37,7 +39,7 @@ def test_specificity_on_the_default_world_without_select(tmp_path):
         summary = out["methods"][method]["summary"]
         groups = summary["groups"]
         redundant = groups["redundant/wrong"]
-        assert redundant["n"] > 0                          # without Select, redundant neurons get hypotheses
+        assert redundant["n"] > 0  # without Select, redundant neurons get hypotheses
         # AR alone keeps none: a weak diffuse neuron never passes its own top-1% probe threshold on one object
         assert redundant["kept_paper"] == 0 and redundant["control_rate_max"] == 0.0
         assert redundant["kept_specificity"][cap] == 0

@@ -67,7 +67,10 @@ def _prompt_acts(model, world, prompt, seeds=SEEDS):
 @pytest.fixture(scope="module")
 def probe_stats(model, world_spec):
     probe = open_image_set("synthetic", {"kind": "synthetic", "n_images": 160, "seed": 0, "spec": world_spec})
-    x = torch.from_numpy(np.stack([np.asarray(probe.load(i)) for i in range(len(probe))])).permute(0, 3, 1, 2) / 255
+    x = (
+        torch.from_numpy(np.stack([np.asarray(probe.load(i)) for i in range(len(probe))])).permute(0, 3, 1, 2)
+        / 255
+    )
     acts = np.concatenate([_pooled(model, x[i : i + 40]) for i in range(0, len(x), 40)])
     return selectivity(acts), acts
 
@@ -81,10 +84,17 @@ def pool(model, world):
 def _scores(model, world, pool, neuron, concept, threshold):
     entries, acts = pool
     x = _prompt_acts(model, world, concept)[:, neuron]
-    y = controls_excluding(entries, acts, concept_id=concept_id(concept), prompt=concept, text=concept)[:, neuron]
+    y = controls_excluding(entries, acts, concept_id=concept_id(concept), prompt=concept, text=concept)[
+        :, neuron
+    ]
     k = int(np.count_nonzero(x > threshold))
-    return {"ar": k / x.size, "interval": wilson_interval(k, x.size), "control_rate": control_rate(y, threshold),
-            "auc": roc_auc(x, y), "f1": f1_at_threshold(x, y, threshold)}
+    return {
+        "ar": k / x.size,
+        "interval": wilson_interval(k, x.size),
+        "control_rate": control_rate(y, threshold),
+        "auc": roc_auc(x, y),
+        "f1": f1_at_threshold(x, y, threshold),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ the kind
@@ -92,7 +102,11 @@ def _scores(model, world, pool, neuron, concept, threshold):
 
 def test_promiscuous_is_a_kind_without_concepts(world, world_spec, tmp_path):
     assert world.neurons[-1].kind == "promiscuous" and world.neurons[-1].concepts == ()
-    assert planted_truth(world_spec)[-1] == {"neuron": len(world.neurons) - 1, "kind": "promiscuous", "concepts": []}
+    assert planted_truth(world_spec)[-1] == {
+        "neuron": len(world.neurons) - 1,
+        "kind": "promiscuous",
+        "concepts": [],
+    }
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"neurons": [{"kind": "promiscuous", "concept": "red circle"}]}))
     with pytest.raises(SpecError, match=r"neurons\[0\].*promiscuous neuron has no concept"):
@@ -124,7 +138,16 @@ def test_promiscuous_neuron_passes_select(probe_stats, world):
 
 # ------------------------------------------------------------------------------- AR verifies, controls reject
 
-CONCEPTS = ["red circle", "blue star", "green triangle", "yellow square", "stripes", "dots", "purple", "square"]
+CONCEPTS = [
+    "red circle",
+    "blue star",
+    "green triangle",
+    "yellow square",
+    "stripes",
+    "dots",
+    "purple",
+    "square",
+]
 
 
 def test_ar_verifies_the_promiscuous_neuron_and_the_control_rate_rejects_it(model, world, probe_stats, pool):
@@ -132,10 +155,10 @@ def test_ar_verifies_the_promiscuous_neuron_and_the_control_rate_rejects_it(mode
     p = len(world.neurons) - 1
     thr = float(stats["threshold"][p])
     scores = [_scores(model, world, pool, p, c, thr) for c in CONCEPTS]
-    assert all(s["ar"] == 1.0 for s in scores)                         # AR alone keeps every one
+    assert all(s["ar"] == 1.0 for s in scores)  # AR alone keeps every one
     assert all(s["interval"][0] > 0.7 for s in scores)
     rates = np.array([s["control_rate"] for s in scores])
-    assert (rates > 0.6).all(), rates                                  # it fires on most controls too
+    assert (rates > 0.6).all(), rates  # it fires on most controls too
     kept = specificity_keep(np.ones(len(CONCEPTS), bool), rates)
     assert not kept.any()
     assert all(s["f1"] < 0.2 for s in scores)
@@ -146,8 +169,12 @@ def test_ar_verifies_the_promiscuous_neuron_and_the_control_rate_rejects_it(mode
 
 def test_detectors_and_attributes_pass_both_rules(model, world, probe_stats, pool):
     stats, _ = probe_stats
-    rows = [(n.index, c) for n in world.neurons if n.kind in ("detector", "polysemantic", "attribute")
-            for c in n.concepts]
+    rows = [
+        (n.index, c)
+        for n in world.neurons
+        if n.kind in ("detector", "polysemantic", "attribute")
+        for c in n.concepts
+    ]
     scores = [_scores(model, world, pool, n, c, float(stats["threshold"][n])) for n, c in rows]
     assert all(s["ar"] == 1.0 for s in scores), [(r, s["ar"]) for r, s in zip(rows, scores, strict=True)]
     rates = np.array([s["control_rate"] for s in scores])
@@ -165,8 +192,9 @@ def test_extra_labels_lower_every_score(model, world, probe_stats, pool):
     n = next(n.index for n in world.neurons if n.concepts == ("red circle",))
     thr = float(stats["threshold"][n])
     entries, acts = pool
-    y = controls_excluding(entries, acts, concept_id=concept_id("red circle"), prompt="red circle",
-                           text="red circle")[:, n]
+    y = controls_excluding(
+        entries, acts, concept_id=concept_id("red circle"), prompt="red circle", text="red circle"
+    )[:, n]
     clean = _prompt_acts(model, world, "red circle")[:, n]
     mixed = np.r_[clean[:5], _prompt_acts(model, world, "blue square")[:5, n]]
     assert (mixed > thr).mean() < (clean > thr).mean()
@@ -190,14 +218,34 @@ def test_truth_summary_counts_the_promiscuous_kind(world):
     """A promiscuous neuron that Select keeps makes Select incorrect, and its hypotheses are wrong."""
     from sieve.evaluate.truth import PLANTED_COLUMN, truth_summary
 
-    rows = [{"neuron": n.index, "kind": n.kind, PLANTED_COLUMN: json.dumps(list(n.concepts)),
-             "selected": n.kind != "dead", "recovered": bool(n.concepts), "n_recovered": len(n.concepts)}
-            for n in world.neurons]
+    rows = [
+        {
+            "neuron": n.index,
+            "kind": n.kind,
+            PLANTED_COLUMN: json.dumps(list(n.concepts)),
+            "selected": n.kind != "dead",
+            "recovered": bool(n.concepts),
+            "n_recovered": len(n.concepts),
+        }
+        for n in world.neurons
+    ]
     p = len(world.neurons) - 1
     ar_rows = [{"neuron": str(p), "concept": "red circle", "ar": "1.0", "kept": "1"}]
     summary = truth_summary(world, rows, ar_rows, {})
-    assert list(summary["kinds"]) == ["detector", "polysemantic", "attribute", "redundant", "promiscuous", "dead"]
-    assert summary["kinds"]["promiscuous"] == {"count": 1, "selected": 1, "selected_share": 1.0, "recovered": None,
-                                               "recovered_share": None}
+    assert list(summary["kinds"]) == [
+        "detector",
+        "polysemantic",
+        "attribute",
+        "redundant",
+        "promiscuous",
+        "dead",
+    ]
+    assert summary["kinds"]["promiscuous"] == {
+        "count": 1,
+        "selected": 1,
+        "selected_share": 1.0,
+        "recovered": None,
+        "recovered_share": None,
+    }
     assert summary["select_correct"] is False
     assert summary["hypotheses"]["n_wrong_kept"] == 1

@@ -61,7 +61,9 @@ class ProjectionEmbedder:
         return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
 
 
-def projection_embedder(dim: int = 16, seed: int = 0, device: torch.device | str = "cpu") -> ProjectionEmbedder:
+def projection_embedder(
+    dim: int = 16, seed: int = 0, device: torch.device | str = "cpu"
+) -> ProjectionEmbedder:
     return ProjectionEmbedder(dim, seed, device)
 
 

@@ -33,8 +33,9 @@ def tiny_torchvision_vit():
     """torchvision's VisionTransformer at toy size: 32 px, 16 px patches (2 x 2 grid), width 16."""
     from torchvision.models import VisionTransformer
 
-    vit = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32,
-                            num_classes=4)
+    vit = VisionTransformer(
+        image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=4
+    )
     return vit, {"input_size": 32, "resize": 32}
 
 

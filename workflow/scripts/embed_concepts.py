@@ -10,5 +10,11 @@ from sieve.io import script_logging
 with script_logging(snakemake.log[0]):
     p = snakemake.params
     embedder = load_embedder(dict(p.embedder), resolve_device(p.device))
-    run_embed_concepts(snakemake.input.json, snakemake.output.h5, embedder, dict(p.embedder),
-                       template=p.template, batch_size=max(256, snakemake.resources.batch_size))
+    run_embed_concepts(
+        snakemake.input.json,
+        snakemake.output.h5,
+        embedder,
+        dict(p.embedder),
+        template=p.template,
+        batch_size=max(256, snakemake.resources.batch_size),
+    )

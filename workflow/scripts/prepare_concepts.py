@@ -7,5 +7,7 @@ from sieve.io import script_logging, write_json
 
 with script_logging(snakemake.log[0]):
     p = snakemake.params
-    write_json(snakemake.output.json,
-               load_concept_set(snakemake.wildcards.concept_set, dict(p.spec), resources_dir=p.resources))
+    write_json(
+        snakemake.output.json,
+        load_concept_set(snakemake.wildcards.concept_set, dict(p.spec), resources_dir=p.resources),
+    )

@@ -18,5 +18,10 @@ with script_logging(snakemake.log[0]):
         snakemake.output.summary,
     )
     if inp.baselines:
-        add_methods_to_truth(snakemake.output.summary, snakemake.params.spec, inp.select,
-                             {"clip_dissect": list(inp.baselines)}, sieve_verify_summary=inp.verify_summary)
+        add_methods_to_truth(
+            snakemake.output.summary,
+            snakemake.params.spec,
+            inp.select,
+            {"clip_dissect": list(inp.baselines)},
+            sieve_verify_summary=inp.verify_summary,
+        )

@@ -28,8 +28,9 @@ from .filenames import from_raw, printable_name, raw_name
 def write_image_names(f: h5py.File, paths: list[str], names: list[str], rows: np.ndarray) -> None:
     """The ``images`` dataset (``names``: the printable forms of ``paths``) and, when a name is not valid UTF-8,
     ``image_names_raw``, its exact bytes, so that no name is lost."""
-    f.create_dataset("images", data=np.array([names[i] for i in rows], dtype=object),
-                     dtype=h5py.string_dtype("utf-8"))
+    f.create_dataset(
+        "images", data=np.array([names[i] for i in rows], dtype=object), dtype=h5py.string_dtype("utf-8")
+    )
     if any(names[i] != paths[i] for i in rows):
         raw = np.empty(len(rows), dtype=object)
         raw[:] = [np.frombuffer(raw_name(paths[i]), dtype=np.uint8) for i in rows]

@@ -100,7 +100,9 @@ def read_lines(path: str | os.PathLike[str]) -> list[str]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConceptSetError(f"concept list {p} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        raise ConceptSetError(
+            f"concept list {p} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
     if text == "":
         return []
     lines = text.split("\n")
@@ -154,8 +156,10 @@ def synthetic_concepts(spec: str) -> list[str]:
     except (ValueError, OSError) as exc:  # e.g. the spec file is missing or malformed: say which concept set
         raise ConceptSetError(str(exc)) from exc
     if not isinstance(concepts, (list, tuple)):
-        raise ConceptSetError(f"sieve.synthetic.concept_list({spec!r}) returned {type(concepts).__name__}, "
-                              "not a list of strings")
+        raise ConceptSetError(
+            f"sieve.synthetic.concept_list({spec!r}) returned {type(concepts).__name__}, "
+            "not a list of strings"
+        )
     return list(concepts)
 
 
@@ -169,8 +173,11 @@ def describe_source(spec: dict[str, Any]) -> str:
     raise ConceptSetError(f"concept set needs one of url+sha256, path or synthetic, got keys {sorted(spec)}")
 
 
-def load_concept_set(name: str, spec: dict[str, Any], resources_dir: str | os.PathLike[str] = "resources/concepts",
-                     ) -> dict[str, Any]:
+def load_concept_set(
+    name: str,
+    spec: dict[str, Any],
+    resources_dir: str | os.PathLike[str] = "resources/concepts",
+) -> dict[str, Any]:
     """Config ``concept_sets.{name}`` -> the content of ``concepts.json`` (see the module docstring)."""
     source = describe_source(spec)
     try:
@@ -196,11 +203,22 @@ def load_concept_set(name: str, spec: dict[str, Any], resources_dir: str | os.Pa
         raise ConceptSetError(f"concept set {name!r}: two different concepts share a 16-hex id")
     n_long = sum(len(t) > LONG_CONCEPT for t in cleaned.concepts)
     if n_long:
-        log.warning("concept set %s: %d concepts are longer than %d characters (kept; CLIP truncates them)",
-                    name, n_long, LONG_CONCEPT)
+        log.warning(
+            "concept set %s: %d concepts are longer than %d characters (kept; CLIP truncates them)",
+            name,
+            n_long,
+            LONG_CONCEPT,
+        )
     if cleaned.n_duplicates or cleaned.n_blank or cleaned.n_control:
-        log.info("concept set %s: %d lines, %d blank dropped, %d duplicates removed, %d with control characters "
-                 "removed", name, cleaned.n_raw, cleaned.n_blank, cleaned.n_duplicates, cleaned.n_control)
+        log.info(
+            "concept set %s: %d lines, %d blank dropped, %d duplicates removed, %d with control characters "
+            "removed",
+            name,
+            cleaned.n_raw,
+            cleaned.n_blank,
+            cleaned.n_duplicates,
+            cleaned.n_control,
+        )
     counts = {"n_raw": cleaned.n_raw, "n_blank": cleaned.n_blank, "n_duplicates": cleaned.n_duplicates}
     if cleaned.n_control:  # only when there were some: concepts.json of a clean list is as before
         counts["n_control"] = cleaned.n_control

@@ -29,8 +29,10 @@ class SchemaKeyError(KeyError):
 def schema() -> dict[str, Any]:
     """The workflow's config schema (next to the package, in ``workflow/schemas/``)."""
     if not SCHEMA_PATH.is_file():
-        raise FileNotFoundError(f"sieve.config: the config schema {SCHEMA_PATH} is missing; sieve reads its defaults "
-                                "from the workflow checkout (install it editable: pip install -e .)")
+        raise FileNotFoundError(
+            f"sieve.config: the config schema {SCHEMA_PATH} is missing; sieve reads its defaults "
+            "from the workflow checkout (install it editable: pip install -e .)"
+        )
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
@@ -71,15 +73,27 @@ def with_defaults(spec: dict[str, Any] | None, path: str) -> dict[str, Any]:
     """``spec`` (one config section, e.g. ``generator`` or one ``models.*`` entry) with the schema's defaults
     for the keys it lacks, as the workflow's validation fills them (one level deep)."""
     props = schema_node(path).get("properties", {})
-    out = {key: copy.deepcopy(_resolve(sub)["default"]) for key, sub in props.items() if "default" in _resolve(sub)}
+    out = {
+        key: copy.deepcopy(_resolve(sub)["default"])
+        for key, sub in props.items()
+        if "default" in _resolve(sub)
+    }
     out.update(spec or {})
     return out
 
 
 # How a shell user writes a boolean: `--config offline=true` reaches the config as the string "true" (and
 # `offline=1` as the integer 1), which the schema's `type: boolean` would reject.
-BOOLEAN_SPELLINGS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False,
-                     "0": False}
+BOOLEAN_SPELLINGS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
 
 
 def _boolean(value: Any) -> Any:

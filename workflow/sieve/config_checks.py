@@ -104,7 +104,9 @@ def check_model(name: str, spec: dict[str, Any]) -> list[str]:
     if source in ("torchvision", "timm", "places365"):
         arch = spec.get("arch", "resnet18" if source == "places365" else None)
         if not arch:
-            errors.append(f"config key {where}.arch: source {source} needs an architecture name (e.g. resnet50)")
+            errors.append(
+                f"config key {where}.arch: source {source} needs an architecture name (e.g. resnet50)"
+            )
         elif (why := _unknown_arch(source, arch)) is not None:
             errors.append(f"config key {where}.arch: {why}")
         if (path := _local_file(spec.get("weights"))) is not None:
@@ -161,9 +163,11 @@ def check_input_paths(config: dict[str, Any]) -> list[str]:
     errors = []
     for key, path in tracked_input_paths(config):
         if isinstance(path, str) and (match := _WILDCARD.search(path)):
-            errors.append(f"config key {key}: the path {path!r} holds {match.group(0)!r}, which "
-                          "Snakemake reads as a wildcard in an input file (braces cannot be escaped there): "
-                          "rename the file or folder, or link it under a name without braces")
+            errors.append(
+                f"config key {key}: the path {path!r} holds {match.group(0)!r}, which "
+                "Snakemake reads as a wildcard in an input file (braces cannot be escaped there): "
+                "rename the file or folder, or link it under a name without braces"
+            )
     return errors
 
 

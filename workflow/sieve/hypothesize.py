@@ -86,8 +86,13 @@ def _fit_square(cx: float, cy: float, side: int, size: int) -> tuple[int, int, i
     return x0, y0, x0 + side, y0 + side
 
 
-def crop_box(up: np.ndarray, method: str = _CROP["method"], threshold: float = _CROP["threshold"],
-             min_size: float = _CROP["min_size"], window: float = _CROP["window"]) -> tuple[int, int, int, int]:
+def crop_box(
+    up: np.ndarray,
+    method: str = _CROP["method"],
+    threshold: float = _CROP["threshold"],
+    min_size: float = _CROP["min_size"],
+    window: float = _CROP["window"],
+) -> tuple[int, int, int, int]:
     """Box (x0, y0, x1, y1), exclusive ends, of the most activated part of an upsampled [S, S] map."""
     from scipy import ndimage
 
@@ -119,22 +124,30 @@ def neuron_boxes(maps: np.ndarray, size: int, crop: dict[str, Any]) -> np.ndarra
     return np.array([crop_box(u, **kw) for u in ups], dtype=np.int32).reshape(-1, 4)
 
 
-def cut_and_resize(image: torch.Tensor, box: tuple[int, int, int, int] | np.ndarray, side: int) -> torch.Tensor:
+def cut_and_resize(
+    image: torch.Tensor, box: tuple[int, int, int, int] | np.ndarray, side: int
+) -> torch.Tensor:
     """[3, S, S] image in [0, 1] -> the box's crop resized to [3, side, side] (antialiased bilinear)."""
     import torch.nn.functional as F
 
     x0, y0, x1, y1 = (int(v) for v in box)
     crop = image[:, y0:y1, x0:x1]
-    return F.interpolate(crop[None], size=(side, side), mode="bilinear", antialias=True,
-                         align_corners=False)[0].clamp(0, 1)
+    return F.interpolate(crop[None], size=(side, side), mode="bilinear", antialias=True, align_corners=False)[
+        0
+    ].clamp(0, 1)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # 3. clustering
 
 
-def cluster_embeddings(x: np.ndarray, k_max: int = _HYP["k_max"], silhouette_floor: float = _HYP["silhouette_floor"],
-                       min_cluster_size: int = _HYP["min_cluster_size"], enabled: bool = True) -> dict[str, Any]:
+def cluster_embeddings(
+    x: np.ndarray,
+    k_max: int = _HYP["k_max"],
+    silhouette_floor: float = _HYP["silhouette_floor"],
+    min_cluster_size: int = _HYP["min_cluster_size"],
+    enabled: bool = True,
+) -> dict[str, Any]:
     """Ward clustering of one neuron's crop embeddings [K, D] with k chosen by silhouette.
 
     Returns ``labels`` [K] (cluster ids numbered by best-ranked member), ``silhouette`` {k: score}, ``k``,
@@ -167,8 +180,14 @@ def cluster_embeddings(x: np.ndarray, k_max: int = _HYP["k_max"], silhouette_flo
     for c in range(k):
         members = [int(i) for i in np.flatnonzero(labels == c)]
         if len(members) < min_cluster_size:
-            dropped.append({"cluster": c, "size": len(members), "members": members,
-                            "reason": f"size {len(members)} < min_cluster_size {min_cluster_size}"})
+            dropped.append(
+                {
+                    "cluster": c,
+                    "size": len(members),
+                    "members": members,
+                    "reason": f"size {len(members)} < min_cluster_size {min_cluster_size}",
+                }
+            )
         else:
             clusters.append({"cluster": c, "members": members, "size": len(members)})
     return {"labels": labels, "silhouette": silhouette, "k": k, "clusters": clusters, "dropped": dropped}
@@ -216,7 +235,9 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
 def top_concepts(scores: np.ndarray, ids: list[str], texts: list[str], k: int) -> list[dict[str, Any]]:
     """The k best concepts, best first; ties keep concept-set order."""
     order = top_k_indices(scores, k)
-    return [{"id": ids[j], "text": texts[j], "score": float(scores[j]), "rank": r} for r, j in enumerate(order)]
+    return [
+        {"id": ids[j], "text": texts[j], "score": float(scores[j]), "rank": r} for r, j in enumerate(order)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -234,25 +255,43 @@ def fill_template(template: str, concept: str) -> str:
 
 
 def encode_texts(embedder: Any, texts: list[str], batch_size: int = 256) -> np.ndarray:
-    out = [embedder.encode_text(texts[i : i + batch_size]).float().numpy() for i in range(0, len(texts), batch_size)]
+    out = [
+        embedder.encode_text(texts[i : i + batch_size]).float().numpy()
+        for i in range(0, len(texts), batch_size)
+    ]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, int(embedder.dim)), np.float32)
 
 
-def run_embed_concepts(concepts_json: str, out_h5: str, embedder: Any, spec: dict[str, Any],
-                       template: str = _HYP["template"], batch_size: int = 256) -> None:
+def run_embed_concepts(
+    concepts_json: str,
+    out_h5: str,
+    embedder: Any,
+    spec: dict[str, Any],
+    template: str = _HYP["template"],
+    batch_size: int = 256,
+) -> None:
     data = read_json(concepts_json)
     ids = [c["id"] for c in data["concepts"]]
     texts = [fill_template(template, c["text"]) for c in data["concepts"]]
     emb = encode_texts(embedder, texts, batch_size)
     if emb.shape[0] != len(ids) or not np.isfinite(emb).all():
-        raise HypothesizeError(f"embedder {embedder.name} returned {emb.shape} (or non-finite values) for "
-                               f"{len(ids)} concepts of {concepts_json}")
+        raise HypothesizeError(
+            f"embedder {embedder.name} returned {emb.shape} (or non-finite values) for "
+            f"{len(ids)} concepts of {concepts_json}"
+        )
     with atomic_path(out_h5, suffix=".h5.partial") as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STR_DT)
         f.create_dataset("embeddings", data=emb, dtype="float32")
-        f.attrs.update({"embedder": embedder_key(spec), "embedder_name": str(embedder.name),
-                        "template": template, "concept_set": data["concept_set"], "dim": emb.shape[1],
-                        "complete": 1})
+        f.attrs.update(
+            {
+                "embedder": embedder_key(spec),
+                "embedder_name": str(embedder.name),
+                "template": template,
+                "concept_set": data["concept_set"],
+                "dim": emb.shape[1],
+                "complete": 1,
+            }
+        )
     log.info("embedded %d concepts of %s (dim %d)", len(ids), data["concept_set"], emb.shape[1])
 
 
@@ -270,8 +309,9 @@ def read_selected(neurons_dir: str) -> list[dict[str, Any]]:
 class _CropDataset:
     """One item per probe image: its crops (all neurons that have it among their top images)."""
 
-    def __init__(self, probe: Any, pre: Any, jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]],
-                 side: int) -> None:
+    def __init__(
+        self, probe: Any, pre: Any, jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]], side: int
+    ) -> None:
         self.probe, self.pre, self.jobs, self.side = probe, pre, jobs, side
 
     def __len__(self) -> int:
@@ -325,17 +365,26 @@ def read_top_images(activations_h5: str, neurons_dir: str, selected: list[dict[s
             n = int(d["neuron"])
             if len(d["top"]) != k:
                 raise HypothesizeError(f"{neurons_dir}/{n}.json has {len(d['top'])} top images, others {k}")
-            if n >= t_index.shape[0] or k > t_index.shape[1] or \
-                    [t["index"] for t in d["top"]] != t_index[n, :k].tolist():
-                raise HypothesizeError(f"{neurons_dir}/{n}.json does not match the top images of neuron {n} in "
-                                       f"{activations_h5}; rerun select")
+            if (
+                n >= t_index.shape[0]
+                or k > t_index.shape[1]
+                or [t["index"] for t in d["top"]] != t_index[n, :k].tolist()
+            ):
+                raise HypothesizeError(
+                    f"{neurons_dir}/{n}.json does not match the top images of neuron {n} in "
+                    f"{activations_h5}; rerun select"
+                )
         maps = f["topk/maps"][()]  # C x K x h x w float16: bounded by the probe stage's own memory
     rows = t_index[neurons, :k] if len(neurons) else np.zeros((0, k), np.int64)
     return TopImages(
-        pre=pre, neurons=neurons, k=k, rows=rows,
+        pre=pre,
+        neurons=neurons,
+        k=k,
+        rows=rows,
         activation=t_value[neurons, :k].astype(np.float32) if len(neurons) else np.zeros((0, k), np.float32),
         probe_index=pidx_all[rows] if rows.size else np.zeros(rows.shape, np.int64),
-        maps=maps[neurons, :k].astype(np.float32), attrs=attrs,
+        maps=maps[neurons, :k].astype(np.float32),
+        attrs=attrs,
     )
 
 
@@ -347,7 +396,9 @@ def crop_boxes(top: TopImages, crop: dict[str, Any]) -> np.ndarray:
     return boxes
 
 
-def crop_jobs(probe_index: np.ndarray, boxes: np.ndarray) -> list[tuple[int, list[tuple[int, int, np.ndarray]]]]:
+def crop_jobs(
+    probe_index: np.ndarray, boxes: np.ndarray
+) -> list[tuple[int, list[tuple[int, int, np.ndarray]]]]:
     """Phase 3: one job per probe image (by index): every (neuron slot, rank, box) that crops it."""
     by_image: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
     for s in range(probe_index.shape[0]):
@@ -356,8 +407,15 @@ def crop_jobs(probe_index: np.ndarray, boxes: np.ndarray) -> list[tuple[int, lis
     return sorted(by_image.items())
 
 
-def embed_crop_jobs(jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]], top: TopImages, probe: Any,
-                    embedder: Any, side: int, batch_size: int, num_workers: int) -> tuple[np.ndarray, int]:
+def embed_crop_jobs(
+    jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]],
+    top: TopImages,
+    probe: Any,
+    embedder: Any,
+    side: int,
+    batch_size: int,
+    num_workers: int,
+) -> tuple[np.ndarray, int]:
     """Phase 4: load each probe image once (DataLoader workers), cut its crops, embed them in batches.
     -> ([S, K, D] embeddings, number of crops)."""
     import torch
@@ -365,9 +423,13 @@ def embed_crop_jobs(jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]], t
 
     emb = np.full((len(top.neurons), top.k, int(embedder.dim)), np.nan, dtype=np.float32)
     loader = torch.utils.data.DataLoader(
-        _CropDataset(probe, top.pre, jobs, side), batch_size=max(1, batch_size // max(1, top.k)), shuffle=False,
-        num_workers=num_workers, collate_fn=_collate_crops,
-        prefetch_factor=4 if num_workers > 0 else None)
+        _CropDataset(probe, top.pre, jobs, side),
+        batch_size=max(1, batch_size // max(1, top.k)),
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate_crops,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
     pending_pos: list[tuple[int, int]] = []
     pending_x: list[torch.Tensor] = []
 
@@ -399,8 +461,14 @@ def embed_crop_jobs(jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]], t
     return emb, n_crops
 
 
-def write_crops(out_h5: str, top: TopImages, boxes: np.ndarray, emb: np.ndarray, paths: list[list[str]],
-                attrs: dict[str, Any]) -> None:
+def write_crops(
+    out_h5: str,
+    top: TopImages,
+    boxes: np.ndarray,
+    emb: np.ndarray,
+    paths: list[list[str]],
+    attrs: dict[str, Any],
+) -> None:
     """Phase 5: ``crops.h5`` (layout in the module docstring), atomically."""
     with atomic_path(out_h5, suffix=".h5.partial") as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("neurons", data=top.neurons)
@@ -409,13 +477,23 @@ def write_crops(out_h5: str, top: TopImages, boxes: np.ndarray, emb: np.ndarray,
         f.create_dataset("boxes", data=boxes)
         f.create_dataset("activation", data=top.activation)
         f.create_dataset("embeddings", data=emb)
-        f.create_dataset("paths", data=np.array(paths, dtype=object).reshape(len(top.neurons), top.k), dtype=STR_DT)
+        f.create_dataset(
+            "paths", data=np.array(paths, dtype=object).reshape(len(top.neurons), top.k), dtype=STR_DT
+        )
         f.attrs.update(attrs)
 
 
-def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder: Any, out_h5: str,
-                    spec: dict[str, Any], crop: dict[str, Any] | None = None, batch_size: int = 64,
-                    num_workers: int = 0) -> dict[str, Any]:
+def run_embed_crops(
+    activations_h5: str,
+    neurons_dir: str,
+    probe: Any,
+    embedder: Any,
+    out_h5: str,
+    spec: dict[str, Any],
+    crop: dict[str, Any] | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> dict[str, Any]:
     """Crop every top image of every selected neuron and embed the crops (see the module docstring), in
     phases: read the top images, box them, group the crops by image, embed, write ``crops.h5``."""
     from .backends.embedders import embedder_image_size
@@ -427,13 +505,31 @@ def run_embed_crops(activations_h5: str, neurons_dir: str, probe: Any, embedder:
     jobs = crop_jobs(top.probe_index, boxes)
     side = embedder_image_size(embedder)
     emb, n_crops = embed_crop_jobs(jobs, top, probe, embedder, side, batch_size, num_workers)
-    write_crops(out_h5, top, boxes, emb, [[t["path"] for t in d["top"]] for d in selected], {
-        **top.attrs, "embedder": embedder_key(spec), "embedder_name": str(embedder.name), "dim": int(embedder.dim),
-        "crop": json.dumps(crop, sort_keys=True), "crop_side": side, "input_size": top.pre.input_size,
-        "preprocess": json.dumps(top.pre.as_dict()), "complete": 1,
-    })
-    log.info("embedded %d crops of %d neurons from %d images (dim %d)", n_crops, len(top.neurons), len(jobs),
-             int(embedder.dim))
+    write_crops(
+        out_h5,
+        top,
+        boxes,
+        emb,
+        [[t["path"] for t in d["top"]] for d in selected],
+        {
+            **top.attrs,
+            "embedder": embedder_key(spec),
+            "embedder_name": str(embedder.name),
+            "dim": int(embedder.dim),
+            "crop": json.dumps(crop, sort_keys=True),
+            "crop_side": side,
+            "input_size": top.pre.input_size,
+            "preprocess": json.dumps(top.pre.as_dict()),
+            "complete": 1,
+        },
+    )
+    log.info(
+        "embedded %d crops of %d neurons from %d images (dim %d)",
+        n_crops,
+        len(top.neurons),
+        len(jobs),
+        int(embedder.dim),
+    )
     return {"n_neurons": len(top.neurons), "n_crops": n_crops, "n_images": len(jobs)}
 
 
@@ -447,45 +543,80 @@ def read_crops(path: str) -> dict[str, Any]:
     return out
 
 
-def run_cluster(crops_h5: str, out_dir: str, cluster: bool = _HYP["cluster"], k_max: int = _HYP["k_max"],
-                silhouette_floor: float = _HYP["silhouette_floor"], min_cluster_size: int = _HYP["min_cluster_size"]) -> int:
+def run_cluster(
+    crops_h5: str,
+    out_dir: str,
+    cluster: bool = _HYP["cluster"],
+    k_max: int = _HYP["k_max"],
+    silhouette_floor: float = _HYP["silhouette_floor"],
+    min_cluster_size: int = _HYP["min_cluster_size"],
+) -> int:
     """One ``clusters/{neuron}.json`` per neuron of ``crops.h5``."""
     c = read_crops(crops_h5)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for s, n in enumerate(c["neurons"]):
-        res = cluster_embeddings(c["embeddings"][s], k_max, silhouette_floor, min_cluster_size, enabled=cluster)
+        res = cluster_embeddings(
+            c["embeddings"][s], k_max, silhouette_floor, min_cluster_size, enabled=cluster
+        )
         crops = [
-            {"rank": r, "index": int(c["rows"][s, r]), "probe_index": int(c["probe_index"][s, r]),
-             "path": c["paths"][s][r], "box": [int(v) for v in c["boxes"][s, r]],
-             "activation": float(c["activation"][s, r]), "cluster": int(res["labels"][r])}
+            {
+                "rank": r,
+                "index": int(c["rows"][s, r]),
+                "probe_index": int(c["probe_index"][s, r]),
+                "path": c["paths"][s][r],
+                "box": [int(v) for v in c["boxes"][s, r]],
+                "activation": float(c["activation"][s, r]),
+                "cluster": int(res["labels"][r]),
+            }
             for r in range(c["rows"].shape[1])
         ]
-        write_json(os.path.join(out_dir, f"{int(n)}.json"), {
-            "neuron": int(n), "crops": crops, "silhouette": res["silhouette"], "k": res["k"],
-            "clustered": bool(cluster), "clusters": res["clusters"], "dropped": res["dropped"],
-        })
+        write_json(
+            os.path.join(out_dir, f"{int(n)}.json"),
+            {
+                "neuron": int(n),
+                "crops": crops,
+                "silhouette": res["silhouette"],
+                "k": res["k"],
+                "clustered": bool(cluster),
+                "clusters": res["clusters"],
+                "dropped": res["dropped"],
+            },
+        )
     log.info("clustered %d neurons", len(c["neurons"]))
     return len(c["neurons"])
 
 
-def read_concept_embeddings(concepts_json: str, embeddings_h5: str) -> tuple[list[str], list[str], np.ndarray,
-                                                                               dict[str, Any]]:
+def read_concept_embeddings(
+    concepts_json: str, embeddings_h5: str
+) -> tuple[list[str], list[str], np.ndarray, dict[str, Any]]:
     data = read_json(concepts_json)
     with h5py.File(embeddings_h5, "r") as f:
         ids = [i.decode() if isinstance(i, bytes) else i for i in f["ids"][()]]
         emb = f["embeddings"][()]
         attrs = dict(f.attrs)
     if ids != [c["id"] for c in data["concepts"]]:
-        raise HypothesizeError(f"{embeddings_h5} does not hold the concepts of {concepts_json}; rerun embed_concepts")
+        raise HypothesizeError(
+            f"{embeddings_h5} does not hold the concepts of {concepts_json}; rerun embed_concepts"
+        )
     return ids, [c["text"] for c in data["concepts"]], emb, attrs
 
 
-def run_hypothesize(clusters_dir: str, crops_h5: str, concepts_json: str, embeddings_h5: str, out_dir: str,
-                    concepts_per_cluster: int = _HYP["concepts_per_cluster"], chunk: int = 256) -> int:
+def run_hypothesize(
+    clusters_dir: str,
+    crops_h5: str,
+    concepts_json: str,
+    embeddings_h5: str,
+    out_dir: str,
+    concepts_per_cluster: int = _HYP["concepts_per_cluster"],
+    chunk: int = 256,
+) -> int:
     """One ``hypotheses/{neuron}.json`` per clustered neuron: each kept cluster's top concepts."""
     c = read_crops(crops_h5)
     ids, texts, t_emb, t_attrs = read_concept_embeddings(concepts_json, embeddings_h5)
-    if json.loads(c["attrs"]["embedder"]) != json.loads(t_attrs["embedder"]) or t_emb.shape[1] != c["embeddings"].shape[2]:
+    if (
+        json.loads(c["attrs"]["embedder"]) != json.loads(t_attrs["embedder"])
+        or t_emb.shape[1] != c["embeddings"].shape[2]
+    ):
         raise HypothesizeError(
             f"crops ({crops_h5}) were embedded with {c['attrs']['embedder']} (dim {c['embeddings'].shape[2]}) but "
             f"concepts ({embeddings_h5}) with {t_attrs['embedder']} (dim {t_emb.shape[1]}); rerun both"

@@ -117,8 +117,12 @@ def csv_cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def write_csv(path: str | os.PathLike[str], columns: Sequence[str],
-              rows: Iterable[Mapping[str, Any] | Sequence[Any]], line_terminator: str = "\n") -> None:
+def write_csv(
+    path: str | os.PathLike[str],
+    columns: Sequence[str],
+    rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+    line_terminator: str = "\n",
+) -> None:
     """Write ``rows`` under the header ``columns``, atomically, every cell by :func:`csv_cell`. A row is a
     mapping (a missing key is an empty cell) or a sequence in column order."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
@@ -159,8 +163,9 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     return sha256_file(path)[:16]
 
 
-def local_file_fingerprints(spec: dict[str, Any], keys: tuple[str, ...] = ("weights", "spec", "model_config",
-                                                                           "pretrained")) -> dict[str, str]:
+def local_file_fingerprints(
+    spec: dict[str, Any], keys: tuple[str, ...] = ("weights", "spec", "model_config", "pretrained")
+) -> dict[str, str]:
     """Content digests of the local files a backend spec names (a checkpoint, a world spec): keys of
     content-addressed caches include them, so editing or retraining a file in place never reuses stale
     results. Hub ids, URLs and missing paths give nothing (:func:`~sieve.backends.refs.parse_ref` decides)."""
@@ -227,8 +232,11 @@ class _RecordHandler(logging.StreamHandler):
         super().emit(record)
 
 
-def setup_logging(log_file: str | os.PathLike[str] | None = None, level: int = logging.INFO,
-                  stream: io.TextIOBase | None = None) -> logging.Logger:
+def setup_logging(
+    log_file: str | os.PathLike[str] | None = None,
+    level: int = logging.INFO,
+    stream: io.TextIOBase | None = None,
+) -> logging.Logger:
     """Log to stderr and to ``stream`` (a rule's log, opened by :func:`script_logging`) or ``log_file``;
     redirect Python warnings there too."""
     root = logging.getLogger()

@@ -56,7 +56,9 @@ def stage_ablation_run(variant: str) -> str:
     return STAGE_ABLATION_VARIANT_RUN.replace("{variant}", variant)
 
 
-STAGE_ABLATION_NO_SELECT = stage_ablation_model_probe("no_select")  # the one variant with its own Select and crops
+STAGE_ABLATION_NO_SELECT = stage_ablation_model_probe(
+    "no_select"
+)  # the one variant with its own Select and crops
 
 
 def result(root: str, name: str) -> str:
@@ -134,7 +136,9 @@ VERIFY = verify_files()
 GENERATION_REQUESTS = generation_requests()
 GENERATION_SHARD = generation_shard()
 GENERATION_PLAN = generation_plan()
-GENERATE_CACHE = result(GENERATE, "cache")  # content-addressed images and activations, shared by every variant
+GENERATE_CACHE = result(
+    GENERATE, "cache"
+)  # content-addressed images and activations, shared by every variant
 TRUTH_CSV = result(RUN, "truth.csv")
 TRUTH_SUMMARY = result(RUN, "truth_summary.json")
 

@@ -101,7 +101,9 @@ def plan(config: dict[str, Any]) -> list[Item]:
         from .backends.generators import local_folder
 
         if local_folder(str(gen["model"])) is None:
-            items.append(Item("generator", "generator.model", parse_ref(str(gen["model"])).value, "HF_HOME", gen))
+            items.append(
+                Item("generator", "generator.model", parse_ref(str(gen["model"])).value, "HF_HOME", gen)
+            )
     if any(m.get("ground_truth") for m in config.get("models", {}).values()):
         evaluate = config.get("evaluate") or {}
         clip = evaluate.get("clip_model")
@@ -114,13 +116,27 @@ def plan(config: dict[str, Any]) -> list[Item]:
     for name in sorted(config.get("concept_sets", {})):
         spec = config["concept_sets"][name]
         if "url" in spec:
-            items.append(Item("concept_set", f"concept_sets.{name}", spec["url"], "resources/concepts",
-                              {**spec, "name": name}))
+            items.append(
+                Item(
+                    "concept_set",
+                    f"concept_sets.{name}",
+                    spec["url"],
+                    "resources/concepts",
+                    {**spec, "name": name},
+                )
+            )
     for name in sorted(config.get("probes", {})):
         spec = config["probes"][name]
         if spec.get("kind") in DOWNLOADABLE_PROBES and spec.get("download"):
-            items.append(Item("probe", f"probes.{name}", f"{spec['kind']} {spec.get('split', 'val')}",
-                              spec.get("path", ""), {**spec, "name": name}))
+            items.append(
+                Item(
+                    "probe",
+                    f"probes.{name}",
+                    f"{spec['kind']} {spec.get('split', 'val')}",
+                    spec.get("path", ""),
+                    {**spec, "name": name},
+                )
+            )
     return [i for i in items if i is not None]
 
 
@@ -146,8 +162,11 @@ def _fetch_embedder(item: Item, resources_dir: Path) -> None:
 def _fetch_generator(item: Item, resources_dir: Path) -> None:
     from diffusers import DiffusionPipeline
 
-    kwargs = {k: v for k, v in (item.spec.get("kwargs") or {}).items()
-              if k in ("variant", "revision", "use_safetensors")}
+    kwargs = {
+        k: v
+        for k, v in (item.spec.get("kwargs") or {}).items()
+        if k in ("variant", "revision", "use_safetensors")
+    }
     DiffusionPipeline.download(item.ref, **kwargs)
 
 
@@ -180,14 +199,18 @@ FETCHERS: dict[str, Callable[[Item, Path], None]] = {
 }
 
 
-def prefetch(config: dict[str, Any], resources_dir: str | os.PathLike[str] = "resources/concepts") -> list[dict]:
+def prefetch(
+    config: dict[str, Any], resources_dir: str | os.PathLike[str] = "resources/concepts"
+) -> list[dict]:
     """Fetch every item of :func:`plan` (online, whatever ``offline`` says); returns one record per item.
     Raises :class:`PrefetchError` listing every item that failed, after trying all of them."""
     from .backends.offline import is_offline
 
     if is_offline():
-        raise PrefetchError("prefetch needs the network but offline mode is on (SIEVE_OFFLINE/HF_HUB_OFFLINE); "
-                            "unset it for the prefetch run")
+        raise PrefetchError(
+            "prefetch needs the network but offline mode is on (SIEVE_OFFLINE/HF_HUB_OFFLINE); "
+            "unset it for the prefetch run"
+        )
     resources = Path(resources_dir)
     records, failures = [], []
     for item in plan(config):
@@ -206,8 +229,9 @@ def prefetch(config: dict[str, Any], resources_dir: str | os.PathLike[str] = "re
         record["seconds"] = round(time.monotonic() - t0, 2)
         records.append(record)
     if failures:
-        raise PrefetchError(f"{len(failures)} of {len(records)} items could not be fetched:\n  "
-                            + "\n  ".join(failures))
+        raise PrefetchError(
+            f"{len(failures)} of {len(records)} items could not be fetched:\n  " + "\n  ".join(failures)
+        )
     log.info("prefetch: %d items in the caches", len(records))
     return records
 

@@ -50,7 +50,9 @@ class _ProbeDataset(Dataset):
             return i, None, f"{self.probe.paths[i]}: {type(exc).__name__}: {exc}"
 
 
-def _collate(batch: list[tuple[int, torch.Tensor | None, str]]) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
+def _collate(
+    batch: list[tuple[int, torch.Tensor | None, str]],
+) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
     good = [(i, x) for i, x, _ in batch if x is not None]
     bad = [(i, msg) for i, x, msg in batch if x is None]
     xs = torch.stack([x for _, x in good]) if good else None
@@ -91,8 +93,11 @@ class StreamingTopK:
 
     def result(self, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         k = min(self.k, n_rows)
-        return (self.index[:, :k].cpu().numpy(), self.value[:, :k].cpu().numpy(),
-                self.maps[:, :k].cpu().numpy())
+        return (
+            self.index[:, :k].cpu().numpy(),
+            self.value[:, :k].cpu().numpy(),
+            self.maps[:, :k].cpu().numpy(),
+        )
 
 
 def run_probe(
@@ -111,9 +116,14 @@ def run_probe(
     c = model.n_neurons
     h, w = model.map_size
     loader = DataLoader(
-        _ProbeDataset(probe, model.preprocess), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=_collate, pin_memory=model.device.type == "cuda",
-        persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None,
+        _ProbeDataset(probe, model.preprocess),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=model.device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
     )
     # no neuron has more top images than the probe has images: allocate for that many, whatever top_n says
     topk = StreamingTopK(c, max(1, min(top_n, n_total)), (h, w), device=model.device)
@@ -124,11 +134,21 @@ def run_probe(
     from tqdm import tqdm
 
     with atomic_path(out_path, suffix=".h5.partial") as tmp, h5py.File(tmp, "w") as f:
-        acts = f.create_dataset("activations", shape=(n_total, c), maxshape=(None, c), dtype="float32",
-                                chunks=(max(1, min(1024, n_total)), c))
+        acts = f.create_dataset(
+            "activations",
+            shape=(n_total, c),
+            maxshape=(None, c),
+            dtype="float32",
+            chunks=(max(1, min(1024, n_total)), c),
+        )
         probe_index = np.zeros(n_total, dtype=np.int64)
-        bar = tqdm(total=n_total, desc=f"probe {model.name}/{probe.name}", unit="img", disable=not progress,
-                   mininterval=5.0)
+        bar = tqdm(
+            total=n_total,
+            desc=f"probe {model.name}/{probe.name}",
+            unit="img",
+            disable=not progress,
+            mininterval=5.0,
+        )
         for idx, xs, bad in loader:
             for i, msg in ((i, printable_name(m)) for i, m in bad):
                 log.warning("skipped unreadable image %s", msg)
@@ -156,8 +176,12 @@ def run_probe(
         str_dt = h5py.string_dtype("utf-8")
         write_image_names(f, probe.paths, names, probe_index[:n_rows])
         labels = probe.labels
-        f.create_dataset("labels", data=np.array(
-            [labels[i] if labels is not None else -1 for i in probe_index[:n_rows]], dtype=np.int64))
+        f.create_dataset(
+            "labels",
+            data=np.array(
+                [labels[i] if labels is not None else -1 for i in probe_index[:n_rows]], dtype=np.int64
+            ),
+        )
         f.create_dataset("skipped", data=np.array([m for _, m in skipped], dtype=object), dtype=str_dt)
         t_index, t_value, t_maps = topk.result(n_rows)
         g = f.create_group("topk")
@@ -178,5 +202,7 @@ def run_probe(
             "complete": 1,
         }
         f.attrs.update(printable_attrs(attrs))
-    log.info("probe %s/%s: %d images, %d skipped, %d neurons", model.name, probe.name, n_rows, len(skipped), c)
+    log.info(
+        "probe %s/%s: %d images, %d skipped, %d neurons", model.name, probe.name, n_rows, len(skipped), c
+    )
     return {"n_images": n_rows, "n_skipped": len(skipped), "skipped": [m for _, m in skipped]}

@@ -53,8 +53,9 @@ def selectivity(acts: np.ndarray, negative: str = "auto") -> dict[str, np.ndarra
     p99, median = np.percentile(a, [99, 50], axis=0)
     dead = p99 <= 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(dead | (median < 0), 0.0,
-                         np.where(median > 0, p99 / np.where(median > 0, median, 1.0), np.inf))
+        ratio = np.where(
+            dead | (median < 0), 0.0, np.where(median > 0, p99 / np.where(median > 0, median, 1.0), np.inf)
+        )
     threshold = np.percentile(acts, 99, axis=0)
     return {"p99": p99, "median": median, "ratio": ratio, "dead": dead, "threshold": threshold}
 
@@ -94,18 +95,26 @@ def run_select(
     for n in np.flatnonzero(selected):
         k = min(top_n, t_index.shape[1])
         top = [
-            {"rank": r, "index": int(t_index[n, r]), "probe_index": int(probe_index[t_index[n, r]]),
-             "path": images[t_index[n, r]], "activation": float(t_value[n, r])}
+            {
+                "rank": r,
+                "index": int(t_index[n, r]),
+                "probe_index": int(probe_index[t_index[n, r]]),
+                "path": images[t_index[n, r]],
+                "activation": float(t_value[n, r]),
+            }
             for r in range(k)
         ]
-        write_json(os.path.join(out, f"{int(n)}.json"), {
-            "neuron": int(n),
-            "ratio": float(stats["ratio"][n]),
-            "p99": float(stats["p99"][n]),
-            "median": float(stats["median"][n]),
-            "threshold": float(stats["threshold"][n]),
-            "top": top,
-        })
+        write_json(
+            os.path.join(out, f"{int(n)}.json"),
+            {
+                "neuron": int(n),
+                "ratio": float(stats["ratio"][n]),
+                "p99": float(stats["p99"][n]),
+                "median": float(stats["median"][n]),
+                "threshold": float(stats["threshold"][n]),
+                "top": top,
+            },
+        )
     neurons = {
         str(n): {
             "p99": float(stats["p99"][n]),
@@ -133,8 +142,13 @@ def run_select(
         "neurons": neurons,
     }
     write_json(summary_path, summary)
-    log.info("select: %d of %d neurons selected (tau=%s), %d dead", summary["n_selected"], summary["n_neurons"],
-             tau, summary["n_dead"])
+    log.info(
+        "select: %d of %d neurons selected (tau=%s), %d dead",
+        summary["n_selected"],
+        summary["n_neurons"],
+        tau,
+        summary["n_dead"],
+    )
     return summary
 
 
@@ -157,9 +171,11 @@ def ratio_histogram(summary: dict[str, Any], out_png: str) -> None:
     ax.axvline(np.log10(summary["tau"]), color="#cc3311", linestyle="--", label=f"tau = {summary['tau']:g}")
     ax.set_xlabel("log10(p99 / median)")
     ax.set_ylabel("neurons")
-    ax.set_title(f"{summary.get('model', '')} {summary.get('layer', '')}: {summary['n_selected']} of "
-                 f"{summary['n_neurons']} selected" + (f" ({n_inf} with median 0)" if n_inf else ""),
-                 fontsize=9)
+    ax.set_title(
+        f"{summary.get('model', '')} {summary.get('layer', '')}: {summary['n_selected']} of "
+        f"{summary['n_neurons']} selected" + (f" ({n_inf} with median 0)" if n_inf else ""),
+        fontsize=9,
+    )
     ax.legend()
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)

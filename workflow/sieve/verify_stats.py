@@ -144,8 +144,9 @@ def roc_auc(concept_acts: np.ndarray | Sequence[float], control_acts: np.ndarray
     return float(wins / (x.size * y.size))
 
 
-def average_precision(concept_acts: np.ndarray | Sequence[float],
-                      control_acts: np.ndarray | Sequence[float]) -> float:
+def average_precision(
+    concept_acts: np.ndarray | Sequence[float], control_acts: np.ndarray | Sequence[float]
+) -> float:
     """AUPRC as average precision: rank every image by activation, highest first, and average the precision
     at each concept image's rank; images with equal activation enter together.
 
@@ -175,8 +176,9 @@ def average_precision(concept_acts: np.ndarray | Sequence[float],
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def f1_at_threshold(concept_acts: np.ndarray | Sequence[float], control_acts: np.ndarray | Sequence[float],
-                    threshold: float) -> float:
+def f1_at_threshold(
+    concept_acts: np.ndarray | Sequence[float], control_acts: np.ndarray | Sequence[float], threshold: float
+) -> float:
     """The precision-style score: F1 of "fires" (activation strictly above the neuron's ``threshold``, AR's
     rule) as a detector of the concept's images among concept + control images::
 
@@ -248,8 +250,12 @@ def sample_controls(concept_ids: Iterable[str], size: int = DEFAULT_CONTROLS, se
     return ranked[: int(size)]
 
 
-def control_pool(concepts: Mapping[str, str], size: int = DEFAULT_CONTROLS, seed: int = 0,
-                 neutral: Sequence[str] = NEUTRAL_PROMPTS) -> list[ControlPrompt]:
+def control_pool(
+    concepts: Mapping[str, str],
+    size: int = DEFAULT_CONTROLS,
+    seed: int = 0,
+    neutral: Sequence[str] = NEUTRAL_PROMPTS,
+) -> list[ControlPrompt]:
     """The control pool of one concept set (``concept id -> text``): :func:`sample_controls` of its ids, then the
     neutral prompts (duplicates removed). The same for every neuron, hypothesis and method of that set."""
     chosen = [ControlPrompt(c, concepts[c]) for c in sample_controls(concepts, size, seed)]
@@ -263,8 +269,13 @@ def concept_words(text: str) -> frozenset[str]:
     return frozenset(re.findall(r"[^\W_]+", text.casefold()))
 
 
-def is_own_control(entry: ControlPrompt, concept_id: str | None = None, prompt: str | None = None,
-                   text: str | None = None, template: str = "{}") -> bool:
+def is_own_control(
+    entry: ControlPrompt,
+    concept_id: str | None = None,
+    prompt: str | None = None,
+    text: str | None = None,
+    template: str = "{}",
+) -> bool:
     """Is a pool entry the hypothesis' own concept, so not a negative for it?
 
     Own means the same concept id; or the same prompt (the very same cached pictures); or, when ``text`` is
@@ -285,9 +296,14 @@ def is_own_control(entry: ControlPrompt, concept_id: str | None = None, prompt: 
     return False
 
 
-def controls_excluding(pool: Sequence[ControlPrompt], pool_acts: Sequence[np.ndarray],
-                       concept_id: str | None = None, prompt: str | None = None, text: str | None = None,
-                       template: str = "{}") -> np.ndarray:
+def controls_excluding(
+    pool: Sequence[ControlPrompt],
+    pool_acts: Sequence[np.ndarray],
+    concept_id: str | None = None,
+    prompt: str | None = None,
+    text: str | None = None,
+    template: str = "{}",
+) -> np.ndarray:
     """The control activations a hypothesis is scored against: every pool entry's activations (``pool_acts[i]``
     holds entry i's images, shape [n_i] or [n_i, C]) concatenated, except the entries that are the hypothesis'
     own (:func:`is_own_control`: same id, same prompt, or naming every word of ``text``). ``template`` fills
@@ -297,18 +313,26 @@ def controls_excluding(pool: Sequence[ControlPrompt], pool_acts: Sequence[np.nda
     """
     if len(pool) != len(pool_acts):
         raise StatsError(f"the control pool has {len(pool)} entries but {len(pool_acts)} activation arrays")
-    keep = [np.asarray(acts) for entry, acts in zip(pool, pool_acts, strict=True)
-            if not is_own_control(entry, concept_id, prompt, text, template)]
+    keep = [
+        np.asarray(acts)
+        for entry, acts in zip(pool, pool_acts, strict=True)
+        if not is_own_control(entry, concept_id, prompt, text, template)
+    ]
     if not keep:
-        raise StatsError("no control images are left once the concept's own are excluded: raise verify.controls")
+        raise StatsError(
+            "no control images are left once the concept's own are excluded: raise verify.controls"
+        )
     return np.concatenate(keep, axis=0)
 
 
 # ------------------------------------------------------------------------------------------ the filter
 
 
-def specificity_keep(paper_kept: np.ndarray | Sequence[bool], control_rates: np.ndarray | Sequence[float],
-                     max_control_rate: float = DEFAULT_MAX_CONTROL_RATE) -> np.ndarray:
+def specificity_keep(
+    paper_kept: np.ndarray | Sequence[bool],
+    control_rates: np.ndarray | Sequence[float],
+    max_control_rate: float = DEFAULT_MAX_CONTROL_RATE,
+) -> np.ndarray:
     """The specificity filter: the paper's rule (``paper_kept``: AR >= initial mean AR, from
     :func:`sieve.verify.activation_rate.filter_hypotheses`, whose exact comparison it reuses) AND
     ``control_rate <= max_control_rate`` (an equal rate is kept).

@@ -70,22 +70,35 @@ class OpenClipEmbedder:
     """An open_clip model in eval mode; images are preprocessed on the device with the model's own
     settings (resize mode, size, interpolation, mean/std), so callers pass plain [0, 1] tensors."""
 
-    def __init__(self, name: str, model: torch.nn.Module, tokenizer: Any, device: torch.device,
-                 preprocess_cfg: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        device: torch.device,
+        preprocess_cfg: dict[str, Any],
+    ) -> None:
         self.name = name
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
         size = preprocess_cfg.get("size", 224)
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
-        self.mean = torch.tensor(preprocess_cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))).view(1, 3, 1, 1)
-        self.std = torch.tensor(preprocess_cfg.get("std", (0.26862954, 0.26130258, 0.27577711))).view(1, 3, 1, 1)
-        self.interpolation = "bicubic" if preprocess_cfg.get("interpolation", "bicubic") == "bicubic" else "bilinear"
+        self.mean = torch.tensor(preprocess_cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))).view(
+            1, 3, 1, 1
+        )
+        self.std = torch.tensor(preprocess_cfg.get("std", (0.26862954, 0.26130258, 0.27577711))).view(
+            1, 3, 1, 1
+        )
+        self.interpolation = (
+            "bicubic" if preprocess_cfg.get("interpolation", "bicubic") == "bicubic" else "bilinear"
+        )
         self.resize_mode = preprocess_cfg.get("resize_mode", "shortest")
         self.dim = int(self._text_dim())
         self.autocast = device.type == "cuda"
-        self.autocast_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() \
-            else torch.float16
+        self.autocast_dtype = (
+            torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+        )
 
     def _text_dim(self) -> int:
         with torch.inference_mode():
@@ -97,11 +110,15 @@ class OpenClipEmbedder:
         h, w = x.shape[-2:]
         if (h, w) != (s, s):
             if self.resize_mode == "squash":
-                x = F.interpolate(x, size=(s, s), mode=self.interpolation, antialias=True, align_corners=False)
+                x = F.interpolate(
+                    x, size=(s, s), mode=self.interpolation, antialias=True, align_corners=False
+                )
             else:  # shortest: short side to s, then centre crop (open_clip's default for CLIP)
                 scale = s / min(h, w)
                 nh, nw = max(s, round(h * scale)), max(s, round(w * scale))
-                x = F.interpolate(x, size=(nh, nw), mode=self.interpolation, antialias=True, align_corners=False)
+                x = F.interpolate(
+                    x, size=(nh, nw), mode=self.interpolation, antialias=True, align_corners=False
+                )
                 top, left = (nh - s) // 2, (nw - s) // 2
                 x = x[..., top : top + s, left : left + s]
         x = x.clamp(0, 1)
@@ -136,7 +153,9 @@ def register_model_config(arch: str, config_path: str | os.PathLike[str]) -> dic
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BackendError(f"embedder.model_config {path}: not valid JSON ({exc})") from None
-    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if not isinstance(cfg, dict) or k not in cfg]
+    missing = [
+        k for k in ("embed_dim", "vision_cfg", "text_cfg") if not isinstance(cfg, dict) or k not in cfg
+    ]
     if missing:
         raise BackendError(f"embedder.model_config {path}: not an open_clip model config, missing {missing}")
     # open_clip names a config after its file stem: write a copy named after ``arch``.
@@ -176,8 +195,10 @@ def _pretrained_file_or_tag(arch: str, pretrained: str) -> str:
         _check_offline_tag(arch, pretrained)
         return pretrained
     if ref.kind == "hub":
-        raise BackendError(f"embedder.pretrained {pretrained!r}: open_clip takes hub models in embedder.arch "
-                           "('hf-hub:owner/name'), not in pretrained")
+        raise BackendError(
+            f"embedder.pretrained {pretrained!r}: open_clip takes hub models in embedder.arch "
+            "('hf-hub:owner/name'), not in pretrained"
+        )
     if ref.kind == "path":
         path = ref.path
         if not path.is_file():
@@ -189,8 +210,12 @@ def _pretrained_file_or_tag(arch: str, pretrained: str) -> str:
     )
 
 
-def load_open_clip(arch: str, pretrained: str | None = None, model_config: str | None = None,
-                   device: torch.device | str = "cpu") -> OpenClipEmbedder:
+def load_open_clip(
+    arch: str,
+    pretrained: str | None = None,
+    model_config: str | None = None,
+    device: torch.device | str = "cpu",
+) -> OpenClipEmbedder:
     """One loader for hub tags and local files: (model, tokenizer, preprocessing) -> :class:`OpenClipEmbedder`.
 
     ``pretrained``: a tag known to open_clip for ``arch`` (downloaded once, cached), a local checkpoint file
@@ -245,7 +270,9 @@ def _python(spec: dict[str, Any], device: torch.device) -> Embedder:
     emb = fn(**kwargs)
     missing = [a for a in ("encode_images", "encode_text", "dim") if not hasattr(emb, a)]
     if missing:
-        raise BackendError(f"embedder factory {spec['factory']!r} returned {type(emb).__name__} without {missing}")
+        raise BackendError(
+            f"embedder factory {spec['factory']!r} returned {type(emb).__name__} without {missing}"
+        )
     if not getattr(emb, "name", None):
         try:
             emb.name = spec["factory"]

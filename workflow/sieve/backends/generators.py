@@ -47,8 +47,9 @@ class Generator(Protocol):
         ...
 
 
-def load_generator(spec: dict[str, Any], device: torch.device | str = "cpu",
-                   dtype: torch.dtype | None = None) -> Generator:
+def load_generator(
+    spec: dict[str, Any], device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+) -> Generator:
     """The one entry point: config ``generator:`` spec -> Generator."""
     import torch
 
@@ -66,15 +67,18 @@ def local_folder(ref: str) -> Path | None:
     if parsed.kind == "hub":
         return None
     if parsed.kind != "path":
-        raise BackendError(f"generator.model {ref!r}: give a diffusers pipeline folder or a Hugging Face hub id, "
-                           "not a URL")
+        raise BackendError(
+            f"generator.model {ref!r}: give a diffusers pipeline folder or a Hugging Face hub id, not a URL"
+        )
     path = parsed.path
     if path.is_dir():
         return path
     if path.exists():
         raise BackendError(f"generator model {ref!r} is a file, not a diffusers pipeline folder")
-    raise BackendError(f"generator folder does not exist: {ref!r} (config key generator.model; give an existing "
-                       "diffusers pipeline folder or a Hugging Face hub id such as 'stabilityai/sdxl-turbo')")
+    raise BackendError(
+        f"generator folder does not exist: {ref!r} (config key generator.model; give an existing "
+        "diffusers pipeline folder or a Hugging Face hub id such as 'stabilityai/sdxl-turbo')"
+    )
 
 
 def check_generator_source(spec: dict[str, Any]) -> None:
@@ -129,15 +133,23 @@ def generator_settings(spec: dict[str, Any], dtype: torch.dtype | str) -> dict[s
 class DiffusersGenerator:
     """A diffusers text-to-image pipeline behind the :class:`Generator` contract."""
 
-    def __init__(self, pipe: Any, resolution: int = 512, steps: int = 1, guidance_scale: float = 0.0,
-                 name: str = "pipeline") -> None:
+    def __init__(
+        self,
+        pipe: Any,
+        resolution: int = 512,
+        steps: int = 1,
+        guidance_scale: float = 0.0,
+        name: str = "pipeline",
+    ) -> None:
         self.pipe = pipe
         self.resolution = int(resolution)
         self.steps = int(steps)
         self.guidance_scale = float(guidance_scale)
         self.name = name
         if getattr(pipe, "safety_checker", None) is not None:
-            pipe.safety_checker = None  # a blacked-out image would count as "not active": AR must see the image
+            pipe.safety_checker = (
+                None  # a blacked-out image would count as "not active": AR must see the image
+            )
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=True)
 
@@ -153,8 +165,15 @@ class DiffusersGenerator:
         # CPU generators: the same (prompt, seed) gives the same initial noise on any device and in any batch
         gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
         with torch.inference_mode():
-            out = self.pipe(prompt=list(prompts), num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
-                            height=self.resolution, width=self.resolution, generator=gens, output_type="pt")
+            out = self.pipe(
+                prompt=list(prompts),
+                num_inference_steps=self.steps,
+                guidance_scale=self.guidance_scale,
+                height=self.resolution,
+                width=self.resolution,
+                generator=gens,
+                output_type="pt",
+            )
         images = out.images
         if not isinstance(images, torch.Tensor):
             import numpy as np
@@ -179,9 +198,13 @@ def _diffusers(spec: dict[str, Any], device: torch.device, dtype: torch.dtype) -
     from diffusers import DiffusionPipeline
 
     try:
-        with warnings.catch_warnings():  # diffusers >= 0.36 renames torch_dtype to dtype; older ones lack dtype
+        with (
+            warnings.catch_warnings()
+        ):  # diffusers >= 0.36 renames torch_dtype to dtype; older ones lack dtype
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            pipe = DiffusionPipeline.from_pretrained(str(folder or hub_id), torch_dtype=dtype, **spec.get("kwargs", {}))
+            pipe = DiffusionPipeline.from_pretrained(
+                str(folder or hub_id), torch_dtype=dtype, **spec.get("kwargs", {})
+            )
     except Exception as exc:  # noqa: BLE001 - name the model in whatever went wrong
         raise BackendError(f"generator model {model!r}: cannot load a diffusers pipeline: {exc}") from exc
     pipe = pipe.to(device)
@@ -215,7 +238,8 @@ def _python(spec: dict[str, Any], device: torch.device, dtype: torch.dtype) -> G
     if hasattr(obj, "components") and callable(obj) and not hasattr(obj, "generate"):  # a diffusers pipeline
         obj = _diffusers_generator(obj.to(device), spec, name=spec["factory"])
     if not isinstance(obj, Generator):
-        raise BackendError(f"generator factory {spec['factory']!r} returned {type(obj).__name__}, which has no "
-                           "generate(prompts, seeds) method and resolution attribute")
+        raise BackendError(
+            f"generator factory {spec['factory']!r} returned {type(obj).__name__}, which has no "
+            "generate(prompts, seeds) method and resolution attribute"
+        )
     return obj
-

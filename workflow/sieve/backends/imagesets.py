@@ -55,7 +55,9 @@ class ImageSet:
             raise BadImage(f"{path}: {exc}") from exc
 
 
-def _limit(paths: list[str], labels: list[int] | None, spec: dict[str, Any]) -> tuple[list[str], list[int] | None]:
+def _limit(
+    paths: list[str], labels: list[int] | None, spec: dict[str, Any]
+) -> tuple[list[str], list[int] | None]:
     n = spec.get("limit")
     if n:
         paths = paths[:n]
@@ -171,8 +173,9 @@ def _places365(name: str, spec: dict[str, Any]) -> ImageSet:
             pairs.append((f"{img_dir}/{parts[0].lstrip('/')}", int(parts[1]) if len(parts) > 1 else -1))
     pairs.sort()
     paths, labels = _limit([p for p, _ in pairs], [t for _, t in pairs], spec)
-    return ImageSet(name, str(root), paths, labels, classes,
-                    info={"kind": "places365", "path": str(root), "split": split})
+    return ImageSet(
+        name, str(root), paths, labels, classes, info={"kind": "places365", "path": str(root), "split": split}
+    )
 
 
 @IMAGE_SETS.register("imagenette")
@@ -183,8 +186,14 @@ def _imagenette(name: str, spec: dict[str, Any]) -> ImageSet:
 
     root = _dataset_root(spec, "imagenette")
     split = spec.get("split", schema_default("probes.*.split"))
-    base = next((root / v / split for v in ("imagenette2-320", "imagenette2", "imagenette2-160")
-                 if (root / v / split).is_dir()), None)
+    base = next(
+        (
+            root / v / split
+            for v in ("imagenette2-320", "imagenette2", "imagenette2-160")
+            if (root / v / split).is_dir()
+        ),
+        None,
+    )
     if base is None:
         raise BackendError(f"imagenette probe set: no imagenette2-320/{split}/ folder in {root}")
     names = torchvision.datasets.Imagenette._WNID_TO_CLASS
@@ -192,12 +201,19 @@ def _imagenette(name: str, spec: dict[str, Any]) -> ImageSet:
     classes = [names.get(w, (w,))[0] for w in wnids]
     pairs = sorted(
         (str(p.relative_to(root)).replace(os.sep, "/"), i)
-        for i, w in enumerate(wnids) for p in (base / w).iterdir()
+        for i, w in enumerate(wnids)
+        for p in (base / w).iterdir()
         if p.suffix.lower() in IMAGE_EXTENSIONS
     )
     paths, labels = _limit([p for p, _ in pairs], [t for _, t in pairs], spec)
-    return ImageSet(name, str(root), paths, labels, classes,
-                    info={"kind": "imagenette", "path": str(root), "split": split})
+    return ImageSet(
+        name,
+        str(root),
+        paths,
+        labels,
+        classes,
+        info={"kind": "imagenette", "path": str(root), "split": split},
+    )
 
 
 def open_image_set(name: str, spec: dict[str, Any]) -> ImageSet:

@@ -91,8 +91,13 @@ class Preprocess:
                 top = (x.shape[-2] - short) // 2
                 left = (x.shape[-1] - short) // 2
                 x = x[..., top : top + short, left : left + short]
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True,
-                              align_corners=False)
+            x = F.interpolate(
+                x,
+                size=(self.input_size, self.input_size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
         return self.normalize(x.clamp(0, 1))
 
     @classmethod
@@ -148,7 +153,9 @@ class LoadedModel:
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
             self.model(x)
         if not self._captured:
-            raise BackendError(f"model {self.name!r}: layer {self.layer!r} was not reached by the forward pass")
+            raise BackendError(
+                f"model {self.name!r}: layer {self.layer!r} was not reached by the forward pass"
+            )
         out = self._captured[-1].float()
         self._captured.clear()
         pooled, fmap = split_layer_output(out, self.model)
@@ -163,7 +170,9 @@ class LoadedModel:
         return tuple(self.info["map_size"])  # type: ignore[return-value]
 
 
-def split_layer_output(out: torch.Tensor, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def split_layer_output(
+    out: torch.Tensor, model: nn.Module | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Layer output -> (pooled [B, C], map [B, C, h, w]) following the module docstring's rule."""
     if out.dim() == 4:
         return out.mean(dim=(2, 3)), out
@@ -193,14 +202,17 @@ def load_checkpoint(path_or_url: str) -> dict[str, torch.Tensor]:
     :func:`~sieve.backends.refs.parse_ref` (a URL, or a local file, ``file:`` prefix allowed)."""
     ref = parse_ref(path_or_url, hub_ids=False)
     if ref.kind == "hub":
-        raise BackendError(f"checkpoint {path_or_url!r}: a hub repository is not a checkpoint file (give a local "
-                           "file or a URL)")
+        raise BackendError(
+            f"checkpoint {path_or_url!r}: a hub repository is not a checkpoint file (give a local "
+            "file or a URL)"
+        )
     if ref.kind == "url":
         from .offline import require_online
 
         require_online(path_or_url, "model checkpoint")
-        obj = torch.hub.load_state_dict_from_url(path_or_url, map_location="cpu", weights_only=True,
-                                                 check_hash=False, progress=False)
+        obj = torch.hub.load_state_dict_from_url(
+            path_or_url, map_location="cpu", weights_only=True, check_hash=False, progress=False
+        )
     else:
         path = Path(ref.value)
         if not path.is_file():
@@ -208,7 +220,9 @@ def load_checkpoint(path_or_url: str) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle errors, truncated files
-            raise BackendError(f"cannot read checkpoint {path} (loaded with weights_only=True): {exc}") from exc
+            raise BackendError(
+                f"cannot read checkpoint {path} (loaded with weights_only=True): {exc}"
+            ) from exc
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in obj and isinstance(obj[key], dict):
@@ -217,7 +231,7 @@ def load_checkpoint(path_or_url: str) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise BackendError(f"checkpoint {path_or_url} does not hold a state dict of tensors")
     if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
 
 
@@ -236,7 +250,9 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], where: str
             parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
         if shapes:
             k = sorted(shapes)[0]
-            parts.append(f"shape mismatch at {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
+            parts.append(
+                f"shape mismatch at {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            )
         raise BackendError(
             f"checkpoint {where} does not fit arch {arch!r}: " + ("; ".join(parts) or str(exc))
         ) from None
@@ -266,19 +282,26 @@ def _torchvision(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess]:
     available = torchvision.models.list_models()
     if arch not in available:
         close = [a for a in available if arch.split("_")[0] in a][:8]
-        raise BackendError(f"unknown torchvision arch {arch!r}" + (f" (did you mean {close}?)" if close else ""))
+        raise BackendError(
+            f"unknown torchvision arch {arch!r}" + (f" (did you mean {close}?)" if close else "")
+        )
     if weights and parse_ref(weights, hub_ids=False).kind == "name":  # a weights name, else a file or URL
         from .offline import require_online
 
         try:
-            w = torchvision.models.get_weight(weights if "." in weights else f"{_weights_enum(arch)}.{weights}")
+            w = torchvision.models.get_weight(
+                weights if "." in weights else f"{_weights_enum(arch)}.{weights}"
+            )
         except (ValueError, KeyError, AttributeError) as exc:
             raise BackendError(f"unknown torchvision weights {weights!r} for arch {arch!r}: {exc}") from None
         require_online(w.url, f"torchvision weights {weights}")
         model = torchvision.models.get_model(arch, weights=w, **kwargs)
         t = w.transforms()
         pre = Preprocess(
-            input_size=int(t.crop_size[0]), resize=int(t.resize_size[0]), mean=tuple(t.mean), std=tuple(t.std),
+            input_size=int(t.crop_size[0]),
+            resize=int(t.resize_size[0]),
+            mean=tuple(t.mean),
+            std=tuple(t.std),
             interpolation=t.interpolation.value,
         )
         return model, pre
@@ -307,8 +330,9 @@ def build_torchvision_class(arch: str, kwargs: dict[str, Any]) -> nn.Module:
         if arch == "ResNet":
             blocks = {"BasicBlock": resnet.BasicBlock, "Bottleneck": resnet.Bottleneck}
             if kw.get("block") not in blocks:
-                raise BackendError(f"arch ResNet: kwargs.block must be one of {', '.join(blocks)}, "
-                                   f"got {kw.get('block')!r}")
+                raise BackendError(
+                    f"arch ResNet: kwargs.block must be one of {', '.join(blocks)}, got {kw.get('block')!r}"
+                )
             kw["block"] = blocks[kw["block"]]
             return resnet.ResNet(**kw)
         if arch == "VisionTransformer":
@@ -353,8 +377,11 @@ def _timm(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess]:
     cfg = timm.data.resolve_data_config({}, model=model)
     size = int(cfg["input_size"][-1])
     pre = Preprocess(
-        input_size=size, resize=int(math.floor(size / cfg.get("crop_pct", 0.875))),
-        mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), interpolation=cfg.get("interpolation", "bilinear"),
+        input_size=size,
+        resize=int(math.floor(size / cfg.get("crop_pct", 0.875))),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        interpolation=cfg.get("interpolation", "bilinear"),
     )
     return model, pre
 
@@ -384,7 +411,9 @@ def _python(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess]:
     else:
         model, pre = result, None
     if not isinstance(model, nn.Module):
-        raise BackendError(f"factory {spec['factory']!r} returned {type(model).__name__}, not a torch.nn.Module")
+        raise BackendError(
+            f"factory {spec['factory']!r} returned {type(model).__name__}, not a torch.nn.Module"
+        )
     return model, Preprocess.coerce(pre)
 
 
@@ -397,6 +426,7 @@ def _trace_shapes(model: nn.Module, names: list[str], size: int) -> dict[str, tu
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []
     for n in names:
+
         def hook(_m: nn.Module, _i: Any, out: Any, n: str = n) -> None:
             if isinstance(out, (tuple, list)):
                 out = out[0]
@@ -421,14 +451,17 @@ def resolve_layer(model: nn.Module, layer: str, arch: str = "?", input_size: int
             top = [n for n in names if n.count(".") <= 1]
             raise BackendError(
                 f"layer {layer!r} does not exist in arch {arch!r}; valid module names include: "
-                + ", ".join(top[:60]) + (" ..." if len(top) > 60 else "")
+                + ", ".join(top[:60])
+                + (" ..." if len(top) > 60 else "")
             )
         return layer
     own = getattr(model, "sieve_penultimate", None)
     if isinstance(own, str):
         if own not in dict(model.named_modules()):
-            raise BackendError(f"arch {arch!r}: its sieve_penultimate names {own!r}, which is not a module; "
-                               "valid module names include: " + ", ".join(names[:60]))
+            raise BackendError(
+                f"arch {arch!r}: its sieve_penultimate names {own!r}, which is not a module; "
+                "valid module names include: " + ", ".join(names[:60])
+            )
         return own
     children = dict(model.named_children())
     if "layer4" in children and ("fc" in children or "head" in children or "avgpool" in children):
@@ -455,8 +488,9 @@ def resolve_layer(model: nn.Module, layer: str, arch: str = "?", input_size: int
     )
 
 
-def load_model(name: str, spec: dict[str, Any], device: torch.device | str = "cpu",
-               dtype: torch.dtype = torch.float32) -> LoadedModel:
+def load_model(
+    name: str, spec: dict[str, Any], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> LoadedModel:
     """The one entry point: config spec (``source``, ``arch``, ``weights``, ``layer`` ...) -> LoadedModel."""
     source = spec.get("source")
     builder: Callable[[dict[str, Any]], tuple[nn.Module, Preprocess]] = MODELS.get(source)
@@ -484,7 +518,14 @@ def load_model(name: str, spec: dict[str, Any], device: torch.device | str = "cp
         "map_size": [int(fmap.shape[2]), int(fmap.shape[3])],
         "preprocess": pre.as_dict(),
     }
-    log.info("model %s: %s layer %s, %d neurons, map %s", name, info["arch"], layer, info["n_neurons"],
-             info["map_size"])
-    return LoadedModel(name=name, model=model, layer=layer, preprocess=pre, device=device, dtype=dtype,
-                       info=info)
+    log.info(
+        "model %s: %s layer %s, %d neurons, map %s",
+        name,
+        info["arch"],
+        layer,
+        info["n_neurons"],
+        info["map_size"],
+    )
+    return LoadedModel(
+        name=name, model=model, layer=layer, preprocess=pre, device=device, dtype=dtype, info=info
+    )

@@ -19,8 +19,10 @@ from pathlib import Path
 from . import BackendError
 
 OFFLINE_VARS = ("SIEVE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
-PREFETCH_HINT = ("run `snakemake prefetch --cores 1` with the same config and the same HF_HOME/TORCH_HOME on a "
-                 "machine with internet (a login node) first")
+PREFETCH_HINT = (
+    "run `snakemake prefetch --cores 1` with the same config and the same HF_HOME/TORCH_HOME on a "
+    "machine with internet (a login node) first"
+)
 
 
 def is_offline() -> bool:
@@ -40,7 +42,8 @@ def set_offline(enabled: bool) -> None:
 def torch_hub_dir() -> Path:
     """torch.hub's folder (``$TORCH_HOME/hub``, default ``~/.cache/torch/hub``), read from the environment."""
     home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
+    )
     return Path(os.path.expanduser(home)) / "hub"
 
 
@@ -54,7 +57,8 @@ def hf_hub_cache() -> Path:
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.path.expanduser(os.environ["HF_HUB_CACHE"]))
     home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    )
     return Path(os.path.expanduser(home)) / "hub"
 
 
@@ -70,7 +74,9 @@ def require_online(url: str, what: str, cached: bool | None = None) -> None:
     if cached is None:
         cached = "://" in url and torch_hub_cached(url)
     if is_offline() and not cached:
-        raise BackendError(f"{what} ({url}) is not in the local cache and this job runs offline; {PREFETCH_HINT}")
+        raise BackendError(
+            f"{what} ({url}) is not in the local cache and this job runs offline; {PREFETCH_HINT}"
+        )
 
 
 def require_hub(repo_id: str, what: str) -> None:
@@ -79,8 +85,10 @@ def require_hub(repo_id: str, what: str) -> None:
     if not is_offline():
         return
     if not hf_cached(repo_id):
-        raise BackendError(f"{what} {repo_id!r} is not in the Hugging Face cache ({hf_hub_cache()}) and this job "
-                           f"runs offline; {PREFETCH_HINT}")
+        raise BackendError(
+            f"{what} {repo_id!r} is not in the Hugging Face cache ({hf_hub_cache()}) and this job "
+            f"runs offline; {PREFETCH_HINT}"
+        )
 
 
 def timm_weights_source(arch: str) -> tuple[str, str]:
@@ -90,7 +98,9 @@ def timm_weights_source(arch: str) -> tuple[str, str]:
 
     cfg = get_pretrained_cfg(arch)
     if cfg is None:
-        raise BackendError(f"timm arch {arch!r} has no pretrained weights (use weights: none or a local file)")
+        raise BackendError(
+            f"timm arch {arch!r} has no pretrained weights (use weights: none or a local file)"
+        )
     if cfg.hf_hub_id:
         return "hf", cfg.hf_hub_id.split(":")[0]
     if cfg.url:

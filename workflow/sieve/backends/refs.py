@@ -98,7 +98,7 @@ def parse_ref(ref: str, hub_ids: bool = True) -> Ref:
         return Ref("url", ref, ref)
     for prefix, (kind, want) in PREFIXES.items():
         if ref.startswith(prefix):
-            rest = ref[len(prefix):]
+            rest = ref[len(prefix) :]
             if not rest:
                 raise BackendError(f"reference {ref!r}: nothing after {prefix!r}")
             value = os.path.expanduser(rest) if kind == "path" else rest

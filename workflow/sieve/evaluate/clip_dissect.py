@@ -68,9 +68,17 @@ def example_weights(k: int, p_start: float = P_START, p_end: float = P_END) -> n
 
 
 @torch.inference_mode()
-def soft_wpmi(image_emb: np.ndarray | torch.Tensor, text_emb: np.ndarray | torch.Tensor, top: np.ndarray,
-              alpha: float = 10.0, lam: float = 1.0, p_start: float = P_START, p_end: float = P_END,
-              max_elements: int = 1 << 24, device: str | torch.device = "cpu") -> np.ndarray:
+def soft_wpmi(
+    image_emb: np.ndarray | torch.Tensor,
+    text_emb: np.ndarray | torch.Tensor,
+    top: np.ndarray,
+    alpha: float = 10.0,
+    lam: float = 1.0,
+    p_start: float = P_START,
+    p_end: float = P_END,
+    max_elements: int = 1 << 24,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """SoftWPMI scores [C_neurons, T] (see the module docstring).
 
     ``image_emb`` [M, D] embeddings of the probe images that appear in ``top``; ``text_emb`` [T, D];
@@ -83,8 +91,10 @@ def soft_wpmi(image_emb: np.ndarray | torch.Tensor, text_emb: np.ndarray | torch
     x = torch.as_tensor(np.asarray(image_emb), dtype=dt, device=dev)
     t = torch.as_tensor(np.asarray(text_emb), dtype=dt, device=dev)
     if x.dim() != 2 or t.dim() != 2 or x.shape[1] != t.shape[1]:
-        raise BaselineError(f"image embeddings {tuple(x.shape)} and concept embeddings {tuple(t.shape)} do not "
-                            "share one embedding dimension")
+        raise BaselineError(
+            f"image embeddings {tuple(x.shape)} and concept embeddings {tuple(t.shape)} do not "
+            "share one embedding dimension"
+        )
     top = np.asarray(top, dtype=np.int64)
     if top.ndim != 2 or top.shape[1] == 0 or top.shape[0] == 0:
         raise BaselineError(f"top-image index must be [neurons > 0, K > 0], got {top.shape}")
@@ -153,9 +163,16 @@ def _collate(batch: list) -> list:
     return batch
 
 
-def run_embed_probe_images(activations_h5: str, probe: Any, embedder: Any, spec: dict[str, Any], out_h5: str,
-                           top_images: int = _CD["top_images"], batch_size: int = 64,
-                           num_workers: int = 0) -> dict[str, Any]:
+def run_embed_probe_images(
+    activations_h5: str,
+    probe: Any,
+    embedder: Any,
+    spec: dict[str, Any],
+    out_h5: str,
+    top_images: int = _CD["top_images"],
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> dict[str, Any]:
     """Embed, whole, every probe image that is among the ``top_images`` best of any neuron of the layer.
 
     ``image_embeddings.h5``: ``rows`` [M] (rows of ``activations.h5``), ``probe_index`` [M], ``embeddings``
@@ -175,13 +192,19 @@ def run_embed_probe_images(activations_h5: str, probe: Any, embedder: Any, spec:
     pos[rows] = np.arange(len(rows))
     probe_index = a["probe_index"][rows]
     if len(probe) and int(probe_index.max()) >= len(probe):
-        raise BaselineError(f"{activations_h5} names probe image {int(probe_index.max())} but probe {probe.name!r} "
-                            f"has {len(probe)} images; rerun the probe")
+        raise BaselineError(
+            f"{activations_h5} names probe image {int(probe_index.max())} but probe {probe.name!r} "
+            f"has {len(probe)} images; rerun the probe"
+        )
     side = embedder_image_size(embedder)
     emb = np.full((len(rows), int(embedder.dim)), np.nan, dtype=np.float32)
-    loader = torch.utils.data.DataLoader(_WholeImages(probe, [int(i) for i in probe_index], side),
-                                         batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
-                                         prefetch_factor=4 if num_workers > 0 else None)
+    loader = torch.utils.data.DataLoader(
+        _WholeImages(probe, [int(i) for i in probe_index], side),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
     from tqdm import tqdm
 
     for batch in tqdm(loader, desc="probe images", unit="batch", mininterval=5.0):
@@ -198,10 +221,17 @@ def run_embed_probe_images(activations_h5: str, probe: Any, embedder: Any, spec:
         f.create_dataset("probe_index", data=probe_index.astype(np.int64))
         f.create_dataset("embeddings", data=emb)
         f.create_dataset("top", data=pos[top])
-        f.attrs.update({"embedder": embedder_key(spec), "embedder_name": str(embedder.name),
-                        "top_images": int(top.shape[1]), "n_neurons": int(acts.shape[1]),
-                        "n_probe_images": int(acts.shape[0]),
-                        "image_side": side, "complete": 1})
+        f.attrs.update(
+            {
+                "embedder": embedder_key(spec),
+                "embedder_name": str(embedder.name),
+                "top_images": int(top.shape[1]),
+                "n_neurons": int(acts.shape[1]),
+                "n_probe_images": int(acts.shape[0]),
+                "image_side": side,
+                "complete": 1,
+            }
+        )
     log.info("embedded %d whole probe images (top %d of %d neurons)", len(rows), top.shape[1], acts.shape[1])
     return {"n_images": len(rows), "top_images": int(top.shape[1])}
 
@@ -215,10 +245,18 @@ def read_image_embeddings(path: str) -> dict[str, Any]:
     return out
 
 
-def run_clip_dissect(image_embeddings_h5: str, select_summary: str, concepts_json: str, embeddings_h5: str,
-                     out_dir: str, out_labels: str, alpha: float = float(_CD["alpha"]),
-                     lam: float = float(_CD["lambda"]), top_images: int = _CD["top_images"],
-                     device: str = "cpu") -> dict[str, Any]:
+def run_clip_dissect(
+    image_embeddings_h5: str,
+    select_summary: str,
+    concepts_json: str,
+    embeddings_h5: str,
+    out_dir: str,
+    out_labels: str,
+    alpha: float = float(_CD["alpha"]),
+    lam: float = float(_CD["lambda"]),
+    top_images: int = _CD["top_images"],
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Label every neuron with SoftWPMI; ``hypotheses/{neuron}.json`` for the selected ones (the neurons SIEVE
     describes, so both methods are verified on the same neurons), ``labels.csv`` for all."""
     from ..hypothesize import read_concept_embeddings
@@ -226,22 +264,30 @@ def run_clip_dissect(image_embeddings_h5: str, select_summary: str, concepts_jso
     img = read_image_embeddings(image_embeddings_h5)
     ids, texts, t_emb, t_attrs = read_concept_embeddings(concepts_json, embeddings_h5)
     if json.loads(img["attrs"]["embedder"]) != json.loads(t_attrs["embedder"]):
-        raise BaselineError(f"probe images ({image_embeddings_h5}) were embedded with {img['attrs']['embedder']} "
-                            f"but concepts ({embeddings_h5}) with {t_attrs['embedder']}; rerun both")
+        raise BaselineError(
+            f"probe images ({image_embeddings_h5}) were embedded with {img['attrs']['embedder']} "
+            f"but concepts ({embeddings_h5}) with {t_attrs['embedder']}; rerun both"
+        )
     if t_attrs.get("template", "{}") != "{}":
-        raise BaselineError(f"{embeddings_h5} embeds concepts with template {t_attrs.get('template')!r}; "
-                            "CLIP-Dissect uses the raw concept text")
+        raise BaselineError(
+            f"{embeddings_h5} embeds concepts with template {t_attrs.get('template')!r}; "
+            "CLIP-Dissect uses the raw concept text"
+        )
     top = img["top"]
     n_probe = int(img["attrs"].get("n_probe_images", top.shape[1]))  # a probe smaller than K: all its images
     if top.shape[1] < min(int(top_images), n_probe):
-        raise BaselineError(f"{image_embeddings_h5} keeps {top.shape[1]} top images per neuron, "
-                            f"hypothesize.clip_dissect.top_images is {top_images}; rerun embed_probe_images")
+        raise BaselineError(
+            f"{image_embeddings_h5} keeps {top.shape[1]} top images per neuron, "
+            f"hypothesize.clip_dissect.top_images is {top_images}; rerun embed_probe_images"
+        )
     top = top[:, :top_images]
     sel = read_json(select_summary)
     n_neurons = int(sel.get("n_neurons", len(sel["neurons"])))
     if top.shape[0] != n_neurons:
-        raise BaselineError(f"{image_embeddings_h5} has {top.shape[0]} neurons but {select_summary} has "
-                            f"{n_neurons}; rerun embed_probe_images")
+        raise BaselineError(
+            f"{image_embeddings_h5} has {top.shape[0]} neurons but {select_summary} has "
+            f"{n_neurons}; rerun embed_probe_images"
+        )
     scores = soft_wpmi(img["embeddings"], t_emb, top, alpha=alpha, lam=lam, device=device)
     best = labels_from_scores(scores)
     concept_set = read_json(concepts_json)["concept_set"]
@@ -252,16 +298,48 @@ def run_clip_dissect(image_embeddings_h5: str, select_summary: str, concepts_jso
         stale.unlink()
     for n in sorted(selected):
         j = int(best[n])
-        write_json(out / f"{n}.json", {
-            "neuron": n, "concept_set": concept_set, "method": "clip_dissect",
-            "clusters": [{"cluster": 0, "size": int(top.shape[1]), "members": list(range(int(top.shape[1]))),
-                          "concepts": [{"id": ids[j], "text": texts[j], "score": float(scores[n, j]), "rank": 0}]}],
-        })
-    write_csv(out_labels, LABEL_COLUMNS, [
-        {"neuron": n, "label": texts[j], "concept_id": ids[j], "score": f"{scores[n, j]:.6g}",
-         "selected": int(n in selected)} for n, j in enumerate(map(int, best))])
-    log.info("CLIP-Dissect: labelled %d neurons (%d selected) with %d concepts, top %d images, alpha %s, "
-             "lambda %s", n_neurons, len(selected), len(ids), top.shape[1], alpha, lam)
+        write_json(
+            out / f"{n}.json",
+            {
+                "neuron": n,
+                "concept_set": concept_set,
+                "method": "clip_dissect",
+                "clusters": [
+                    {
+                        "cluster": 0,
+                        "size": int(top.shape[1]),
+                        "members": list(range(int(top.shape[1]))),
+                        "concepts": [
+                            {"id": ids[j], "text": texts[j], "score": float(scores[n, j]), "rank": 0}
+                        ],
+                    }
+                ],
+            },
+        )
+    write_csv(
+        out_labels,
+        LABEL_COLUMNS,
+        [
+            {
+                "neuron": n,
+                "label": texts[j],
+                "concept_id": ids[j],
+                "score": f"{scores[n, j]:.6g}",
+                "selected": int(n in selected),
+            }
+            for n, j in enumerate(map(int, best))
+        ],
+    )
+    log.info(
+        "CLIP-Dissect: labelled %d neurons (%d selected) with %d concepts, top %d images, alpha %s, "
+        "lambda %s",
+        n_neurons,
+        len(selected),
+        len(ids),
+        top.shape[1],
+        alpha,
+        lam,
+    )
     return {"n_neurons": n_neurons, "n_selected": len(selected)}
 
 

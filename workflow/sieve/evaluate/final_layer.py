@@ -72,13 +72,18 @@ def read_ground_truth(path: str | os.PathLike[str], n_neurons: int | None = None
     if blank:
         raise EvaluateError(f"ground_truth {p}: class {blank[0]} (line {blank[0] + 1}) is blank")
     if n_neurons is not None and len(lines) != n_neurons:
-        raise EvaluateError(f"ground_truth {p} lists {len(lines)} classes but the analysed layer has {n_neurons} "
-                            "neurons; final-layer metrics need one class per neuron (layer: fc)")
+        raise EvaluateError(
+            f"ground_truth {p} lists {len(lines)} classes but the analysed layer has {n_neurons} "
+            "neurons; final-layer metrics need one class per neuron (layer: fc)"
+        )
     return lines
 
 
-def protocol_scores(predicted: dict[int, list[str]], classes: list[str],
-                    encoders: dict[str, Callable[[list[str]], np.ndarray]]) -> dict[str, dict[str, Any]]:
+def protocol_scores(
+    predicted: dict[int, list[str]],
+    classes: list[str],
+    encoders: dict[str, Callable[[list[str]], np.ndarray]],
+) -> dict[str, dict[str, Any]]:
     """Both protocols for one label set. ``predicted``: neuron -> concepts, best first (neurons with none are
     skipped); ``encoders``: metric name (``clip``, ``mpnet``) -> texts -> [n, D] L2-normalised embeddings."""
     neurons = sorted(n for n, c in predicted.items() if c)
@@ -92,8 +97,10 @@ def protocol_scores(predicted: dict[int, list[str]], classes: list[str],
         texts.update(normalize_text(c) for c in predicted[n])
         texts.update(synonyms(classes[n]))
     order = sorted(texts)
-    emb = {name: dict(zip(order, np.asarray(enc(order), dtype=np.float64), strict=True)) if order else {}
-           for name, enc in encoders.items()}
+    emb = {
+        name: dict(zip(order, np.asarray(enc(order), dtype=np.float64), strict=True)) if order else {}
+        for name, enc in encoders.items()
+    }
 
     def cos(name: str, a: str, b: str) -> float:
         return float(emb[name][a] @ emb[name][b])
@@ -108,7 +115,9 @@ def protocol_scores(predicted: dict[int, list[str]], classes: list[str],
                     vals.append(cos(name, predicted[n][0], classes[n]))
                 else:
                     syn = synonyms(classes[n])
-                    vals.append(float(np.mean([cos(name, normalize_text(c), s) for c in predicted[n] for s in syn])))
+                    vals.append(
+                        float(np.mean([cos(name, normalize_text(c), s) for c in predicted[n] for s in syn]))
+                    )
             row[f"{name}_cos"] = float(np.mean(vals)) if vals else math.nan
         if proto == "clip_dissect":
             hits = [normalize_text(predicted[n][0]) == normalize_text(classes[n]) for n in neurons]
@@ -147,8 +156,9 @@ def verified_labels(neuron_concepts_csv: str | os.PathLike[str]) -> dict[int, li
                 try:
                     out[int(r["neuron"])] = list(json.loads(r["concepts"]))
                 except (KeyError, ValueError) as exc:
-                    raise EvaluateError(f"{neuron_concepts_csv}: neuron {r.get('neuron')}: bad 'concepts' "
-                                        f"column ({exc})") from None
+                    raise EvaluateError(
+                        f"{neuron_concepts_csv}: neuron {r.get('neuron')}: bad 'concepts' column ({exc})"
+                    ) from None
     return out
 
 
@@ -174,7 +184,9 @@ class SentenceEncoder:
         elif ref.kind == "path":
             path = str(ref.existing_dir("evaluate.mpnet_model"))
         else:
-            raise BackendError(f"evaluate.mpnet_model {name_or_path!r}: give a hub id or a local folder, not a URL")
+            raise BackendError(
+                f"evaluate.mpnet_model {name_or_path!r}: give a hub id or a local folder, not a URL"
+            )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModel.from_pretrained(path)
@@ -183,14 +195,21 @@ class SentenceEncoder:
         self.device = torch.device(device)
         self.model.eval().requires_grad_(False).to(self.device)
         self.name = name_or_path
-        self.max_length = int(min(max_length, getattr(self.tokenizer, "model_max_length", max_length) or max_length))
+        self.max_length = int(
+            min(max_length, getattr(self.tokenizer, "model_max_length", max_length) or max_length)
+        )
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
         outs = []
         for i in range(0, len(texts), batch_size):
-            tok = self.tokenizer(list(texts[i : i + batch_size]), padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt").to(self.device)
+            tok = self.tokenizer(
+                list(texts[i : i + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
             hidden = self.model(**tok).last_hidden_state.float()
             mask = tok["attention_mask"].unsqueeze(-1).float()
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -200,29 +219,48 @@ class SentenceEncoder:
 
 def _encoder_fn(encoder: Any, batch_size: int = 256) -> Callable[[list[str]], np.ndarray]:
     def enc(texts: list[str]) -> np.ndarray:
-        parts = [encoder.encode_text(texts[i : i + batch_size]).float().numpy() for i in range(0, len(texts), batch_size)]
+        parts = [
+            encoder.encode_text(texts[i : i + batch_size]).float().numpy()
+            for i in range(0, len(texts), batch_size)
+        ]
         z = np.concatenate(parts).astype(np.float64)
         return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
     return enc
 
 
-def final_layer_metrics(label_sets: dict[str, dict[int, list[str]]], classes: list[str],
-                        encoders: dict[str, Callable[[list[str]], np.ndarray]],
-                        extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def final_layer_metrics(
+    label_sets: dict[str, dict[int, list[str]]],
+    classes: list[str],
+    encoders: dict[str, Callable[[list[str]], np.ndarray]],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
     """``label_sets``: ``"method / labels"`` -> neuron -> concepts. One row per label set and protocol, keyed
     ``"method / labels / protocol"``."""
     out: dict[str, dict[str, Any]] = {}
     for key, predicted in label_sets.items():
         method, labels = (key.split(" / ", 1) + [""])[:2]
         for proto, row in protocol_scores(predicted, classes, encoders).items():
-            out[f"{key} / {proto}"] = {"method": method, "labels": labels, "protocol": proto, **row,
-                                       **(extra or {})}
+            out[f"{key} / {proto}"] = {
+                "method": method,
+                "labels": labels,
+                "protocol": proto,
+                **row,
+                **(extra or {}),
+            }
     return out
 
 
-def run_final_layer_metrics(select_summary: str, ground_truth: str, out_json: str, methods: dict[str, dict[str, str]],
-                            clip_encoder: Any, mpnet_encoder: Any, clip_name: str = "", mpnet_name: str = "") -> dict:
+def run_final_layer_metrics(
+    select_summary: str,
+    ground_truth: str,
+    out_json: str,
+    methods: dict[str, dict[str, str]],
+    clip_encoder: Any,
+    mpnet_encoder: Any,
+    clip_name: str = "",
+    mpnet_name: str = "",
+) -> dict:
     """``methods``: name -> {``hypotheses``: folder, ``neuron_concepts``: csv, ``labels``: csv (optional)}."""
     sel = read_json(select_summary)
     n_neurons = int(sel.get("n_neurons", len(sel["neurons"])))
@@ -236,10 +274,17 @@ def run_final_layer_metrics(select_summary: str, ground_truth: str, out_json: st
 
             label_sets[f"{method} / all_neurons"] = {n: [t] for n, t in read_labels(files["labels"]).items()}
     encoders = {"clip": _encoder_fn(clip_encoder), "mpnet": _encoder_fn(mpnet_encoder)}
-    res = final_layer_metrics(label_sets, classes, encoders,
-                              extra={"clip_model": clip_name, "mpnet_model": mpnet_name})
+    res = final_layer_metrics(
+        label_sets, classes, encoders, extra={"clip_model": clip_name, "mpnet_model": mpnet_name}
+    )
     write_json(out_json, res)
     for key, row in res.items():
-        log.info("%s: %d neurons, CLIP cos %.4f, mpnet cos %.4f, top-1 %.4f", key, row["n_neurons"],
-                 row["clip_cos"], row["mpnet_cos"], row["top1_accuracy"])
+        log.info(
+            "%s: %d neurons, CLIP cos %.4f, mpnet cos %.4f, top-1 %.4f",
+            key,
+            row["n_neurons"],
+            row["clip_cos"],
+            row["mpnet_cos"],
+            row["top1_accuracy"],
+        )
     return res

@@ -46,16 +46,28 @@ def per_class_accuracy(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> 
     return counts, acc
 
 
-def accuracy_drop_table(base_pred: np.ndarray, ablated_pred: np.ndarray, labels: np.ndarray, n_classes: int,
-                   class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def accuracy_drop_table(
+    base_pred: np.ndarray,
+    ablated_pred: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    class_names: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
     """Classes with images, by accuracy drop (base - ablated), largest first; ties by class index."""
     counts, base = per_class_accuracy(base_pred, labels, n_classes)
     _, abl = per_class_accuracy(ablated_pred, labels, n_classes)
     rows = []
     for c in np.flatnonzero(counts > 0):
-        rows.append({"class": int(c), "name": class_names[c] if class_names else str(c), "n_images": int(counts[c]),
-                     "accuracy": float(base[c]), "ablated_accuracy": float(abl[c]),
-                     "drop": float(base[c] - abl[c])})
+        rows.append(
+            {
+                "class": int(c),
+                "name": class_names[c] if class_names else str(c),
+                "n_images": int(counts[c]),
+                "accuracy": float(base[c]),
+                "ablated_accuracy": float(abl[c]),
+                "drop": float(base[c] - abl[c]),
+            }
+        )
     rows.sort(key=lambda r: (-r["drop"], r["class"]))
     return rows
 
@@ -74,8 +86,11 @@ def plot_accuracy_drop(doc: dict[str, Any], out_png: str, top: int = 10) -> None
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(names, fontsize=8)
     ax.set_xlabel("accuracy drop when zeroed (percentage points)")
-    ax.set_title(f"{doc['model']} {doc['layer']} neuron {doc['neuron']}: overall "
-                 f"{100 * doc['accuracy']:.1f}% -> {100 * doc['ablated_accuracy']:.1f}%", fontsize=9)
+    ax.set_title(
+        f"{doc['model']} {doc['layer']} neuron {doc['neuron']}: overall "
+        f"{100 * doc['accuracy']:.1f}% -> {100 * doc['ablated_accuracy']:.1f}%",
+        fontsize=9,
+    )
     ax.axvline(0, color="black", linewidth=0.8)
     fig.tight_layout()
     with atomic_path(out_png, suffix=".png") as tmp:
@@ -91,14 +106,24 @@ def _logits(model: Any, x: torch.Tensor) -> torch.Tensor:
         out = out.logits
     model._captured.clear()
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise EvaluateError(f"model {model.name!r}: neuron ablation needs class logits [B, classes], the forward "
-                            f"pass returned {getattr(out, 'shape', type(out).__name__)}")
+        raise EvaluateError(
+            f"model {model.name!r}: neuron ablation needs class logits [B, classes], the forward "
+            f"pass returned {getattr(out, 'shape', type(out).__name__)}"
+        )
     return out.float()
 
 
 @torch.inference_mode()
-def run_neuron_ablation(model: Any, probe: Any, neurons: Sequence[int], out_dir: str, class_names: Sequence[str] | None = None,
-                 batch_size: int = 64, num_workers: int = 0, strict_names: bool = True) -> dict[int, dict[str, Any]]:
+def run_neuron_ablation(
+    model: Any,
+    probe: Any,
+    neurons: Sequence[int],
+    out_dir: str,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    strict_names: bool = True,
+) -> dict[int, dict[str, Any]]:
     """Zero each neuron in turn; per-class accuracy drop on the labelled probe set (see the module docstring).
     One pass over the probe set: every batch runs once intact and once per ablated neuron. ``class_names``
     (one per model output) label the classes; with ``strict_names=False`` a list of another length (a probe's
@@ -108,11 +133,15 @@ def run_neuron_ablation(model: Any, probe: Any, neurons: Sequence[int], out_dir:
     neurons = [int(n) for n in neurons]
     bad = [n for n in neurons if not 0 <= n < model.n_neurons]
     if bad:
-        raise EvaluateError(f"evaluate.ablate_neurons: neuron(s) {bad} do not exist in layer {model.layer!r} of model "
-                            f"{model.name!r} ({model.n_neurons} neurons)")
+        raise EvaluateError(
+            f"evaluate.ablate_neurons: neuron(s) {bad} do not exist in layer {model.layer!r} of model "
+            f"{model.name!r} ({model.n_neurons} neurons)"
+        )
     if probe.labels is None:
-        raise EvaluateError(f"evaluate.ablate_neurons needs a labelled probe set; probe {probe.name!r} "
-                            f"({probe.root}) has no class labels")
+        raise EvaluateError(
+            f"evaluate.ablate_neurons needs a labelled probe set; probe {probe.name!r} "
+            f"({probe.root}) has no class labels"
+        )
     module = dict(model.model.named_modules())[model.layer]
     current: list[int | None] = [None]
 
@@ -124,8 +153,12 @@ def run_neuron_ablation(model: Any, probe: Any, neurons: Sequence[int], out_dir:
         return zero_channel(output, current[0])
 
     handle = module.register_forward_hook(hook)
-    loader = torch.utils.data.DataLoader(_ProbeDataset(probe, model.preprocess), batch_size=batch_size,
-                                         num_workers=num_workers, collate_fn=_collate)
+    loader = torch.utils.data.DataLoader(
+        _ProbeDataset(probe, model.preprocess),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+    )
     preds: dict[int | None, list[np.ndarray]] = {None: [], **{n: [] for n in neurons}}
     labels: list[int] = []
     n_classes = None
@@ -149,8 +182,10 @@ def run_neuron_ablation(model: Any, probe: Any, neurons: Sequence[int], out_dir:
         raise EvaluateError(f"probe {probe.name!r}: no readable image for the neuron ablation")
     y = np.array(labels, dtype=np.int64)
     if y.min() < 0 or y.max() >= n_classes:
-        raise EvaluateError(f"probe {probe.name!r} has class labels up to {int(y.max())} but model {model.name!r} "
-                            f"outputs {n_classes} classes; the probe's classes must be the model's classes, in order")
+        raise EvaluateError(
+            f"probe {probe.name!r} has class labels up to {int(y.max())} but model {model.name!r} "
+            f"outputs {n_classes} classes; the probe's classes must be the model's classes, in order"
+        )
     if class_names is not None and len(class_names) != n_classes:
         msg = f"{len(class_names)} class names for the {n_classes} outputs of model {model.name!r}"
         if strict_names:
@@ -162,14 +197,26 @@ def run_neuron_ablation(model: Any, probe: Any, neurons: Sequence[int], out_dir:
     docs = {}
     for n in neurons:
         abl = np.concatenate(preds[n])
-        doc = {"model": model.name, "layer": model.layer, "neuron": n, "probe": probe.name, "n_images": int(len(y)),
-               "accuracy": float(np.mean(base == y)), "ablated_accuracy": float(np.mean(abl == y)),
-               "n_changed_predictions": int(np.sum(base != abl)),
-               "classes": accuracy_drop_table(base, abl, y, n_classes, class_names)}
+        doc = {
+            "model": model.name,
+            "layer": model.layer,
+            "neuron": n,
+            "probe": probe.name,
+            "n_images": int(len(y)),
+            "accuracy": float(np.mean(base == y)),
+            "ablated_accuracy": float(np.mean(abl == y)),
+            "n_changed_predictions": int(np.sum(base != abl)),
+            "classes": accuracy_drop_table(base, abl, y, n_classes, class_names),
+        }
         write_json(os.path.join(out_dir, f"{n}.json"), doc)
         plot_accuracy_drop(doc, os.path.join(out_dir, f"{n}.png"))
         docs[n] = doc
         top = doc["classes"][0] if doc["classes"] else None
-        log.info("neuron %d zeroed: accuracy %.4f -> %.4f; largest drop %s", n, doc["accuracy"],
-                 doc["ablated_accuracy"], f"{top['name']} ({top['drop']:+.3f})" if top else "-")
+        log.info(
+            "neuron %d zeroed: accuracy %.4f -> %.4f; largest drop %s",
+            n,
+            doc["accuracy"],
+            doc["ablated_accuracy"],
+            f"{top['name']} ({top['drop']:+.3f})" if top else "-",
+        )
     return docs

@@ -25,8 +25,9 @@ STAGE_VARIANTS = {  # name: (label, select.enabled, hypothesize.cluster, verify.
 }
 
 
-def run_stage_ablations(variants: dict[str, dict[str, str]], out_json: str, spec: str | None = None,
-                  synthetic: bool = True) -> dict[str, Any]:
+def run_stage_ablations(
+    variants: dict[str, dict[str, str]], out_json: str, spec: str | None = None, synthetic: bool = True
+) -> dict[str, Any]:
     """The stage-ablation table: one row per variant (``full``, ``no_select``, ``no_cluster``, ``no_verify``) from its
     select summary, verify summary, ar.csv and neuron_concepts.csv; recovery only for a synthetic model."""
     table = []
@@ -37,18 +38,33 @@ def run_stage_ablations(variants: dict[str, dict[str, str]], out_json: str, spec
         label, sel, clu, ver = STAGE_VARIANTS[name]
         vs = read_json(paths["verify_summary"])
         row: dict[str, Any] = {
-            "variant": name, "label": label, "select": sel, "cluster": clu, "verify": ver,
-            "n_hypotheses": vs.get("n_hypotheses"), "n_kept": vs.get("n_kept"),
-            "mean_ar_initial": vs.get("mean_ar_initial"), "mean_ar_kept": vs.get("mean_ar_kept"),
+            "variant": name,
+            "label": label,
+            "select": sel,
+            "cluster": clu,
+            "verify": ver,
+            "n_hypotheses": vs.get("n_hypotheses"),
+            "n_kept": vs.get("n_kept"),
+            "mean_ar_initial": vs.get("mean_ar_initial"),
+            "mean_ar_kept": vs.get("mean_ar_kept"),
             # the AR of what the variant finally reports as explanations
             "mean_ar": vs.get("mean_ar_kept") if ver else vs.get("mean_ar_initial"),
-            "n_selected": vs.get("n_selected"), "n_verified": vs.get("n_verified"),
-            "recovery": None, "neurons_recovered_share": None, "n_wrong_kept": None,
+            "n_selected": vs.get("n_selected"),
+            "n_verified": vs.get("n_verified"),
+            "recovery": None,
+            "neurons_recovered_share": None,
+            "n_wrong_kept": None,
         }
         if synthetic:
-            _, s = compare_with_truth(spec, paths["select"], paths["neuron_concepts"], paths["ar"], paths["verify_summary"])
-            row.update(recovery=s["recovery"], neurons_recovered_share=s["neurons_recovered_share"],
-                       n_wrong_kept=s["hypotheses"]["n_wrong_kept"], select_correct=s["select_correct"])
+            _, s = compare_with_truth(
+                spec, paths["select"], paths["neuron_concepts"], paths["ar"], paths["verify_summary"]
+            )
+            row.update(
+                recovery=s["recovery"],
+                neurons_recovered_share=s["neurons_recovered_share"],
+                n_wrong_kept=s["hypotheses"]["n_wrong_kept"],
+                select_correct=s["select_correct"],
+            )
         table.append(row)
     out = {"synthetic": synthetic, "spec": spec if synthetic else None, "variants": table}
     write_json(out_json, out)

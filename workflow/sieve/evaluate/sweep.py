@@ -37,8 +37,15 @@ def select_at_tau(summary: dict[str, Any], tau: float) -> dict[str, Any]:
     return out
 
 
-def run_sweep_tau(select_summary: str, hypotheses_dir: str, manifest_paths: Sequence[str], model: str, tau: float,
-                  out_dir: str, enabled: bool = True) -> dict[str, Any]:
+def run_sweep_tau(
+    select_summary: str,
+    hypotheses_dir: str,
+    manifest_paths: Sequence[str],
+    model: str,
+    tau: float,
+    out_dir: str,
+    enabled: bool = True,
+) -> dict[str, Any]:
     """One tau of a sweep: the selection at tau, the subset of hypotheses, and Verify's AR/filter on them.
     Writes ``select_summary.json``, ``hypotheses/``, ``verify/{ar.csv,summary.json,generated.json}`` and
     ``neuron_concepts.csv`` under ``out_dir`` (the same names as a run's)."""
@@ -46,11 +53,15 @@ def run_sweep_tau(select_summary: str, hypotheses_dir: str, manifest_paths: Sequ
 
     sel = select_at_tau(read_json(select_summary), tau)
     base = read_json(select_summary)
-    missing_sel = [k for k, v in sel["neurons"].items() if v["selected"] and not base["neurons"][k].get("selected")]
+    missing_sel = [
+        k for k, v in sel["neurons"].items() if v["selected"] and not base["neurons"][k].get("selected")
+    ]
     if missing_sel:
-        raise EvaluateError(f"sweep tau={format_tau(tau)} selects neuron(s) {missing_sel[:10]} that {select_summary} "
-                            f"(tau={base.get('tau')}) did not hypothesise; the sweep's selection must use the "
-                            "smallest tau")
+        raise EvaluateError(
+            f"sweep tau={format_tau(tau)} selects neuron(s) {missing_sel[:10]} that {select_summary} "
+            f"(tau={base.get('tau')}) did not hypothesise; the sweep's selection must use the "
+            "smallest tau"
+        )
     out = Path(out_dir)
     hyp_out = out / "hypotheses"
     if hyp_out.exists():
@@ -62,14 +73,24 @@ def run_sweep_tau(select_summary: str, hypotheses_dir: str, manifest_paths: Sequ
             continue
         f = src / f"{key}.json"
         if not f.is_file():
-            raise EvaluateError(f"sweep tau={format_tau(tau)}: neuron {key} is selected but {f} does not exist; "
-                                "rerun the sweep's hypothesize")
+            raise EvaluateError(
+                f"sweep tau={format_tau(tau)}: neuron {key} is selected but {f} does not exist; "
+                "rerun the sweep's hypothesize"
+            )
         shutil.copyfile(f, hyp_out / f.name)
     write_json(out / "select_summary.json", sel)
-    summary = run_activation_rate(str(hyp_out), str(out / "select_summary.json"), list(manifest_paths), model,
-                                  str(out / "verify" / "ar.csv"), str(out / "verify" / "summary.json"),
-                                  str(out / "neuron_concepts.csv"), out_generated=str(out / "verify" / "generated.json"),
-                                  enabled=enabled, method="sieve")
+    summary = run_activation_rate(
+        str(hyp_out),
+        str(out / "select_summary.json"),
+        list(manifest_paths),
+        model,
+        str(out / "verify" / "ar.csv"),
+        str(out / "verify" / "summary.json"),
+        str(out / "neuron_concepts.csv"),
+        out_generated=str(out / "verify" / "generated.json"),
+        enabled=enabled,
+        method="sieve",
+    )
     return {**summary, "tau": float(tau)}
 
 
@@ -80,9 +101,14 @@ def sweep_table(summaries: dict[float, dict[str, Any]], n_neurons: int) -> dict[
         s = summaries[tau]
         n_sel = int(s.get("n_selected", 0))
         rows[f"tau={format_tau(tau)}"] = {
-            "tau": float(tau), "n_selected": n_sel, "selected_share": n_sel / n_neurons if n_neurons else math.nan,
-            "n_hypotheses": s.get("n_hypotheses"), "mean_ar_initial": s.get("mean_ar_initial"),
-            "n_kept": s.get("n_kept"), "mean_ar_kept": s.get("mean_ar_kept"), "n_verified": s.get("n_verified"),
+            "tau": float(tau),
+            "n_selected": n_sel,
+            "selected_share": n_sel / n_neurons if n_neurons else math.nan,
+            "n_hypotheses": s.get("n_hypotheses"),
+            "mean_ar_initial": s.get("mean_ar_initial"),
+            "n_kept": s.get("n_kept"),
+            "mean_ar_kept": s.get("mean_ar_kept"),
+            "n_verified": s.get("n_verified"),
             "verified_share": s["n_verified"] / n_sel if n_sel else math.nan,
         }
     return rows

@@ -29,8 +29,20 @@ PLANTED_COLUMN = "planted_concepts"
 KINDS_KEY = "kinds"
 METHODS_KEY = "methods"
 RECOVERY_KEY = "recovery"
-TRUTH_COLUMNS = ["neuron", "kind", PLANTED_COLUMN, "selected", "status", "verified_concepts", "recovered",
-                 "n_recovered", "n_hypotheses", "n_wrong_hypotheses", "best_concept", "best_ar"]
+TRUTH_COLUMNS = [
+    "neuron",
+    "kind",
+    PLANTED_COLUMN,
+    "selected",
+    "status",
+    "verified_concepts",
+    "recovered",
+    "n_recovered",
+    "n_hypotheses",
+    "n_wrong_hypotheses",
+    "best_concept",
+    "best_ar",
+]
 PLANTED_KINDS = ("detector", "polysemantic", "attribute")
 
 
@@ -50,13 +62,20 @@ def is_right(world: World, hypothesis: str, planted: Sequence[str]) -> bool:
     return False
 
 
-def truth_table(world: World, select_summary: dict[str, Any], neuron_rows: list[dict[str, str]],
-                ar_rows: list[dict[str, str]], where: str = "") -> list[dict[str, Any]]:
+def truth_table(
+    world: World,
+    select_summary: dict[str, Any],
+    neuron_rows: list[dict[str, str]],
+    ar_rows: list[dict[str, str]],
+    where: str = "",
+) -> list[dict[str, Any]]:
     """One row per neuron: planted kind and concepts, selected, verified concepts, recovered."""
     n_layer = int(select_summary.get("n_neurons", len(select_summary["neurons"])))
     if n_layer != len(world.neurons):
-        raise EvaluateError(f"{where}: the analysed layer has {n_layer} neurons but the world spec {world.source} plants "
-                         f"{len(world.neurons)}: is this the synthetic model of that spec?")
+        raise EvaluateError(
+            f"{where}: the analysed layer has {n_layer} neurons but the world spec {world.source} plants "
+            f"{len(world.neurons)}: is this the synthetic model of that spec?"
+        )
     by_neuron = {}
     for r in neuron_rows:
         _require(r, ("neuron", "status", "concepts"), f"{where} neuron_concepts.csv")
@@ -73,20 +92,22 @@ def truth_table(world: World, select_summary: dict[str, Any], neuron_rows: list[
         recovered = [c for c in n.concepts if c in verified]
         mine = hyps.get(n.index, [])
         wrong = [h for h in mine if not is_right(world, h["concept"], n.concepts)]
-        rows.append({
-            "neuron": n.index,
-            "kind": n.kind,
-            PLANTED_COLUMN: json.dumps(list(n.concepts)),
-            "selected": bool(info.get("selected")),
-            "status": nc.get("status", "not_selected"),
-            "verified_concepts": json.dumps(verified),
-            "recovered": bool(n.concepts) and len(recovered) == len(n.concepts),
-            "n_recovered": len(recovered),
-            "n_hypotheses": len(mine),
-            "n_wrong_hypotheses": len(wrong),
-            "best_concept": nc.get("best_concept", ""),
-            "best_ar": nc.get("best_ar", ""),
-        })
+        rows.append(
+            {
+                "neuron": n.index,
+                "kind": n.kind,
+                PLANTED_COLUMN: json.dumps(list(n.concepts)),
+                "selected": bool(info.get("selected")),
+                "status": nc.get("status", "not_selected"),
+                "verified_concepts": json.dumps(verified),
+                "recovered": bool(n.concepts) and len(recovered) == len(n.concepts),
+                "n_recovered": len(recovered),
+                "n_hypotheses": len(mine),
+                "n_wrong_hypotheses": len(wrong),
+                "best_concept": nc.get("best_concept", ""),
+                "best_ar": nc.get("best_ar", ""),
+            }
+        )
     return rows
 
 
@@ -94,8 +115,9 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def truth_summary(world: World, rows: list[dict[str, Any]], ar_rows: list[dict[str, str]],
-                  verify_summary: dict[str, Any]) -> dict[str, Any]:
+def truth_summary(
+    world: World, rows: list[dict[str, Any]], ar_rows: list[dict[str, str]], verify_summary: dict[str, Any]
+) -> dict[str, Any]:
     kinds: dict[str, Any] = {}
     for kind in KINDS:
         mine = [r for r in rows if r["kind"] == kind]
@@ -130,13 +152,18 @@ def truth_summary(world: World, rows: list[dict[str, Any]], ar_rows: list[dict[s
         "n_planted_concepts": n_concepts,
         "n_recovered_concepts": n_rec,
         RECOVERY_KEY: n_rec / n_concepts if n_concepts else None,
-        "neurons_recovered_share": (sum(r["recovered"] for r in planted_rows) / len(planted_rows)
-                                    if planted_rows else None),
-        "select_correct": all(r["selected"] for r in should_select) and not any(r["selected"] for r in should_reject),
+        "neurons_recovered_share": (
+            sum(r["recovered"] for r in planted_rows) / len(planted_rows) if planted_rows else None
+        ),
+        "select_correct": all(r["selected"] for r in should_select)
+        and not any(r["selected"] for r in should_reject),
         "hypotheses": {
             "n": len(ar_rows),
-            "n_right": len(right_ar), "mean_ar_right": _mean(right_ar),
-            "n_wrong": len(wrong_ar), "mean_ar_wrong": _mean(wrong_ar), "n_wrong_kept": wrong_kept,
+            "n_right": len(right_ar),
+            "mean_ar_right": _mean(right_ar),
+            "n_wrong": len(wrong_ar),
+            "mean_ar_wrong": _mean(wrong_ar),
+            "n_wrong_kept": wrong_kept,
         },
         "mean_ar_initial": verify_summary.get("mean_ar_initial"),
         "mean_ar_kept": verify_summary.get("mean_ar_kept"),
@@ -144,24 +171,44 @@ def truth_summary(world: World, rows: list[dict[str, Any]], ar_rows: list[dict[s
     }
 
 
-def compare_with_truth(spec: str | None, select_path: str, neuron_concepts_path: str, ar_path: str,
-             verify_summary_path: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def compare_with_truth(
+    spec: str | None, select_path: str, neuron_concepts_path: str, ar_path: str, verify_summary_path: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     world = load_world(spec)
-    rows = truth_table(world, read_json(select_path), read_csv(neuron_concepts_path), read_csv(ar_path),
-                       where=neuron_concepts_path.rsplit("/", 1)[0])
+    rows = truth_table(
+        world,
+        read_json(select_path),
+        read_csv(neuron_concepts_path),
+        read_csv(ar_path),
+        where=neuron_concepts_path.rsplit("/", 1)[0],
+    )
     return rows, truth_summary(world, rows, read_csv(ar_path), read_json(verify_summary_path))
 
 
-def run_truth(spec: str | None, select_path: str, neuron_concepts_path: str, ar_path: str,
-              verify_summary_path: str, out_csv: str, out_summary: str) -> dict[str, Any]:
+def run_truth(
+    spec: str | None,
+    select_path: str,
+    neuron_concepts_path: str,
+    ar_path: str,
+    verify_summary_path: str,
+    out_csv: str,
+    out_summary: str,
+) -> dict[str, Any]:
     """Write ``truth.csv`` and ``truth_summary.json`` for one synthetic model / probe / concept set."""
     rows, summary = compare_with_truth(spec, select_path, neuron_concepts_path, ar_path, verify_summary_path)
     write_csv(out_csv, TRUTH_COLUMNS, rows)
     write_json(out_summary, summary)
-    log.info("truth: %d of %d planted concepts recovered (%.0f%%); Select correct: %s; wrong hypotheses: %d, "
-             "mean AR %.3f, %d kept", summary["n_recovered_concepts"], summary["n_planted_concepts"],
-             100 * (summary[RECOVERY_KEY] or 0), summary["select_correct"], summary["hypotheses"]["n_wrong"],
-             summary["hypotheses"]["mean_ar_wrong"], summary["hypotheses"]["n_wrong_kept"])
+    log.info(
+        "truth: %d of %d planted concepts recovered (%.0f%%); Select correct: %s; wrong hypotheses: %d, "
+        "mean AR %.3f, %d kept",
+        summary["n_recovered_concepts"],
+        summary["n_planted_concepts"],
+        100 * (summary[RECOVERY_KEY] or 0),
+        summary["select_correct"],
+        summary["hypotheses"]["n_wrong"],
+        summary["hypotheses"]["mean_ar_wrong"],
+        summary["hypotheses"]["n_wrong_kept"],
+    )
     return summary
 
 
@@ -169,41 +216,67 @@ def run_truth(spec: str | None, select_path: str, neuron_concepts_path: str, ar_
 # every method side by side
 
 
+TRUTH_METHOD_KEYS = (
+    RECOVERY_KEY,
+    "n_recovered_concepts",
+    "n_planted_concepts",
+    "neurons_recovered_share",
+    "mean_ar_initial",
+    "mean_ar_kept",
+)
 
-TRUTH_METHOD_KEYS = (RECOVERY_KEY, "n_recovered_concepts", "n_planted_concepts", "neurons_recovered_share",
-                     "mean_ar_initial", "mean_ar_kept")
 
-
-def method_truth(spec: str | None, select_path: str, neuron_concepts_path: str, ar_path: str,
-                 verify_summary_path: str) -> dict[str, Any]:
+def method_truth(
+    spec: str | None, select_path: str, neuron_concepts_path: str, ar_path: str, verify_summary_path: str
+) -> dict[str, Any]:
     """One method's Verify result against a synthetic world's planted truth (the truth stage's own code)."""
     _, s = compare_with_truth(spec, select_path, neuron_concepts_path, ar_path, verify_summary_path)
     vs = read_json(verify_summary_path)
-    return {**{k: s.get(k) for k in TRUTH_METHOD_KEYS}, "n_hypotheses": vs.get("n_hypotheses"),
-            "n_verified": vs.get("n_verified"), "hypotheses": s.get("hypotheses")}
+    return {
+        **{k: s.get(k) for k in TRUTH_METHOD_KEYS},
+        "n_hypotheses": vs.get("n_hypotheses"),
+        "n_verified": vs.get("n_verified"),
+        "hypotheses": s.get("hypotheses"),
+    }
 
 
-def add_methods_to_truth(summary_path: str, spec: str | None, select_path: str,
-                         baselines: dict[str, Sequence[str]], sieve_verify_summary: str | None = None) -> dict[str, Any]:
+def add_methods_to_truth(
+    summary_path: str,
+    spec: str | None,
+    select_path: str,
+    baselines: dict[str, Sequence[str]],
+    sieve_verify_summary: str | None = None,
+) -> dict[str, Any]:
     """Add each baseline's recovery and mean AR to ``truth_summary.json`` (key = method name, what the report's
     comparison table reads) and a ``methods`` table with SIEVE beside them. ``baselines``: method -> its
     ``verify/ar.csv``, ``verify/summary.json`` and ``neuron_concepts.csv`` (any order)."""
     summary = read_json(summary_path)
     vs = read_json(sieve_verify_summary) if sieve_verify_summary else {}
-    methods = {"sieve": {**{k: summary.get(k) for k in TRUTH_METHOD_KEYS}, "n_hypotheses": vs.get("n_hypotheses"),
-                         "n_verified": vs.get("n_verified")}}
+    methods = {
+        "sieve": {
+            **{k: summary.get(k) for k in TRUTH_METHOD_KEYS},
+            "n_hypotheses": vs.get("n_hypotheses"),
+            "n_verified": vs.get("n_verified"),
+        }
+    }
     for name, files in baselines.items():
         by_name = {Path(f).name: f for f in files}
         missing = [f for f in ("ar.csv", "summary.json", "neuron_concepts.csv") if f not in by_name]
         if missing:
             raise EvaluateError(f"truth of baseline {name}: missing {missing} among {list(files)}")
-        res = method_truth(spec, select_path, by_name["neuron_concepts.csv"], by_name["ar.csv"],
-                           by_name["summary.json"])
+        res = method_truth(
+            spec, select_path, by_name["neuron_concepts.csv"], by_name["ar.csv"], by_name["summary.json"]
+        )
         summary[name] = res
         methods[name] = {k: v for k, v in res.items() if k != "hypotheses"}
     summary[METHODS_KEY] = methods
     write_json(summary_path, summary)
     for name, m in methods.items():
-        log.info("truth %s: recovery %s, mean AR initial %s, kept %s", name, m.get(RECOVERY_KEY),
-                 m.get("mean_ar_initial"), m.get("mean_ar_kept"))
+        log.info(
+            "truth %s: recovery %s, mean AR initial %s, kept %s",
+            name,
+            m.get(RECOVERY_KEY),
+            m.get("mean_ar_initial"),
+            m.get("mean_ar_kept"),
+        )
     return summary

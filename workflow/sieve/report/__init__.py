@@ -5,5 +5,12 @@ from .build import build_report
 from .tables import json_table, read_benchmarks
 from .values import ReportError
 
-__all__ = ["ReportError", "build_report", "embed_json", "json_table", "make_thumbnail", "read_benchmarks",
-           "render_html"]
+__all__ = [
+    "ReportError",
+    "build_report",
+    "embed_json",
+    "json_table",
+    "make_thumbnail",
+    "read_benchmarks",
+    "render_html",
+]

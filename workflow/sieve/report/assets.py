@@ -40,8 +40,13 @@ def render_html(data: dict[str, Any], title: str) -> str:
     return re.sub(r"\{\{(TITLE|DATA)\}\}", lambda m: fill[m.group(1)], template)
 
 
-def make_thumbnail(src: str | Path, dst: str | Path, max_size: int, quality: int = JPEG_QUALITY,
-                   max_height: int | None = None) -> tuple[int, int]:
+def make_thumbnail(
+    src: str | Path,
+    dst: str | Path,
+    max_size: int,
+    quality: int = JPEG_QUALITY,
+    max_height: int | None = None,
+) -> tuple[int, int]:
     """Re-encode ``src`` as a JPEG at most ``max_size`` wide and ``max_height`` (default ``max_size``) high;
     returns (width, height)."""
     try:

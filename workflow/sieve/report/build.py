@@ -54,7 +54,9 @@ from .values import (
 log = logging.getLogger(__name__)
 
 GRID_MAX_SIZE = 960  # px, width of a neuron's top-image grid (the grids are drawn ~950 px wide)
-GRID_MAX_HEIGHT = 2400  # px: a grid is tall (a row of activation maps below each row of images), keep it legible
+GRID_MAX_HEIGHT = (
+    2400  # px: a grid is tall (a row of activation maps below each row of images), keep it legible
+)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 METHOD_DIRS = {"sieve": "", "clip_dissect": "baselines/clip_dissect"}
 STATIC_FILES = ("report.js", "report.css")
@@ -76,8 +78,14 @@ def read_selection(mp: Path) -> tuple[Path, dict[str, Any]]:
     return sel_path, sel
 
 
-def read_methods(run_dir: Path, workdir: Path, n_gen: int, assets: Assets, gen_acts: GeneratedActivations | None = None,
-                 thresholds: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+def read_methods(
+    run_dir: Path,
+    workdir: Path,
+    n_gen: int,
+    assets: Assets,
+    gen_acts: GeneratedActivations | None = None,
+    thresholds: dict[str, float] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Phase 2: SIEVE's and every baseline's hypotheses and AR (:data:`METHOD_DIRS`), those that exist, with the
     neuron's activation on each generated image where Verify's results hold it."""
     methods: dict[str, dict[str, Any]] = {}
@@ -110,8 +118,13 @@ def neuron_status(selected: bool, dead: bool, main: dict[str, Any] | None, verif
     return "selected"
 
 
-def neuron_rows(sel_path: Path, sel: dict[str, Any], methods: dict[str, dict[str, Any]],
-                truth: dict[str, dict[str, str]], card: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def neuron_rows(
+    sel_path: Path,
+    sel: dict[str, Any],
+    methods: dict[str, dict[str, Any]],
+    truth: dict[str, dict[str, str]],
+    card: Any,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Phase 4: one table row per neuron of the layer, and a card per selected neuron (``card(nid, info,
     clusters)`` draws it)."""
     main = methods.get("sieve")
@@ -122,10 +135,15 @@ def neuron_rows(sel_path: Path, sel: dict[str, Any], methods: dict[str, dict[str
         selected = as_bool(info.get("selected"))
         clusters = main["clusters"].get(nid, []) if main else []
         verified = verified_concepts(clusters)
-        row: dict[str, Any] = {"id": nid, "ratio": rounded(as_number(info.get("ratio"), where + " ratio")),
-                               "selected": selected,
-                               "status": neuron_status(selected, as_bool(info.get("dead")), main, verified),
-                               "k": None, "verified": verified, "best_ar": rounded(best_ar(clusters))}
+        row: dict[str, Any] = {
+            "id": nid,
+            "ratio": rounded(as_number(info.get("ratio"), where + " ratio")),
+            "selected": selected,
+            "status": neuron_status(selected, as_bool(info.get("dead")), main, verified),
+            "k": None,
+            "verified": verified,
+            "best_ar": rounded(best_ar(clusters)),
+        }
         if truth:
             row["truth"] = truth.get(nid, {}).get(PLANTED_COLUMN, "")
         for b in baseline_names:
@@ -142,30 +160,53 @@ def neuron_rows(sel_path: Path, sel: dict[str, Any], methods: dict[str, dict[str
     return neurons, cards
 
 
-def run_facts(model: str, probe: str, concept_set: str, sel: dict[str, Any], neurons: list[dict[str, Any]],
-              main: dict[str, Any] | None) -> list[list[Any]]:
+def run_facts(
+    model: str,
+    probe: str,
+    concept_set: str,
+    sel: dict[str, Any],
+    neurons: list[dict[str, Any]],
+    main: dict[str, Any] | None,
+) -> list[list[Any]]:
     """Phase 5: the run's key facts (layer, images, tau, counts, mean ARs)."""
-    facts = [["model", model], ["layer", sel.get("layer", "")], ["probe", probe],
-             ["images", sel.get("n_images")], ["skipped images", sel.get("n_skipped", 0)],
-             ["concept set", concept_set], ["tau", sel["tau"]], ["neurons in layer", sel.get("n_neurons", len(neurons))],
-             ["selected", sel.get("n_selected", sum(r["selected"] for r in neurons))]]
+    facts = [
+        ["model", model],
+        ["layer", sel.get("layer", "")],
+        ["probe", probe],
+        ["images", sel.get("n_images")],
+        ["skipped images", sel.get("n_skipped", 0)],
+        ["concept set", concept_set],
+        ["tau", sel["tau"]],
+        ["neurons in layer", sel.get("n_neurons", len(neurons))],
+        ["selected", sel.get("n_selected", sum(r["selected"] for r in neurons))],
+    ]
     if sel.get("n_dead") is not None:
         facts.append(["dead", sel["n_dead"]])
     if main and main["summary"]:
         vs = main["summary"]
-        facts += [["hypotheses", vs.get("n_hypotheses")], ["verified neurons", vs.get("n_verified")],
-                  ["mean AR initial", rounded(as_number(vs.get("mean_ar_initial"), "mean_ar_initial"))],
-                  ["hypotheses kept", vs.get("n_kept")],
-                  ["mean AR kept", rounded(as_number(vs.get("mean_ar_kept"), "mean_ar_kept"))]]
+        facts += [
+            ["hypotheses", vs.get("n_hypotheses")],
+            ["verified neurons", vs.get("n_verified")],
+            ["mean AR initial", rounded(as_number(vs.get("mean_ar_initial"), "mean_ar_initial"))],
+            ["hypotheses kept", vs.get("n_kept")],
+            ["mean AR kept", rounded(as_number(vs.get("mean_ar_kept"), "mean_ar_kept"))],
+        ]
     return facts
 
 
 def ar_panels(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The AR values and means of each method that has some (the AR histograms)."""
-    return {m: {"values": r["ar_values"],
-                "mean_initial": rounded(as_number((r["summary"] or {}).get("mean_ar_initial"), "mean_ar_initial")),
-                "mean_kept": rounded(as_number((r["summary"] or {}).get("mean_ar_kept"), "mean_ar_kept"))}
-            for m, r in methods.items() if r["ar_values"]}
+    return {
+        m: {
+            "values": r["ar_values"],
+            "mean_initial": rounded(
+                as_number((r["summary"] or {}).get("mean_ar_initial"), "mean_ar_initial")
+            ),
+            "mean_kept": rounded(as_number((r["summary"] or {}).get("mean_ar_kept"), "mean_ar_kept")),
+        }
+        for m, r in methods.items()
+        if r["ar_values"]
+    }
 
 
 def run_anchor(model: str, probe: str, concept_set: str) -> str:
@@ -182,22 +223,34 @@ def card_anchor(run: str, neuron: str) -> str:
 def run_files(results: Path, model: str, probe: str, concept_set: str, assets: Assets) -> list[list[str]]:
     """[label, link] of the result files a section is built from (those that exist), for the page to link to."""
     mp, run_dir = results / model / probe, results / model / probe / concept_set
-    files = [("selection summary", mp / "select" / "summary.json"),
-             ("neuron table (CSV)", run_dir / "neuron_concepts.csv"),
-             ("Activation Rate of every hypothesis (CSV)", run_dir / "verify" / "ar.csv"),
-             ("Verify summary", run_dir / "verify" / "summary.json"),
-             ("generated images", run_dir / "verify" / "generated.json"),
-             ("planted truth (CSV)", run_dir / "truth.csv"), ("planted truth summary", run_dir / "truth_summary.json")]
+    files = [
+        ("selection summary", mp / "select" / "summary.json"),
+        ("neuron table (CSV)", run_dir / "neuron_concepts.csv"),
+        ("Activation Rate of every hypothesis (CSV)", run_dir / "verify" / "ar.csv"),
+        ("Verify summary", run_dir / "verify" / "summary.json"),
+        ("generated images", run_dir / "verify" / "generated.json"),
+        ("planted truth (CSV)", run_dir / "truth.csv"),
+        ("planted truth summary", run_dir / "truth_summary.json"),
+    ]
     for method, sub in METHOD_DIRS.items():
         if sub:
-            files += [(f"{method}: neuron table (CSV)", run_dir / sub / "neuron_concepts.csv"),
-                      (f"{method}: Activation Rate (CSV)", run_dir / sub / "verify" / "ar.csv")]
+            files += [
+                (f"{method}: neuron table (CSV)", run_dir / sub / "neuron_concepts.csv"),
+                (f"{method}: Activation Rate (CSV)", run_dir / sub / "verify" / "ar.csv"),
+            ]
     return [[label, assets.link(path)] for label, path in files if path.is_file()]
 
 
-def collect_run(results: Path, model: str, probe: str, concept_set: str, assets: Assets,
-                n_gen: int = 4, workdir: Path | None = None,
-                gen_acts: GeneratedActivations | None = None) -> dict[str, Any]:
+def collect_run(
+    results: Path,
+    model: str,
+    probe: str,
+    concept_set: str,
+    assets: Assets,
+    n_gen: int = 4,
+    workdir: Path | None = None,
+    gen_acts: GeneratedActivations | None = None,
+) -> dict[str, Any]:
     """Everything the page shows for one (model, probe, concept set), phase by phase."""
     mp = results / model / probe
     sel_path, sel = read_selection(mp)
@@ -206,15 +259,24 @@ def collect_run(results: Path, model: str, probe: str, concept_set: str, assets:
     anchor = run_anchor(model, probe, concept_set)
     hist = mp / "select" / "ratio_histogram.png"
     histogram = assets.copy(hist, f"{asset_prefix}/ratio_histogram.png") if hist.is_file() else None
-    thresholds = {nid: t for nid, info in sel["neurons"].items()
-                  if (t := as_number(info.get("threshold"), f"{sel_path} neuron {nid} threshold")) is not None}
+    thresholds = {
+        nid: t
+        for nid, info in sel["neurons"].items()
+        if (t := as_number(info.get("threshold"), f"{sel_path} neuron {nid} threshold")) is not None
+    }
     if gen_acts is None:
         gen_acts = generated_activations(results, workdir or results.parent, model)
     methods = read_methods(run_dir, workdir or results.parent, n_gen, assets, gen_acts, thresholds)
     truth = read_truth(run_dir)
-    neurons, cards = neuron_rows(sel_path, sel, methods, truth,
-                                 lambda nid, info, clusters: neuron_card(mp, nid, info, clusters, assets, asset_prefix,
-                                                                         card_anchor(anchor, nid), run_dir))
+    neurons, cards = neuron_rows(
+        sel_path,
+        sel,
+        methods,
+        truth,
+        lambda nid, info, clusters: neuron_card(
+            mp, nid, info, clusters, assets, asset_prefix, card_anchor(anchor, nid), run_dir
+        ),
+    )
     ts_path = run_dir / "truth_summary.json"
     truth_summary = load_json(ts_path) if ts_path.is_file() else None
     tables = truth_tables(truth_summary) if truth_summary is not None else []
@@ -222,30 +284,60 @@ def collect_run(results: Path, model: str, probe: str, concept_set: str, assets:
         t["source"] = assets.link(ts_path)
     tables += extra_tables(run_dir, results / STAGE_ABLATIONS / model / probe / concept_set, assets.link)
     return {
-        "key": f"{model} / {probe} / {concept_set}", "anchor": anchor, "model": model, "probe": probe,
-        "concept_set": concept_set, "files": run_files(results, model, probe, concept_set, assets),
-        "layer": sel.get("layer", ""), "tau": sel["tau"],
-        "facts": run_facts(model, probe, concept_set, sel, neurons, methods.get("sieve")), "histogram": histogram,
-        "ar": ar_panels(methods), "methods": list(methods), "baselines": [m for m in methods if m != "sieve"],
-        "has_truth": bool(truth), "tables": tables, "neurons": neurons, "cards": cards,
-        "_summaries": {m: r["summary"] for m, r in methods.items()}, "_select": sel, "_truth_summary": truth_summary,
+        "key": f"{model} / {probe} / {concept_set}",
+        "anchor": anchor,
+        "model": model,
+        "probe": probe,
+        "concept_set": concept_set,
+        "files": run_files(results, model, probe, concept_set, assets),
+        "layer": sel.get("layer", ""),
+        "tau": sel["tau"],
+        "facts": run_facts(model, probe, concept_set, sel, neurons, methods.get("sieve")),
+        "histogram": histogram,
+        "ar": ar_panels(methods),
+        "methods": list(methods),
+        "baselines": [m for m in methods if m != "sieve"],
+        "has_truth": bool(truth),
+        "tables": tables,
+        "neurons": neurons,
+        "cards": cards,
+        "_summaries": {m: r["summary"] for m, r in methods.items()},
+        "_select": sel,
+        "_truth_summary": truth_summary,
     }
 
 
-def neuron_card(mp: Path, nid: str, info: dict[str, Any], clusters: list[dict[str, Any]],
-                assets: Assets, prefix: str, anchor: str = "", run_dir: Path | None = None) -> dict[str, Any]:
+def neuron_card(
+    mp: Path,
+    nid: str,
+    info: dict[str, Any],
+    clusters: list[dict[str, Any]],
+    assets: Assets,
+    prefix: str,
+    anchor: str = "",
+    run_dir: Path | None = None,
+) -> dict[str, Any]:
     """A selected neuron's card: its statistics, grid, clusters with their top images' ranks and activations
     (``top``: activation by rank), hypotheses, and links to the files it was drawn from."""
     card: dict[str, Any] = {
         "anchor": anchor,
-        "p99": rounded(as_number(info.get("p99"), "p99")), "median": rounded(as_number(info.get("median"), "median")),
-        "threshold": rounded(as_number(info.get("threshold"), "threshold")), "grid": None, "clusters": [],
-        "dropped": [], "silhouette": None, "top": [], "files": [],
+        "p99": rounded(as_number(info.get("p99"), "p99")),
+        "median": rounded(as_number(info.get("median"), "median")),
+        "threshold": rounded(as_number(info.get("threshold"), "threshold")),
+        "grid": None,
+        "clusters": [],
+        "dropped": [],
+        "silhouette": None,
+        "top": [],
+        "files": [],
     }
     grid = mp / "grids" / f"{nid}.png"
     if not grid.is_file():
-        grid = next((g for g in (mp / "grids").glob(f"{nid}.*") if g.suffix.lower() in IMAGE_SUFFIXES), grid) \
-            if (mp / "grids").is_dir() else grid
+        grid = (
+            next((g for g in (mp / "grids").glob(f"{nid}.*") if g.suffix.lower() in IMAGE_SUFFIXES), grid)
+            if (mp / "grids").is_dir()
+            else grid
+        )
     if grid.is_file():
         card["grid"] = assets.thumbnail(grid, f"{prefix}/grids/{nid}.jpg", GRID_MAX_SIZE, GRID_MAX_HEIGHT)
         card["files"].append(["grid, full size", assets.link(grid)])
@@ -272,8 +364,9 @@ def neuron_card(mp: Path, nid: str, info: dict[str, Any], clusters: list[dict[st
     order = list(members) + [c["id"] for c in clusters if c["id"] not in members]
     by_id = {c["id"]: c for c in clusters}
     for cid in order:
-        card["clusters"].append({"id": cid, "members": members.get(cid, []),
-                                 "concepts": by_id.get(cid, {}).get("concepts", [])})
+        card["clusters"].append(
+            {"id": cid, "members": members.get(cid, []), "concepts": by_id.get(cid, {}).get("concepts", [])}
+        )
     return card
 
 
@@ -315,9 +408,15 @@ def build_report(
     assets = Assets(report_dir, assets_dir)
     results = Path(results)
     workdir = Path(workdir) if workdir is not None else results.parent
-    gen_acts = {m: generated_activations(results, workdir, m) for m in models}  # manifests read once per model
-    runs = [collect_run(results, m, p, cs, assets, generated_per_concept, workdir, gen_acts[m])
-            for m in models for p in probes for cs in concept_sets]
+    gen_acts = {
+        m: generated_activations(results, workdir, m) for m in models
+    }  # manifests read once per model
+    runs = [
+        collect_run(results, m, p, cs, assets, generated_per_concept, workdir, gen_acts[m])
+        for m in models
+        for p in probes
+        for cs in concept_sets
+    ]
     settings = dict(settings or {})
     settings["concept_counts"] = count_concepts(results, concept_sets)
     comparison = comparison_table(runs)
@@ -328,8 +427,11 @@ def build_report(
         "comparison": comparison,
         "timing": timing,
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
-        "files": [[label, assets.link(Path(path))] for label, path in
-                  (("comparison table (CSV)", comparison_csv), ("AR histograms (PNG)", ar_png)) if path],
+        "files": [
+            [label, assets.link(Path(path))]
+            for label, path in (("comparison table (CSV)", comparison_csv), ("AR histograms (PNG)", ar_png))
+            if path
+        ],
     }
     for name in STATIC_FILES:
         src = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
@@ -339,6 +441,11 @@ def build_report(
     if ar_png:
         ar_distribution_png(runs, ar_png)
     write_text(out_html, render_html(data, title))  # last: the page exists only once its assets do
-    log.info("report: %s (%d runs, %d neurons, %.1f MB of thumbnails)", out_html, len(runs),
-             sum(len(r["neurons"]) for r in runs), assets.bytes / 1e6)
+    log.info(
+        "report: %s (%d runs, %d neurons, %.1f MB of thumbnails)",
+        out_html,
+        len(runs),
+        sum(len(r["neurons"]) for r in runs),
+        assets.bytes / 1e6,
+    )
     return data

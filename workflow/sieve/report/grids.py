@@ -26,16 +26,33 @@ from ..io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
-PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-           (240, 50, 230), (210, 245, 60)]
+PALETTE = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+]
 DROPPED_COLOUR = (120, 120, 120)
 # The heat map's colours (matplotlib's "inferno" at 5 stops): dark where the neuron is quiet, yellow where it fires;
 # a colour ramp no probe image shares, drawn over a dimmed grey copy of the image.
-_HEAT_STOPS = np.array([(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255, 164)], dtype=np.float32)
-HEAT_LUT = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_HEAT_STOPS)), _HEAT_STOPS[:, c])
-                     for c in range(3)], axis=1).astype(np.float32)
+_HEAT_STOPS = np.array(
+    [(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255, 164)], dtype=np.float32
+)
+HEAT_LUT = np.stack(
+    [
+        np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_HEAT_STOPS)), _HEAT_STOPS[:, c])
+        for c in range(3)
+    ],
+    axis=1,
+).astype(np.float32)
 _ALPHA = 0.25 + 0.75 * np.linspace(0, 1, 256)
-_GREY_WEIGHT = np.round((1 - _ALPHA) * 0.55 / 3 * 65536).astype(np.int32)  # of the channel sum, fixed point 16 bits
+_GREY_WEIGHT = np.round((1 - _ALPHA) * 0.55 / 3 * 65536).astype(
+    np.int32
+)  # of the channel sum, fixed point 16 bits
 _HEAT_TERM = np.round(HEAT_LUT * _ALPHA[:, None]).astype(np.int32)
 FONT_PX = 18  # drawn ~950 px wide, shown 600-820 px wide in the report: 12-15 px on screen
 PNG_COMPRESS_LEVEL = 1  # grids are re-encoded by the report; fast zlib keeps the rule cheap
@@ -56,8 +73,9 @@ class _ThumbDataset:
             x = self.pre.geometric(self.probe.load(pi))
         except Exception:  # noqa: BLE001 - drawn as a grey tile
             return pi, None
-        x = F.interpolate(x[None], size=(self.tile, self.tile), mode="bilinear", antialias=True,
-                          align_corners=False)[0]
+        x = F.interpolate(
+            x[None], size=(self.tile, self.tile), mode="bilinear", antialias=True, align_corners=False
+        )[0]
         return pi, (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
@@ -122,8 +140,14 @@ def draw_box(draw: Any, box: tuple[float, float, float, float]) -> None:
     draw.rectangle([x0, y0, x1, y1], outline=(255, 255, 255), width=1)
 
 
-def draw_grid(doc: dict[str, Any], thumbs: dict[int, np.ndarray], input_size: int, tile: int = 96,
-              per_row: int = 8, maps: np.ndarray | None = None) -> Any:
+def draw_grid(
+    doc: dict[str, Any],
+    thumbs: dict[int, np.ndarray],
+    input_size: int,
+    tile: int = 96,
+    per_row: int = 8,
+    maps: np.ndarray | None = None,
+) -> Any:
     """One neuron's top images, one row block per cluster (dropped clusters last, in grey).
 
     Each top image is a cell: the image with its crop box, below it the neuron's activation map over the image
@@ -137,11 +161,18 @@ def draw_grid(doc: dict[str, Any], thumbs: dict[int, np.ndarray], input_size: in
     tiles = [thumbs.get(int(c["probe_index"])) for c in crops]
     heat = None
     if maps is not None and len(maps):
-        heat = overlay(np.stack([blank if t is None else t for t in tiles[: len(maps)]]),
-                       heat_tiles(normalized_maps(maps[: len(tiles)]), tile))
-    groups = [(f"cluster {c['cluster']} ({c['size']})", PALETTE[c["cluster"] % len(PALETTE)], c["members"])
-              for c in doc["clusters"]]
-    groups += [(f"dropped {c['cluster']} ({c['size']})", DROPPED_COLOUR, c.get("members", [])) for c in doc["dropped"]]
+        heat = overlay(
+            np.stack([blank if t is None else t for t in tiles[: len(maps)]]),
+            heat_tiles(normalized_maps(maps[: len(tiles)]), tile),
+        )
+    groups = [
+        (f"cluster {c['cluster']} ({c['size']})", PALETTE[c["cluster"] % len(PALETTE)], c["members"])
+        for c in doc["clusters"]
+    ]
+    groups += [
+        (f"dropped {c['cluster']} ({c['size']})", DROPPED_COLOUR, c.get("members", []))
+        for c in doc["dropped"]
+    ]
     groups = [g for g in groups if g[2]]
     label_w, pad = 150, 4
     cell_h = tile * (2 if heat is not None else 1) + line
@@ -153,8 +184,12 @@ def draw_grid(doc: dict[str, Any], thumbs: dict[int, np.ndarray], input_size: in
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     title = f"neuron {doc['neuron']}: k = {doc['k']}  (top image, crop boxed; below: activation map; rank, activation)"
-    draw.text((pad, 4), title if heat is not None else f"neuron {doc['neuron']}: k = {doc['k']}", fill=(0, 0, 0),
-              font=font)
+    draw.text(
+        (pad, 4),
+        title if heat is not None else f"neuron {doc['neuron']}: k = {doc['k']}",
+        fill=(0, 0, 0),
+        font=font,
+    )
     y = head
     scale = tile / float(input_size)
     for label, colour, members in groups:
@@ -189,8 +224,15 @@ def read_top_maps(activations_h5: str, neurons: list[int]) -> dict[int, np.ndarr
     return {n: maps[i] for i, n in enumerate(order)}
 
 
-def run_grids(clusters_dir: str, crops_h5: str, probe: Any, out_dir: str, tile: int = 96,
-              num_workers: int = 0, activations_h5: str | None = None) -> int:
+def run_grids(
+    clusters_dir: str,
+    crops_h5: str,
+    probe: Any,
+    out_dir: str,
+    tile: int = 96,
+    num_workers: int = 0,
+    activations_h5: str | None = None,
+) -> int:
     """One ``grids/{neuron}.png`` per clustered neuron (each probe image loaded once); with ``activations_h5``,
     each top image's activation map is drawn below it."""
     import torch
@@ -203,8 +245,9 @@ def run_grids(clusters_dir: str, crops_h5: str, probe: Any, out_dir: str, tile: 
     maps = read_top_maps(activations_h5, [int(d["neuron"]) for d in docs]) if activations_h5 else {}
     indices = sorted({int(c["probe_index"]) for d in docs for c in d["crops"]})
     thumbs: dict[int, np.ndarray] = {}
-    loader = torch.utils.data.DataLoader(_ThumbDataset(probe, pre, indices, tile), batch_size=16,
-                                         num_workers=num_workers, collate_fn=_as_list)
+    loader = torch.utils.data.DataLoader(
+        _ThumbDataset(probe, pre, indices, tile), batch_size=16, num_workers=num_workers, collate_fn=_as_list
+    )
     for batch in loader:
         for pi, arr in batch:
             if arr is None:

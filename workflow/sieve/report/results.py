@@ -41,7 +41,10 @@ def read_generated(path: Path, workdir: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for cid, rec in doc.items():
         rec = rec if isinstance(rec, dict) else {}
-        files = [p if p.is_absolute() else workdir / p for p in map(Path, rec.get("thumbs") or rec.get("images") or [])]
+        files = [
+            p if p.is_absolute() else workdir / p
+            for p in map(Path, rec.get("thumbs") or rec.get("images") or [])
+        ]
         seeds = list(rec.get("seeds") or range(len(files)))
         out[str(cid)] = {"seeds": seeds, "files": list(zip(seeds, files, strict=False))}
     return out
@@ -75,7 +78,9 @@ def generated_activations(results: Path, workdir: Path, model: str) -> Generated
     def values(text: str, neuron: int) -> dict[int, float] | None:
         rec = by_text.get(text)
         acts = (rec or {}).get("acts", {}).get(model) if isinstance(rec, dict) else None
-        if not isinstance(acts, str) or not acts:  # another layout: no values (test_report_rule_end_to_end notices)
+        if (
+            not isinstance(acts, str) or not acts
+        ):  # another layout: no values (test_report_rule_end_to_end notices)
             return None
         if acts not in loaded:
             path = Path(acts) if Path(acts).is_absolute() else workdir / acts
@@ -94,7 +99,9 @@ def generated_activations(results: Path, workdir: Path, model: str) -> Generated
 def read_ar(path: Path, verify_summary: dict[str, Any] | None) -> dict[tuple[str, str, str], dict[str, Any]]:
     """ar.csv -> (neuron, cluster, concept_id or text) -> {ar, n_images, n_active, kept}."""
     out: dict[tuple[str, str, str], dict[str, Any]] = {}
-    mean = as_number((verify_summary or {}).get("mean_ar_initial"), f"{path.parent / 'summary.json'} mean_ar_initial")
+    mean = as_number(
+        (verify_summary or {}).get("mean_ar_initial"), f"{path.parent / 'summary.json'} mean_ar_initial"
+    )
     rows = load_csv(path)
     if rows and not {"neuron", "ar"} <= set(rows[0]):
         raise ReportError(f"{path}: needs columns neuron and ar, has {', '.join(rows[0])}")
@@ -107,14 +114,23 @@ def read_ar(path: Path, verify_summary: dict[str, Any] | None) -> dict[tuple[str
             kept = ar is not None and mean is not None and ar >= mean
         key_c = r.get("concept_id") or r.get("concept", "")
         out[(str(r["neuron"]), str(r.get("cluster", "")), key_c)] = {
-            "ar": ar, "n_images": r.get("n_images"), "n_active": r.get("n_active"), "kept": kept,
+            "ar": ar,
+            "n_images": r.get("n_images"),
+            "n_active": r.get("n_active"),
+            "kept": kept,
             "text": r.get("concept", ""),
         }
     return out
 
 
-def method_result(base: Path, workdir: Path, n_gen: int, assets: Assets, gen_acts: GeneratedActivations | None = None,
-                  thresholds: dict[str, float] | None = None) -> dict[str, Any] | None:
+def method_result(
+    base: Path,
+    workdir: Path,
+    n_gen: int,
+    assets: Assets,
+    gen_acts: GeneratedActivations | None = None,
+    thresholds: dict[str, float] | None = None,
+) -> dict[str, Any] | None:
     """Hypotheses + AR of one method (sieve, or a baseline) for one (model, probe, concept set); with ``gen_acts``
     and the neurons' ``thresholds``, each hypothesis also gets the activation of every generated image."""
     hyp_dir = base / "hypotheses"
@@ -160,32 +176,53 @@ def method_result(base: Path, workdir: Path, n_gen: int, assets: Assets, gen_act
         if cl is None:
             cl = {"id": cid, "concepts": []}
             clusters.append(cl)
-        entry = hypothesis_entry({"id": ckey if ckey != row["text"] else "", "text": row["text"]}, row, generated, n_gen,
-                                 assets)
+        entry = hypothesis_entry(
+            {"id": ckey if ckey != row["text"] else "", "text": row["text"]}, row, generated, n_gen, assets
+        )
         cl["concepts"].append(with_activations(entry, gen_acts, n, generated, thresholds))
     ar_values = [r["ar"] for r in ar.values() if r["ar"] is not None]
-    return {"clusters": per_neuron, "summary": vsum, "ar_values": [round(a, 4) for a in ar_values],
-            "verified": bool(ar)}
+    return {
+        "clusters": per_neuron,
+        "summary": vsum,
+        "ar_values": [round(a, 4) for a in ar_values],
+        "verified": bool(ar),
+    }
 
 
-def hypothesis_entry(c: dict[str, Any], ar: dict[str, Any] | None, generated: dict[str, dict[str, Any]], n_gen: int,
-                     assets: Assets) -> dict[str, Any]:
+def hypothesis_entry(
+    c: dict[str, Any],
+    ar: dict[str, Any] | None,
+    generated: dict[str, dict[str, Any]],
+    n_gen: int,
+    assets: Assets,
+) -> dict[str, Any]:
     """One hypothesis as the card shows it: text, CLIP score, AR and verdict, and the first ``n_gen`` generated
     images (``generated`` their seeds, in the same order as ``gen_seeds``)."""
     cid = concept_id(c)
-    out: dict[str, Any] = {"id": cid, "text": concept_text(c), "score": rounded(as_number(c.get("score"), "score"))}
+    out: dict[str, Any] = {
+        "id": cid,
+        "text": concept_text(c),
+        "score": rounded(as_number(c.get("score"), "score")),
+    }
     if ar is not None:
         out.update(ar=rounded(ar["ar"]), n_images=ar["n_images"], n_active=ar["n_active"], kept=ar["kept"])
     if cid and re.fullmatch(r"[A-Za-z0-9_-]+", cid):  # ids are hashes: safe as a file name; text never is
         files = [(s, p) for s, p in generated.get(cid, {}).get("files", []) if p.is_file()][:n_gen]
-        out["generated"] = [assets.thumbnail(p, f"generated/{cid}/{i}.jpg", GENERATED_MAX_SIZE)
-                            for i, (_, p) in enumerate(files)]
+        out["generated"] = [
+            assets.thumbnail(p, f"generated/{cid}/{i}.jpg", GENERATED_MAX_SIZE)
+            for i, (_, p) in enumerate(files)
+        ]
         out["gen_seeds"] = [int(s) for s, _ in files]
     return out
 
 
-def with_activations(entry: dict[str, Any], gen_acts: GeneratedActivations | None, neuron: str,
-                     generated: dict[str, dict[str, Any]], thresholds: dict[str, float] | None) -> dict[str, Any]:
+def with_activations(
+    entry: dict[str, Any],
+    gen_acts: GeneratedActivations | None,
+    neuron: str,
+    generated: dict[str, dict[str, Any]],
+    thresholds: dict[str, float] | None,
+) -> dict[str, Any]:
     """Add the neuron's activation on each of the concept's generated images (``acts``, in seed order, as Verify
     measured them) and whether it fired (``fired``: 1 when above the neuron's threshold, as the AR counts it), and
     the same for the thumbnails shown (``gen_acts``, ``gen_fired``)."""

@@ -19,13 +19,27 @@ BENCHMARK_GROUPS = (SWEEPS, STAGE_ABLATIONS)  # benchmarks/{group}/...: not the 
 DEFAULT_SOURCE = {"generator": "diffusers"}
 COMMON_SETTINGS = {
     "embedder": ("batch_size",),
-    "generator": ("images_per_concept", "prompt", "batch_size", "shards", "seed", "keep_images", "thumbnail_size"),
+    "generator": (
+        "images_per_concept",
+        "prompt",
+        "batch_size",
+        "shards",
+        "seed",
+        "keep_images",
+        "thumbnail_size",
+    ),
 }
 SOURCE_SETTINGS = {
-    "embedder": {"open_clip": ("arch", "pretrained", "model_config"), "python": ("factory", "kwargs"),
-                 "synthetic": ("spec",)},
-    "generator": {"diffusers": ("model", "kwargs", "steps", "guidance_scale", "resolution", "dtype"),
-                  "python": ("factory", "kwargs"), "synthetic": ("spec",)},
+    "embedder": {
+        "open_clip": ("arch", "pretrained", "model_config"),
+        "python": ("factory", "kwargs"),
+        "synthetic": ("spec",),
+    },
+    "generator": {
+        "diffusers": ("model", "kwargs", "steps", "guidance_scale", "resolution", "dtype"),
+        "python": ("factory", "kwargs"),
+        "synthetic": ("spec",),
+    },
 }
 
 
@@ -49,8 +63,12 @@ def read_benchmarks(bench_dir: str | Path) -> dict[str, Any]:
     rows = [[stage, len(v), round(sum(v), 2), round(max(v), 2)] for stage, v in stages.items()]
     rows.sort(key=lambda r: -r[2])
     total = round(sum(r[2] for r in rows), 2)
-    return {"title": "Wall time per stage", "columns": ["stage", "jobs", "total s", "max s"], "rows": rows,
-            "total_s": total}
+    return {
+        "title": "Wall time per stage",
+        "columns": ["stage", "jobs", "total s", "max s"],
+        "rows": rows,
+        "total_s": total,
+    }
 
 
 def benchmark_stage(rel: Path) -> str:
@@ -83,14 +101,22 @@ def json_table(obj: Any, title: str) -> dict[str, Any]:
         cols = []
         for r in obj.values():
             cols += [k for k in r if k not in cols]
-        return {"title": title, "columns": ["", *cols],
-                "rows": [[k, *[cell(r.get(c)) for c in cols]] for k, r in obj.items()]}
+        return {
+            "title": title,
+            "columns": ["", *cols],
+            "rows": [[k, *[cell(r.get(c)) for c in cols]] for k, r in obj.items()],
+        }
     if isinstance(obj, dict):
-        tables = [k for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
+        tables = [
+            k for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)
+        ]
         if len(tables) == 1:  # e.g. {"synthetic": true, "variants": [{...}, ...]}: the list is the table
             t = json_table(obj[tables[0]], title)
-            t["note"] = "; ".join(f"{k} = {short_text(v)}" for k, v in obj.items()
-                                  if k != tables[0] and v is not None and not isinstance(v, (dict, list)))
+            t["note"] = "; ".join(
+                f"{k} = {short_text(v)}"
+                for k, v in obj.items()
+                if k != tables[0] and v is not None and not isinstance(v, (dict, list))
+            )
             return t
         return {"title": title, "columns": ["key", "value"], "rows": [[k, cell(v)] for k, v in obj.items()]}
     return {"title": title, "columns": ["value"], "rows": [[cell(obj)]]}
@@ -116,8 +142,9 @@ def truth_tables(ts: Any) -> list[dict[str, Any]]:
     return out
 
 
-def extra_tables(run_dir: Path, stage_ablation_dir: Path | None = None,
-                 link: Callable[[Path], str] | None = None) -> list[dict[str, Any]]:
+def extra_tables(
+    run_dir: Path, stage_ablation_dir: Path | None = None, link: Callable[[Path], str] | None = None
+) -> list[dict[str, Any]]:
     """Every other JSON table of a run (final-layer metrics, sweeps, the stage-ablation table), rendered
     generically.
 
@@ -127,7 +154,9 @@ def extra_tables(run_dir: Path, stage_ablation_dir: Path | None = None,
     known = {"truth_summary.json"}
     files = [(p, run_dir) for p in sorted(run_dir.glob("*.json")) if p.name not in known]
     for sub in ("evaluate", "ablations", "sweeps"):
-        files += [(p, run_dir) for p in sorted((run_dir / sub).glob("*.json"))] if (run_dir / sub).is_dir() else []
+        files += (
+            [(p, run_dir) for p in sorted((run_dir / sub).glob("*.json"))] if (run_dir / sub).is_dir() else []
+        )
     if stage_ablation_dir is not None and stage_ablation_dir.is_dir():
         files += [(p, stage_ablation_dir) for p in sorted(stage_ablation_dir.glob("*.json"))]
     out = []
@@ -141,8 +170,22 @@ def extra_tables(run_dir: Path, stage_ablation_dir: Path | None = None,
 
 
 def comparison_table(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    cols = ["model", "probe", "concept set", "method", "layer", "tau", "neurons", "selected", "hypotheses",
-            "mean AR initial", "kept", "mean AR kept", "verified", "verified share"]
+    cols = [
+        "model",
+        "probe",
+        "concept set",
+        "method",
+        "layer",
+        "tau",
+        "neurons",
+        "selected",
+        "hypotheses",
+        "mean AR initial",
+        "kept",
+        "mean AR kept",
+        "verified",
+        "verified share",
+    ]
     with_truth = any(r["_truth_summary"] for r in runs)
     if with_truth:
         cols.append("recovery")
@@ -154,14 +197,31 @@ def comparison_table(runs: list[dict[str, Any]]) -> dict[str, Any]:
             vs = r["_summaries"].get(method) or {}
             n_ver = vs.get("n_verified")
             share = round(n_ver / n_sel, 4) if isinstance(n_ver, (int, float)) and n_sel else None
-            row = [r["model"], r["probe"], r["concept_set"], method, r["layer"], sel.get("tau"),
-                   sel.get("n_neurons"), n_sel, vs.get("n_hypotheses"),
-                   rounded(as_number(vs.get("mean_ar_initial"), "mean_ar_initial")), vs.get("n_kept"),
-                   rounded(as_number(vs.get("mean_ar_kept"), "mean_ar_kept")), n_ver, share]
+            row = [
+                r["model"],
+                r["probe"],
+                r["concept_set"],
+                method,
+                r["layer"],
+                sel.get("tau"),
+                sel.get("n_neurons"),
+                n_sel,
+                vs.get("n_hypotheses"),
+                rounded(as_number(vs.get("mean_ar_initial"), "mean_ar_initial")),
+                vs.get("n_kept"),
+                rounded(as_number(vs.get("mean_ar_kept"), "mean_ar_kept")),
+                n_ver,
+                share,
+            ]
             if with_truth:
                 ts = r["_truth_summary"] or {}
-                rec = ts.get(RECOVERY_KEY) if method == "sieve" else (ts.get(method) or {}).get(RECOVERY_KEY) \
-                    if isinstance(ts.get(method), dict) else None
+                rec = (
+                    ts.get(RECOVERY_KEY)
+                    if method == "sieve"
+                    else (ts.get(method) or {}).get(RECOVERY_KEY)
+                    if isinstance(ts.get(method), dict)
+                    else None
+                )
                 row.append(rounded(as_number(rec, "recovery")))
             rows.append(row)
     return {"title": "Comparison", "columns": cols, "rows": rows}
@@ -173,25 +233,58 @@ def settings_tables(settings: dict[str, Any], runs: list[dict[str, Any]]) -> lis
     layers = {r["model"]: r["layer"] for r in runs}
     models = settings.get("models") or {}
     if models:
-        out.append({"title": "Models", "columns": ["name", "source", "architecture", "layer"],
-                    "rows": [[n, s.get("source"), s.get("arch", s.get("factory", "")), layers.get(n) or s.get("layer", "")]
-                             for n, s in models.items()]})
+        out.append(
+            {
+                "title": "Models",
+                "columns": ["name", "source", "architecture", "layer"],
+                "rows": [
+                    [
+                        n,
+                        s.get("source"),
+                        s.get("arch", s.get("factory", "")),
+                        layers.get(n) or s.get("layer", ""),
+                    ]
+                    for n, s in models.items()
+                ],
+            }
+        )
     probes = settings.get("probes") or {}
     if probes:
         sel = {r["probe"]: r["_select"] for r in runs}
-        out.append({"title": "Probe sets", "columns": ["name", "kind", "images", "skipped"],
-                    "rows": [[n, s.get("kind"), sel.get(n, {}).get("n_images"), sel.get(n, {}).get("n_skipped")]
-                             for n, s in probes.items()]})
+        out.append(
+            {
+                "title": "Probe sets",
+                "columns": ["name", "kind", "images", "skipped"],
+                "rows": [
+                    [n, s.get("kind"), sel.get(n, {}).get("n_images"), sel.get(n, {}).get("n_skipped")]
+                    for n, s in probes.items()
+                ],
+            }
+        )
     csets = settings.get("concept_sets") or {}
     if csets:
-        out.append({"title": "Concept sets", "columns": ["name", "source", "concepts"],
-                    "rows": [[n, s.get("path") or s.get("url") or f"synthetic: {s.get('synthetic')}",
-                              settings.get("concept_counts", {}).get(n)] for n, s in csets.items()]})
+        out.append(
+            {
+                "title": "Concept sets",
+                "columns": ["name", "source", "concepts"],
+                "rows": [
+                    [
+                        n,
+                        s.get("path") or s.get("url") or f"synthetic: {s.get('synthetic')}",
+                        settings.get("concept_counts", {}).get(n),
+                    ]
+                    for n, s in csets.items()
+                ],
+            }
+        )
     for key in ("select", "embedder", "hypothesize", "generator", "verify"):
         if settings.get(key):
             shown, note = applicable_settings(key, settings[key])
-            table = {"title": key.capitalize(), "columns": ["setting", "value"],
-                     "rows": [[k, setting_cell(v)] for k, v in shown.items()]}
+            table = {
+                "title": key.capitalize(),
+                "columns": ["setting", "value"],
+                "rows": [[k, setting_cell(v)] for k, v in shown.items()],
+            }
             if note:
                 table["note"] = note
             out.append(table)
@@ -199,7 +292,11 @@ def settings_tables(settings: dict[str, Any], runs: list[dict[str, Any]]) -> lis
 
 
 def setting_cell(v: Any) -> Any:
-    return v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(_jsonable(v), ensure_ascii=False)
+    return (
+        v
+        if isinstance(v, (str, int, float, bool)) or v is None
+        else json.dumps(_jsonable(v), ensure_ascii=False)
+    )
 
 
 def applicable_settings(section: str, spec: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -217,9 +314,17 @@ def applicable_settings(section: str, spec: dict[str, Any]) -> tuple[dict[str, A
     if section == "generator" and source == "python":
         passed = [f"{k} = {setting_cell(spec[k])}" for k in ("resolution", "dtype") if k in spec]
         piped = [f"{k} = {setting_cell(spec[k])}" for k in ("steps", "guidance_scale") if k in spec]
-        note = "; ".join(filter(None, [
-            "passed to the factory where its signature takes them: " + ", ".join(passed) if passed else "",
-            "used only if it returns a diffusers pipeline: " + ", ".join(piped) if piped else ""]))
+        note = "; ".join(
+            filter(
+                None,
+                [
+                    "passed to the factory where its signature takes them: " + ", ".join(passed)
+                    if passed
+                    else "",
+                    "used only if it returns a diffusers pipeline: " + ", ".join(piped) if piped else "",
+                ],
+            )
+        )
     return shown, note
 
 
@@ -247,15 +352,18 @@ def ar_figure(runs: list[dict[str, Any]]) -> Any:
     from matplotlib.ticker import MaxNLocator
 
     panels = [(r["key"], m, a) for r in runs for m, a in r["ar"].items()]
-    fig, axes = plt.subplots(max(len(panels), 1), 1, figsize=(8, 2.6 * max(len(panels), 1)), dpi=110,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        max(len(panels), 1), 1, figsize=(8, 2.6 * max(len(panels), 1)), dpi=110, squeeze=False
+    )
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no Verify results (no ar.csv)", ha="center", va="center")
         axes[0, 0].set_axis_off()
     for ax, (key, method, a) in zip(axes[:, 0], panels, strict=False):
         ax.hist(a["values"], bins=20, range=(0, 1), color="#4477aa", edgecolor="white", label="hypotheses")
         if a["mean_initial"] is not None:
-            ax.axvline(a["mean_initial"], color="#cc3311", ls="--", label=f"mean initial {a['mean_initial']:.2f}")
+            ax.axvline(
+                a["mean_initial"], color="#cc3311", ls="--", label=f"mean initial {a['mean_initial']:.2f}"
+            )
         if a["mean_kept"] is not None:
             ax.axvline(a["mean_kept"], color="#228833", ls=":", label=f"mean kept {a['mean_kept']:.2f}")
         ax.set_title(f"{key} ({method})", fontsize=9)

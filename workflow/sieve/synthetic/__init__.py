@@ -31,7 +31,9 @@ def concept_list(spec: str | None = "default") -> list[str]:
 
 def planted_truth(spec: str | None = "default") -> list[dict[str, Any]]:
     """One row per neuron of the analysed layer: neuron, kind, planted concepts."""
-    return [{"neuron": n.index, "kind": n.kind, "concepts": list(n.concepts)} for n in load_world(spec).neurons]
+    return [
+        {"neuron": n.index, "kind": n.kind, "concepts": list(n.concepts)} for n in load_world(spec).neurons
+    ]
 
 
 def scene_truth(spec: str | None, seed: int, index: int) -> list[dict[str, Any]]:

@@ -48,15 +48,23 @@ def image_set(name: str, spec: dict[str, Any]) -> ImageSet:
     def loader(i: int) -> Image.Image:
         return Image.fromarray(render_scene(world, seed, i)[0])
 
-    return ImageSet(name, root="synthetic", paths=[f"scene_{i:05d}.png" for i in range(n)], labels=counts,
-                    classes=classes, loader=loader,
-                    info={"kind": "synthetic", "spec": world.source, "seed": seed, "n_images": n})
+    return ImageSet(
+        name,
+        root="synthetic",
+        paths=[f"scene_{i:05d}.png" for i in range(n)],
+        labels=counts,
+        classes=classes,
+        loader=loader,
+        info={"kind": "synthetic", "spec": world.source, "seed": seed, "n_images": n},
+    )
 
 
 class SyntheticGenerator:
     """The renderer as a text-to-image generator: deterministic per (prompt, seed), never an error."""
 
-    def __init__(self, world: World, resolution: int | None = None, device: torch.device | None = None) -> None:
+    def __init__(
+        self, world: World, resolution: int | None = None, device: torch.device | None = None
+    ) -> None:
         self.world = world
         self.resolution = int(resolution or world.image_size)
         self.device = device or torch.device("cpu")
@@ -66,7 +74,10 @@ class SyntheticGenerator:
             raise ValueError(f"generate: {len(prompts)} prompts but {len(seeds)} seeds")
         if not prompts:
             return torch.zeros(0, 3, self.resolution, self.resolution, device=self.device)
-        imgs = [render_prompt(self.world, str(p), int(s), self.resolution)[0] for p, s in zip(prompts, seeds, strict=True)]
+        imgs = [
+            render_prompt(self.world, str(p), int(s), self.resolution)[0]
+            for p, s in zip(prompts, seeds, strict=True)
+        ]
         x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
         return x.to(self.device)
 

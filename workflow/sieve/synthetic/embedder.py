@@ -34,8 +34,8 @@ from .world import World, draw_object, shape_mask
 COLOUR_WEIGHT = 1.0
 SHAPE_WEIGHT = 0.8
 TEXTURE_WEIGHT = 1.0
-MIN_PIXELS = 10            # smaller regions (after resizing to image_size) are noise
-SOFTNESS = 0.06            # width of the soft shape/texture assignment
+MIN_PIXELS = 10  # smaller regions (after resizing to image_size) are noise
+SOFTNESS = 0.06  # width of the soft shape/texture assignment
 
 
 class SyntheticEmbedder:
@@ -106,8 +106,9 @@ class SyntheticEmbedder:
                 if area < MIN_PIXELS:
                     continue
                 feats = _shape_features(region)
-                found.append({"kind": "colour", "colour": name, "area": area,
-                              "shape": _soft(feats, self.shape_protos)})
+                found.append(
+                    {"kind": "colour", "colour": name, "area": area, "shape": _soft(feats, self.shape_protos)}
+                )
         if self.world.textures:
             lum = img.mean(-1)
             sat = img.max(-1) - img.min(-1)
@@ -169,7 +170,9 @@ def _hull_area(ys: np.ndarray, xs: np.ndarray) -> float:
     """Area of the convex hull of the pixel squares (their corners)."""
     from scipy.spatial import ConvexHull, QhullError
 
-    pts = np.unique(np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)]), axis=0)
+    pts = np.unique(
+        np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)]), axis=0
+    )
     try:
         hull = float(ConvexHull(pts.astype(np.float64)).volume)  # in 2-D, "volume" is the area
     except (QhullError, ValueError):

@@ -37,20 +37,21 @@ from torch import nn
 
 from .world import World, draw_object, shape_mask
 
-R_IN, R_OUT = 0.22, 0.38          # colour mask: 1 below R_IN (L1 distance to the colour), 0 beyond R_OUT
-SHAPE_THRESHOLD = 0.9             # matched-filter response counted as a detection (1 = perfect match)
-RING = 2                          # pixels of the negative ring around each shape template
+R_IN, R_OUT = 0.22, 0.38  # colour mask: 1 below R_IN (L1 distance to the colour), 0 beyond R_OUT
+SHAPE_THRESHOLD = 0.9  # matched-filter response counted as a detection (1 = perfect match)
+RING = 2  # pixels of the negative ring around each shape template
 RING_WEIGHT = 1.0
-POOL = 4                          # analysed layer: image_size / POOL squared positions
+POOL = 4  # analysed layer: image_size / POOL squared positions
 REDUNDANT_BIAS = 0.25
 REDUNDANT_WEIGHT = 0.05
-LARGE_OBJECT = "large object"     # the promiscuous neuron's channel (only in a world that has one)
+LARGE_OBJECT = "large object"  # the promiscuous neuron's channel (only in a world that has one)
 
 
 def concept_channels(world: World) -> list[str]:
     """Names of the concept channels, in order: colour x shape, then colours, then textures."""
-    return ([f"{c} {s}" for c in world.colours for s in world.shapes] + list(world.colours)
-            + list(world.textures))
+    return (
+        [f"{c} {s}" for c in world.colours for s in world.shapes] + list(world.colours) + list(world.textures)
+    )
 
 
 class PlantedNet(nn.Module):
@@ -134,12 +135,14 @@ class PlantedNet(nn.Module):
                 for c in neuron.concepts:
                     wn[neuron.index, index[c]] = 1.0
             elif neuron.kind == "redundant":
-                wn[neuron.index, : len(concept_channels(world))] = REDUNDANT_WEIGHT   # not the large-object one
+                wn[neuron.index, : len(concept_channels(world))] = (
+                    REDUNDANT_WEIGHT  # not the large-object one
+                )
                 bn[neuron.index] = REDUNDANT_BIAS
             elif neuron.kind == "promiscuous":
                 # a generated object's core is (g - e + 1)^2 pixels: scaled to the g^2 a detector's box gives
                 core = world.generated_size - self.erode + 1
-                wn[neuron.index, index[LARGE_OBJECT]] = world.generated_size ** 2 / core ** 2
+                wn[neuron.index, index[LARGE_OBJECT]] = world.generated_size**2 / core**2
             else:  # dead
                 bn[neuron.index] = -1.0
         self._set(self.neurons[0], wn, bn)
@@ -163,9 +166,16 @@ class PlantedNet(nn.Module):
             return np.where(((idx + shift) % period) < half, 1.0, -1.0)
 
         y0, y1 = sq(0), sq(q)
-        ks = [np.outer(y0, np.ones(period)), np.outer(y1, np.ones(period)),
-              np.outer(np.ones(period), y0), np.outer(np.ones(period), y1),
-              np.outer(y0, y0), np.outer(y0, y1), np.outer(y1, y0), np.outer(y1, y1)]
+        ks = [
+            np.outer(y0, np.ones(period)),
+            np.outer(y1, np.ones(period)),
+            np.outer(np.ones(period), y0),
+            np.outer(np.ones(period), y1),
+            np.outer(y0, y0),
+            np.outer(y0, y1),
+            np.outer(y1, y0),
+            np.outer(y1, y1),
+        ]
         return torch.tensor(np.stack(ks)[:, None] / (period * period), dtype=torch.float32)
 
     def _energies(self, x: torch.Tensor) -> torch.Tensor:
@@ -221,18 +231,18 @@ class PlantedNet(nn.Module):
     def concept_maps(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in [0, 1] -> concept channels [B, n_channels, H, W], each ~1 on its objects' boxes."""
         nc, ns = len(self.world.colours), len(self.world.shapes)
-        masks = F.hardtanh(self.colour(F.relu(self.colour_diff(x))), 0.0, 1.0)            # [B, nc, H, W]
+        masks = F.hardtanh(self.colour(F.relu(self.colour_diff(x))), 0.0, 1.0)  # [B, nc, H, W]
         fg = masks.sum(1, keepdim=True).clamp(0, 1)
-        resp = self.shape(fg)                                                              # [B, S*ns, H, W]
+        resp = self.shape(fg)  # [B, S*ns, H, W]
         peaks = F.hardtanh((resp - SHAPE_THRESHOLD) / (1 - SHAPE_THRESHOLD), 0.0, 1.0)
-        centre = F.avg_pool2d(masks, 3, stride=1, padding=1)                               # colour at centre
+        centre = F.avg_pool2d(masks, 3, stride=1, padding=1)  # colour at centre
         b, _, h, w = x.shape
         per_size = []
         for i, paint in enumerate(self.paint):
-            p = peaks[:, i * ns : (i + 1) * ns]                                            # [B, ns, H, W]
+            p = peaks[:, i * ns : (i + 1) * ns]  # [B, ns, H, W]
             anded = F.relu(p[:, None] + centre[:, :, None] - 1).reshape(b, nc * ns, h, w)  # colour x shape
             per_size.append(F.hardtanh(paint(anded), 0.0, 1.0))
-        cs = torch.stack(per_size, 0).amax(0)                                              # [B, nc*ns, H, W]
+        cs = torch.stack(per_size, 0).amax(0)  # [B, nc*ns, H, W]
         colour_any = cs.reshape(b, nc, ns, h, w).amax(2)
         tex = self._texture_maps(x) * self.texture_gain
         if not self.world.textures:
@@ -263,6 +273,11 @@ class PlantedNet(nn.Module):
 
 def build_model(world: World) -> tuple[PlantedNet, dict]:
     model = PlantedNet(world)
-    pre = {"input_size": world.image_size, "resize": world.image_size, "mean": [0.0, 0.0, 0.0],
-           "std": [1.0, 1.0, 1.0], "interpolation": "bilinear"}
+    pre = {
+        "input_size": world.image_size,
+        "resize": world.image_size,
+        "mean": [0.0, 0.0, 0.0],
+        "std": [1.0, 1.0, 1.0],
+        "interpolation": "bilinear",
+    }
     return model, pre

@@ -25,10 +25,18 @@ KNOWN_TEXTURES = ("stripes", "dots", "checkerboard")
 KINDS = ("detector", "polysemantic", "attribute", "redundant", "promiscuous", "dead")
 # words of a prompt that name a texture (the concept list uses the first form)
 TEXTURE_WORDS = {
-    "stripes": "stripes", "stripe": "stripes", "striped": "stripes",
-    "dots": "dots", "dot": "dots", "dotted": "dots", "spotted": "dots",
-    "checkerboard": "checkerboard", "checkered": "checkerboard", "checker": "checkerboard",
-    "checkers": "checkerboard", "chequered": "checkerboard",
+    "stripes": "stripes",
+    "stripe": "stripes",
+    "striped": "stripes",
+    "dots": "dots",
+    "dot": "dots",
+    "dotted": "dots",
+    "spotted": "dots",
+    "checkerboard": "checkerboard",
+    "checkered": "checkerboard",
+    "checker": "checkerboard",
+    "checkers": "checkerboard",
+    "chequered": "checkerboard",
 }
 BLACK = 0.05
 WHITE = 0.95
@@ -159,9 +167,20 @@ def _parse(raw: dict[str, Any], src: str, name: str | None = None) -> World:
     level, noise = _parse_background(src, get("background") or {})
     max_obj, gap = _parse_scenes(src, get("scenes") or {})
     world = World(
-        source=name or src, image_size=size, colours=colours, shapes=shapes, textures=textures,
-        texture_period=period, sizes=sizes, generated_size=gen, background_level=level, noise=noise,
-        max_objects=max_obj, gap=gap, distractors=tuple(str(d) for d in (get("distractors") or ())), neurons=(),
+        source=name or src,
+        image_size=size,
+        colours=colours,
+        shapes=shapes,
+        textures=textures,
+        texture_period=period,
+        sizes=sizes,
+        generated_size=gen,
+        background_level=level,
+        noise=noise,
+        max_objects=max_obj,
+        gap=gap,
+        distractors=tuple(str(d) for d in (get("distractors") or ())),
+        neurons=(),
         raw=raw,
     )
     neurons = _parse_neurons(src, raw.get("neurons", default_raw.get("neurons")), world)
@@ -182,13 +201,20 @@ def _parse_colours(src: str, colours_raw: Any) -> dict[str, tuple[float, float, 
     for name, rgb in colours_raw.items():
         if not isinstance(name, str) or not re.fullmatch(r"[a-z]+", name):
             raise _err(src, f"colours.{name}", "colour names are single lowercase words")
-        if (not isinstance(rgb, (list, tuple)) or len(rgb) != 3
-                or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in rgb)):
+        if (
+            not isinstance(rgb, (list, tuple))
+            or len(rgb) != 3
+            or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in rgb)
+        ):
             raise _err(src, f"colours.{name}", f"must be [r, g, b] with values in [0, 1], got {rgb!r}")
         rgb_t = (float(rgb[0]), float(rgb[1]), float(rgb[2]))
         if max(rgb_t) - min(rgb_t) < 0.4:
-            raise _err(src, f"colours.{name}", "too grey (max - min channel < 0.4): it would vanish in the "
-                       "background or the black/white textures")
+            raise _err(
+                src,
+                f"colours.{name}",
+                "too grey (max - min channel < 0.4): it would vanish in the "
+                "background or the black/white textures",
+            )
         for other, orgb in colours.items():
             if sum(abs(a - b) for a, b in zip(rgb_t, orgb, strict=True)) < 0.5:
                 raise _err(src, f"colours.{name}", f"too close to {other} (L1 distance < 0.5)")
@@ -196,12 +222,19 @@ def _parse_colours(src: str, colours_raw: Any) -> dict[str, tuple[float, float, 
     return colours
 
 
-def _parse_shapes_textures(src: str, shapes_raw: Any, textures_raw: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _parse_shapes_textures(
+    src: str, shapes_raw: Any, textures_raw: Any
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     shapes = tuple(shapes_raw or ())
     bad = [s for s in shapes if s not in KNOWN_SHAPES]
     if not shapes or bad:
-        raise _err(src, "shapes", f"unknown shape {bad[0]!r} (known: {', '.join(KNOWN_SHAPES)})" if bad
-                   else "at least one shape is needed")
+        raise _err(
+            src,
+            "shapes",
+            f"unknown shape {bad[0]!r} (known: {', '.join(KNOWN_SHAPES)})"
+            if bad
+            else "at least one shape is needed",
+        )
     textures = tuple(textures_raw or ())
     bad = [t for t in textures if t not in KNOWN_TEXTURES]
     if bad:
@@ -217,19 +250,26 @@ def _parse_texture_period(src: str, period: Any) -> int:
 
 def _parse_sizes(src: str, sizes: Any, gen: Any, image_size: int) -> tuple[tuple[int, ...], int]:
     """Probe object sizes (odd, >= 7) and the larger size of a generated image's one object."""
-    if (not isinstance(sizes, list) or not sizes
-            or not all(isinstance(s, int) and s % 2 == 1 and 7 <= s for s in sizes)):
+    if (
+        not isinstance(sizes, list)
+        or not sizes
+        or not all(isinstance(s, int) and s % 2 == 1 and 7 <= s for s in sizes)
+    ):
         raise _err(src, "sizes", f"must be a list of odd integers >= 7, got {sizes!r}")
     if not isinstance(gen, int) or gen % 2 == 0 or gen <= max(sizes) or gen > image_size - 4:
-        raise _err(src, "generated_size", f"must be an odd integer larger than every probe size "
-                   f"({max(sizes)}) and at most image_size - 4 ({image_size - 4}), got {gen!r}")
+        raise _err(
+            src,
+            "generated_size",
+            f"must be an odd integer larger than every probe size "
+            f"({max(sizes)}) and at most image_size - 4 ({image_size - 4}), got {gen!r}",
+        )
     return tuple(sizes), gen
 
 
 def _parse_background(src: str, bg: dict[str, Any]) -> tuple[tuple[float, float], float]:
     level = bg.get("level", [0.4, 0.6])
     noise = bg.get("noise", 0.03)
-    if (not isinstance(level, list) or len(level) != 2 or not 0.25 <= level[0] <= level[1] <= 0.75):
+    if not isinstance(level, list) or len(level) != 2 or not 0.25 <= level[0] <= level[1] <= 0.75:
         raise _err(src, "background.level", f"must be [lo, hi] within [0.25, 0.75], got {level!r}")
     if not isinstance(noise, (int, float)) or not 0 <= noise <= 0.1:
         raise _err(src, "background.noise", f"must be a number in [0, 0.1], got {noise!r}")
@@ -266,20 +306,27 @@ def _check_neuron_entry(src: str, key: str, n: Any) -> None:
         raise _err(src, f"{key}.{extra[0]}", "unknown key (a neuron has kind, concept or concepts)")
 
 
-def _neuron_concepts(src: str, key: str, n: dict[str, Any], world: World, objects: set[str]) -> tuple[str, ...]:
+def _neuron_concepts(
+    src: str, key: str, n: dict[str, Any], world: World, objects: set[str]
+) -> tuple[str, ...]:
     """The planted concepts of one neuron entry, by kind (detector: one object, polysemantic: two, attribute:
     a colour, redundant, promiscuous and dead: none)."""
     kind = n["kind"]
     if kind == "detector":
         c = n.get("concept")
         if c not in objects:
-            raise _err(src, f"{key}.concept", f"{c!r} is not a colour x shape or texture of this world "
-                       f"(e.g. {world.object_concepts[0]!r})")
+            raise _err(
+                src,
+                f"{key}.concept",
+                f"{c!r} is not a colour x shape or texture of this world (e.g. {world.object_concepts[0]!r})",
+            )
         return (c,)
     if kind == "polysemantic":
         cs = n.get("concepts")
         if not isinstance(cs, list) or len(cs) != 2 or cs[0] == cs[1]:
-            raise _err(src, f"{key}.concepts", f"a polysemantic neuron needs two different concepts, got {cs!r}")
+            raise _err(
+                src, f"{key}.concepts", f"a polysemantic neuron needs two different concepts, got {cs!r}"
+            )
         for c in cs:
             if c not in objects:
                 raise _err(src, f"{key}.concepts", f"{c!r} is not a colour x shape or texture of this world")
@@ -287,8 +334,11 @@ def _neuron_concepts(src: str, key: str, n: dict[str, Any], world: World, object
     if kind == "attribute":
         c = n.get("concept")
         if c not in world.colours:
-            raise _err(src, f"{key}.concept",
-                       f"an attribute neuron names a colour ({', '.join(world.colours)}), got {c!r}")
+            raise _err(
+                src,
+                f"{key}.concept",
+                f"an attribute neuron names a colour ({', '.join(world.colours)}), got {c!r}",
+            )
         return (c,)
     if "concept" in n or "concepts" in n:
         raise _err(src, key, f"a {kind} neuron has no concept")
@@ -350,8 +400,16 @@ def background(world: World, rng: np.random.Generator, size: int | None = None) 
     return np.full((s, s, 3), rng.uniform(lo, hi), dtype=np.float32)
 
 
-def draw_object(canvas: np.ndarray, world: World, top: int, left: int, size: int, colour: str | None,
-                shape: str | None, texture: str | None) -> None:
+def draw_object(
+    canvas: np.ndarray,
+    world: World,
+    top: int,
+    left: int,
+    size: int,
+    colour: str | None,
+    shape: str | None,
+    texture: str | None,
+) -> None:
     """Paint one object into ``canvas`` (H, W, 3 float) in place. A texture without a shape is a square patch;
     a textured object is black/white (dark parts in ``colour`` if one is named)."""
     cover = shape_mask(shape, size) if shape else np.ones((size, size), np.float32)
@@ -381,13 +439,21 @@ def _seed_words(*parts: Any) -> list[int]:
     return [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
 
 
-def _place(rng: np.random.Generator, image: int, size: int, boxes: list[tuple[int, int, int]], gap: int,
-           tries: int = 200) -> tuple[int, int] | None:
+def _place(
+    rng: np.random.Generator,
+    image: int,
+    size: int,
+    boxes: list[tuple[int, int, int]],
+    gap: int,
+    tries: int = 200,
+) -> tuple[int, int] | None:
     for _ in range(tries):
         top = int(rng.integers(1, image - size))
         left = int(rng.integers(1, image - size))
-        if all(top + size + gap <= t or t + s + gap <= top or left + size + gap <= lft or lft + s + gap <= left
-               for t, lft, s in boxes):
+        if all(
+            top + size + gap <= t or t + s + gap <= top or left + size + gap <= lft or lft + s + gap <= left
+            for t, lft, s in boxes
+        ):
             return top, left
     return None
 
@@ -403,9 +469,12 @@ def render_scene(world: World, seed: int, index: int) -> tuple[np.ndarray, list[
     used_textures: set[str] = set()
     pool = world.object_concepts
     for _ in range(n):
-        free = [c for c in pool
-                if (c in world.textures and c not in used_textures)
-                or (c not in world.textures and c.split(" ", 1)[0] not in used_colours)]
+        free = [
+            c
+            for c in pool
+            if (c in world.textures and c not in used_textures)
+            or (c not in world.textures and c.split(" ", 1)[0] not in used_colours)
+        ]
         if not free:
             break
         concept = free[int(rng.integers(len(free)))]
@@ -424,7 +493,9 @@ def render_scene(world: World, seed: int, index: int) -> tuple[np.ndarray, list[
     return finish(canvas, world, rng), objects
 
 
-def render_prompt(world: World, prompt: str, seed: int, resolution: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def render_prompt(
+    world: World, prompt: str, seed: int, resolution: int | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
     """The world's text-to-image generator: one prototypical object of the prompt at ``generated_size``.
 
     A colour without a shape gets a random shape, a shape without a colour a random colour; a prompt with no

@@ -21,7 +21,17 @@ from .spec import ModelSettings, TrainedSpecError, TrainedWorld, load_trained_wo
 from .train import TrainingFailed, TrainResult, model_spec, run_train, train_model
 
 __all__ = [
-    "ModelSettings", "TrainResult", "TrainedSpecError", "TrainedWorld", "TrainingFailed", "class_names",
-    "load_trained_world", "model_spec", "render_picture", "render_split", "run_train", "train_model",
+    "ModelSettings",
+    "TrainResult",
+    "TrainedSpecError",
+    "TrainedWorld",
+    "TrainingFailed",
+    "class_names",
+    "load_trained_world",
+    "model_spec",
+    "render_picture",
+    "render_split",
+    "run_train",
+    "train_model",
     "write_class_names",
 ]

@@ -70,8 +70,9 @@ def _key(world: World, concept: str) -> str:
     return concept if concept in world.textures else concept.split(" ", 1)[0]
 
 
-def render_split(tw: TrainedWorld, split: str, preprocess: Preprocess,
-                 n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def render_split(
+    tw: TrainedWorld, split: str, preprocess: Preprocess, n: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` pictures of ``split`` (all by default) as the model sees them -> (uint8 [N, 3, S, S]
     after ``preprocess.geometric``, int64 labels [N]). Normalisation is left to the batch (see train.py)."""
     n = (tw.n_train if split == "train" else tw.n_test) if n is None else n

@@ -86,8 +86,9 @@ def resolve_trained_spec(spec: str | os.PathLike[str] | None) -> str:
     return str(path)
 
 
-def load_trained_world(spec: str | os.PathLike[str] | dict[str, Any] | None = None,
-                       world: World | None = None) -> TrainedWorld:
+def load_trained_world(
+    spec: str | os.PathLike[str] | dict[str, Any] | None = None, world: World | None = None
+) -> TrainedWorld:
     """Read and validate a trained-world spec (a path, ``"default"``/None, or a parsed dict).
 
     ``world`` overrides the spec's ``world:`` (tests pass a small world built from a dict)."""
@@ -100,7 +101,9 @@ def load_trained_world(spec: str | os.PathLike[str] | dict[str, Any] | None = No
     except yaml.YAMLError as exc:
         raise TrainedSpecError(f"trained world spec {path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise TrainedSpecError(f"trained world spec {path}: must be a mapping of keys, got {type(raw).__name__}")
+        raise TrainedSpecError(
+            f"trained world spec {path}: must be a mapping of keys, got {type(raw).__name__}"
+        )
     return _parse(raw, path, world)
 
 
@@ -133,10 +136,14 @@ def _num(src: str, key: str, value: Any, lo: float, hi: float) -> float:
 
 
 def _sizes(src: str, key: str, value: Any, image_size: int) -> tuple[int, ...]:
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(s, int) and s % 2 == 1 and 5 <= s <= image_size - 4 for s in value)):
-        raise _err(src, key, f"must be a list of odd integers in 5..{image_size - 4} (image_size - 4), "
-                   f"got {value!r}")
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(s, int) and s % 2 == 1 and 5 <= s <= image_size - 4 for s in value)
+    ):
+        raise _err(
+            src, key, f"must be a list of odd integers in 5..{image_size - 4} (image_size - 4), got {value!r}"
+        )
     return tuple(value)
 
 
@@ -163,11 +170,16 @@ def _parse(raw: dict[str, Any], src: str, world: World | None) -> TrainedWorld:
     else:
         objects = world.object_concepts
         if not isinstance(classes_raw, list) or len(classes_raw) < 2:
-            raise _err(src, "classes", f"must be 'auto' or a list of at least 2 concepts, got {classes_raw!r}")
+            raise _err(
+                src, "classes", f"must be 'auto' or a list of at least 2 concepts, got {classes_raw!r}"
+            )
         bad = [c for c in classes_raw if c not in objects]
         if bad:
-            raise _err(src, "classes", f"{bad[0]!r} is not a colour x shape or texture of the world "
-                       f"(e.g. {objects[0]!r})")
+            raise _err(
+                src,
+                "classes",
+                f"{bad[0]!r} is not a colour x shape or texture of the world (e.g. {objects[0]!r})",
+            )
         if len(set(classes_raw)) != len(classes_raw):
             raise _err(src, "classes", "lists a concept twice")
         classes = tuple(classes_raw)
@@ -176,8 +188,12 @@ def _parse(raw: dict[str, Any], src: str, world: World | None) -> TrainedWorld:
     main_sizes = _sizes(src, "pictures.main_sizes", pic["main_sizes"], world.image_size)
     clutter_sizes = _sizes(src, "pictures.clutter_sizes", pic["clutter_sizes"], world.image_size)
     if max(clutter_sizes) >= min(main_sizes):
-        raise _err(src, "pictures.clutter_sizes", f"every clutter size must be smaller than every main size "
-                   f"({min(main_sizes)}), or the picture's class would be ambiguous")
+        raise _err(
+            src,
+            "pictures.clutter_sizes",
+            f"every clutter size must be smaller than every main size "
+            f"({min(main_sizes)}), or the picture's class would be ambiguous",
+        )
     train = _section(raw, default, "training", src)
 
     models_raw = raw.get("models", default["models"])
@@ -186,12 +202,20 @@ def _parse(raw: dict[str, Any], src: str, world: World | None) -> TrainedWorld:
     floor = _num(src, "training.min_accuracy", train["min_accuracy"], 0.0, 1.0)
     models = {name: _model(src, name, m, floor) for name, m in models_raw.items()}
     return TrainedWorld(
-        source=src, world=world, world_spec=world_spec, classes=classes, main_sizes=main_sizes,
-        clutter=_int(src, "pictures.clutter", pic["clutter"], 0, 8), clutter_sizes=clutter_sizes,
-        n_train=_int(src, "pictures.train", pic["train"], 1), n_test=_int(src, "pictures.test", pic["test"], 1),
-        picture_seed=_int(src, "pictures.seed", pic["seed"], 0), seed=_int(src, "training.seed", train["seed"], 0),
+        source=src,
+        world=world,
+        world_spec=world_spec,
+        classes=classes,
+        main_sizes=main_sizes,
+        clutter=_int(src, "pictures.clutter", pic["clutter"], 0, 8),
+        clutter_sizes=clutter_sizes,
+        n_train=_int(src, "pictures.train", pic["train"], 1),
+        n_test=_int(src, "pictures.test", pic["test"], 1),
+        picture_seed=_int(src, "pictures.seed", pic["seed"], 0),
+        seed=_int(src, "training.seed", train["seed"], 0),
         learned_recall=_num(src, "training.learned_recall", train["learned_recall"], 0.0, 1.0),
-        models=models, raw=raw,
+        models=models,
+        raw=raw,
     )
 
 
@@ -205,14 +229,22 @@ def _model(src: str, name: str, m: Any, floor: float) -> ModelSettings:
     if unknown:
         raise _err(src, f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(MODEL_KEYS)})")
     if m.get("arch") not in TORCHVISION_CLASSES:
-        raise _err(src, f"{key}.arch", f"must be one of torchvision's classes {', '.join(TORCHVISION_CLASSES)}, "
-                   f"got {m.get('arch')!r}")
+        raise _err(
+            src,
+            f"{key}.arch",
+            f"must be one of torchvision's classes {', '.join(TORCHVISION_CLASSES)}, got {m.get('arch')!r}",
+        )
     kwargs = m.get("kwargs") or {}
     if not isinstance(kwargs, dict) or {"num_classes", "image_size"} & set(kwargs):
-        raise _err(src, f"{key}.kwargs", "must be a mapping without num_classes and image_size (the classes and "
-                   "the world set them)")
+        raise _err(
+            src,
+            f"{key}.kwargs",
+            "must be a mapping without num_classes and image_size (the classes and the world set them)",
+        )
     return ModelSettings(
-        name=name, arch=m["arch"], kwargs=dict(kwargs),
+        name=name,
+        arch=m["arch"],
+        kwargs=dict(kwargs),
         steps=_int(src, f"{key}.steps", m.get("steps"), 1),
         batch_size=_int(src, f"{key}.batch_size", m.get("batch_size"), 1),
         lr=_num(src, f"{key}.lr", m.get("lr"), 1e-6, 1.0),

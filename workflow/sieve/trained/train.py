@@ -44,9 +44,11 @@ class TrainingFailed(RuntimeError):
 
     def __init__(self, model: str, accuracy: float, floor: float) -> None:
         self.model, self.accuracy, self.floor = model, accuracy, floor
-        super().__init__(f"trained model {model!r}: held-out accuracy {accuracy:.3f} is under the floor "
-                         f"{floor:.3f} (training.min_accuracy / models.{model}.min_accuracy); train longer "
-                         f"(steps), or check the pictures and classes")
+        super().__init__(
+            f"trained model {model!r}: held-out accuracy {accuracy:.3f} is under the floor "
+            f"{floor:.3f} (training.min_accuracy / models.{model}.min_accuracy); train longer "
+            f"(steps), or check the pictures and classes"
+        )
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,23 @@ class TrainResult:
         return dict(self.__dict__)
 
 
-def model_spec(tw: TrainedWorld, name: str, weights: str | None = None, layer: str = "penultimate",
-               ground_truth: str | None = None) -> dict[str, Any]:
+def model_spec(
+    tw: TrainedWorld,
+    name: str,
+    weights: str | None = None,
+    layer: str = "penultimate",
+    ground_truth: str | None = None,
+) -> dict[str, Any]:
     """The ``models:`` entry of a config that loads model ``name`` through ``source: torchvision``."""
     m = tw.models[name]
-    spec: dict[str, Any] = {"source": "torchvision", "arch": m.arch, "kwargs": tw.model_kwargs(name),
-                            "num_classes": tw.n_classes, "input_size": tw.world.image_size, "layer": layer}
+    spec: dict[str, Any] = {
+        "source": "torchvision",
+        "arch": m.arch,
+        "kwargs": tw.model_kwargs(name),
+        "num_classes": tw.n_classes,
+        "input_size": tw.world.image_size,
+        "layer": layer,
+    }
     if weights:
         spec["weights"] = str(weights)
     if ground_truth:
@@ -87,11 +100,22 @@ def model_spec(tw: TrainedWorld, name: str, weights: str | None = None, layer: s
 
 def training_params(tw: TrainedWorld, name: str) -> dict[str, Any]:
     """Everything that changes the trained weights (the rule's params: a change retrains, nothing else does)."""
-    return {"world": tw.world.raw, "world_spec": tw.world_spec, "classes": list(tw.classes),
-            "pictures": {"main_sizes": list(tw.main_sizes), "clutter": tw.clutter,
-                         "clutter_sizes": list(tw.clutter_sizes), "train": tw.n_train, "test": tw.n_test,
-                         "seed": tw.picture_seed},
-            "seed": tw.seed, "model": model_spec(tw, name), "settings": tw.models[name].__dict__}
+    return {
+        "world": tw.world.raw,
+        "world_spec": tw.world_spec,
+        "classes": list(tw.classes),
+        "pictures": {
+            "main_sizes": list(tw.main_sizes),
+            "clutter": tw.clutter,
+            "clutter_sizes": list(tw.clutter_sizes),
+            "train": tw.n_train,
+            "test": tw.n_test,
+            "seed": tw.picture_seed,
+        },
+        "seed": tw.seed,
+        "model": model_spec(tw, name),
+        "settings": tw.models[name].__dict__,
+    }
 
 
 def build_model(tw: TrainedWorld, name: str) -> tuple[nn.Module, Preprocess]:
@@ -133,15 +157,28 @@ def _batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> Itera
         pos += batch_size
 
 
-def fit(model: nn.Module, preprocess: Preprocess, images: torch.Tensor, labels: torch.Tensor,
-        settings: ModelSettings, gen: torch.Generator, progress: bool = True) -> float:
+def fit(
+    model: nn.Module,
+    preprocess: Preprocess,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    settings: ModelSettings,
+    gen: torch.Generator,
+    progress: bool = True,
+) -> float:
     """Train in place with AdamW and random horizontal flips (every world shape and texture is mirror
     symmetric left to right, so a flip keeps the class); returns the mean loss of the last 10% of steps."""
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     model.train()
     losses: list[float] = []
-    bar = tqdm(total=settings.steps, desc=f"train {settings.name}", file=sys.stderr, disable=not progress,
-               mininterval=2.0, ascii=True)
+    bar = tqdm(
+        total=settings.steps,
+        desc=f"train {settings.name}",
+        file=sys.stderr,
+        disable=not progress,
+        mininterval=2.0,
+        ascii=True,
+    )
     batch_size = min(settings.batch_size, len(labels))
     for step, idx in enumerate(_batches(len(labels), batch_size, settings.steps, gen)):
         x = images[idx].float() / 255.0
@@ -159,17 +196,27 @@ def fit(model: nn.Module, preprocess: Preprocess, images: torch.Tensor, labels: 
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     bar.close()
     model.eval()
-    tail = losses[-max(1, len(losses) // 10):]
+    tail = losses[-max(1, len(losses) // 10) :]
     return float(np.mean(tail))
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, preprocess: Preprocess, images: torch.Tensor, labels: torch.Tensor,
-             n_classes: int, batch_size: int = 256) -> tuple[float, np.ndarray]:
+def evaluate(
+    model: nn.Module,
+    preprocess: Preprocess,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    n_classes: int,
+    batch_size: int = 256,
+) -> tuple[float, np.ndarray]:
     """Held-out accuracy and per-class recall ([n_classes]; NaN for a class with no picture)."""
     model.eval()
-    pred = torch.cat([model(preprocess.normalize(images[i : i + batch_size].float() / 255.0)).argmax(1)
-                      for i in range(0, len(labels), batch_size)])
+    pred = torch.cat(
+        [
+            model(preprocess.normalize(images[i : i + batch_size].float() / 255.0)).argmax(1)
+            for i in range(0, len(labels), batch_size)
+        ]
+    )
     hit = (pred == labels).numpy()
     y = labels.numpy()
     counts = np.bincount(y, minlength=n_classes)
@@ -186,8 +233,13 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> None:
         torch.save(state, tmp)
 
 
-def train_model(tw: TrainedWorld, name: str, threads: int = 2, progress: bool = True,
-                data: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[nn.Module, TrainResult]:
+def train_model(
+    tw: TrainedWorld,
+    name: str,
+    threads: int = 2,
+    progress: bool = True,
+    data: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> tuple[nn.Module, TrainResult]:
     """Render the pictures, train model ``name`` deterministically, measure it on the held-out split.
 
     ``data`` ({"train": (images, labels), "test": ...} from :func:`render_split`) skips the rendering when
@@ -202,19 +254,36 @@ def train_model(tw: TrainedWorld, name: str, threads: int = 2, progress: bool = 
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         accuracy, recall = evaluate(model, pre, *data["test"], tw.n_classes)
     learned = [int(c) for c in np.flatnonzero(np.nan_to_num(recall) > tw.learned_recall)]
-    result = TrainResult(model=name, accuracy=accuracy, recall=[float(r) for r in recall], learned=learned,
-                         train_seconds=round(seconds, 2), cpu_seconds=round(cpu, 2), steps=settings.steps,
-                         images_seen=settings.steps * min(settings.batch_size, len(data["train"][1])),
-                         final_loss=final_loss, threads=int(threads))
-    log.info("trained %s: held-out accuracy %.3f, %d of %d classes learned (recall > %g), %.1f s on %d threads",
-             name, accuracy, len(learned), tw.n_classes, tw.learned_recall, seconds, threads)
+    result = TrainResult(
+        model=name,
+        accuracy=accuracy,
+        recall=[float(r) for r in recall],
+        learned=learned,
+        train_seconds=round(seconds, 2),
+        cpu_seconds=round(cpu, 2),
+        steps=settings.steps,
+        images_seen=settings.steps * min(settings.batch_size, len(data["train"][1])),
+        final_loss=final_loss,
+        threads=int(threads),
+    )
+    log.info(
+        "trained %s: held-out accuracy %.3f, %d of %d classes learned (recall > %g), %.1f s on %d threads",
+        name,
+        accuracy,
+        len(learned),
+        tw.n_classes,
+        tw.learned_recall,
+        seconds,
+        threads,
+    )
     if accuracy < settings.min_accuracy:
         raise TrainingFailed(name, accuracy, settings.min_accuracy)
     return model, result
 
 
-def run_train(spec: str | None, model: str, checkpoint: str, metrics_json: str, threads: int = 2,
-              progress: bool = True) -> TrainResult:
+def run_train(
+    spec: str | None, model: str, checkpoint: str, metrics_json: str, threads: int = 2, progress: bool = True
+) -> TrainResult:
     """The training rule's entry point: checkpoint + metrics JSON (accuracy, recall, time, loader spec)."""
     from .spec import load_trained_world
 
@@ -223,8 +292,15 @@ def run_train(spec: str | None, model: str, checkpoint: str, metrics_json: str, 
         raise KeyError(f"trained world {tw.source} has no model {model!r} (it has {', '.join(tw.models)})")
     net, result = train_model(tw, model, threads, progress)
     save_checkpoint(net, checkpoint)
-    write_json(metrics_json, {**result.as_dict(), "classes": list(tw.classes),
-                              "model_spec": model_spec(tw, model, weights=checkpoint),
-                              "penultimate": PENULTIMATE[tw.models[model].arch],
-                              "final": FINAL[tw.models[model].arch], "torch": torch.__version__})
+    write_json(
+        metrics_json,
+        {
+            **result.as_dict(),
+            "classes": list(tw.classes),
+            "model_spec": model_spec(tw, model, weights=checkpoint),
+            "penultimate": PENULTIMATE[tw.models[model].arch],
+            "final": FINAL[tw.models[model].arch],
+            "torch": torch.__version__,
+        },
+    )
     return result

@@ -27,9 +27,31 @@ from .requests import iter_hypotheses, read_hypotheses
 
 log = logging.getLogger(__name__)
 
-AR_COLUMNS = ["neuron", "cluster", "concept", "concept_id", "rank", "score", "n_images", "n_active", "ar", "kept"]
-NEURON_COLUMNS = ["neuron", "status", "n_hypotheses", "n_verified", "best_concept", "best_ar", "concepts", "ars",
-                  "concept_ids", "ratio", "threshold"]
+AR_COLUMNS = [
+    "neuron",
+    "cluster",
+    "concept",
+    "concept_id",
+    "rank",
+    "score",
+    "n_images",
+    "n_active",
+    "ar",
+    "kept",
+]
+NEURON_COLUMNS = [
+    "neuron",
+    "status",
+    "n_hypotheses",
+    "n_verified",
+    "best_concept",
+    "best_ar",
+    "concepts",
+    "ars",
+    "concept_ids",
+    "ratio",
+    "threshold",
+]
 
 
 def activation_rate(acts: np.ndarray, threshold: float) -> tuple[int, int, float]:
@@ -68,8 +90,6 @@ def filter_hypotheses(ar: np.ndarray, enabled: bool = True) -> tuple[np.ndarray,
     return kept, mean_initial, mean_kept
 
 
-
-
 def index_manifests(manifest_paths: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, Any]]:
     """concept text -> its manifest record (with the manifest's seeds)."""
     by_text: dict[str, dict[str, Any]] = {}
@@ -90,13 +110,20 @@ def read_cached_acts(path: str, concept: str, model: str) -> tuple[np.ndarray, n
         return load_acts(Path(path))
     except CacheDamage as exc:
         log.error("%s", exc)
-        raise VerifyError(f"activations of concept {concept!r} for model {model!r}: {exc} (the cache changed "
-                          "during this run); run snakemake again: it finds damaged or missing cache entries when "
-                          "it starts and generates them again") from None
+        raise VerifyError(
+            f"activations of concept {concept!r} for model {model!r}: {exc} (the cache changed "
+            "during this run); run snakemake again: it finds damaged or missing cache entries when "
+            "it starts and generates them again"
+        ) from None
 
 
-def compute_ar(hyps: list[dict[str, Any]], select_summary: dict[str, Any], by_text: dict[str, dict[str, Any]],
-               model: str, hypotheses_dir: str = "") -> list[dict[str, Any]]:
+def compute_ar(
+    hyps: list[dict[str, Any]],
+    select_summary: dict[str, Any],
+    by_text: dict[str, dict[str, Any]],
+    model: str,
+    hypotheses_dir: str = "",
+) -> list[dict[str, Any]]:
     """One row per (neuron, cluster, concept) hypothesis with n_images, n_active, ar."""
     neurons = select_summary["neurons"]
     n_neurons = int(select_summary.get("n_neurons", len(neurons)))
@@ -105,15 +132,21 @@ def compute_ar(hyps: list[dict[str, Any]], select_summary: dict[str, Any], by_te
     for r in iter_hypotheses(hyps):
         n = r["neuron"]
         if str(n) not in neurons:
-            raise VerifyError(f"{hypotheses_dir}: neuron {n} is not a neuron of the layer ({n_neurons} neurons in "
-                              "select/summary.json)")
+            raise VerifyError(
+                f"{hypotheses_dir}: neuron {n} is not a neuron of the layer ({n_neurons} neurons in "
+                "select/summary.json)"
+            )
         rec = by_text.get(r["concept"])
         if rec is None:
-            raise VerifyError(f"{hypotheses_dir}: concept {r['concept']!r} (id {r['concept_id']}) of neuron {n} is in "
-                              "no generation manifest; run snakemake again (generation_requests and the generation plan rerun)")
+            raise VerifyError(
+                f"{hypotheses_dir}: concept {r['concept']!r} (id {r['concept_id']}) of neuron {n} is in "
+                "no generation manifest; run snakemake again (generation_requests and the generation plan rerun)"
+            )
         if model not in rec["acts"]:
-            raise VerifyError(f"generation manifest {rec['manifest']} has no activations of model {model!r} "
-                              f"(models: {', '.join(rec['acts'])}); run snakemake again")
+            raise VerifyError(
+                f"generation manifest {rec['manifest']} has no activations of model {model!r} "
+                f"(models: {', '.join(rec['acts'])}); run snakemake again"
+            )
         path = rec["acts"][model]
         if path not in acts_cache:
             acts_cache[path] = read_cached_acts(path, r["concept"], model)
@@ -122,11 +155,15 @@ def compute_ar(hyps: list[dict[str, Any]], select_summary: dict[str, Any], by_te
         pos = {int(s): i for i, s in enumerate(seeds)}
         missing = [int(s) for s in want if int(s) not in pos]
         if missing:
-            raise VerifyError(f"activations {path} of concept {r['concept']!r} lack seeds {missing[:5]}; "
-                              "run snakemake again")
+            raise VerifyError(
+                f"activations {path} of concept {r['concept']!r} lack seeds {missing[:5]}; "
+                "run snakemake again"
+            )
         if pooled.shape[1] != n_neurons:
-            raise VerifyError(f"activations {path} have {pooled.shape[1]} neurons but model {model!r} has {n_neurons} "
-                              "in select/summary.json; run snakemake again")
+            raise VerifyError(
+                f"activations {path} have {pooled.shape[1]} neurons but model {model!r} has {n_neurons} "
+                "in select/summary.json; run snakemake again"
+            )
         vals = pooled[[pos[int(s)] for s in want], n]
         n_img, n_act, ar = activation_rate(vals, float(neurons[str(n)]["threshold"]))
         rows.append({**r, "n_images": n_img, "n_active": n_act, "ar": ar})
@@ -152,14 +189,21 @@ def neuron_table(select_summary: dict[str, Any], rows: list[dict[str, Any]]) -> 
             status = "dead" if info.get("dead") else "not_selected"
         else:
             status = "verified" if kept else "unverified"
-        out.append({
-            "neuron": n, "status": status, "n_hypotheses": len(hyps), "n_verified": len(kept),
-            "best_concept": kept[0]["concept"] if kept else "", "best_ar": kept[0]["ar"] if kept else "",
-            "concepts": json.dumps([r["concept"] for r in kept], ensure_ascii=False),
-            "ars": json.dumps([round(r["ar"], 6) for r in kept]),
-            "concept_ids": json.dumps([r["concept_id"] for r in kept]),
-            "ratio": info.get("ratio"), "threshold": info.get("threshold"),
-        })
+        out.append(
+            {
+                "neuron": n,
+                "status": status,
+                "n_hypotheses": len(hyps),
+                "n_verified": len(kept),
+                "best_concept": kept[0]["concept"] if kept else "",
+                "best_ar": kept[0]["ar"] if kept else "",
+                "concepts": json.dumps([r["concept"] for r in kept], ensure_ascii=False),
+                "ars": json.dumps([round(r["ar"], 6) for r in kept]),
+                "concept_ids": json.dumps([r["concept_id"] for r in kept]),
+                "ratio": info.get("ratio"),
+                "threshold": info.get("threshold"),
+            }
+        )
     return out
 
 
@@ -208,11 +252,26 @@ def run_activation_rate(
         gen = {}
         for r in rows:
             rec = by_text[r["concept"]]
-            gen[r["concept_id"]] = {"text": r["concept"], "prompt": rec["prompt"], "entry": rec["entry"],
-                                    "seeds": rec["seeds"], "thumbs": rec["thumbs"], "images": rec["images"]}
+            gen[r["concept_id"]] = {
+                "text": r["concept"],
+                "prompt": rec["prompt"],
+                "entry": rec["entry"],
+                "seeds": rec["seeds"],
+                "thumbs": rec["thumbs"],
+                "images": rec["images"],
+            }
         write_json(out_generated, gen)
     write_json(out_summary, summary)
-    log.info("verify %s (%s): %d hypotheses, mean AR %.3f initial, %d kept (mean AR %.3f); %d of %d selected "
-             "neurons verified", model, method, len(rows), mean_initial, summary["n_kept"], mean_kept, n_verified,
-             n_selected)
+    log.info(
+        "verify %s (%s): %d hypotheses, mean AR %.3f initial, %d kept (mean AR %.3f); %d of %d selected "
+        "neurons verified",
+        model,
+        method,
+        len(rows),
+        mean_initial,
+        summary["n_kept"],
+        mean_kept,
+        n_verified,
+        n_selected,
+    )
     return summary

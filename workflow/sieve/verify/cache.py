@@ -123,8 +123,9 @@ def record_checksum(path: Path, digest: str) -> None:
 
 def model_key(spec: dict[str, Any], dtype: Any) -> str:
     """Key of a target model's activations: its spec (without batch size) and resolved dtype."""
-    return stable_hash("model", activation_spec(spec),
-                       str(dtype).replace("torch.", ""), local_file_fingerprints(spec))
+    return stable_hash(
+        "model", activation_spec(spec), str(dtype).replace("torch.", ""), local_file_fingerprints(spec)
+    )
 
 
 @dataclass
@@ -160,8 +161,11 @@ class CacheEntry:
     def files(self, model_keys: Iterable[str], seeds: Iterable[int]) -> list[Path]:
         """Every file of this entry that the given models and seeds can have (present or not)."""
         seeds = list(seeds)
-        return ([self.acts_path(mk) for mk in model_keys] + [self.thumb(s) for s in seeds]
-                + [self.image(s) for s in seeds])
+        return (
+            [self.acts_path(mk) for mk in model_keys]
+            + [self.thumb(s) for s in seeds]
+            + [self.image(s) for s in seeds]
+        )
 
     def read_acts(self, mkey: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(seeds, pooled) of one model, or None when they are missing or damaged (then they are generated
@@ -232,8 +236,9 @@ def save_images(images: Any, paths: list[Path], kind: str, thumb_size: int) -> N
 
     x = images
     if kind == "thumbnails" and max(x.shape[-2:]) > thumb_size:
-        x = F.interpolate(x.float(), size=(thumb_size, thumb_size), mode="bilinear", antialias=True,
-                          align_corners=False).clamp(0, 1)
+        x = F.interpolate(
+            x.float(), size=(thumb_size, thumb_size), mode="bilinear", antialias=True, align_corners=False
+        ).clamp(0, 1)
     arr = (x * 255).round().to("cpu").byte().permute(0, 2, 3, 1).numpy()
     for a, path in zip(arr, paths, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)

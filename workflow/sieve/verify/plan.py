@@ -52,19 +52,31 @@ def current_manifests(plan_dir: str | Path, shard_pattern: str) -> list[str]:
     input functions) and what the report reads, so the two always see the same images."""
     plan = read_json(Path(plan_dir) / PLAN_FILE)
     work = set(plan["work"])
-    return [shard_pattern.format(shard=s["shard"]) if s["shard"] in work
-            else str(planned_manifest_path(plan_dir, s["shard"])) for s in plan["shards"]]
+    return [
+        shard_pattern.format(shard=s["shard"])
+        if s["shard"] in work
+        else str(planned_manifest_path(plan_dir, s["shard"]))
+        for s in plan["shards"]
+    ]
 
 
-def shard_entries(requests: dict[str, Any], shard: int, cache_root: str | Path,
-                  generator_key: str) -> tuple[list[dict[str, Any]], list[CacheEntry]]:
+def shard_entries(
+    requests: dict[str, Any], shard: int, cache_root: str | Path, generator_key: str
+) -> tuple[list[dict[str, Any]], list[CacheEntry]]:
     concepts = shard_concepts(requests, shard)
     return concepts, [CacheEntry(Path(cache_root), generator_key, c["key"]) for c in concepts]
 
 
-def plan_generation(requests: dict[str, Any], generator_spec: dict[str, Any],
-                    model_specs: dict[str, dict[str, Any]], device: str, cache_root: str, requests_path: str,
-                    plan_dir: str, audit: str = "") -> dict[str, Any]:
+def plan_generation(
+    requests: dict[str, Any],
+    generator_spec: dict[str, Any],
+    model_specs: dict[str, dict[str, Any]],
+    device: str,
+    cache_root: str,
+    requests_path: str,
+    plan_dir: str,
+    audit: str = "",
+) -> dict[str, Any]:
     """Decide, shard by shard, whether a GPU job is needed; write ``plan.json`` and the manifests of the shards
     that need none. ``audit``: the parse-time token of :func:`audit_plan`, recorded in the plan."""
     gen = with_defaults(generator_spec, "generator")
@@ -77,26 +89,52 @@ def plan_generation(requests: dict[str, Any], generator_spec: dict[str, Any],
     for shard in range(n_shards):
         if record is None:
             n = len(shard_concepts(requests, shard))
-            shards.append({"shard": shard, "n_concepts": n, "n_generate": None, "n_measure": None, "work": True})
+            shards.append(
+                {"shard": shard, "n_concepts": n, "n_generate": None, "n_measure": None, "work": True}
+            )
             continue
         settings = settings_from_record(record, generator_spec)
         concepts, entries = shard_entries(requests, shard, cache_root, settings.generator_key)
         adopt_checksums(f for e in entries for f in e.files(settings.model_keys.values(), seeds))
         plan = plan_shard(entries, seeds, settings.keep, settings.model_keys.values())
-        shards.append({"shard": shard, "n_concepts": len(concepts), "n_generate": len(plan.generate),
-                       "n_measure": len(plan.from_images), "work": not plan.empty})
+        shards.append(
+            {
+                "shard": shard,
+                "n_concepts": len(concepts),
+                "n_generate": len(plan.generate),
+                "n_measure": len(plan.from_images),
+                "work": not plan.empty,
+            }
+        )
         if plan.empty:
-            write_json(planned_manifest_path(plan_dir, shard),
-                       shard_manifest(shard, n_shards, concepts, entries, settings, plan, 0.0, 0.0))
-    out = {"audit": audit, "requests": str(requests_path), "resolution_key": rkey, "resolution": record,
-           "seeds": seeds, "keep_images": gen["keep_images"], "shards": shards,
-           "work": [s["shard"] for s in shards if s["work"]]}
+            write_json(
+                planned_manifest_path(plan_dir, shard),
+                shard_manifest(shard, n_shards, concepts, entries, settings, plan, 0.0, 0.0),
+            )
+    out = {
+        "audit": audit,
+        "requests": str(requests_path),
+        "resolution_key": rkey,
+        "resolution": record,
+        "seeds": seeds,
+        "keep_images": gen["keep_images"],
+        "shards": shards,
+        "work": [s["shard"] for s in shards if s["work"]],
+    }
     Path(plan_dir).mkdir(parents=True, exist_ok=True)
     write_json(Path(plan_dir) / PLAN_FILE, out)
-    log.info("generation plan: %d of %d shards have work (%s)%s", len(out["work"]), n_shards,
-             ", ".join(f"shard {s['shard']}: {s['n_generate']} to generate, {s['n_measure']} to measure"
-                       for s in shards if s["work"]) or "all cached",
-             "" if record else "; no shard of these settings has run yet, so every shard is a job")
+    log.info(
+        "generation plan: %d of %d shards have work (%s)%s",
+        len(out["work"]),
+        n_shards,
+        ", ".join(
+            f"shard {s['shard']}: {s['n_generate']} to generate, {s['n_measure']} to measure"
+            for s in shards
+            if s["work"]
+        )
+        or "all cached",
+        "" if record else "; no shard of these settings has run yet, so every shard is a job",
+    )
     return out
 
 
@@ -105,7 +143,9 @@ def damaged_entries(plan: dict[str, Any], requests: dict[str, Any], cache_root: 
     concepts, or the resolution record. Reads only (no file is written)."""
     record = read_resolution(cache_root, plan["resolution_key"])
     if record is None:
-        return [f"resolution record {plan['resolution_key']} (the cache was removed, or no shard has run yet)"]
+        return [
+            f"resolution record {plan['resolution_key']} (the cache was removed, or no shard has run yet)"
+        ]
     if plan["resolution"] is not None and record != plan["resolution"]:
         return [f"resolution record {plan['resolution_key']} (changed since the plan)"]
     bad = []
@@ -134,6 +174,9 @@ def audit_plan(plan_dir: str | Path, cache_root: str | Path) -> str:
     if not bad:
         return str(plan.get("audit", ""))
     shown = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
-    print(f"sieve: {len(bad)} cache entries that {plan_path} relies on are missing or damaged; they are "
-          f"generated again:\n  {shown}", file=sys.stderr)
+    print(
+        f"sieve: {len(bad)} cache entries that {plan_path} relies on are missing or damaged; they are "
+        f"generated again:\n  {shown}",
+        file=sys.stderr,
+    )
     return stable_hash("audit", plan.get("audit", ""), sorted(bad))

@@ -61,8 +61,10 @@ def read_hypotheses(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
         for c in h["clusters"]:
             for con in c.get("concepts", []):
                 if not isinstance(con.get(CONCEPT_TEXT_KEY), str) or not con[CONCEPT_TEXT_KEY].strip():
-                    raise VerifyError(f"hypotheses file {p}, neuron {h['neuron']}, cluster {c.get(CLUSTER_KEY)}: "
-                                      f"a concept has no text: {con!r}")
+                    raise VerifyError(
+                        f"hypotheses file {p}, neuron {h['neuron']}, cluster {c.get(CLUSTER_KEY)}: "
+                        f"a concept has no text: {con!r}"
+                    )
         out.append(h)
     return sorted(out, key=lambda h: int(h["neuron"]))
 
@@ -73,14 +75,21 @@ def iter_hypotheses(hyps: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         for c in h["clusters"]:
             for con in c.get("concepts", []):
                 text = con[CONCEPT_TEXT_KEY]
-                yield {"neuron": int(h["neuron"]), "cluster": c.get(CLUSTER_KEY, 0), "concept": text,
-                       "concept_id": str(con.get(CONCEPT_ID_KEY, stable_hash(text))),
-                       "rank": con.get("rank", ""), "score": con.get("score", "")}
+                yield {
+                    "neuron": int(h["neuron"]),
+                    "cluster": c.get(CLUSTER_KEY, 0),
+                    "concept": text,
+                    "concept_id": str(con.get(CONCEPT_ID_KEY, stable_hash(text))),
+                    "rank": con.get("rank", ""),
+                    "score": con.get("score", ""),
+                }
 
 
-def collect_requests(hypotheses_dirs: Sequence[str | os.PathLike[str]],
-                     template: str = schema_default("generator.prompt"),
-                     n_shards: int = schema_default("generator.shards")) -> dict[str, Any]:
+def collect_requests(
+    hypotheses_dirs: Sequence[str | os.PathLike[str]],
+    template: str = schema_default("generator.prompt"),
+    n_shards: int = schema_default("generator.shards"),
+) -> dict[str, Any]:
     """Every distinct prompt named by any hypothesis of any folder, with its shard."""
     concepts: dict[str, dict[str, Any]] = {}
     n_hyp = 0
@@ -89,8 +98,17 @@ def collect_requests(hypotheses_dirs: Sequence[str | os.PathLike[str]],
             n_hyp += 1
             prompt = prompt_for(template, row["concept"])
             key = prompt_key(prompt)
-            c = concepts.setdefault(key, {"key": key, "prompt": prompt, "shard": shard_of(prompt, n_shards),
-                                          "texts": [], "ids": [], "n_hypotheses": 0})
+            c = concepts.setdefault(
+                key,
+                {
+                    "key": key,
+                    "prompt": prompt,
+                    "shard": shard_of(prompt, n_shards),
+                    "texts": [],
+                    "ids": [],
+                    "n_hypotheses": 0,
+                },
+            )
             if row["concept"] not in c["texts"]:
                 c["texts"].append(row["concept"])
             if row["concept_id"] not in c["ids"]:
@@ -100,18 +118,35 @@ def collect_requests(hypotheses_dirs: Sequence[str | os.PathLike[str]],
     per_shard = [0] * int(n_shards)
     for c in items:
         per_shard[c["shard"]] += 1
-    return {"prompt_template": template, "shards": int(n_shards), "n_concepts": len(items), "n_hypotheses": n_hyp,
-            "per_shard": per_shard, "sources": [str(d) for d in hypotheses_dirs], "concepts": items}
+    return {
+        "prompt_template": template,
+        "shards": int(n_shards),
+        "n_concepts": len(items),
+        "n_hypotheses": n_hyp,
+        "per_shard": per_shard,
+        "sources": [str(d) for d in hypotheses_dirs],
+        "concepts": items,
+    }
 
 
-def run_requests(hypotheses_dirs: Sequence[str], out_path: str, template: str, n_shards: int,
-                 generator_spec: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_requests(
+    hypotheses_dirs: Sequence[str],
+    out_path: str,
+    template: str,
+    n_shards: int,
+    generator_spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     if generator_spec is not None:
         from ..backends.generators import check_generator_source
 
         check_generator_source(generator_spec)
     req = collect_requests(hypotheses_dirs, template, n_shards)
     write_json(out_path, req)
-    log.info("generation requests: %d distinct prompts from %d hypotheses in %d folders; per shard %s",
-             req["n_concepts"], req["n_hypotheses"], len(hypotheses_dirs), req["per_shard"])
+    log.info(
+        "generation requests: %d distinct prompts from %d hypotheses in %d folders; per shard %s",
+        req["n_concepts"],
+        req["n_hypotheses"],
+        len(hypotheses_dirs),
+        req["per_shard"],
+    )
     return req

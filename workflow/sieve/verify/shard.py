@@ -57,8 +57,10 @@ Item = tuple[int, int]  # (concept index within the shard, seed)
 def check_shard(requests: dict[str, Any], shard: int, n_shards: int) -> None:
     """The requests were split into ``n_shards`` (``generator.shards``) and ``shard`` is one of them."""
     if int(requests.get("shards", n_shards)) != n_shards:
-        raise VerifyError(f"requests.json was split into {requests.get('shards')} shards but generator.shards is "
-                          f"{n_shards}; rerun generation_requests")
+        raise VerifyError(
+            f"requests.json was split into {requests.get('shards')} shards but generator.shards is "
+            f"{n_shards}; rerun generation_requests"
+        )
     if not 0 <= int(shard) < n_shards:
         raise VerifyError(f"shard {shard} is out of range for generator.shards = {n_shards}")
 
@@ -69,7 +71,9 @@ class ShardSettings:
 
     device: Any
     generator_dtype: Any
-    generator: dict[str, Any]  # the settings that change pixels (:func:`~sieve.backends.generators.generator_settings`)
+    generator: dict[
+        str, Any
+    ]  # the settings that change pixels (:func:`~sieve.backends.generators.generator_settings`)
     generator_key: str
     model_dtypes: dict[str, Any]
     model_keys: dict[str, str]
@@ -79,8 +83,9 @@ class ShardSettings:
     batch_size: int
 
 
-def resolve_settings(generator_spec: dict[str, Any], model_specs: dict[str, dict[str, Any]],
-                     device: str) -> ShardSettings:
+def resolve_settings(
+    generator_spec: dict[str, Any], model_specs: dict[str, dict[str, Any]], device: str
+) -> ShardSettings:
     """Resolve ``device`` and the dtypes (``auto`` depends on the device), and the keys of the cache. Keys the
     specs leave out take the schema's defaults; the cache keys hash the specs as given."""
     from ..backends.generators import generator_settings
@@ -90,12 +95,21 @@ def resolve_settings(generator_spec: dict[str, Any], model_specs: dict[str, dict
     dev = resolve_device(device)
     gdtype = resolve_dtype(gen["dtype"], dev)
     settings = generator_settings(generator_spec, gdtype)
-    mdtypes = {name: resolve_dtype(with_defaults(spec, "models.*")["dtype"], dev) for name, spec in model_specs.items()}
+    mdtypes = {
+        name: resolve_dtype(with_defaults(spec, "models.*")["dtype"], dev)
+        for name, spec in model_specs.items()
+    }
     return ShardSettings(
-        device=dev, generator_dtype=gdtype, generator=settings, generator_key=stable_hash("generator", settings),
-        model_dtypes=mdtypes, model_keys={name: model_key(spec, mdtypes[name]) for name, spec in model_specs.items()},
-        seeds=concept_seeds(gen["seed"], gen["images_per_concept"]), keep=gen["keep_images"],
-        thumbnail_size=int(gen["thumbnail_size"]), batch_size=int(gen["batch_size"]),
+        device=dev,
+        generator_dtype=gdtype,
+        generator=settings,
+        generator_key=stable_hash("generator", settings),
+        model_dtypes=mdtypes,
+        model_keys={name: model_key(spec, mdtypes[name]) for name, spec in model_specs.items()},
+        seeds=concept_seeds(gen["seed"], gen["images_per_concept"]),
+        keep=gen["keep_images"],
+        thumbnail_size=int(gen["thumbnail_size"]),
+        batch_size=int(gen["batch_size"]),
     )
 
 
@@ -105,13 +119,17 @@ def resolve_settings(generator_spec: dict[str, Any], model_specs: dict[str, dict
 RESOLVED_DIR = "resolved"
 
 
-def resolution_key(generator_spec: dict[str, Any], model_specs: dict[str, dict[str, Any]], device: str) -> str:
+def resolution_key(
+    generator_spec: dict[str, Any], model_specs: dict[str, dict[str, Any]], device: str
+) -> str:
     """Key of the settings as requested (dtypes as written, ``auto`` included; local files by content): equal
     requests resolve to equal keys on equal devices. Needs no torch."""
     from ..backends.generators import generator_settings
 
     gen = with_defaults(generator_spec, "generator")
-    models = {name: model_key(spec, with_defaults(spec, "models.*")["dtype"]) for name, spec in model_specs.items()}
+    models = {
+        name: model_key(spec, with_defaults(spec, "models.*")["dtype"]) for name, spec in model_specs.items()
+    }
     return stable_hash("resolution", generator_settings(generator_spec, str(gen["dtype"])), models, device)
 
 
@@ -121,11 +139,18 @@ def resolution_path(cache_root: str | Path, key: str) -> Path:
 
 def resolution_record(settings: ShardSettings) -> dict[str, Any]:
     """What a shard job resolved: the keys of its cache entries, the dtypes and the device."""
-    return {"generator": settings.generator, "generator_key": settings.generator_key,
-            "models": {name: {"key": settings.model_keys[name],
-                              "dtype": str(settings.model_dtypes[name]).replace("torch.", "")}
-                       for name in settings.model_keys},
-            "device": str(settings.device)}
+    return {
+        "generator": settings.generator,
+        "generator_key": settings.generator_key,
+        "models": {
+            name: {
+                "key": settings.model_keys[name],
+                "dtype": str(settings.model_dtypes[name]).replace("torch.", ""),
+            }
+            for name in settings.model_keys
+        },
+        "device": str(settings.device),
+    }
 
 
 def read_resolution(cache_root: str | Path, key: str) -> dict[str, Any] | None:
@@ -144,11 +169,16 @@ def settings_from_record(record: dict[str, Any], generator_spec: dict[str, Any])
     """The settings a shard job with this resolution record would use (strings for device and dtypes)."""
     gen = with_defaults(generator_spec, "generator")
     return ShardSettings(
-        device=record["device"], generator_dtype=record["generator"].get("dtype"), generator=record["generator"],
-        generator_key=record["generator_key"], model_dtypes={n: m["dtype"] for n, m in record["models"].items()},
+        device=record["device"],
+        generator_dtype=record["generator"].get("dtype"),
+        generator=record["generator"],
+        generator_key=record["generator_key"],
+        model_dtypes={n: m["dtype"] for n, m in record["models"].items()},
         model_keys={n: m["key"] for n, m in record["models"].items()},
-        seeds=concept_seeds(gen["seed"], gen["images_per_concept"]), keep=gen["keep_images"],
-        thumbnail_size=int(gen["thumbnail_size"]), batch_size=int(gen["batch_size"]),
+        seeds=concept_seeds(gen["seed"], gen["images_per_concept"]),
+        keep=gen["keep_images"],
+        thumbnail_size=int(gen["thumbnail_size"]),
+        batch_size=int(gen["batch_size"]),
     )
 
 
@@ -195,7 +225,9 @@ class ShardPlan:
         return dict(counts)
 
 
-def plan_concept(entry: CacheEntry, seeds: Sequence[int], keep: str, model_keys: Iterable[str]) -> tuple[list[int], list[int]]:
+def plan_concept(
+    entry: CacheEntry, seeds: Sequence[int], keep: str, model_keys: Iterable[str]
+) -> tuple[list[int], list[int]]:
     """-> (seeds to generate, seeds to measure from kept full images) of one concept.
 
     A seed is generated when the image ``keep_images`` asks for is missing, or when a model lacks its activation
@@ -206,14 +238,19 @@ def plan_concept(entry: CacheEntry, seeds: Sequence[int], keep: str, model_keys:
         got = entry.read_acts(mk)
         have[mk] = set() if got is None else {int(s) for s in got[0]}
     need_acts = [s for s in seeds if any(s not in h for h in have.values())]
-    need_img = [s for s in seeds
-                if (keep == "thumbnails" and not usable(entry.thumb(s)))
-                or (keep == "full" and not usable(entry.image(s)))]
+    need_img = [
+        s
+        for s in seeds
+        if (keep == "thumbnails" and not usable(entry.thumb(s)))
+        or (keep == "full" and not usable(entry.image(s)))
+    ]
     gen = sorted(set(need_img) | {s for s in need_acts if not usable(entry.image(s))})
     return gen, [s for s in need_acts if s not in gen]
 
 
-def plan_shard(entries: Sequence[CacheEntry], seeds: Sequence[int], keep: str, model_keys: Iterable[str]) -> ShardPlan:
+def plan_shard(
+    entries: Sequence[CacheEntry], seeds: Sequence[int], keep: str, model_keys: Iterable[str]
+) -> ShardPlan:
     """What the shard has to do, concept by concept in order (see :func:`plan_concept`). Needs no torch."""
     model_keys = list(model_keys)
     generate: list[Item] = []
@@ -241,11 +278,17 @@ class ShardRecorder:
     """Collects each concept's activation rows and writes its cache entry (``prompt.json``, then the acts, the
     completion marker) once every planned image of it is measured."""
 
-    def __init__(self, concepts: Sequence[dict[str, Any]], entries: Sequence[CacheEntry], plan: ShardPlan,
-                 generator_settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        concepts: Sequence[dict[str, Any]],
+        entries: Sequence[CacheEntry],
+        plan: ShardPlan,
+        generator_settings: dict[str, Any],
+    ) -> None:
         self.settings = generator_settings
-        self.pending = {ci: _Pending(entries[ci], concepts[ci]["prompt"], n)
-                        for ci, n in plan.items_per_concept().items()}
+        self.pending = {
+            ci: _Pending(entries[ci], concepts[ci]["prompt"], n) for ci, n in plan.items_per_concept().items()
+        }
 
     def entry(self, ci: int) -> CacheEntry:
         return self.pending[ci].entry
@@ -267,8 +310,9 @@ class ShardRecorder:
             p.entry.write_acts(mk, rows)
 
 
-def measure_images(images: Any, models: dict[str, Any], model_specs: dict[str, dict[str, Any]],
-                   model_keys: dict[str, str]) -> dict[str, np.ndarray]:
+def measure_images(
+    images: Any, models: dict[str, Any], model_specs: dict[str, dict[str, Any]], model_keys: dict[str, str]
+) -> dict[str, np.ndarray]:
     """[B, 3, H, W] images in [0, 1] -> model key -> pooled activations [B, C], each model in its own batches."""
     import torch
 
@@ -289,8 +333,13 @@ def batches(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
         yield list(items[i : i + size])
 
 
-def measure_stored(plan: ShardPlan, recorder: ShardRecorder, measure: Callable[[Any], dict[str, np.ndarray]],
-                   batch_size: int, progress: Any) -> None:
+def measure_stored(
+    plan: ShardPlan,
+    recorder: ShardRecorder,
+    measure: Callable[[Any], dict[str, np.ndarray]],
+    batch_size: int,
+    progress: Any,
+) -> None:
     """Phase 5: the kept full images of :attr:`ShardPlan.from_images`, through every model."""
     for batch in batches(plan.from_images, batch_size):
         images = load_images([recorder.entry(ci).image(s) for ci, s in batch])
@@ -298,9 +347,15 @@ def measure_stored(plan: ShardPlan, recorder: ShardRecorder, measure: Callable[[
         progress.update(len(batch))
 
 
-def generate_and_measure(plan: ShardPlan, concepts: Sequence[dict[str, Any]], recorder: ShardRecorder,
-                         generator: Any, measure: Callable[[Any], dict[str, np.ndarray]], settings: ShardSettings,
-                         progress: Any) -> float:
+def generate_and_measure(
+    plan: ShardPlan,
+    concepts: Sequence[dict[str, Any]],
+    recorder: ShardRecorder,
+    generator: Any,
+    measure: Callable[[Any], dict[str, np.ndarray]],
+    settings: ShardSettings,
+    progress: Any,
+) -> float:
     """Phase 6: generate :attr:`ShardPlan.generate` in batches, quantise to 8 bits, keep thumbnails or full
     images, measure. Returns the seconds spent generating."""
     import torch
@@ -314,12 +369,16 @@ def generate_and_measure(plan: ShardPlan, concepts: Sequence[dict[str, Any]], re
         t_gen += time.perf_counter() - t0
         if images.dim() != 4 or images.shape[0] != len(batch) or images.shape[1] != 3:
             g = settings.generator
-            raise VerifyError(f"generator {g.get('model', g.get('factory'))!r} returned a tensor of shape "
-                              f"{tuple(images.shape)} for {len(batch)} prompts; expected [B, 3, H, W]")
+            raise VerifyError(
+                f"generator {g.get('model', g.get('factory'))!r} returned a tensor of shape "
+                f"{tuple(images.shape)} for {len(batch)} prompts; expected [B, 3, H, W]"
+            )
         images = quantize(images.float())
         if settings.keep in ("thumbnails", "full"):
-            paths = [recorder.entry(ci).thumb(s) if settings.keep == "thumbnails" else recorder.entry(ci).image(s)
-                     for ci, s in batch]
+            paths = [
+                recorder.entry(ci).thumb(s) if settings.keep == "thumbnails" else recorder.entry(ci).image(s)
+                for ci, s in batch
+            ]
             save_images(images, paths, settings.keep, settings.thumbnail_size)
         recorder.add(batch, measure(images))
         progress.update(len(batch))
@@ -330,25 +389,42 @@ def generate_and_measure(plan: ShardPlan, concepts: Sequence[dict[str, Any]], re
 # 7. the manifest
 
 
-def shard_manifest(shard: int, n_shards: int, concepts: Sequence[dict[str, Any]], entries: Sequence[CacheEntry],
-                   settings: ShardSettings, plan: ShardPlan, t_gen: float, seconds: float) -> dict[str, Any]:
+def shard_manifest(
+    shard: int,
+    n_shards: int,
+    concepts: Sequence[dict[str, Any]],
+    entries: Sequence[CacheEntry],
+    settings: ShardSettings,
+    plan: ShardPlan,
+    t_gen: float,
+    seconds: float,
+) -> dict[str, Any]:
     """The shard's manifest: every concept's cache entry, activations and kept images, and what the job did."""
     seeds, mkeys = settings.seeds, settings.model_keys
-    manifest_concepts = [{
-        "key": c["key"], "prompt": c["prompt"], "texts": c["texts"], "ids": c["ids"], "entry": str(entry.dir),
-        "seeds": seeds,
-        "acts": {name: str(entry.acts_path(mk)) for name, mk in mkeys.items()},
-        "thumbs": [str(entry.thumb(s)) for s in seeds if entry.thumb(s).is_file()],
-        "images": [str(entry.image(s)) for s in seeds if entry.image(s).is_file()],
-    } for c, entry in zip(concepts, entries, strict=True)]
+    manifest_concepts = [
+        {
+            "key": c["key"],
+            "prompt": c["prompt"],
+            "texts": c["texts"],
+            "ids": c["ids"],
+            "entry": str(entry.dir),
+            "seeds": seeds,
+            "acts": {name: str(entry.acts_path(mk)) for name, mk in mkeys.items()},
+            "thumbs": [str(entry.thumb(s)) for s in seeds if entry.thumb(s).is_file()],
+            "images": [str(entry.image(s)) for s in seeds if entry.image(s).is_file()],
+        }
+        for c, entry in zip(concepts, entries, strict=True)
+    ]
     n_gen = len(plan.generate)
     return {
         "shard": int(shard),
         "shards": n_shards,
         "generator": settings.generator,
         "generator_key": settings.generator_key,
-        "models": {name: {"key": mkeys[name], "dtype": str(settings.model_dtypes[name]).replace("torch.", "")}
-                   for name in mkeys},
+        "models": {
+            name: {"key": mkeys[name], "dtype": str(settings.model_dtypes[name]).replace("torch.", "")}
+            for name in mkeys
+        },
         "seeds": seeds,
         "keep_images": settings.keep,
         "n_concepts": len(concepts),
@@ -392,40 +468,62 @@ def run_shard(
     check_shard(requests, shard, n_shards)
     settings = resolve_settings(generator_spec, model_specs, device)
     concepts = shard_concepts(requests, shard)
-    write_json(resolution_path(cache_root, resolution_key(generator_spec, model_specs, device)),
-               resolution_record(settings))
+    write_json(
+        resolution_path(cache_root, resolution_key(generator_spec, model_specs, device)),
+        resolution_record(settings),
+    )
     entries = [CacheEntry(Path(cache_root), settings.generator_key, c["key"]) for c in concepts]
     clean_entries(entries, shard)
     adopt_checksums(f for e in entries for f in e.files(settings.model_keys.values(), settings.seeds))
     plan = plan_shard(entries, settings.seeds, settings.keep, settings.model_keys.values())
-    log.info("shard %d: %d concepts, %d images to generate, %d to measure from kept images, %d cached", shard,
-             len(concepts), len(plan.generate), len(plan.from_images), plan.n_cached)
+    log.info(
+        "shard %d: %d concepts, %d images to generate, %d to measure from kept images, %d cached",
+        shard,
+        len(concepts),
+        len(plan.generate),
+        len(plan.from_images),
+        plan.n_cached,
+    )
 
     t_gen = 0.0
     if not plan.empty:
         load_model_fn = load_model_fn or load_model
-        models = {name: load_model_fn(name, spec, settings.device, settings.model_dtypes[name])
-                  for name, spec in model_specs.items()}
+        models = {
+            name: load_model_fn(name, spec, settings.device, settings.model_dtypes[name])
+            for name, spec in model_specs.items()
+        }
         recorder = ShardRecorder(concepts, entries, plan, settings.generator)
 
         def measure(images: Any) -> dict[str, np.ndarray]:
             return measure_images(images, models, model_specs, settings.model_keys)
 
-        bar = tqdm(total=len(plan.generate) + len(plan.from_images), desc=f"shard {shard}", unit="img",
-                   disable=not progress, mininterval=10.0)
+        bar = tqdm(
+            total=len(plan.generate) + len(plan.from_images),
+            desc=f"shard {shard}",
+            unit="img",
+            disable=not progress,
+            mininterval=10.0,
+        )
         measure_stored(plan, recorder, measure, settings.batch_size, bar)
         if plan.generate:
-            generator = (load_generator_fn or load_generator)(generator_spec, settings.device,
-                                                              settings.generator_dtype)
+            generator = (load_generator_fn or load_generator)(
+                generator_spec, settings.device, settings.generator_dtype
+            )
             t_gen = generate_and_measure(plan, concepts, recorder, generator, measure, settings, bar)
         bar.close()
         if recorder.pending:  # cannot happen: every item decrements its concept
             raise RuntimeError(f"shard {shard}: {len(recorder.pending)} concepts were not completed")
 
-    manifest = shard_manifest(shard, n_shards, concepts, entries, settings, plan, t_gen,
-                              time.perf_counter() - t_start)
+    manifest = shard_manifest(
+        shard, n_shards, concepts, entries, settings, plan, t_gen, time.perf_counter() - t_start
+    )
     write_json(manifest_path, manifest)
-    log.info("shard %d done: generated %d images (%s img/s), measured %d from kept images, reused %d", shard,
-             manifest["n_generated"], manifest["images_per_second"], manifest["n_measured_from_images"],
-             manifest["n_cached"])
+    log.info(
+        "shard %d done: generated %d images (%s img/s), measured %d from kept images, reused %d",
+        shard,
+        manifest["n_generated"],
+        manifest["images_per_second"],
+        manifest["n_measured_from_images"],
+        manifest["n_cached"],
+    )
     return manifest
