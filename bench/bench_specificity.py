@@ -29,7 +29,7 @@ from sieve import verify_stats as vs
 from sieve.concepts import concept_id
 from sieve.evaluate.truth import is_right
 from sieve.io import read_csv, read_json
-from sieve.synthetic.world import World, load_world, render_prompt
+from sieve.synthetic.world import World, load_world, render_prompt, resolve_spec_path
 
 MAX_CONTROL_RATES = (0.2, 0.25, 0.35, 0.5, 0.65)
 MIN_AUCS = (0.6, 0.75, 0.9)  # the alternative condition, AUC >= m, for comparison
@@ -224,7 +224,7 @@ def measure_promiscuous(
     from sieve.backends.imagesets import open_image_set
     from sieve.select import select_neurons, selectivity
 
-    raw = yaml.safe_load(Path(load_world().source).read_text(encoding="utf-8"))
+    raw = yaml.safe_load(Path(resolve_spec_path(load_world().source)).read_text(encoding="utf-8"))
     raw["neurons"].append({"kind": "promiscuous"})
     with tempfile.TemporaryDirectory() as tmp:
         spec = str(Path(tmp) / "world.yaml")

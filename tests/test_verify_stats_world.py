@@ -19,7 +19,7 @@ from sieve.concepts import concept_id
 from sieve.select import select_neurons, selectivity
 from sieve.synthetic import load_world, planted_truth
 from sieve.synthetic.model import LARGE_OBJECT
-from sieve.synthetic.world import SpecError, render_prompt
+from sieve.synthetic.world import SpecError, render_prompt, resolve_spec_path
 from sieve.verify_stats import (
     control_pool,
     control_rate,
@@ -37,7 +37,7 @@ DEFAULT = load_world()
 @pytest.fixture(scope="module")
 def world_spec(tmp_path_factory):
     """The default world's neurons plus one promiscuous neuron, last."""
-    raw = yaml.safe_load(open(DEFAULT.source, encoding="utf-8"))
+    raw = yaml.safe_load(open(resolve_spec_path(DEFAULT.source), encoding="utf-8"))
     raw["neurons"].append({"kind": "promiscuous"})
     path = tmp_path_factory.mktemp("world") / "promiscuous.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
