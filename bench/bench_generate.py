@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -174,6 +175,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=MIN_ROUNDS)
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "generate.jsonl"))
     args = ap.parse_args()
+    load_at_start = round(os.getloadavg()[0], 2)
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
     from sieve.backends.generators import DiffusersGenerator
@@ -273,6 +275,8 @@ def main() -> None:
 
     record = {
         "pipeline": args.pipeline,
+        "rounds": args.rounds,
+        "load_average_at_start": load_at_start,
         "device": args.device,
         "gpu": torch.cuda.get_device_name()
         if args.device.startswith("cuda")

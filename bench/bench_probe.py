@@ -127,6 +127,11 @@ def child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(res))
 
 
+LOAD_AT_START = round(
+    os.getloadavg()[0], 2
+)  # other work on the machine (2 shared cores here) slows both sides
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="resnet18")
@@ -189,6 +194,8 @@ def main() -> None:
     c = {"resnet18": 512, "resnet50": 2048}.get(args.arch, 2048)
     report = {
         "arch": args.arch,
+        "rounds": args.rounds,
+        "load_average_at_start": LOAD_AT_START,
         "images": args.images,
         "device": args.device,
         "dtype": args.dtype,

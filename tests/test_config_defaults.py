@@ -45,8 +45,9 @@ def test_with_defaults_fills_only_missing_keys_and_copies():
 
 def test_library_defaults_are_the_schema_defaults():
     """Signature defaults of functions a user may call directly come from the schema, not retyped."""
+    from sieve.crops import crop_box
     from sieve.evaluate.clip_dissect import run_clip_dissect
-    from sieve.hypothesize import crop_box, run_cluster, run_hypothesize
+    from sieve.hypothesize import run_cluster, run_hypothesize
     from sieve.verify.requests import collect_requests
 
     def default(fn, name):

@@ -13,16 +13,14 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from helpers import jobs_run, make_image_folder, run_snakemake, tiny_config
+from sieve.crops import crop_box, neuron_boxes, upsample_map
 from sieve.hypothesize import (
     HypothesizeError,
     cluster_embeddings,
     concept_scores,
-    crop_box,
-    neuron_boxes,
     run_hypothesize,
     top_concepts,
     top_k_indices,
-    upsample_map,
 )
 from tinyclip import make_tiny_clip
 
@@ -231,7 +229,7 @@ def test_crop_embedding_is_the_crop_of_the_image_the_model_saw(e2e):
     from sieve.backends.embedders import load_embedder
     from sieve.backends.imagesets import open_image_set
     from sieve.backends.models import Preprocess
-    from sieve.hypothesize import cut_and_resize
+    from sieve.crops import cut_and_resize
 
     work, cfg, _ = e2e
     with h5py.File(work / "results/tiny/pics/crops/crops.h5") as f:
@@ -279,7 +277,8 @@ def test_mismatched_embeddings_are_refused(e2e, tmp_path):
 def test_no_selected_neuron_gives_empty_outputs(e2e, tmp_path):
     """tau above every ratio: the stage still writes valid, empty outputs instead of failing."""
     from sieve.backends.imagesets import open_image_set
-    from sieve.hypothesize import read_crops, run_cluster, run_embed_crops
+    from sieve.crops import run_embed_crops
+    from sieve.hypothesize import read_crops, run_cluster
     from sieve.report.grids import run_grids
     from tinyclip import projection_embedder
 

@@ -4,8 +4,8 @@ import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: bef
 
 from sieve.backends.embedders import load_embedder
 from sieve.backends.imagesets import open_image_set
+from sieve.crops import run_embed_crops
 from sieve.devices import resolve_device
-from sieve.hypothesize import run_embed_crops
 from sieve.io import script_logging
 
 with script_logging(snakemake.log[0]):

@@ -92,7 +92,7 @@ def grid_font(size: int = FONT_PX) -> Any:
 def normalized_maps(maps: np.ndarray) -> np.ndarray:
     """One neuron's top-image maps [K, h, w] -> [0, 1], on one scale for the neuron (so the maps compare across
     its top images): value / the neuron's maximum, negatives as 0; a neuron whose maps are all <= 0 (ViT tokens)
-    is min-max scaled instead (like :func:`sieve.hypothesize.crop_box`, which does it per map)."""
+    is min-max scaled instead (like :func:`sieve.crops.crop_box`, which does it per map)."""
     m = np.asarray(maps, dtype=np.float32)
     hi = float(m.max()) if m.size else 0.0
     if hi > 0:
