@@ -18,7 +18,7 @@ import pytest
 import yaml
 from test_verify import MODEL, N_NEURONS, Counting, gen_spec, generate_all, select_summary, write_hyp
 
-from conftest import REPO, jobs_run, run_snakemake
+from helpers import REPO, jobs_run, run_snakemake
 from sieve.io import read_json, write_json
 from sieve.verify import VerifyError
 from sieve.verify.activation_rate import run_activation_rate
@@ -221,6 +221,7 @@ def _nothing_to_do(work: Path) -> None:
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
 
 
+@pytest.mark.workflow
 @pytest.mark.slow
 def test_plain_rerun_after_removing_the_generation_folder(finished):
     """Issue 15 item 1: the stage ablations' manifests point into the shared cache; removing it (first thing
@@ -234,6 +235,7 @@ def test_plain_rerun_after_removing_the_generation_folder(finished):
     _nothing_to_do(work)
 
 
+@pytest.mark.workflow
 @pytest.mark.slow
 def test_plain_rerun_heals_a_damaged_cache(finished):
     work, _, want = finished
@@ -260,6 +262,7 @@ def test_plain_rerun_heals_a_damaged_cache(finished):
     _nothing_to_do(work)  # and no needless job (GPU or not) on the following run
 
 
+@pytest.mark.workflow
 @pytest.mark.slow
 def test_a_concept_set_of_cached_concepts_submits_no_gpu_job(finished):
     """Issue 12: a new concept set whose concepts were all generated before runs no generate_shard job."""

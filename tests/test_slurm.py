@@ -175,12 +175,14 @@ def test_whole_workflow_through_slurm_equals_local(cluster, tmp_path):
     assert (tmp_path / "slurm" / "results/report/index.html").stat().st_size > 1000
 
 
+@pytest.mark.workflow
+@pytest.mark.timeout(CLUSTER_START_S + 2 * SLURM_RUN_S + 60)
 def test_rerun_with_cached_concepts_submits_no_generation_job_through_slurm(cluster, tmp_path):
     """Issue 12: a concept set whose concepts were all generated before queues no generate_shard job (the
     generation plan, a CPU job, finds them in the cache); its only GPU job embeds the new set's concepts."""
-    run_snakemake(tmp_path / "slurm", SYNTHETIC, extra=PROFILES, timeout=900)
+    run_snakemake(tmp_path / "slurm", SYNTHETIC, extra=PROFILES, timeout=SLURM_RUN_S)
     more = {**SYNTHETIC, "concept_sets": {**SYNTHETIC["concept_sets"], "again": {"synthetic": "default"}}}
-    proc = run_snakemake(tmp_path / "slurm", more, extra=PROFILES, timeout=900)
+    proc = run_snakemake(tmp_path / "slurm", more, extra=PROFILES, timeout=SLURM_RUN_S)
     text = proc.stdout + proc.stderr
     kinds = [
         name
