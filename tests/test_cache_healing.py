@@ -223,6 +223,7 @@ def _nothing_to_do(work: Path) -> None:
 
 @pytest.mark.workflow
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole default run (module fixture), then the damage and the rerun
 def test_plain_rerun_after_removing_the_generation_folder(finished):
     """Issue 15 item 1: the stage ablations' manifests point into the shared cache; removing it (first thing
     after a fresh run, when nothing else has changed the plans' audit) is repaired by a plain rerun."""
@@ -237,6 +238,7 @@ def test_plain_rerun_after_removing_the_generation_folder(finished):
 
 @pytest.mark.workflow
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole default run (module fixture), then the damage and the rerun
 def test_plain_rerun_heals_a_damaged_cache(finished):
     work, _, want = finished
     cache = work / "results/generate/cache"
@@ -264,6 +266,7 @@ def test_plain_rerun_heals_a_damaged_cache(finished):
 
 @pytest.mark.workflow
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole default run (module fixture), then the damage and the rerun
 def test_a_concept_set_of_cached_concepts_submits_no_gpu_job(finished):
     """Issue 12: a new concept set whose concepts were all generated before runs no generate_shard job."""
     work, cfg, want = finished
