@@ -15,7 +15,7 @@ from snakemake.utils import validate
 # The sieve package lives next to the rules: this checkout's copy comes first, here and in every job's script
 # (workflow/scripts/use_checkout.py), whatever copy an environment has installed.
 PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
-if PACKAGE_DIR not in sys.path:
+if sys.path[:1] != [PACKAGE_DIR]:  # first, even when an installed copy (a .pth) lists it further down
     sys.path.insert(0, PACKAGE_DIR)
 
 from sieve import paths  # noqa: E402  (light: no torch)
