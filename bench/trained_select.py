@@ -29,10 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
+from sieve.activations import read_activations  # noqa: E402
+from sieve.backends.imagesets import open_image_set  # noqa: E402
 from sieve.backends.models import load_model  # noqa: E402
-from sieve.backends.probes import open_probe  # noqa: E402
 from sieve.io import write_json  # noqa: E402
-from sieve.probe import read_activations, run_probe  # noqa: E402
+from sieve.probe import run_probe  # noqa: E402
 from sieve.select import select_neurons, selectivity  # noqa: E402
 from sieve.trained import load_trained_world, model_spec, render_split, train_model  # noqa: E402
 from sieve.trained.train import FINAL, PENULTIMATE, build_model, save_checkpoint  # noqa: E402
@@ -143,7 +144,7 @@ def main() -> None:
     _, pre = build_model(tw, next(iter(tw.models)))
     data = {split: render_split(tw, split, pre) for split in ("train", "test")}
     result["render_seconds"] = round(time.perf_counter() - t0, 1)
-    probe = open_probe(
+    probe = open_image_set(
         "synthetic", {"kind": "synthetic", "n_images": args.n_images, "seed": 0, "spec": tw.world_spec}
     )
     with tempfile.TemporaryDirectory() as scratch:

@@ -73,9 +73,6 @@ use rule generation_requests as stage_ablation_generation_requests with:
     benchmark:
         paths.benchmark(paths.STAGE_ABLATION_GENERATE, "generation_requests")
     params:
-        prompt=config["generator"]["prompt"],
-        shards=config["generator"]["shards"],
-        generator=config["generator"],
         audit=generation_audit(paths.generation_plan(paths.STAGE_ABLATION_GENERATE)),
 
 

@@ -1,5 +1,7 @@
 """Snakemake script: which generation shards have anything to generate or measure (the others need no job)."""
 
+import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: before any sieve import)
+
 from sieve.io import read_json, script_logging
 from sieve.verify.plan import plan_generation
 

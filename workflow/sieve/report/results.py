@@ -3,6 +3,7 @@ generated images and the neuron's activation on each of them, as the page shows 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 
 from ..paths import GENERATION_PLAN, GENERATION_SHARD
 from ..verify.activation_rate import index_manifests
+from ..verify.cache import CacheDamage, load_acts
 from ..verify.plan import PLAN_FILE, current_manifests
 from .assets import Assets
 from .values import (
@@ -26,6 +28,8 @@ from .values import (
     load_json,
     rounded,
 )
+
+log = logging.getLogger(__name__)
 
 GENERATED_MAX_SIZE = 160  # px, longest side of a generated-image thumbnail
 
@@ -84,10 +88,12 @@ def generated_activations(results: Path, workdir: Path, model: str) -> Generated
             return None
         if acts not in loaded:
             path = Path(acts) if Path(acts).is_absolute() else workdir / acts
-            loaded[acts] = None
-            if path.is_file():
-                with np.load(path) as z:
-                    loaded[acts] = (z["seeds"].astype(np.int64), z["pooled"].astype(np.float64))
+            try:  # checksum-verified, like Verify's own reads; a damaged file shows no values, never wrong ones
+                seeds, pooled = load_acts(path)
+                loaded[acts] = (seeds, pooled.astype(np.float64))
+            except CacheDamage as exc:
+                log.warning("report: no activation values for %s", exc)
+                loaded[acts] = None
         got = loaded[acts]
         if got is None or not 0 <= neuron < got[1].shape[1]:
             return None
