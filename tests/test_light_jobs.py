@@ -52,3 +52,22 @@ def test_the_check_catches_a_torch_import() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=snakemake_env(), timeout=120
     )
     assert proc.returncode != 0 and "torch" in proc.stderr
+
+
+def test_every_script_puts_this_checkout_first() -> None:
+    """Every job runs this checkout's sieve (issue 12): each script imports use_checkout before any sieve
+    import, whatever copy its environment has installed."""
+    missing = []
+    for script in sorted(SCRIPTS.glob("*.py")):
+        if script.name == "use_checkout.py":
+            continue
+        lines = script.read_text(encoding="utf-8").splitlines()
+        first_sieve = next(
+            (i for i, line in enumerate(lines) if re.match(r"\s*(from|import) sieve\b", line)), None
+        )
+        first_checkout = next(
+            (i for i, line in enumerate(lines) if line.startswith("import use_checkout")), None
+        )
+        if first_checkout is None or (first_sieve is not None and first_checkout > first_sieve):
+            missing.append(script.name)
+    assert missing == []
