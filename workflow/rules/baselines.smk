@@ -1,4 +1,4 @@
-# The CLIP-Dissect baseline (sieve/baselines.py): SoftWPMI labels of every neuron from whole-image and raw
+# The CLIP-Dissect baseline (sieve/evaluate/clip_dissect.py): SoftWPMI labels of every neuron from whole-image and raw
 # concept-text embeddings. Its hypotheses go through Verify's own rules and scripts (same generator, seeds and
 # cache): the rules that differ from Hypothesize's and Verify's only in their files are derived from them.
 

@@ -1,6 +1,6 @@
-# Evaluation (sieve/evaluate.py): final-layer metrics of models with `ground_truth:` (layer fc) and the
-# per-class accuracy drop of zeroed neurons (evaluate.ablate_neurons). The CLIP-Dissect baseline is in
-# baselines.smk, tau sweeps in sweep.smk, stage ablations in stage_ablation.smk.
+# Evaluation (sieve/evaluate/final_layer.py, neuron_ablation.py): final-layer metrics of models with
+# `ground_truth:` (layer fc) and the per-class accuracy drop of zeroed neurons (evaluate.ablate_neurons).
+# The CLIP-Dissect baseline is in baselines.smk, tau sweeps in sweep.smk, stage ablations in stage_ablation.smk.
 
 
 rule final_layer_metrics:

@@ -1,4 +1,4 @@
-# The planted truth of synthetic models (sieve/synthetic/truth.py) beside what sieve found.
+# The planted truth of synthetic models (sieve/evaluate/truth.py) beside what sieve found.
 
 
 rule truth:

@@ -48,7 +48,7 @@ def read_benchmarks(bench_dir: str | Path) -> dict[str, Any]:
 
     A stage is the benchmark file's name with a trailing number (a shard, a swept tau) removed
     (``generate_shard_3`` -> ``generate_shard``, ``tau_0.5`` -> ``tau``), prefixed by ``sweeps/`` or
-    ``ablations/`` for the jobs of a sweep or a stage ablation, so that they do not count as the run's own stages;
+    ``stage_ablations/`` for the jobs of a sweep or a stage ablation, so that they do not count as the run's own stages;
     its jobs are summed (total) and the slowest is shown (max).
     """
     root = Path(bench_dir)
@@ -149,7 +149,7 @@ def extra_tables(
     generically.
 
     Read: ``{run}/*.json`` (but truth_summary.json), ``{run}/{evaluate,ablations,sweeps}/*.json`` and
-    ``results/ablations/{model}/{probe}/{concept_set}/*.json`` (``stage_ablation_dir``). With ``link`` (path ->
+    ``results/stage_ablations/{model}/{probe}/{concept_set}/*.json`` (``stage_ablation_dir``). With ``link`` (path ->
     the page's link to it), each table names its file (``source``)."""
     known = {"truth_summary.json"}
     files = [(p, run_dir) for p in sorted(run_dir.glob("*.json")) if p.name not in known]

@@ -42,8 +42,9 @@ What is guaranteed:
 - Kill-safe: every file is written under a temporary name and renamed, then its checksum is recorded; ``acts``
   is written last and is the completion marker, so a killed shard loses at most the concepts in flight, and the
   rerun deletes leftover temporary files before it regenerates them (a job that shares the cache and finds its
-  temporary file deleted that way writes it again). A file killed between its rename and its checksum counts
-  as damaged and is generated again.
+  temporary file deleted that way writes it again). A file killed between its rename and its checksum has no
+  recorded checksum: like a file of a cache from before checksums, it is used if it loads, and gets its
+  checksum at the next plan.
 - Checksummed: every read of an activation file (the shard's plan, the generation plan, the parse-time audit,
   Activation Rate) checks it against its recorded SHA-256, and kept images and thumbnails are checked before
   they are trusted. A missing, truncated, empty or altered file counts as missing; the jobs log its path.
