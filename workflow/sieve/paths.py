@@ -61,6 +61,26 @@ STAGE_ABLATION_NO_SELECT = stage_ablation_model_probe(
 )  # the one variant with its own Select and crops
 
 
+# ---------------------------------------------------------------------- names of files and folders below a root
+# The one place each name is spelled: the rules reach them through the functions and patterns below, the report
+# joins them to the folders it reads.
+SELECT_SUMMARY_FILE = "select/summary.json"
+SELECT_NEURONS_DIR = "select/neurons"
+CROPS_FILE = "crops/crops.h5"
+CLUSTERS_DIR = "clusters"
+HYPOTHESES_DIR = "hypotheses"
+AR_FILE = "verify/ar.csv"
+VERIFY_SUMMARY_FILE = "verify/summary.json"
+GENERATED_FILE = "verify/generated.json"
+NEURON_CONCEPTS_FILE = "neuron_concepts.csv"
+RATIO_HISTOGRAM_FILE = "select/ratio_histogram.png"
+GRIDS_DIR = "grids"
+TRUTH_FILE = "truth.csv"
+TRUTH_SUMMARY_FILE = "truth_summary.json"
+NEURON_ABLATION_DIR = "ablation"
+CONCEPTS_FILE = "concepts.json"
+
+
 def result(root: str, name: str) -> str:
     """``results/{root}/{name}``."""
     return f"{RESULTS}/{root}/{name}" if root else f"{RESULTS}/{name}"
@@ -78,33 +98,33 @@ def benchmark(root: str, name: str) -> str:
 
 # ------------------------------------------------------------------------------- files below a model/probe root
 def select_summary(root: str = MODEL_PROBE) -> str:
-    return result(root, "select/summary.json")
+    return result(root, SELECT_SUMMARY_FILE)
 
 
 def select_neurons(root: str = MODEL_PROBE) -> str:
-    return result(root, "select/neurons")
+    return result(root, SELECT_NEURONS_DIR)
 
 
 def crops(root: str = MODEL_PROBE) -> str:
-    return result(root, "crops/crops.h5")
+    return result(root, CROPS_FILE)
 
 
 def clusters(root: str = MODEL_PROBE) -> str:
-    return result(root, "clusters")
+    return result(root, CLUSTERS_DIR)
 
 
 # ------------------------------------------------------------------------------------ files below a run root
 def hypotheses(root: str = RUN) -> str:
-    return result(root, "hypotheses")
+    return result(root, HYPOTHESES_DIR)
 
 
 def verify_files(root: str = RUN) -> dict[str, str]:
     """What Verify writes for one hypotheses folder: named as the outputs of the activation_rate rule."""
     return {
-        "ar": result(root, "verify/ar.csv"),
-        "summary": result(root, "verify/summary.json"),
-        "generated": result(root, "verify/generated.json"),
-        "neuron_concepts": result(root, "neuron_concepts.csv"),
+        "ar": result(root, AR_FILE),
+        "summary": result(root, VERIFY_SUMMARY_FILE),
+        "generated": result(root, GENERATED_FILE),
+        "neuron_concepts": result(root, NEURON_CONCEPTS_FILE),
     }
 
 
@@ -125,11 +145,11 @@ def generation_plan(root: str = GENERATE) -> str:
 ACTIVATIONS = result(MODEL_PROBE, "activations.h5")
 SELECT_SUMMARY = select_summary()
 SELECT_NEURONS = select_neurons()
-RATIO_HISTOGRAM = result(MODEL_PROBE, "select/ratio_histogram.png")
+RATIO_HISTOGRAM = result(MODEL_PROBE, RATIO_HISTOGRAM_FILE)
 CROPS = crops()
 CLUSTERS = clusters()
-GRIDS = result(MODEL_PROBE, "grids")
-CONCEPTS_JSON = result(CONCEPTS, "concepts.json")
+GRIDS = result(MODEL_PROBE, GRIDS_DIR)
+CONCEPTS_JSON = result(CONCEPTS, CONCEPTS_FILE)
 CONCEPT_EMBEDDINGS = result(CONCEPTS, "embeddings.h5")
 HYPOTHESES = hypotheses()
 VERIFY = verify_files()
@@ -139,8 +159,8 @@ GENERATION_PLAN = generation_plan()
 GENERATE_CACHE = result(
     GENERATE, "cache"
 )  # content-addressed images and activations, shared by every variant
-TRUTH_CSV = result(RUN, "truth.csv")
-TRUTH_SUMMARY = result(RUN, "truth_summary.json")
+TRUTH_CSV = result(RUN, TRUTH_FILE)
+TRUTH_SUMMARY = result(RUN, TRUTH_SUMMARY_FILE)
 
 # Evaluation: the CLIP-Dissect baseline, final-layer metrics, neuron ablation, tau sweeps, stage ablations.
 CLIP_DISSECT = method_root("clip_dissect")
@@ -148,7 +168,9 @@ CLIP_DISSECT_IMAGE_EMBEDDINGS = result(MODEL_PROBE, "clip_dissect/image_embeddin
 CLIP_DISSECT_CONCEPT_EMBEDDINGS = result(CONCEPTS, "clip_dissect/embeddings.h5")  # raw concept text
 CLIP_DISSECT_LABELS = result(CLIP_DISSECT, "labels.csv")
 FINAL_LAYER_METRICS = result(RUN, "final_layer_metrics.json")
-NEURON_ABLATION = result(MODEL_PROBE, "ablation")  # evaluate.ablate_neurons: {neuron}.json, {neuron}.png
+NEURON_ABLATION = result(
+    MODEL_PROBE, NEURON_ABLATION_DIR
+)  # evaluate.ablate_neurons: {neuron}.json, {neuron}.png
 SWEEP_TAU_SELECT = result(SWEEP_TAU_RUN, "select_summary.json")
 SWEEP_TABLE = result(RUN, "sweeps/tau.json")
 STAGE_ABLATION_TABLE = result(STAGE_ABLATION_RUN, "ablations.json")

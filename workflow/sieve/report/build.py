@@ -26,7 +26,22 @@ from urllib.parse import quote
 
 from ..evaluate.truth import PLANTED_COLUMN
 from ..io import _jsonable, write_text
-from ..paths import STAGE_ABLATIONS
+from ..paths import (
+    AR_FILE,
+    CLUSTERS_DIR,
+    GENERATED_FILE,
+    GRIDS_DIR,
+    HYPOTHESES_DIR,
+    METHOD_DIRS,
+    NEURON_ABLATION_DIR,
+    NEURON_CONCEPTS_FILE,
+    RATIO_HISTOGRAM_FILE,
+    SELECT_SUMMARY_FILE,
+    STAGE_ABLATIONS,
+    TRUTH_FILE,
+    TRUTH_SUMMARY_FILE,
+    VERIFY_SUMMARY_FILE,
+)
 from .assets import Assets, render_html
 from .results import GeneratedActivations, best_ar, generated_activations, method_result, verified_concepts
 from .tables import (
@@ -58,7 +73,6 @@ GRID_MAX_HEIGHT = (
     2400  # px: a grid is tall (a row of activation maps below each row of images), keep it legible
 )
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-METHOD_DIRS = {"sieve": "", "clip_dissect": "baselines/clip_dissect"}
 STATIC_FILES = ("report.js", "report.css")
 
 
@@ -68,7 +82,7 @@ STATIC_FILES = ("report.js", "report.css")
 
 def read_selection(mp: Path) -> tuple[Path, dict[str, Any]]:
     """Phase 1: the selection summary, the one file a run must have."""
-    sel_path = mp / "select" / "summary.json"
+    sel_path = mp / SELECT_SUMMARY_FILE
     if not sel_path.is_file():
         raise ReportError(f"missing selection summary {sel_path} (run the select stage first)")
     sel = load_json(sel_path)
@@ -99,7 +113,7 @@ def read_methods(
 def read_truth(run_dir: Path) -> dict[str, dict[str, str]]:
     """Phase 3: ``truth.csv`` (a synthetic model's planted truth) as neuron -> column -> displayed text."""
     truth: dict[str, dict[str, str]] = {}
-    truth_path = run_dir / "truth.csv"
+    truth_path = run_dir / TRUTH_FILE
     if truth_path.is_file():
         for r in load_csv(truth_path):
             if "neuron" not in r:
@@ -224,19 +238,19 @@ def run_files(results: Path, model: str, probe: str, concept_set: str, assets: A
     """[label, link] of the result files a section is built from (those that exist), for the page to link to."""
     mp, run_dir = results / model / probe, results / model / probe / concept_set
     files = [
-        ("selection summary", mp / "select" / "summary.json"),
-        ("neuron table (CSV)", run_dir / "neuron_concepts.csv"),
-        ("Activation Rate of every hypothesis (CSV)", run_dir / "verify" / "ar.csv"),
-        ("Verify summary", run_dir / "verify" / "summary.json"),
-        ("generated images", run_dir / "verify" / "generated.json"),
-        ("planted truth (CSV)", run_dir / "truth.csv"),
-        ("planted truth summary", run_dir / "truth_summary.json"),
+        ("selection summary", mp / SELECT_SUMMARY_FILE),
+        ("neuron table (CSV)", run_dir / NEURON_CONCEPTS_FILE),
+        ("Activation Rate of every hypothesis (CSV)", run_dir / AR_FILE),
+        ("Verify summary", run_dir / VERIFY_SUMMARY_FILE),
+        ("generated images", run_dir / GENERATED_FILE),
+        ("planted truth (CSV)", run_dir / TRUTH_FILE),
+        ("planted truth summary", run_dir / TRUTH_SUMMARY_FILE),
     ]
     for method, sub in METHOD_DIRS.items():
         if sub:
             files += [
-                (f"{method}: neuron table (CSV)", run_dir / sub / "neuron_concepts.csv"),
-                (f"{method}: Activation Rate (CSV)", run_dir / sub / "verify" / "ar.csv"),
+                (f"{method}: neuron table (CSV)", run_dir / sub / NEURON_CONCEPTS_FILE),
+                (f"{method}: Activation Rate (CSV)", run_dir / sub / AR_FILE),
             ]
     return [[label, assets.link(path)] for label, path in files if path.is_file()]
 
@@ -257,7 +271,7 @@ def collect_run(
     run_dir = mp / concept_set
     asset_prefix = f"{model}/{probe}"
     anchor = run_anchor(model, probe, concept_set)
-    hist = mp / "select" / "ratio_histogram.png"
+    hist = mp / RATIO_HISTOGRAM_FILE
     histogram = assets.copy(hist, f"{asset_prefix}/ratio_histogram.png") if hist.is_file() else None
     thresholds = {
         nid: t
@@ -277,7 +291,7 @@ def collect_run(
             mp, nid, info, clusters, assets, asset_prefix, card_anchor(anchor, nid), run_dir
         ),
     )
-    ts_path = run_dir / "truth_summary.json"
+    ts_path = run_dir / TRUTH_SUMMARY_FILE
     truth_summary = load_json(ts_path) if ts_path.is_file() else None
     tables = truth_tables(truth_summary) if truth_summary is not None else []
     for t in tables:
@@ -331,21 +345,23 @@ def neuron_card(
         "top": [],
         "files": [],
     }
-    grid = mp / "grids" / f"{nid}.png"
+    grid = mp / GRIDS_DIR / f"{nid}.png"
     if not grid.is_file():
         grid = (
-            next((g for g in (mp / "grids").glob(f"{nid}.*") if g.suffix.lower() in IMAGE_SUFFIXES), grid)
-            if (mp / "grids").is_dir()
+            next((g for g in (mp / GRIDS_DIR).glob(f"{nid}.*") if g.suffix.lower() in IMAGE_SUFFIXES), grid)
+            if (mp / GRIDS_DIR).is_dir()
             else grid
         )
     if grid.is_file():
         card["grid"] = assets.thumbnail(grid, f"{prefix}/grids/{nid}.jpg", GRID_MAX_SIZE, GRID_MAX_HEIGHT)
         card["files"].append(["grid, full size", assets.link(grid)])
-    neuron_ablation = mp / "ablation" / f"{nid}.png"  # evaluate.ablate_neurons: per-class accuracy drop
+    neuron_ablation = (
+        mp / NEURON_ABLATION_DIR / f"{nid}.png"
+    )  # evaluate.ablate_neurons: per-class accuracy drop
     if neuron_ablation.is_file():
         card["ablation"] = assets.thumbnail(neuron_ablation, f"{prefix}/ablation/{nid}.jpg", GRID_MAX_SIZE)
     members: dict[str, Any] = {}
-    cl_path = mp / "clusters" / f"{nid}.json"
+    cl_path = mp / CLUSTERS_DIR / f"{nid}.json"
     if cl_path.is_file():
         doc = load_json(cl_path)
         try:
@@ -358,7 +374,7 @@ def neuron_card(
         card["silhouette"] = _jsonable(doc.get("silhouette")) if isinstance(doc, dict) else None
         card["top"] = top_activations(doc, cl_path)
         card["files"].append(["clusters and crops", assets.link(cl_path)])
-    hyp_path = run_dir / "hypotheses" / f"{nid}.json" if run_dir is not None else None
+    hyp_path = run_dir / HYPOTHESES_DIR / f"{nid}.json" if run_dir is not None else None
     if hyp_path is not None and hyp_path.is_file():
         card["files"].append(["hypotheses", assets.link(hyp_path)])
     order = list(members) + [c["id"] for c in clusters if c["id"] not in members]

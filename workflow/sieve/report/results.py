@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from ..paths import GENERATION_PLAN, GENERATION_SHARD
+from ..paths import (
+    AR_FILE,
+    GENERATED_FILE,
+    GENERATION_PLAN,
+    GENERATION_SHARD,
+    HYPOTHESES_DIR,
+    VERIFY_SUMMARY_FILE,
+)
 from ..verify.activation_rate import index_manifests
 from ..verify.cache import CacheDamage, load_acts
 from ..verify.plan import PLAN_FILE, current_manifests
@@ -139,14 +146,14 @@ def method_result(
 ) -> dict[str, Any] | None:
     """Hypotheses + AR of one method (sieve, or a baseline) for one (model, probe, concept set); with ``gen_acts``
     and the neurons' ``thresholds``, each hypothesis also gets the activation of every generated image."""
-    hyp_dir = base / "hypotheses"
-    ar_path = base / "verify" / "ar.csv"
+    hyp_dir = base / HYPOTHESES_DIR
+    ar_path = base / AR_FILE
     if not hyp_dir.is_dir() and not ar_path.is_file():
         return None
-    summary_path = base / "verify" / "summary.json"
+    summary_path = base / VERIFY_SUMMARY_FILE
     vsum = load_json(summary_path) if summary_path.is_file() else None
     ar = read_ar(ar_path, vsum) if ar_path.is_file() else {}
-    gen_path = base / "verify" / "generated.json"
+    gen_path = base / GENERATED_FILE
     generated = read_generated(gen_path, workdir) if gen_path.is_file() and n_gen > 0 else {}
     per_neuron: dict[str, list[dict[str, Any]]] = {}
     used: set[tuple[str, str, str]] = set()

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..evaluate.truth import KINDS_KEY, RECOVERY_KEY
 from ..io import _jsonable, atomic_path, write_csv
-from ..paths import STAGE_ABLATIONS, SWEEPS
+from ..paths import STAGE_ABLATIONS, SWEEPS, TRUTH_SUMMARY_FILE
 from .values import as_number, load_json, load_tsv, rounded, short_text
 
 BENCHMARK_GROUPS = (SWEEPS, STAGE_ABLATIONS)  # benchmarks/{group}/...: not the run's own stages
@@ -151,7 +151,7 @@ def extra_tables(
     Read: ``{run}/*.json`` (but truth_summary.json), ``{run}/{evaluate,ablations,sweeps}/*.json`` and
     ``results/stage_ablations/{model}/{probe}/{concept_set}/*.json`` (``stage_ablation_dir``). With ``link`` (path ->
     the page's link to it), each table names its file (``source``)."""
-    known = {"truth_summary.json"}
+    known = {TRUTH_SUMMARY_FILE}
     files = [(p, run_dir) for p in sorted(run_dir.glob("*.json")) if p.name not in known]
     for sub in ("evaluate", "ablations", "sweeps"):
         files += (
