@@ -22,6 +22,7 @@ from sieve.evaluate.final_layer import SentenceEncoder, protocol_scores, read_gr
 from sieve.evaluate.neuron_ablation import accuracy_drop_table, run_neuron_ablation, zero_channel
 from sieve.evaluate.sweep import select_at_tau, sweep_table
 from sieve.io import read_json
+from sieve.verify.activation_rate import AR_COLUMNS
 
 WORDS = ["red", "blue", "green", "dog", "cat", "stripes", "lime", "crimson"]
 
@@ -414,20 +415,7 @@ def write_method_result(folder: Path, labels: dict[int, str], n_neurons: int) ->
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "ar.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(
-            [
-                "neuron",
-                "cluster",
-                "concept",
-                "concept_id",
-                "rank",
-                "score",
-                "n_images",
-                "n_active",
-                "ar",
-                "kept",
-            ]
-        )
+        w.writerow(AR_COLUMNS)
         for n, t in labels.items():
             w.writerow([n, 0, t, t, 0, 0.1, 4, 4, 1.0, 1])
     with open(folder / "neuron_concepts.csv", "w", newline="", encoding="utf-8") as fh:
