@@ -42,6 +42,19 @@ def make_image_folder(
     return root
 
 
+# The planted world at its smallest (120 probe scenes, 2 images per concept, SIEVE only, no stage ablations): a
+# whole run in well under a minute, for tests of the workflow's mechanics rather than its results.
+SMALL_SYNTHETIC = {
+    "models": {"synthetic": {"source": "synthetic"}},
+    "probes": {"synthetic": {"kind": "synthetic", "n_images": 120}},
+    "concept_sets": {"synthetic": {"synthetic": "default"}},
+    "embedder": {"source": "synthetic"},
+    "hypothesize": {"methods": ["sieve"]},
+    "generator": {"source": "synthetic", "images_per_concept": 2, "shards": 1},
+    "device": "cpu",
+    "num_workers": 0,
+}
+
 # Set by conftest's autouse fixture: whether the running test carries the ``workflow`` marker.
 _RUNNING = {"workflow_marked": True}
 

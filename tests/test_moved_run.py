@@ -19,18 +19,8 @@ import h5py
 import pytest
 import yaml
 
-from helpers import REPO, jobs_run, snakemake_cmd, snakemake_env
+from helpers import REPO, SMALL_SYNTHETIC, jobs_run, snakemake_cmd, snakemake_env
 
-SMALL = {
-    "models": {"synthetic": {"source": "synthetic"}},
-    "probes": {"synthetic": {"kind": "synthetic", "n_images": 120}},
-    "concept_sets": {"synthetic": {"synthetic": "default"}},
-    "embedder": {"source": "synthetic"},
-    "hypothesize": {"methods": ["sieve"]},
-    "generator": {"source": "synthetic", "images_per_concept": 2, "shards": 1},
-    "device": "cpu",
-    "num_workers": 0,
-}
 CHECKOUT_PARTS = ("Snakefile", "workflow", "envs", "pyproject.toml")
 
 
@@ -72,7 +62,7 @@ def test_a_moved_run_and_checkout_are_up_to_date(tmp_path: Path) -> None:
     checkout = copy_checkout(tmp_path / "a" / "sieve")
     run = tmp_path / "a" / "run"
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump(SMALL), encoding="utf-8")
+    (run / "config.yaml").write_text(yaml.safe_dump(SMALL_SYNTHETIC), encoding="utf-8")
     assert jobs_run(snakemake_in(checkout, run))["truth"] == 1
 
     # what the run records names the packaged world, not where the checkout lay

@@ -17,28 +17,18 @@ from typing import Any
 import h5py
 import pytest
 
-from helpers import make_image_folder, run_snakemake
+from helpers import SMALL_SYNTHETIC, make_image_folder, run_snakemake
 from sieve.config_checks import ConfigError, check_config, check_input_paths
 
 TITLE = "{x} report of {model} {}"
 TEMPLATE = "a photo of {} from {concept_set} {{x}}"
 PROMPT = "{} seen from {probe}, {x}"
-SMALL = {
-    "models": {"synthetic": {"source": "synthetic"}},
-    "probes": {"synthetic": {"kind": "synthetic", "n_images": 120}},
-    "concept_sets": {"synthetic": {"synthetic": "default"}},
-    "embedder": {"source": "synthetic"},
-    "hypothesize": {"methods": ["sieve"]},
-    "generator": {"source": "synthetic", "images_per_concept": 2, "shards": 1},
-    "device": "cpu",
-    "num_workers": 0,
-}
 
 
 def braced_config(tmp_path: Path) -> dict[str, Any]:
     """The small synthetic run with braces in every free-text string and in dict-valued specs (kwargs), with
     every optional stage switched on so that every rule's params are built."""
-    cfg = copy.deepcopy(SMALL)
+    cfg = copy.deepcopy(SMALL_SYNTHETIC)
     classes = tmp_path / "classes.txt"
     classes.write_text("a\nb\n", encoding="utf-8")
     images = make_image_folder(tmp_path / "pics {x}", n_per_class=2, corrupt=0)
@@ -78,7 +68,7 @@ def test_braces_in_user_strings_do_not_stop_the_parse(tmp_path: Path) -> None:
 def test_user_strings_reach_the_scripts_verbatim(tmp_path: Path) -> None:
     """A real run: the report title, the concept template and the generator prompt arrive as written (only
     ``{}`` is filled with the concept; ``{concept_set}`` was silently replaced by the set's name)."""
-    cfg = copy.deepcopy(SMALL)
+    cfg = copy.deepcopy(SMALL_SYNTHETIC)
     cfg["hypothesize"]["template"] = TEMPLATE
     cfg["generator"]["prompt"] = PROMPT
     cfg["report"] = {"title": TITLE}
@@ -132,13 +122,13 @@ def test_braces_that_are_no_wildcard_are_fine_in_tracked_paths() -> None:
     [
         ({"concept_sets": {"synthetic": {"path": "{x}/words.txt"}}}, "concept_sets.synthetic.path"),
         ({"hypothesize": {"template": "a photo"}}, "['hypothesize']['template']"),
-        ({"generator": {**SMALL["generator"], "prompt": "{x}"}}, "['generator']['prompt']"),
+        ({"generator": {**SMALL_SYNTHETIC["generator"], "prompt": "{x}"}}, "['generator']['prompt']"),
     ],
 )
 def test_an_unusable_string_stops_the_parse_naming_its_key(tmp_path: Path, change: dict, key: str) -> None:
     """A tracked path with a wildcard, and a template or prompt without ``{}`` (it would give every concept the
     same text), stop the run before any job, naming the key."""
-    cfg = {**copy.deepcopy(SMALL), **change}
+    cfg = {**copy.deepcopy(SMALL_SYNTHETIC), **change}
     if "path" in json.dumps(change):
         (tmp_path / "run" / "{x}").mkdir(parents=True)
         (tmp_path / "run" / "{x}" / "words.txt").write_text("red\n", encoding="utf-8")

@@ -458,6 +458,26 @@ def _place(
     return None
 
 
+def place_object(
+    canvas: np.ndarray,
+    world: World,
+    rng: np.random.Generator,
+    concept: str,
+    size: int,
+    boxes: list[tuple[int, int, int]],
+) -> tuple[dict[str, Any], tuple[int, int]] | None:
+    """Draw ``concept`` at a free place of ``canvas`` (``gap`` pixels from every box in ``boxes``, which it
+    joins) and return its parsed parts and (top, left); None when it does not fit. Probe scenes and the trained
+    world's pictures place their objects through this one step."""
+    pos = _place(rng, world.image_size, size, boxes, world.gap)
+    if pos is None:
+        return None
+    parts = world.parse(concept)
+    draw_object(canvas, world, pos[0], pos[1], size, parts["colour"], parts["shape"], parts["texture"])
+    boxes.append((pos[0], pos[1], size))
+    return parts, pos
+
+
 def render_scene(world: World, seed: int, index: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Probe scene ``index`` of ``seed``: (uint8 H x W x 3, objects with concept, box [top, left, size])."""
     rng = np.random.default_rng(_seed_words("scene", seed, index))
@@ -479,12 +499,10 @@ def render_scene(world: World, seed: int, index: int) -> tuple[np.ndarray, list[
             break
         concept = free[int(rng.integers(len(free)))]
         size = int(world.sizes[int(rng.integers(len(world.sizes)))])
-        pos = _place(rng, world.image_size, size, boxes, world.gap)
-        if pos is None:
+        placed = place_object(canvas, world, rng, concept, size, boxes)
+        if placed is None:
             continue
-        parts = world.parse(concept)
-        draw_object(canvas, world, pos[0], pos[1], size, parts["colour"], parts["shape"], parts["texture"])
-        boxes.append((pos[0], pos[1], size))
+        parts, pos = placed
         if parts["texture"]:
             used_textures.add(parts["texture"])
         else:

@@ -1,6 +1,6 @@
 """Training pictures and class names of the trained world.
 
-A picture is drawn by the planted world's own renderer (:func:`~sieve.synthetic.world.draw_object` and its
+A picture is drawn by the planted world's own renderer (:func:`~sieve.synthetic.world.place_object` and its
 background, placement, noise and seeding), so the trained models see exactly the objects the probe scenes
 and the world's generator show. Like an ImageNet picture it has one main object, which names its class,
 and smaller clutter objects of other concepts around it.
@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..backends.models import Preprocess
 from ..io import write_text
-from ..synthetic.world import TEXTURE_WORDS, World, _place, _seed_words, background, draw_object, finish
+from ..synthetic.world import TEXTURE_WORDS, World, _seed_words, background, finish, place_object
 from .spec import TrainedWorld
 
 SPLITS = ("train", "test")
@@ -54,12 +54,10 @@ def render_picture(tw: TrainedWorld, split: str, index: int) -> tuple[np.ndarray
                 break
             concept = free[int(rng.integers(len(free)))]
             size = int(tw.clutter_sizes[int(rng.integers(len(tw.clutter_sizes)))])
-        pos = _place(rng, world.image_size, size, boxes, world.gap)
-        if pos is None:
+        placed = place_object(canvas, world, rng, concept, size, boxes)
+        if placed is None:
             continue
-        parts = world.parse(concept)
-        draw_object(canvas, world, pos[0], pos[1], size, parts["colour"], parts["shape"], parts["texture"])
-        boxes.append((pos[0], pos[1], size))
+        pos = placed[1]
         used.add(_key(world, concept))
         objects.append({"concept": concept, "box": [pos[0], pos[1], size], "main": k == 0})
     return finish(canvas, world, rng), objects
