@@ -178,6 +178,8 @@ def test_every_rule_has_conda_log_benchmark_threads_resources(rules):
     jobs = _job_rules(rules)
     assert {"probe_activations", "select_neurons", "stage_ablation_table", "sweep_select"} <= set(jobs)
     assert rules["prefetch"]["local"], "prefetch must run where snakemake runs (the login node)"
+    for plan in ("generation_plan", "stage_ablation_generation_plan"):
+        assert rules[plan]["local"], f"{plan} decides on a CPU where snakemake runs, without a queue wait"
     for name, r in jobs.items():
         assert r["conda"] in ("../../envs/gpu.yaml", "../../envs/cpu.yaml"), (
             f"rule {name}: conda: {r['conda']}"

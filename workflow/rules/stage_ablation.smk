@@ -76,11 +76,14 @@ use rule generation_requests as stage_ablation_generation_requests with:
         audit=generation_audit(paths.generation_plan(paths.STAGE_ABLATION_GENERATE)),
 
 
+localrules:
+    stage_ablation_generation_plan,
+
+
 # The variants' plan, on the shared cache, once the run's own shards are done (what they generated is reused).
 # Declared in full: `use rule` does not carry `checkpoint` over to the derived rule (Snakemake 9.27).
 checkpoint stage_ablation_generation_plan:
     """The generation plan of the variants' concepts (see generation_plan), after the run's own shards."""
-    localrule: True
     input:
         requests=rules.stage_ablation_generation_requests.output.requests,
         after=get_shard_manifests,

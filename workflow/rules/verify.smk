@@ -40,11 +40,14 @@ rule generation_requests:
         "../scripts/generation_requests.py"
 
 
+localrules:
+    generation_plan,
+
+
 checkpoint generation_plan:
     """On a CPU: which shards have anything to generate or measure (audited against the cache's checksums); the
     manifests of the others, which need no GPU job. A local rule: it runs where snakemake runs (which audits the
     same cache when it parses the workflow), so deciding costs no queue wait."""
-    localrule: True
     input:
         requests=rules.generation_requests.output.requests,
     output:
