@@ -81,6 +81,7 @@ use rule activation_rate as clip_dissect_activation_rate with:
         hypotheses=rules.clip_dissect.output.hypotheses,
         select=rules.select_neurons.output.summary,
         manifests=get_shard_manifests,
+        concepts=rules.prepare_concepts.output.json,
     output:
         **paths.verify_files(paths.CLIP_DISSECT),
     log:

@@ -325,6 +325,12 @@ def get_hypotheses_dirs(wildcards):
     return dirs
 
 
+def get_control_concept_sets(wildcards):
+    """The concepts.json of every concept set: each set's control pool (verify.controls of its concepts, and
+    the neutral prompts) is generated with the hypotheses' concepts, once per run."""
+    return expand(paths.CONCEPTS_JSON, concept_set=CONCEPT_SETS)
+
+
 # The generation plan's audit (sieve.verify.plan.audit_plan) is a param of the plan checkpoint: a damaged or
 # removed cache entry changes it, so a plain `snakemake` plans again and regenerates it. Computed once per
 # plan folder and process, and only read (a dry run writes nothing).

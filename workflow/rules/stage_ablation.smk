@@ -66,6 +66,7 @@ use rule hypothesize as stage_ablation_hypothesize with:
 use rule generation_requests as stage_ablation_generation_requests with:
     input:
         hypotheses=stage_ablation_hypotheses_dirs,
+        concepts=get_control_concept_sets,
     output:
         requests=paths.generation_requests(paths.STAGE_ABLATION_GENERATE),
     log:
@@ -128,6 +129,7 @@ use rule activation_rate as stage_ablation_activation_rate with:
         hypotheses=stage_ablation_hypotheses,
         select=stage_ablation_select,
         manifests=stage_ablation_manifests,
+        concepts=rules.prepare_concepts.output.json,
     output:
         **paths.verify_files(paths.STAGE_ABLATION_VARIANT_RUN),
     log:

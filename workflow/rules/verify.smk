@@ -12,9 +12,11 @@
 
 
 rule generation_requests:
-    """Gather every distinct concept of every hypotheses folder into one request list, split into shards."""
+    """Gather every distinct concept of every hypotheses folder, and every concept set's control pool, into one
+    request list, split into shards."""
     input:
         hypotheses=get_hypotheses_dirs,
+        concepts=get_control_concept_sets,
     output:
         requests=paths.GENERATION_REQUESTS,
     log:
@@ -33,6 +35,9 @@ rule generation_requests:
         prompt=verbatim(config["generator"]["prompt"]),
         shards=config["generator"]["shards"],
         generator=config["generator"],
+        controls=config["verify"]["controls"],
+        control_seed=config["verify"]["control_seed"],
+        neutral_prompts=verbatim(config["verify"]["neutral_prompts"]),
         # Not read by the script: a damaged or removed cache entry changes it, so the requests, the plan after
         # them and the shards with damage rerun (the plan, behind a checkpoint, is not checked on its own).
         audit=generation_audit(paths.GENERATION_PLAN),
@@ -103,11 +108,15 @@ rule generate_shard:
 
 
 rule activation_rate:
-    """Activation Rate of every hypothesis, the filter at the initial mean AR, and the per-neuron result."""
+    """Activation Rate of every hypothesis, its scores against the concept set's control pool, the filters (the
+    paper's: AR >= the initial mean AR; specificity: that and the control rate capped), and the per-neuron
+    result. The filter settings are params of this rule only: changing them reruns this step (and what reads
+    its tables), never generation."""
     input:
         hypotheses=rules.hypothesize.output.hypotheses,
         select=rules.select_neurons.output.summary,
         manifests=get_shard_manifests,
+        concepts=rules.prepare_concepts.output.json,
     output:
         ar=paths.VERIFY["ar"],
         summary=paths.VERIFY["summary"],
@@ -133,5 +142,11 @@ rule activation_rate:
     params:
         enabled=config["verify"]["enabled"],
         method="sieve",
+        prompt=verbatim(config["generator"]["prompt"]),
+        controls=config["verify"]["controls"],
+        control_seed=config["verify"]["control_seed"],
+        neutral_prompts=verbatim(config["verify"]["neutral_prompts"]),
+        filter=config["verify"]["filter"],
+        max_control_rate=config["verify"]["max_control_rate"],
     script:
         "../scripts/activation_rate.py"

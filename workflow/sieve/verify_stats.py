@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import schema_default
+
 # z of a two-sided 95% normal interval: the 97.5th percentile of the standard normal (scipy.stats.norm.ppf).
 Z95 = 1.959963984540054
 
@@ -45,11 +47,11 @@ Z95 = 1.959963984540054
 # 5 points, enough to tell a neuron that fires on a handful of concepts (rate ~0.05-0.15) from one that fires
 # on most of them (rate >= 0.5), while the pool costs 20 prompts once per run, shared by every neuron,
 # hypothesis and method (a real run's hypotheses already name hundreds of distinct concepts).
-DEFAULT_CONTROLS = 20
+DEFAULT_CONTROLS: int = schema_default("verify.controls")  # 20, in config.schema.yaml
 
 # Prompts that name no concept, added to every pool as they are (no template): what the generator draws when
 # asked for "nothing in particular". A neuron that fires on them fires on the generator's style, not a concept.
-NEUTRAL_PROMPTS = ("a photo", "a photo of a plain background", "a photo of an everyday scene")
+NEUTRAL_PROMPTS: tuple[str, ...] = tuple(schema_default("verify.neutral_prompts"))
 
 # The specificity condition's default: keep a hypothesis only if the neuron fires on at most 35% of the control
 # images. On the planted world every right hypothesis sits at 0.18 or below and the promiscuous neuron at 0.61
@@ -57,7 +59,7 @@ NEUTRAL_PROMPTS = ("a photo", "a photo of a plain background", "a photo of an ev
 # (bench/results/verify_specificity.json). For a real concept set of thousands of words an honest neuron fires on
 # far fewer controls, so the cap errs on the side of keeping; it is meant as a config value
 # (verify.max_control_rate), to be revisited on a real model.
-DEFAULT_MAX_CONTROL_RATE = 0.35
+DEFAULT_MAX_CONTROL_RATE: float = schema_default("verify.max_control_rate")  # 0.35
 
 
 class StatsError(ValueError):

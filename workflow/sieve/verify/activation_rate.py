@@ -14,15 +14,19 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..config import schema_default
 from ..io import read_json, write_csv, write_json
+from ..verify_stats import specificity_keep
 from . import VerifyError
 from .cache import CacheDamage, load_acts
+from .controls import concept_set_pool, pool_activations, score_hypotheses
 from .requests import iter_hypotheses, read_hypotheses
 
 log = logging.getLogger(__name__)
@@ -38,7 +42,17 @@ AR_COLUMNS = [
     "n_active",
     "ar",
     "kept",
+    "ar_low",
+    "ar_high",
+    "control_rate",
+    "auc",
+    "f1",
+    "kept_paper",
+    "kept_specificity",
 ]
+# The filters of ``verify.filter``: the paper's rule (AR >= the initial mean AR) and that rule plus the control
+# rate's cap (sieve.verify_stats.specificity_keep). ``kept`` is the active one's column.
+FILTERS = ("paper", "specificity")
 NEURON_COLUMNS = [
     "neuron",
     "status",
@@ -92,14 +106,24 @@ def filter_hypotheses(ar: np.ndarray, enabled: bool = True) -> tuple[np.ndarray,
 
 def index_manifests(manifest_paths: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, Any]]:
     """concept text -> its manifest record (with the manifest's seeds)."""
+    return index_manifests_by(manifest_paths)[0]
+
+
+def index_manifests_by(
+    manifest_paths: Sequence[str | os.PathLike[str]],
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(concept text -> manifest record, prompt -> manifest record): hypotheses are found by their text, the
+    control pool's entries by their prompt (a neutral prompt names no concept text)."""
     by_text: dict[str, dict[str, Any]] = {}
+    by_prompt: dict[str, dict[str, Any]] = {}
     for mp in manifest_paths:
         m = read_json(mp)
         for c in m["concepts"]:
             rec = {**c, "manifest": str(mp), "models": m["models"]}
+            by_prompt[c["prompt"]] = rec
             for t in c["texts"]:
                 by_text[t] = rec
-    return by_text
+    return by_text, by_prompt
 
 
 def read_cached_acts(path: str, concept: str, model: str) -> tuple[np.ndarray, np.ndarray]:
@@ -117,17 +141,52 @@ def read_cached_acts(path: str, concept: str, model: str) -> tuple[np.ndarray, n
         ) from None
 
 
+class RecordActs:
+    """Pooled activations [n_images, C] of one model on a manifest record's images, in the record's seed order;
+    each cache file is read and checked once per job."""
+
+    def __init__(self, model: str, n_neurons: int) -> None:
+        self.model, self.n_neurons = model, n_neurons
+        self._files: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, rec: dict[str, Any], what: str) -> np.ndarray:
+        model = self.model
+        if model not in rec["acts"]:
+            raise VerifyError(
+                f"generation manifest {rec['manifest']} has no activations of model {model!r} "
+                f"(models: {', '.join(rec['acts'])}); run snakemake again"
+            )
+        path = rec["acts"][model]
+        if path not in self._files:
+            self._files[path] = read_cached_acts(path, what, model)
+        seeds, pooled = self._files[path]
+        want = np.asarray(rec["seeds"], dtype=np.int64)
+        pos = {int(s): i for i, s in enumerate(seeds)}
+        missing = [int(s) for s in want if int(s) not in pos]
+        if missing:
+            raise VerifyError(f"activations {path} of {what} lack seeds {missing[:5]}; run snakemake again")
+        if pooled.shape[1] != self.n_neurons:
+            raise VerifyError(
+                f"activations {path} have {pooled.shape[1]} neurons but model {model!r} has {self.n_neurons} "
+                "in select/summary.json; run snakemake again"
+            )
+        return pooled[[pos[int(s)] for s in want]]
+
+
 def compute_ar(
     hyps: list[dict[str, Any]],
     select_summary: dict[str, Any],
     by_text: dict[str, dict[str, Any]],
     model: str,
     hypotheses_dir: str = "",
+    load: RecordActs | None = None,
+    concept_acts: list[np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (neuron, cluster, concept) hypothesis with n_images, n_active, ar."""
+    """One row per (neuron, cluster, concept) hypothesis with n_images, n_active, ar. With ``concept_acts`` (a
+    list), each row's activations of its neuron on its concept's images are appended to it."""
     neurons = select_summary["neurons"]
     n_neurons = int(select_summary.get("n_neurons", len(neurons)))
-    acts_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    load = load or RecordActs(model, n_neurons)
     rows = []
     for r in iter_hypotheses(hyps):
         n = r["neuron"]
@@ -142,31 +201,11 @@ def compute_ar(
                 f"{hypotheses_dir}: concept {r['concept']!r} (id {r['concept_id']}) of neuron {n} is in "
                 "no generation manifest; run snakemake again (generation_requests and the generation plan rerun)"
             )
-        if model not in rec["acts"]:
-            raise VerifyError(
-                f"generation manifest {rec['manifest']} has no activations of model {model!r} "
-                f"(models: {', '.join(rec['acts'])}); run snakemake again"
-            )
-        path = rec["acts"][model]
-        if path not in acts_cache:
-            acts_cache[path] = read_cached_acts(path, r["concept"], model)
-        seeds, pooled = acts_cache[path]
-        want = np.asarray(rec["seeds"], dtype=np.int64)
-        pos = {int(s): i for i, s in enumerate(seeds)}
-        missing = [int(s) for s in want if int(s) not in pos]
-        if missing:
-            raise VerifyError(
-                f"activations {path} of concept {r['concept']!r} lack seeds {missing[:5]}; "
-                "run snakemake again"
-            )
-        if pooled.shape[1] != n_neurons:
-            raise VerifyError(
-                f"activations {path} have {pooled.shape[1]} neurons but model {model!r} has {n_neurons} "
-                "in select/summary.json; run snakemake again"
-            )
-        vals = pooled[[pos[int(s)] for s in want], n]
+        vals = load(rec, f"concept {r['concept']!r}")[:, n]
         n_img, n_act, ar = activation_rate(vals, float(neurons[str(n)]["threshold"]))
         rows.append({**r, "n_images": n_img, "n_active": n_act, "ar": ar})
+        if concept_acts is not None:
+            concept_acts.append(vals)
     return rows
 
 
@@ -207,6 +246,42 @@ def neuron_table(select_summary: dict[str, Any], rows: list[dict[str, Any]]) -> 
     return out
 
 
+@dataclass(frozen=True)
+class Controls:
+    """Verify's control pool and filter settings (``verify.*`` keys; defaults from the schema): the concept set's
+    ``concepts.json`` the pool is sampled from, and the generator's prompt template (how a sampled concept was
+    drawn, and how a hypothesis' own pool entries are recognised)."""
+
+    concepts_json: str
+    template: str = schema_default("generator.prompt")
+    controls: int = schema_default("verify.controls")
+    seed: int = schema_default("verify.control_seed")
+    neutral_prompts: tuple[str, ...] = tuple(schema_default("verify.neutral_prompts"))
+    filter: str = schema_default("verify.filter")
+    max_control_rate: float = schema_default("verify.max_control_rate")
+
+    def __post_init__(self) -> None:
+        if self.filter not in FILTERS:
+            raise VerifyError(f"verify.filter must be one of {', '.join(FILTERS)}, got {self.filter!r}")
+        if not 0.0 <= float(self.max_control_rate) <= 1.0:
+            raise VerifyError(f"verify.max_control_rate must be in [0, 1], got {self.max_control_rate!r}")
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else math.nan
+
+
+def filter_summary(rows: list[dict[str, Any]], column: str, table: list[dict[str, Any]]) -> dict[str, Any]:
+    """What one filter keeps: hypotheses, their mean AR and control rate, and the neurons it verifies."""
+    kept = [r for r in rows if r[column]]
+    return {
+        "n_kept": len(kept),
+        "mean_ar_kept": _mean([r["ar"] for r in kept]),
+        "mean_control_rate_kept": _mean([r["control_rate"] for r in kept if r["control_rate"] != ""]),
+        "n_verified": sum(1 for t in table if t["status"] == "verified"),
+    }
+
+
 def run_activation_rate(
     hypotheses_dir: str,
     select_summary_path: str,
@@ -218,27 +293,54 @@ def run_activation_rate(
     out_generated: str | None = None,
     enabled: bool = True,
     method: str = "sieve",
+    controls: Controls | None = None,
 ) -> dict[str, Any]:
-    """AR of every hypothesis of one folder, the filter, and the per-neuron table (callable for baselines)."""
+    """AR of every hypothesis of one folder, the filters, and the per-neuron table (callable for baselines).
+
+    With ``controls`` (the workflow always passes them), every hypothesis is also scored against its concept
+    set's control pool (:mod:`sieve.verify.controls`) and both filters are applied; ``kept`` is the one
+    ``controls.filter`` names. Without, the control columns are empty and only the paper's rule applies.
+    ``enabled=False`` (the "no Verify" ablation) keeps every hypothesis under both filters."""
     summary_sel = read_json(select_summary_path)
     hyps = read_hypotheses(hypotheses_dir)
-    by_text = index_manifests(manifest_paths)
-    rows = compute_ar(hyps, summary_sel, by_text, model, hypotheses_dir)
+    by_text, by_prompt = index_manifests_by(manifest_paths)
+    n_neurons = int(summary_sel.get("n_neurons", len(summary_sel["neurons"])))
+    load = RecordActs(model, n_neurons)
+    concept_acts: list[np.ndarray] = []
+    rows = compute_ar(hyps, summary_sel, by_text, model, hypotheses_dir, load, concept_acts)
     kept, mean_initial, mean_kept = filter_hypotheses(np.array([r["ar"] for r in rows]), enabled)
-    for r, k in zip(rows, kept, strict=True):
-        r["kept"] = int(k)
+    active = controls.filter if controls else "paper"
+    pool = []
+    if controls is not None:
+        pool = concept_set_pool(
+            controls.concepts_json, controls.controls, controls.seed, controls.neutral_prompts
+        )
+        pool_acts = pool_activations(pool, controls.template, by_prompt, load)
+        thresholds = [float(summary_sel["neurons"][str(r["neuron"])]["threshold"]) for r in rows]
+        scores = score_hypotheses(rows, concept_acts, thresholds, pool, pool_acts, controls.template)
+        rates = np.array([sc["control_rate"] for sc in scores], dtype=np.float64)
+        kept_spec = specificity_keep(kept, rates, controls.max_control_rate) if enabled else kept
+    else:
+        scores = [dict.fromkeys(("ar_low", "ar_high", "control_rate", "auc", "f1"), "") for _ in rows]
+        kept_spec = np.zeros(len(rows), dtype=bool)
+    for r, sc, k, ks in zip(rows, scores, kept, kept_spec, strict=True):
+        r.update(sc)
+        r["kept_paper"] = int(k)
+        r["kept_specificity"] = int(ks) if controls is not None else ""
+        r["kept"] = int(ks if active == "specificity" else k)
     table = neuron_table(summary_sel, rows)
     n_selected = sum(1 for v in summary_sel["neurons"].values() if v.get("selected"))
     n_verified = sum(1 for t in table if t["status"] == "verified")
     seeds = next(iter(by_text.values()))["seeds"] if by_text else []
+    n_kept = sum(1 for r in rows if r["kept"])
     summary = {
         "method": method,
         "model": model,
         "verify_enabled": bool(enabled),
         "n_hypotheses": len(rows),
         "mean_ar_initial": mean_initial,
-        "n_kept": int(kept.sum()),
-        "mean_ar_kept": mean_kept,
+        "n_kept": n_kept,
+        "mean_ar_kept": mean_kept if active == "paper" else _mean([r["ar"] for r in rows if r["kept"]]),
         "n_selected": n_selected,
         "n_verified": n_verified,
         "n_unverified": n_selected - n_verified,
@@ -246,6 +348,26 @@ def run_activation_rate(
         "images_per_concept": len(seeds),
         "n_concepts": len({r["concept"] for r in rows}),
     }
+    if controls is not None:
+        summary["filter"] = active
+        summary["max_control_rate"] = float(controls.max_control_rate)
+        summary["control_pool"] = {
+            "controls": int(controls.controls),
+            "seed": int(controls.seed),
+            "n_concepts": sum(1 for e in pool if not e.neutral),
+            "n_neutral": sum(1 for e in pool if e.neutral),
+            "n_images": int(sum(len(a) for a in pool_acts)),
+        }
+        summary["mean_control_rate"] = _mean([r["control_rate"] for r in rows])
+        summary["mean_auc"] = _mean([r["auc"] for r in rows])
+        summary["mean_f1"] = _mean([r["f1"] for r in rows])
+        summary["filters"] = {}
+        for name in FILTERS:
+            column = f"kept_{name}"
+            summary["filters"][name] = filter_summary(
+                rows, column, neuron_table(summary_sel, [{**r, "kept": r[column]} for r in rows])
+            )
+        summary["filters"]["paper"]["mean_ar_kept"] = mean_kept  # the exact mean, as mean_ar_kept
     write_csv(out_ar, AR_COLUMNS, rows)
     write_csv(out_neuron_concepts, NEURON_COLUMNS, table)
     if out_generated:
@@ -263,15 +385,24 @@ def run_activation_rate(
         write_json(out_generated, gen)
     write_json(out_summary, summary)
     log.info(
-        "verify %s (%s): %d hypotheses, mean AR %.3f initial, %d kept (mean AR %.3f); %d of %d selected "
-        "neurons verified",
+        "verify %s (%s): %d hypotheses, mean AR %.3f initial, %d kept by the %s filter (mean AR %.3f); %d of %d "
+        "selected neurons verified",
         model,
         method,
         len(rows),
         mean_initial,
         summary["n_kept"],
-        mean_kept,
+        active,
+        summary["mean_ar_kept"],
         n_verified,
         n_selected,
     )
+    if controls is not None:
+        log.info(
+            "controls: %d prompts, mean control rate %.3f; the paper's rule keeps %d, the specificity filter %d",
+            len(pool),
+            summary["mean_control_rate"],
+            summary["filters"]["paper"]["n_kept"],
+            summary["filters"]["specificity"]["n_kept"],
+        )
     return summary

@@ -89,31 +89,44 @@ def collect_requests(
     hypotheses_dirs: Sequence[str | os.PathLike[str]],
     template: str = schema_default("generator.prompt"),
     n_shards: int = schema_default("generator.shards"),
+    controls: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Every distinct prompt named by any hypothesis of any folder, with its shard."""
+    """Every distinct prompt named by any hypothesis of any folder, with its shard; then the control pools'
+    prompts (``controls``, from :func:`sieve.verify.controls.pool_prompts`), marked ``"control": true``. A
+    control prompt that a hypothesis also names is one request: generated and measured once."""
     concepts: dict[str, dict[str, Any]] = {}
     n_hyp = 0
+
+    def entry(prompt: str) -> dict[str, Any]:
+        key = prompt_key(prompt)
+        return concepts.setdefault(
+            key,
+            {
+                "key": key,
+                "prompt": prompt,
+                "shard": shard_of(prompt, n_shards),
+                "texts": [],
+                "ids": [],
+                "n_hypotheses": 0,
+            },
+        )
+
     for d in hypotheses_dirs:
         for row in iter_hypotheses(read_hypotheses(d)):
             n_hyp += 1
-            prompt = prompt_for(template, row["concept"])
-            key = prompt_key(prompt)
-            c = concepts.setdefault(
-                key,
-                {
-                    "key": key,
-                    "prompt": prompt,
-                    "shard": shard_of(prompt, n_shards),
-                    "texts": [],
-                    "ids": [],
-                    "n_hypotheses": 0,
-                },
-            )
+            c = entry(prompt_for(template, row["concept"]))
             if row["concept"] not in c["texts"]:
                 c["texts"].append(row["concept"])
             if row["concept_id"] not in c["ids"]:
                 c["ids"].append(row["concept_id"])
             c["n_hypotheses"] += 1
+    for ctl in controls:
+        c = entry(ctl["prompt"])
+        c["control"] = True
+        if ctl.get("text") is not None and ctl["text"] not in c["texts"]:
+            c["texts"].append(ctl["text"])
+        if ctl.get("id") is not None and ctl["id"] not in c["ids"]:
+            c["ids"].append(ctl["id"])
     items = sorted(concepts.values(), key=lambda c: c["key"])
     per_shard = [0] * int(n_shards)
     for c in items:
@@ -123,6 +136,7 @@ def collect_requests(
         "shards": int(n_shards),
         "n_concepts": len(items),
         "n_hypotheses": n_hyp,
+        "n_controls": sum(1 for c in items if c.get("control")),
         "per_shard": per_shard,
         "sources": [str(d) for d in hypotheses_dirs],
         "concepts": items,
@@ -135,18 +149,30 @@ def run_requests(
     template: str,
     n_shards: int,
     generator_spec: dict[str, Any] | None = None,
+    concepts_jsons: Sequence[str] = (),
+    controls: int = schema_default("verify.controls"),
+    control_seed: int = schema_default("verify.control_seed"),
+    neutral_prompts: Sequence[str] = tuple(schema_default("verify.neutral_prompts")),
 ) -> dict[str, Any]:
+    """The request list of the hypotheses folders, plus the control pool of every concept set whose
+    ``concepts.json`` is in ``concepts_jsons`` (none: no controls)."""
     if generator_spec is not None:
         from ..backends.generators import check_generator_source
 
         check_generator_source(generator_spec)
-    req = collect_requests(hypotheses_dirs, template, n_shards)
+    from .controls import pool_prompts
+
+    pool = pool_prompts(concepts_jsons, template, controls, control_seed, neutral_prompts)
+    req = collect_requests(hypotheses_dirs, template, n_shards, pool)
     write_json(out_path, req)
     log.info(
-        "generation requests: %d distinct prompts from %d hypotheses in %d folders; per shard %s",
+        "generation requests: %d distinct prompts from %d hypotheses in %d folders and %d control pools "
+        "(%d control prompts); per shard %s",
         req["n_concepts"],
         req["n_hypotheses"],
         len(hypotheses_dirs),
+        len(concepts_jsons),
+        req["n_controls"],
         req["per_shard"],
     )
     return req
