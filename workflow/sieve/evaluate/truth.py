@@ -111,6 +111,11 @@ def truth_table(
     return rows
 
 
+# ar.csv's columns of the two Verify filters (sieve.verify.activation_rate.FILTERS): truth_summary.json counts the
+# right and wrong hypotheses each keeps (hypotheses.n_wrong_kept_paper, n_wrong_kept_specificity, n_right_...).
+FILTER_COLUMNS = ("kept_paper", "kept_specificity")
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
@@ -136,13 +141,21 @@ def truth_summary(
     n_rec = sum(r["n_recovered"] for r in planted_rows)
     plan = {r["neuron"]: json.loads(r[PLANTED_COLUMN]) for r in rows}
     right_ar, wrong_ar, wrong_kept = [], [], 0
+    # per filter (ar.csv's kept_paper / kept_specificity, when Verify scored the control pool): right and wrong
+    # hypotheses each filter keeps, whichever is active
+    by_filter = {
+        f: {"right": 0, "wrong": 0} for f in FILTER_COLUMNS if ar_rows and ar_rows[0].get(f, "") != ""
+    }
     for h in ar_rows:
         ar = float(h["ar"]) if h["ar"] not in ("", "nan") else math.nan
-        if is_right(world, h["concept"], plan.get(int(h["neuron"]), [])):
+        right = is_right(world, h["concept"], plan.get(int(h["neuron"]), []))
+        if right:
             right_ar.append(ar)
         else:
             wrong_ar.append(ar)
             wrong_kept += int(h["kept"] or 0)
+        for f, counts in by_filter.items():
+            counts["right" if right else "wrong"] += int(h[f] or 0)
     should_select = [r for r in rows if r["kind"] in PLANTED_KINDS]
     should_reject = [r for r in rows if r["kind"] not in PLANTED_KINDS]
     return {
@@ -164,10 +177,13 @@ def truth_summary(
             "n_wrong": len(wrong_ar),
             "mean_ar_wrong": _mean(wrong_ar),
             "n_wrong_kept": wrong_kept,
+            **{f"n_wrong_{f}": c["wrong"] for f, c in by_filter.items()},
+            **{f"n_right_{f}": c["right"] for f, c in by_filter.items()},
         },
         "mean_ar_initial": verify_summary.get("mean_ar_initial"),
         "mean_ar_kept": verify_summary.get("mean_ar_kept"),
         "verify_enabled": verify_summary.get("verify_enabled", True),
+        **({"filter": verify_summary["filter"]} if "filter" in verify_summary else {}),
     }
 
 
