@@ -205,6 +205,13 @@ def run_facts(
             ["hypotheses kept", vs.get("n_kept")],
             ["mean AR kept", rounded(as_number(vs.get("mean_ar_kept"), "mean_ar_kept"))],
         ]
+        if isinstance(vs.get("filters"), dict):
+            facts += [
+                ["Verify filter", vs.get("filter")],
+                ["kept by the paper's rule", (vs["filters"].get("paper") or {}).get("n_kept")],
+                ["kept by the specificity filter", (vs["filters"].get("specificity") or {}).get("n_kept")],
+                ["mean control rate", rounded(as_number(vs.get("mean_control_rate"), "mean_control_rate"))],
+            ]
     return facts
 
 
@@ -221,6 +228,23 @@ def ar_panels(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for m, r in methods.items()
         if r["ar_values"]
     }
+
+
+def control_panels(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each method's AR-versus-control-rate scatter (hypotheses scored against the control pool): the points,
+    the specificity filter's cap and the initial mean AR (the paper's rule), and which filter is active."""
+    out = {}
+    for m, r in methods.items():
+        if not r["control_points"]:
+            continue
+        vs = r["summary"] or {}
+        out[m] = {
+            "points": r["control_points"],
+            "mean_initial": rounded(as_number(vs.get("mean_ar_initial"), "mean_ar_initial")),
+            "max_control_rate": rounded(as_number(vs.get("max_control_rate"), "max_control_rate")),
+            "filter": vs.get("filter", "paper"),
+        }
+    return out
 
 
 def run_anchor(model: str, probe: str, concept_set: str) -> str:
@@ -309,6 +333,7 @@ def collect_run(
         "facts": run_facts(model, probe, concept_set, sel, neurons, methods.get("sieve")),
         "histogram": histogram,
         "ar": ar_panels(methods),
+        "control": control_panels(methods),
         "methods": list(methods),
         "baselines": [m for m in methods if m != "sieve"],
         "has_truth": bool(truth),

@@ -150,6 +150,45 @@
     return svg;
   }
 
+  // AR (y) against the control rate (x), one dot per hypothesis: the paper's rule keeps those on or above the
+  // initial mean AR (dashed horizontal), the specificity filter those also left of its cap (dashed vertical).
+  function controlSvg(panel, label) {
+    var NS = "http://www.w3.org/2000/svg", W = 340, H = 220;
+    var left = 40, right = 12, top = 34, bottom = 34, pw = W - left - right, ph = H - top - bottom;
+    function s(tag, attrs) {
+      var n = document.createElementNS(NS, tag);
+      Object.keys(attrs).forEach(function (k) { if (k === "text") n.textContent = attrs[k]; else n.setAttribute(k, attrs[k]); });
+      return n;
+    }
+    function x(v) { return left + Math.max(0, Math.min(1, v)) * pw; }
+    function y(v) { return top + ph - Math.max(0, Math.min(1, v)) * ph; }
+    var svg = s("svg", { viewBox: "0 0 " + W + " " + H, class: "ar-hist ar-control", role: "img" });
+    svg.appendChild(s("title", { text: "Activation Rate against control rate (" + label + ")" }));
+    [0, 0.25, 0.5, 0.75, 1].forEach(function (t) {
+      svg.appendChild(s("line", { x1: left, x2: left + pw, y1: y(t), y2: y(t), class: t ? "grid" : "axis" }));
+      svg.appendChild(s("text", { x: left - 5, y: y(t) + 3, class: "tick", "text-anchor": "end", text: String(t) }));
+      svg.appendChild(s("text", { x: x(t), y: top + ph + 13, class: "tick", "text-anchor": "middle", text: String(t) }));
+    });
+    svg.appendChild(s("line", { x1: left, x2: left, y1: top, y2: top + ph, class: "axis" }));
+    if (panel.mean_initial !== null) {
+      svg.appendChild(s("line", { x1: left, x2: left + pw, y1: y(panel.mean_initial), y2: y(panel.mean_initial), class: "mean-initial" }));
+      svg.appendChild(s("text", { x: left + pw - 3, y: y(panel.mean_initial) - 3, class: "mean-initial", "text-anchor": "end", text: "mean AR initial " + pct(panel.mean_initial) }));
+    }
+    if (panel.max_control_rate !== null) {
+      svg.appendChild(s("line", { x1: x(panel.max_control_rate), x2: x(panel.max_control_rate), y1: top - 12, y2: top + ph, class: "mean-kept" }));
+      svg.appendChild(s("text", { x: x(panel.max_control_rate) + 3, y: top - 14, class: "mean-kept", text: "max control rate " + pct(panel.max_control_rate) }));
+    }
+    panel.points.forEach(function (p) {
+      var dot = s("circle", { cx: x(p[1]), cy: y(p[0]), r: 3.5, class: "point" + (p[2] ? " kept" : "") });
+      dot.appendChild(s("title", { text: "neuron " + p[3] + ": " + p[4] + " — AR " + pct(p[0]) + ", control rate " + pct(p[1]) + (p[2] ? " (kept)" : " (rejected)") }));
+      svg.appendChild(dot);
+    });
+    svg.appendChild(s("text", { x: 11, y: top + ph / 2, class: "tick", "text-anchor": "middle",
+      transform: "rotate(-90 11 " + (top + ph / 2) + ")", text: "Activation Rate" }));
+    svg.appendChild(s("text", { x: left + pw / 2, y: H - 4, class: "tick", "text-anchor": "middle", text: "control rate (share of control images firing)" }));
+    return svg;
+  }
+
   function renderRun() {
     var run = DATA.runs[state.run];
     var root = clear(document.getElementById("run"));
@@ -166,6 +205,12 @@
     Object.keys(run.ar).forEach(function (m) {
       append(figs, el("figure", null, arSvg(run.ar[m], methodName(m)),
         el("figcaption", { text: "Activation Rate of every hypothesis (" + methodName(m) + "); hypotheses below the initial mean are rejected." })));
+    });
+    Object.keys(run.control || {}).forEach(function (m) {
+      var panel = run.control[m];
+      append(figs, el("figure", null, controlSvg(panel, methodName(m)),
+        el("figcaption", { text: "Activation Rate against control rate, one dot per hypothesis (" + methodName(m) + "); filled: kept by the active filter (" +
+          panel.filter + "). The paper's rule keeps AR at or above the initial mean; the specificity filter also needs the control rate at or below its cap." })));
     });
     append(root, figs);
     run.tables.forEach(function (t) { append(root, tableBlock(t, true)); });
@@ -293,9 +338,23 @@
     if (h.ar === undefined || h.ar === null) return el("span", { class: "muted", text: "not verified" });
     var fill = el("span", { class: "fill" + (h.kept ? " kept" : "") });
     fill.style.width = Math.max(0, Math.min(100, h.ar * 100)) + "%";
+    var track = el("span", { class: "track" }, fill);
+    var interval = null, control = null;
+    if (h.ar_low !== undefined && h.ar_high !== undefined) {  // the Wilson 95% interval, a whisker over the bar
+      var ci = el("span", { class: "ci" });
+      ci.style.left = Math.max(0, Math.min(100, h.ar_low * 100)) + "%";
+      ci.style.width = Math.max(0, Math.min(100, (h.ar_high - h.ar_low) * 100)) + "%";
+      append(track, ci);
+      interval = el("span", { class: "muted ci-text", text: " 95% " + pct(h.ar_low) + "–" + pct(h.ar_high) });
+    }
+    if (h.control_rate !== undefined) {
+      control = el("span", { class: "control", title: "share of the control images on which the neuron fires (same threshold)" +
+        (h.auc !== undefined ? "; ROC AUC " + fmt(h.auc, 2) : "") + (h.f1 !== undefined ? "; F1 " + fmt(h.f1, 2) : ""),
+        text: " · control " + pct(h.control_rate) });
+    }
     return el("span", { class: "arbar", title: fmt(h.n_active) + " of " + fmt(h.n_images) + " generated images fire the neuron" },
-      el("span", { class: "track" }, fill), el("span", { class: "arval", text: pct(h.ar) }),
-      el("span", { class: "muted", text: " (" + fmt(h.n_active) + "/" + fmt(h.n_images) + ")" }));
+      track, el("span", { class: "arval", text: pct(h.ar) }),
+      el("span", { class: "muted", text: " (" + fmt(h.n_active) + "/" + fmt(h.n_images) + ")" }), interval, control);
   }
   function verdict(h) {
     if (h.ar === undefined || h.ar === null) return el("span", { class: "badge", text: "–" });

@@ -126,14 +126,38 @@ def read_ar(path: Path, verify_summary: dict[str, Any] | None) -> dict[tuple[str
         else:
             kept = ar is not None and mean is not None and ar >= mean
         key_c = r.get("concept_id") or r.get("concept", "")
-        out[(str(r["neuron"]), str(r.get("cluster", "")), key_c)] = {
+        entry = {
             "ar": ar,
             "n_images": r.get("n_images"),
             "n_active": r.get("n_active"),
             "kept": kept,
             "text": r.get("concept", ""),
         }
+        # Verify's control-pool scores (empty cells, or an ar.csv from before them, give none)
+        for col in CONTROL_COLUMNS:
+            value = as_number(r.get(col), f"{where} column {col}")
+            if value is not None:
+                entry[col] = value
+        for col in FILTER_COLUMNS:
+            if r.get(col, "") != "":
+                entry[col] = as_bool(r[col])
+        out[(str(r["neuron"]), str(r.get("cluster", "")), key_c)] = entry
     return out
+
+
+# ar.csv's columns of the scores against the control pool, and of the two filters (sieve.verify.activation_rate)
+CONTROL_COLUMNS = ("ar_low", "ar_high", "control_rate", "auc", "f1")
+FILTER_COLUMNS = ("kept_paper", "kept_specificity")
+
+
+def control_points(ar: dict[tuple[str, str, str], dict[str, Any]]) -> list[list[Any]]:
+    """[ar, control_rate, kept, neuron, concept] of every hypothesis with a control rate: the points of the
+    AR-versus-control-rate scatter."""
+    return [
+        [round(r["ar"], 4), round(r["control_rate"], 4), int(bool(r["kept"])), key[0], r["text"]]
+        for key, r in ar.items()
+        if r["ar"] is not None and r.get("control_rate") is not None
+    ]
 
 
 def method_result(
@@ -198,6 +222,7 @@ def method_result(
         "clusters": per_neuron,
         "summary": vsum,
         "ar_values": [round(a, 4) for a in ar_values],
+        "control_points": control_points(ar),
         "verified": bool(ar),
     }
 
@@ -219,6 +244,8 @@ def hypothesis_entry(
     }
     if ar is not None:
         out.update(ar=rounded(ar["ar"]), n_images=ar["n_images"], n_active=ar["n_active"], kept=ar["kept"])
+        out.update({k: rounded(ar[k]) for k in CONTROL_COLUMNS if k in ar})
+        out.update({k: ar[k] for k in FILTER_COLUMNS if k in ar})
     if cid and re.fullmatch(r"[A-Za-z0-9_-]+", cid):  # ids are hashes: safe as a file name; text never is
         files = [(s, p) for s, p in generated.get(cid, {}).get("files", []) if p.is_file()][:n_gen]
         out["generated"] = [

@@ -169,6 +169,10 @@ def extra_tables(
     return out
 
 
+# Verify's filters (sieve.verify.activation_rate.FILTERS; not imported: the report reads files, not numpy code)
+FILTERS = ("paper", "specificity")
+
+
 def comparison_table(runs: list[dict[str, Any]]) -> dict[str, Any]:
     cols = [
         "model",
@@ -189,6 +193,13 @@ def comparison_table(runs: list[dict[str, Any]]) -> dict[str, Any]:
     with_truth = any(r["_truth_summary"] for r in runs)
     if with_truth:
         cols.append("recovery")
+    # both Verify filters side by side, whichever is active (summary.json's "filters", when Verify scored the
+    # control pool)
+    with_filters = any("filters" in (s or {}) for r in runs for s in r["_summaries"].values())
+    if with_filters:
+        cols += ["filter"] + [f"{what} ({f})" for what in ("kept", "verified") for f in FILTERS]
+        if with_truth:
+            cols += [f"wrong kept ({f})" for f in FILTERS]
     rows = []
     for r in runs:
         sel = r["_select"]
@@ -223,6 +234,17 @@ def comparison_table(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     else None
                 )
                 row.append(rounded(as_number(rec, "recovery")))
+            if with_filters:
+                filters = vs.get("filters") or {}
+                row.append(vs.get("filter"))
+                row += [
+                    (filters.get(f) or {}).get(what) for what in ("n_kept", "n_verified") for f in FILTERS
+                ]
+                if with_truth:
+                    ts = r["_truth_summary"] or {}
+                    mt = ts if method == "sieve" else ts.get(method)
+                    hyp = (mt.get("hypotheses") if isinstance(mt, dict) else None) or {}
+                    row += [hyp.get(f"n_wrong_kept_{f}") for f in FILTERS]
             rows.append(row)
     return {"title": "Comparison", "columns": cols, "rows": rows}
 
