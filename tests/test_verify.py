@@ -563,7 +563,20 @@ def test_snakemake_probe_to_neuron_concepts(e2e):
     assert summary["n_hypotheses"] == len(rows) and summary["n_selected"] == sel["n_selected"]
     assert summary["mean_ar_initial"] == pytest.approx(np.mean([float(r["ar"]) for r in rows]))
     manifests = _manifests(run)
-    assert sum(m["n_concepts"] for m in manifests) == 3 and sum(m["n_generated"] for m in manifests) == 9
+    # the 3 concepts (every one a hypothesis and, the set being smaller than verify.controls, a control) and the
+    # 3 neutral prompts of the control pool
+    assert (
+        sum(m["n_concepts"] for m in manifests) == 3 + 3 and sum(m["n_generated"] for m in manifests) == 6 * 3
+    )
+    assert set(rows[0]) >= {
+        "ar_low",
+        "ar_high",
+        "control_rate",
+        "auc",
+        "f1",
+        "kept_paper",
+        "kept_specificity",
+    }
     # independent reference: load the pipeline and the model in-process, generate, measure, compare AR
     g = load_generator(cfg["generator"] | {"steps": 1, "guidance_scale": 0.0}, "cpu")
     lm = load_model("tiny", cfg["models"]["tiny"], "cpu")
@@ -576,6 +589,27 @@ def test_snakemake_probe_to_neuron_concepts(e2e):
             assert float(r["ar"]) == pytest.approx(want), (text, n)
     for p in run.rglob("*"):
         assert "rm -rf" not in str(p)
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_changing_the_verify_filter_reruns_only_the_activation_rate(e2e):
+    """verify.filter and verify.max_control_rate are params of the Activation Rate step alone: a dry run after
+    changing them lists that job and nothing of generation (the control pool is already measured)."""
+    import yaml
+
+    from helpers import jobs_run, run_snakemake
+
+    run, cfg, _, target = e2e
+    saved = (run / "config.yaml").read_text()
+    try:
+        changed = {**cfg, "verify": {"filter": "specificity", "max_control_rate": 0.1}}
+        (run / "config.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
+        proc = run_snakemake(run, None, targets=(target,), extra=("-n",))
+    finally:
+        (run / "config.yaml").write_text(saved)
+    assert dict(jobs_run(proc)) == {"activation_rate": 1}, proc.stdout[-3000:]
+    assert "Params have changed" in proc.stdout + proc.stderr
 
 
 @pytest.mark.workflow
@@ -593,7 +627,7 @@ def test_snakemake_reruns_generate_only_new_concepts_and_verify_ablation(e2e):
     work = read_json(run / "results/generate/plan/plan.json")["work"]
     assert ran["generate_shard"] == len(work) >= 1  # only the shards that the new concepts fall into
     manifests = _manifests(run)
-    assert sum(m["n_concepts"] for m in manifests) == 5
+    assert sum(m["n_concepts"] for m in manifests) == 5 + 3  # and the 3 neutral prompts
     assert sum(m["n_generated"] for m in manifests) == 2 * 3  # only the two new concepts
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     n_rows = len(read_csv(run / "results/tiny/pics/words/verify/ar.csv"))
