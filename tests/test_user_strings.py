@@ -72,6 +72,7 @@ def test_user_strings_reach_the_scripts_verbatim(tmp_path: Path) -> None:
     cfg["hypothesize"]["template"] = TEMPLATE
     cfg["generator"]["prompt"] = PROMPT
     cfg["report"] = {"title": TITLE}
+    cfg["verify"] = {"neutral_prompts": ["a {x} photo of {concept_set}"]}
     run = tmp_path / "run"
     run_snakemake(run, cfg)
 
@@ -79,8 +80,11 @@ def test_user_strings_reach_the_scripts_verbatim(tmp_path: Path) -> None:
         assert f.attrs["template"] == TEMPLATE
     requests = json.loads((run / "results/generate/requests.json").read_text(encoding="utf-8"))
     assert requests["prompt_template"] == PROMPT and requests["concepts"]
+    neutral = [c for c in requests["concepts"] if not c["texts"]]  # the control pool's neutral prompt, as is
+    assert [c["prompt"] for c in neutral] == ["a {x} photo of {concept_set}"] and neutral[0]["control"]
     for c in requests["concepts"]:
-        assert c["prompt"] == f"{c['texts'][0]} seen from {{probe}}, {{x}}"
+        if c["texts"]:
+            assert c["prompt"] == f"{c['texts'][0]} seen from {{probe}}, {{x}}"
     html = (run / "results/report/index.html").read_text(encoding="utf-8")
     assert "<title>{x} report of {model} {}</title>" in html
 

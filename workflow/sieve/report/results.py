@@ -139,7 +139,7 @@ def read_ar(path: Path, verify_summary: dict[str, Any] | None) -> dict[tuple[str
             if value is not None:
                 entry[col] = value
         for col in FILTER_COLUMNS:
-            if r.get(col, "") != "":
+            if r.get(col) not in (None, ""):
                 entry[col] = as_bool(r[col])
         out[(str(r["neuron"]), str(r.get("cluster", "")), key_c)] = entry
     return out
