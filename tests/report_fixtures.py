@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from sieve.io import stable_hash, write_json
 from sieve.select import ratio_histogram, run_select
 from sieve.verify.activation_rate import AR_COLUMNS  # ar.csv as Verify writes it
+from sieve.verify_stats import wilson_interval
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>",
@@ -146,9 +147,7 @@ def make_results(
                     run_planted["hypotheses"][n] = clusters
                 mean = float(np.mean([r[-1] for r in hyp_rows])) if hyp_rows else None
                 kept = [r for r in hyp_rows if r[-1] >= mean]
-                _write_csv(
-                    run / "verify" / "ar.csv", AR_COLUMNS, [[*r, int(r[-1] >= mean)] for r in hyp_rows]
-                )
+                _write_csv(run / "verify" / "ar.csv", AR_COLUMNS, ar_rows(hyp_rows, mean))
                 _write_generated(run / "verify" / "generated.json", {r[2] for r in hyp_rows})
                 verified = sorted({r[0] for r in kept})
                 write_json(
@@ -160,6 +159,7 @@ def make_results(
                         "mean_ar_kept": float(np.mean([r[-1] for r in kept])) if kept else None,
                         "n_selected": len(selected),
                         "n_verified": len(verified),
+                        **filters_summary(ar_rows(hyp_rows, mean)),
                     },
                 )
                 _write_csv(
@@ -211,7 +211,12 @@ def make_results(
                             "recovery": 0.5,
                             "select_correct": True,
                             "mean_ar_initial": mean,
-                            "hypotheses": {"n": len(hyp_rows), "n_wrong_kept": 1},
+                            "hypotheses": {
+                                "n": len(hyp_rows),
+                                "n_wrong_kept": 1,
+                                "n_wrong_kept_paper": 1,
+                                "n_wrong_kept_specificity": 0,
+                            },
                         },
                     )
                     write_json(
@@ -258,7 +263,7 @@ def make_results(
                         rows.append([n, 0, t, concept_id(t), 0, 1.5, 10, n % 10, (n % 10) / 10])
                     bmean = float(np.mean([r[-1] for r in rows])) if rows else None
                     bkept = [r for r in rows if r[-1] >= bmean]
-                    _write_csv(b / "verify" / "ar.csv", AR_COLUMNS, [[*r, int(r[-1] >= bmean)] for r in rows])
+                    _write_csv(b / "verify" / "ar.csv", AR_COLUMNS, ar_rows(rows, bmean))
                     _write_generated(b / "verify" / "generated.json", {r[2] for r in rows})
                     write_json(
                         b / "verify" / "summary.json",
@@ -269,6 +274,7 @@ def make_results(
                             "mean_ar_kept": float(np.mean([r[-1] for r in bkept])) if bkept else None,
                             "n_selected": len(selected),
                             "n_verified": len({r[0] for r in bkept}),
+                            **filters_summary(ar_rows(rows, bmean)),
                         },
                     )
                 planted["runs"][(m, p, cs)] = run_planted
@@ -364,6 +370,31 @@ def _write_generated(path: Path, texts: set[str]) -> None:
             for t in sorted(texts)
         },
     )
+
+
+def ar_rows(rows: list[list], mean: float | None) -> list[list]:
+    """ar.csv rows as Verify writes them (AR_COLUMNS): the hypothesis' first 9 columns, then kept, the Wilson
+    interval, a control rate, AUC and F1 made up from the row, and both filters (cap 0.35); kept = the paper's."""
+    out = []
+    for r in rows:
+        n, c, j, k, ar = r[0], r[1], r[4], r[7], r[-1]
+        rate = ((n * 3 + int(c) + int(j or 0)) % 7) / 10
+        low, high = wilson_interval(int(k), 10)
+        paper = int(mean is not None and ar >= mean)
+        out.append(
+            [*r, paper, low, high, rate, 0.5 + ar / 2, ar / (1 + rate), paper, int(paper and rate <= 0.35)]
+        )
+    return out
+
+
+def filters_summary(rows: list[list]) -> dict:
+    """summary.json's keys of the two filters for ``ar_rows``."""
+    col = {name: i for i, name in enumerate(AR_COLUMNS)}
+    filters = {}
+    for name in ("paper", "specificity"):
+        kept = [r for r in rows if r[col[f"kept_{name}"]]]
+        filters[name] = {"n_kept": len(kept), "n_verified": len({r[0] for r in kept})}
+    return {"filter": "paper", "max_control_rate": 0.35, "filters": filters}
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:

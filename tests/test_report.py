@@ -388,7 +388,7 @@ def test_bad_files_name_the_file_and_the_problem(tmp_path):
     good = ar_csv.read_text()
     lines = good.splitlines()
     cells = lines[2].split(",")
-    cells[-2] = "lots"
+    cells[lines[0].split(",").index("ar")] = "lots"
     ar_csv.write_text("\n".join([*lines[:2], ",".join(cells), *lines[3:]]) + "\n")
     with pytest.raises(ReportError, match=r"ar\.csv row 3 column ar: 'lots' is not a number"):
         build(tmp_path, **kw)

@@ -120,7 +120,8 @@ def index_manifests_by(
         m = read_json(mp)
         for c in m["concepts"]:
             rec = {**c, "manifest": str(mp), "models": m["models"]}
-            by_prompt[c["prompt"]] = rec
+            if "prompt" in c:  # every shard manifest has it; the report's readers need only the texts
+                by_prompt[c["prompt"]] = rec
             for t in c["texts"]:
                 by_text[t] = rec
     return by_text, by_prompt
