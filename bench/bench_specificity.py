@@ -1,9 +1,11 @@
 """Evidence for Verify's specificity filter (issue 13), measured offline on the planted world.
 
-Until the pipeline generates the control pool itself, this script builds it the way the integration will
+The workflow generates and scores the control pool itself (``verify/ar.csv``'s control columns); this script is
+the independent check and the sweep behind the defaults. It builds the pool as the workflow does
 (:func:`sieve.verify_stats.control_pool` over the world's concept set, the run's seeds) and measures it with the
-same synthetic generator and model; prompts the run already generated are read from its cache instead (and
-re-measured once, to check that the offline path gives the cached numbers). Then, for every hypothesis of a
+same synthetic generator and model, reading prompts the run already generated from its cache (and re-measuring
+them once, to check that the offline path gives the cached numbers); ``tests/test_verify_stats_run.py`` checks
+that its scores are the workflow's, hypothesis by hypothesis. Then, for every hypothesis of a
 finished run (SIEVE's and each baseline's ``ar.csv``): AR, its Wilson interval, the control rate, ROC AUC and
 AUPRC, and which hypotheses the paper's rule and the specificity rule keep, by neuron kind and right/wrong.
 

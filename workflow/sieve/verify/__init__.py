@@ -5,7 +5,8 @@ Four steps, four rules (``workflow/rules/verify.smk``), one module each:
 1. :func:`.requests.run_requests` gathers every distinct concept that any hypotheses folder names (all models,
    probes, concept sets and baseline methods) into ``results/generate/requests.json``. A concept's prompt is the
    ``generator.prompt`` template filled with its text; its shard is ``stable_hash(prompt) mod shards``, so it
-   does not depend on which other concepts exist.
+   does not depend on which other concepts exist. The control pool of every concept set
+   (:mod:`.controls`: ``verify.controls`` of its concepts and the neutral prompts) joins the same requests.
 2. :func:`.plan.plan_generation` (a CPU job, the Snakemake checkpoint ``generation_plan``) audits the cache and
    decides which shards have anything to generate or measure; only those become GPU jobs. For the others it
    writes the manifest a job would have written (``results/generate/plan/shards/{shard}.json``), so adding a
@@ -18,8 +19,10 @@ Four steps, four rules (``workflow/rules/verify.smk``), one module each:
    Its planning phase (:func:`.shard.plan_shard`) needs no torch.
 4. :func:`.activation_rate.run_activation_rate` (one CPU job per model/probe/concept set, or per baseline
    method) computes AR = share of a concept's images on which the neuron's pooled activation is above its probe
-   threshold (the 99th percentile from Select), filters at the initial mean AR and writes ``ar.csv``,
-   ``summary.json``, ``neuron_concepts.csv`` and ``generated.json``.
+   threshold (the 99th percentile from Select), its Wilson interval and its scores against the concept set's
+   control pool (:mod:`.controls`, :mod:`sieve.verify_stats`), applies both filters (the paper's, at the
+   initial mean AR, and the specificity filter) and writes ``ar.csv``, ``summary.json``,
+   ``neuron_concepts.csv`` and ``generated.json`` under the filter ``verify.filter`` names.
 
 Cache layout (:mod:`.cache`, ``results/generate/cache/``; no concept text ever appears in a path)::
 
