@@ -154,7 +154,7 @@
   // initial mean AR (dashed horizontal), the specificity filter those also left of its cap (dashed vertical).
   function controlSvg(panel, label) {
     var NS = "http://www.w3.org/2000/svg", W = 340, H = 220;
-    var left = 40, right = 12, top = 34, bottom = 34, pw = W - left - right, ph = H - top - bottom;
+    var left = 48, right = 12, top = 34, bottom = 34, pw = W - left - right, ph = H - top - bottom;
     function s(tag, attrs) {
       var n = document.createElementNS(NS, tag);
       Object.keys(attrs).forEach(function (k) { if (k === "text") n.textContent = attrs[k]; else n.setAttribute(k, attrs[k]); });
@@ -183,8 +183,8 @@
       dot.appendChild(s("title", { text: "neuron " + p[3] + ": " + p[4] + " — AR " + pct(p[0]) + ", control rate " + pct(p[1]) + (p[2] ? " (kept)" : " (rejected)") }));
       svg.appendChild(dot);
     });
-    svg.appendChild(s("text", { x: 11, y: top + ph / 2, class: "tick", "text-anchor": "middle",
-      transform: "rotate(-90 11 " + (top + ph / 2) + ")", text: "Activation Rate" }));
+    svg.appendChild(s("text", { x: 10, y: top + ph / 2, class: "tick", "text-anchor": "middle",
+      transform: "rotate(-90 10 " + (top + ph / 2) + ")", text: "Activation Rate" }));
     svg.appendChild(s("text", { x: left + pw / 2, y: H - 4, class: "tick", "text-anchor": "middle", text: "control rate (share of control images firing)" }));
     return svg;
   }
