@@ -32,25 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 from sieve.activations import read_activations  # noqa: E402
 from sieve.backends.imagesets import open_image_set  # noqa: E402
 from sieve.backends.models import load_model  # noqa: E402
-from sieve.io import write_json  # noqa: E402
+from sieve.io import read_json, write_json  # noqa: E402
 from sieve.probe import run_probe  # noqa: E402
-from sieve.select import select_neurons, selectivity  # noqa: E402
+from sieve.select import select_neurons, selectivity, tau_for_share  # noqa: E402
 from sieve.trained import load_trained_world, model_spec, render_split, train_model  # noqa: E402
 from sieve.trained.train import FINAL, PENULTIMATE, build_model, save_checkpoint  # noqa: E402
 
 TAUS = (4, 6, 8, 10, 12)
 TREATMENTS = ("clip", "shift", "raw")
-
-
-def tau_for_share(ratio: np.ndarray, dead: np.ndarray, share: float) -> float | None:
-    """The tau at which ``share`` of the layer's neurons are selected (None when no tau can: too many dead or
-    negative-median neurons, or infinite ratios)."""
-    n = len(ratio)
-    k = int(round(share * n))
-    live = np.sort(np.where(dead, 0.0, ratio))[::-1]
-    if k < 1 or k > n or live[k - 1] <= 0 or not np.isfinite(live[k - 1]):
-        return None
-    return float(live[k - 1] * (1 - 1e-9))  # ratio > tau selects the top k
 
 
 def layer_table(acts: np.ndarray, learned: list[int] | None) -> dict[str, Any]:
@@ -122,7 +111,12 @@ def main() -> None:
     )
     ap.add_argument("--n-images", type=int, default=600, help="planted-world probe scenes (seed 0)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "trained_select.json"))
-    ap.add_argument("--keep", default=None, help="folder to keep the checkpoints and activation files in")
+    ap.add_argument(
+        "--keep",
+        default=None,
+        help="folder to keep the checkpoints, training metrics and activation files in; a later run with the "
+        "same folder reuses them (no training, no probe) and only recomputes the tables",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
@@ -152,24 +146,31 @@ def main() -> None:
         os.makedirs(tmp, exist_ok=True)
         for name, settings in tw.models.items():
             load_before = os.getloadavg()[0]
-            net, res = train_model(tw, name, threads=args.threads, data=data)
             ckpt = os.path.join(tmp, f"{name}.pt")
-            save_checkpoint(net, ckpt)
+            metrics = os.path.join(tmp, f"{name}_train.json")
+            if os.path.exists(ckpt) and os.path.exists(metrics):
+                trained = read_json(metrics)
+                logging.info("%s: reusing %s (trained before; its metrics are %s)", name, ckpt, metrics)
+            else:
+                net, res = train_model(tw, name, threads=args.threads, data=data)
+                save_checkpoint(net, ckpt)
+                trained = {**res.as_dict(), "n_parameters": sum(p.numel() for p in net.parameters())}
+                write_json(metrics, trained)
             entry: dict[str, Any] = {
-                **res.as_dict(),
+                **trained,
                 "arch": settings.arch,
                 "kwargs": tw.model_kwargs(name),
-                "n_parameters": sum(p.numel() for p in net.parameters()),
                 "loadavg_1min_before_after": [load_before, os.getloadavg()[0]],
                 "layers": {},
             }
             for role, layer in (("penultimate", PENULTIMATE[settings.arch]), ("final", FINAL[settings.arch])):
                 loaded = load_model(name, model_spec(tw, name, weights=ckpt, layer=layer))
-                h5 = os.path.join(tmp, f"{name}_{role}.h5")
+                h5 = os.path.join(tmp, f"{name}_{role}_{args.n_images}.h5")
                 t1 = time.perf_counter()
-                run_probe(loaded, probe, h5, top_n=20, batch_size=64, progress=False)
+                if not os.path.exists(h5):
+                    run_probe(loaded, probe, h5, top_n=20, batch_size=64, progress=False)
                 acts = read_activations(h5)["activations"]
-                table = layer_table(acts, res.learned if role == "final" else None)
+                table = layer_table(acts, trained["learned"] if role == "final" else None)
                 entry["layers"][role] = {
                     "layer": loaded.layer,
                     "probe_seconds": round(time.perf_counter() - t1, 1),

@@ -67,6 +67,48 @@ def select_neurons(stats: dict[str, np.ndarray], tau: float, enabled: bool = Tru
     return ~stats["dead"]
 
 
+def tau_for_share(ratio: np.ndarray, dead: np.ndarray, share: float) -> float | None:
+    """The tau at which ``share`` of the layer's neurons (dead ones included in the count) are selected, or
+    None when no tau can: the k-th largest ratio is 0 (too many dead or never-selectable neurons) or infinite
+    (too many neurons with median 0, selected at any tau)."""
+    n = len(ratio)
+    k = int(round(share * n))
+    live = np.sort(np.where(dead, 0.0, ratio))[::-1]
+    if k < 1 or k > n or live[k - 1] <= 0 or not np.isfinite(live[k - 1]):
+        return None
+    return float(live[k - 1] * (1 - 1e-9))  # ratio > tau selects the top k
+
+
+def degenerate_selection(
+    stats: dict[str, np.ndarray], selected: np.ndarray, tau: float
+) -> dict[str, Any] | None:
+    """None for a useful selection; for a degenerate one (no neuron, or every neuron that is not dead, selected
+    at ``tau``) what it is and the taus that would select 10% and 90% of the layer's neurons, with a message
+    for the log and the report. A layer with every neuron dead is not flagged here (``n_dead`` says it)."""
+    n_live = int((~stats["dead"]).sum())
+    n_sel = int(selected.sum())
+    if n_live == 0 or 0 < n_sel < n_live:
+        return None
+    kind = "none" if n_sel == 0 else "all"
+    t10 = tau_for_share(stats["ratio"], stats["dead"], 0.1)
+    t90 = tau_for_share(stats["ratio"], stats["dead"], 0.9)
+    n_inf = int(np.isinf(stats["ratio"][~stats["dead"]]).sum())
+
+    def say(t: float | None, share: str) -> str:
+        if t is not None:
+            return f"tau {t:.4g} would select {share}"
+        if n_inf >= 0.1 * len(selected):
+            return f"no tau selects {share} ({n_inf} neurons have median 0: selected at any tau)"
+        return f"no tau selects {share} (too few neurons have a ratio above 0)"
+
+    what = "no neuron" if kind == "none" else f"every neuron that is not dead ({n_live})"
+    message = (
+        f"degenerate selection: {what} of {len(selected)} selected at tau {tau:g}; "
+        f"{say(t10, '10%')}, {say(t90, '90%')} (select.negative and select.tau: see docs/configuration.md)"
+    )
+    return {"kind": kind, "tau_selecting_10pct": t10, "tau_selecting_90pct": t90, "message": message}
+
+
 def run_select(
     activations: dict[str, Any],
     summary_path: str,
@@ -141,6 +183,10 @@ def run_select(
         "n_skipped": int(activations["attrs"].get("n_skipped", 0)),
         "neurons": neurons,
     }
+    degenerate = degenerate_selection(stats, selected, tau) if enabled else None
+    if degenerate is not None:
+        summary["degenerate"] = degenerate  # only then: a useful selection's summary keeps its layout
+        log.warning("select: %s", degenerate["message"])
     write_json(summary_path, summary)
     log.info(
         "select: %d of %d neurons selected (tau=%s), %d dead",
