@@ -484,3 +484,27 @@ def test_truth_summary_gets_every_method_side_by_side(tmp_path):
     )
     with pytest.raises(EvaluateError, match="missing .'ar.csv'."):
         add_methods_to_truth(str(out), "default", str(select), {"clip_dissect": base[1:]})
+
+
+def test_a_published_class_list_is_fetched_checked_and_cleaned_as_clip_dissect_does(tmp_path):
+    """ground_truth: {url, sha256, clean: places365}: CSAIL's category lines become CLIP-Dissect's class
+    names (``cls[3:].split(' ')[0]``); a wrong checksum stops with the URL; an unknown cleaner is named."""
+    import hashlib
+
+    from sieve.concepts import ConceptSetError
+    from sieve.evaluate.final_layer import clean_class_names, fetch_ground_truth
+
+    raw = tmp_path / "categories_places365.txt"
+    raw.write_bytes(b"/a/airfield 0\n/a/apartment_building/outdoor 8\n/b/bakery/shop 17\n")
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    spec = {"url": raw.as_uri(), "sha256": digest, "clean": "places365"}
+    out = tmp_path / "resources/ground_truth/m/classes.txt"
+    names = fetch_ground_truth(spec, str(out), str(tmp_path / "downloads"))
+    assert names == ["airfield", "apartment_building/outdoor", "bakery/shop"]
+    assert read_ground_truth(out, 3) == names
+    assert (tmp_path / "downloads" / f"{digest}.txt").read_bytes() == raw.read_bytes()
+    assert clean_class_names(["tench, Tinca tinca", ""]) == ["tench, Tinca tinca"]  # none: as written
+    with pytest.raises(ConceptSetError, match="checksum mismatch .*categories_places365.txt"):
+        fetch_ground_truth({**spec, "sha256": "0" * 64}, str(out), str(tmp_path / "other"))
+    with pytest.raises(EvaluateError, match="ground_truth.clean must be one of none, places365, not 'wnid'"):
+        clean_class_names(["x"], "wnid")
