@@ -4,12 +4,15 @@ Trains the trained world's two default models (sieve/trained/default.yaml: torch
 BasicBlock per stage, torchvision's VisionTransformer with 4 blocks of width 128 and patch 8), probes their
 penultimate (``layer4`` / ``encoder.ln``) and final (``fc`` / ``heads.head``) layers on the planted world's
 probe scenes with sieve's own loader and probe pass (``load_model`` + ``run_probe``, the workflow's hooks),
-and counts what ``sieve.select.selectivity`` selects with ``clip``, ``shift`` and ``raw`` at tau 4..12.
+and counts what ``sieve.select.selectivity`` selects with ``exp`` (what ``auto``, the default, takes on a signed
+layer), ``clip``, ``shift`` and ``raw`` at tau 4..12.
 For a final layer it also counts the selected neurons that are class neurons of a learned class (held-out
 recall above ``training.learned_recall``).
 
     python bench/trained_select.py                 # -> bench/results/trained_select.json (~6 min, 1 thread)
     python bench/trained_select.py --threads 2 --n-images 600 --out /tmp/trained_select.json
+    python bench/trained_select.py --keep /tmp/ts   # keeps checkpoints + activations; a rerun only recounts
+    python bench/trained_select.py --table          # the README's Select table, from the results file
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from sieve.trained import load_trained_world, model_spec, render_split, train_mo
 from sieve.trained.train import FINAL, PENULTIMATE, build_model, save_checkpoint  # noqa: E402
 
 TAUS = (4, 6, 8, 10, 12)
-TREATMENTS = ("clip", "shift", "raw")
+TREATMENTS = ("exp", "clip", "shift", "raw")
+ROLES = {"penultimate": "penultimate", "final": "final (logits)"}
 
 
 def layer_table(acts: np.ndarray, learned: list[int] | None) -> dict[str, Any]:
@@ -99,6 +103,37 @@ def final_layer_alternatives(logits: np.ndarray, learned: list[int]) -> dict[str
     return out
 
 
+def _cell(row: dict[str, Any], final: bool) -> str:
+    """``selected`` (and, on a final layer, ``/ learned class neurons among them``)."""
+    return f"{row['selected']} / {row['learned_class_neurons_selected']}" if final else str(row["selected"])
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The README's Select table: per trained model and layer, the neurons each treatment selects at each tau
+    (on a final layer: ``selected / learned class neurons among them``) and the taus selecting 10% and 90%.
+    A layer with no negative value gets one row: every treatment is the paper's ratio there."""
+    head = ["layer", "treatment", *(f"tau {t}" for t in result["taus"]), "tau for 10% / 90%"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, entry in result["models"].items():
+        for role, layer in entry["layers"].items():
+            final = role == "final"
+            where = f"{name} `{layer['layer']}` ({layer['n_neurons']}"
+            where += f" logits, {layer['n_learned_classes']} learned)" if final else ")"
+            signed = layer["min"] < 0
+            for t in TREATMENTS if signed else ("clip",):
+                d = layer[t]
+                label = ("`exp` = `auto`" if t == "exp" else f"`{t}`") if signed else "`auto` = paper, >= 0"
+                taus = (d["tau_selecting_10pct"], d["tau_selecting_90pct"])
+                cells = [
+                    where,
+                    label,
+                    *(_cell(d["by_tau"][str(tau)], final) for tau in result["taus"]),
+                    " / ".join("none" if v is None else f"{v:.3g}" for v in taus),
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", default="default", help="trained-world spec (default: the packaged one)")
@@ -117,7 +152,11 @@ def main() -> None:
         help="folder to keep the checkpoints, training metrics and activation files in; a later run with the "
         "same folder reuses them (no training, no probe) and only recomputes the tables",
     )
+    ap.add_argument("--table", action="store_true", help="print the README's table from --out and stop")
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(read_json(args.out)), end="")
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     tw = load_trained_world(args.spec)
@@ -133,6 +172,8 @@ def main() -> None:
             "loadavg_start": list(os.getloadavg()),
         },
         "models": {},
+        "note": "wall-clock times on a machine shared with other jobs (see loadavg); cpu_seconds is the work. "
+        "With --keep, training and probe results of an earlier invocation are reused (probe_seconds null).",
     }
     t0 = time.perf_counter()
     _, pre = build_model(tw, next(iter(tw.models)))
@@ -167,13 +208,15 @@ def main() -> None:
                 loaded = load_model(name, model_spec(tw, name, weights=ckpt, layer=layer))
                 h5 = os.path.join(tmp, f"{name}_{role}_{args.n_images}.h5")
                 t1 = time.perf_counter()
-                if not os.path.exists(h5):
+                reused = os.path.exists(h5)
+                if not reused:
                     run_probe(loaded, probe, h5, top_n=20, batch_size=64, progress=False)
                 acts = read_activations(h5)["activations"]
                 table = layer_table(acts, trained["learned"] if role == "final" else None)
                 entry["layers"][role] = {
                     "layer": loaded.layer,
-                    "probe_seconds": round(time.perf_counter() - t1, 1),
+                    # a probe reused from --keep was timed when it ran, in an earlier invocation
+                    "probe_seconds": None if reused else round(time.perf_counter() - t1, 1),
                     **table,
                 }
                 logging.info(

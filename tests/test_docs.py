@@ -69,3 +69,58 @@ def test_a_broken_link_is_reported(tmp_path: Path) -> None:
     )
     found = _problems(md, root=tmp_path)
     assert len(found) == 3, found
+
+
+def test_readme_select_table_and_figures_are_the_bench_results() -> None:
+    """The README's Select table is bench/trained_select.py's rendering of its results file, cell for cell, and
+    the figures of the sentence under it are that file's (issue 16: the default is chosen on these)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from trained_select import markdown_table
+
+    result = json.loads((REPO / "bench/results/trained_select.json").read_text(encoding="utf-8"))
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert markdown_table(result) in readme
+    m = re.search(
+        r"Only `exp` keeps most class neurons of learned classes on both final layers \((\d+) of (\d+) and "
+        r"(\d+) of (\d+) at tau\s+10\)",
+        readme,
+    )
+    assert m, "README: the sentence under the Select table changed; update tests/test_docs.py"
+    quoted = [int(g) for g in m.groups()]
+    measured = []
+    for name in ("resnet", "vit"):
+        final = result["models"][name]["layers"]["final"]
+        measured += [
+            final["exp"]["by_tau"]["10"]["learned_class_neurons_selected"],
+            final["n_learned_classes"],
+        ]
+    assert quoted == measured
+
+
+def test_bf16_figures_are_the_bench_results() -> None:
+    """docs/configuration.md's bf16 trade-off quotes bench/results/bf16_fidelity.json."""
+    import json
+
+    result = json.loads((REPO / "bench/results/bf16_fidelity.json").read_text(encoding="utf-8"))
+    text = re.sub(r"\s+", " ", (REPO / "docs/configuration.md").read_text(encoding="utf-8"))
+    m = re.search(
+        r"changed the top-1% image set of (\d+) of (\d+) ResNet and (\d+) of (\d+) ViT neurons and the "
+        r"CLIP-Dissect label of (\d+) of (\d+) and (\d+) of (\d+), and no Select decision at tau 10",
+        text,
+    )
+    assert m, "docs/configuration.md: the bf16 sentence changed; update tests/test_docs.py"
+    res, vit = (result["layers"][f"trained {n} (penultimate)"] for n in ("resnet", "vit"))
+    assert [int(g) for g in m.groups()] == [
+        res["top1pct_changed"],
+        res["n_neurons"],
+        vit["top1pct_changed"],
+        vit["n_neurons"],
+        res["clip_dissect_labels_changed"],
+        res["n_neurons"],
+        vit["clip_dissect_labels_changed"],
+        vit["n_neurons"],
+    ]
+    assert res["selection_changed"] == vit["selection_changed"] == 0

@@ -47,7 +47,7 @@ def test_raw_equals_clip_on_a_non_negative_layer() -> None:
 
 
 def test_unknown_treatment_names_the_choices() -> None:
-    with pytest.raises(ValueError, match="'auto', 'clip', 'shift' or 'raw', not 'abs'"):
+    with pytest.raises(ValueError, match="'auto', 'exp', 'clip', 'shift' or 'raw', not 'abs'"):
         selectivity(np.ones((10, 2)), negative="abs")
 
 
