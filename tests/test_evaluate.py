@@ -504,7 +504,30 @@ def test_a_published_class_list_is_fetched_checked_and_cleaned_as_clip_dissect_d
     assert read_ground_truth(out, 3) == names
     assert (tmp_path / "downloads" / f"{digest}.txt").read_bytes() == raw.read_bytes()
     assert clean_class_names(["tench, Tinca tinca", ""]) == ["tench, Tinca tinca"]  # none: as written
-    with pytest.raises(ConceptSetError, match="checksum mismatch .*categories_places365.txt"):
+    with pytest.raises(ConceptSetError, match="checksum mismatch for class list .*categories_places365.txt"):
         fetch_ground_truth({**spec, "sha256": "0" * 64}, str(out), str(tmp_path / "other"))
     with pytest.raises(EvaluateError, match="ground_truth.clean must be one of none, places365, not 'wnid'"):
         clean_class_names(["x"], "wnid")
+
+
+@pytest.mark.workflow
+def test_rule_ground_truth_list_fetches_checks_and_cleans(tmp_path):
+    """models.*.ground_truth as url + sha256: rule ground_truth_list writes the cleaned class list the
+    final-layer rules read, and keeps the checked download (what `snakemake prefetch` fills for offline
+    nodes) under resources/ground_truth/."""
+    import hashlib
+
+    from helpers import make_image_folder, run_snakemake, tiny_config
+
+    make_image_folder(tmp_path / "imgs", n_per_class=2, corrupt=0)
+    raw = tmp_path / "categories.txt"
+    raw.write_text("/c/cat 0\n/d/dog/indoor 1\n", encoding="utf-8")
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    cfg = tiny_config(tmp_path / "imgs")
+    cfg["models"]["tiny"]["ground_truth"] = {"url": raw.as_uri(), "sha256": digest, "clean": "places365"}
+    from sieve.prefetch import prefetch
+
+    prefetch(cfg, tmp_path / "resources/concepts")  # as on a login node; the jobs then run offline
+    run_snakemake(tmp_path, cfg, targets=("resources/ground_truth/tiny/classes.txt",))
+    assert (tmp_path / "resources/ground_truth/tiny/classes.txt").read_text() == "cat\ndog/indoor\n"
+    assert (tmp_path / f"resources/ground_truth/{digest}.txt").read_bytes() == raw.read_bytes()

@@ -195,7 +195,9 @@ def _fetch_ground_truth(item: Item, resources_dir: Path) -> None:
     from .concepts import fetch_concept_list
 
     digest = item.spec["sha256"]
-    fetch_concept_list(item.spec["url"], digest, resources_dir.parent / "ground_truth" / f"{digest}.txt")
+    fetch_concept_list(
+        item.spec["url"], digest, resources_dir.parent / "ground_truth" / f"{digest}.txt", what="class list"
+    )
 
 
 def _fetch_probe(item: Item, resources_dir: Path) -> None:

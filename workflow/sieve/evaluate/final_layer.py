@@ -87,7 +87,9 @@ def fetch_ground_truth(spec: dict[str, Any], out_txt: str, downloads: str) -> li
     from ..concepts import fetch_concept_list, read_lines
     from ..io import atomic_path
 
-    raw = fetch_concept_list(spec["url"], spec["sha256"], Path(downloads) / f"{spec['sha256']}.txt")
+    raw = fetch_concept_list(
+        spec["url"], spec["sha256"], Path(downloads) / f"{spec['sha256']}.txt", what="class list"
+    )
     names = clean_class_names(read_lines(raw), spec.get("clean", "none"))
     blank = [i for i, n in enumerate(names) if not n.strip()]
     if blank:
