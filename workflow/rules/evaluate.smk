@@ -25,7 +25,8 @@ rule ground_truth_list:
         runtime=per_attempt(10),
     params:
         spec=lambda wildcards: config["models"][wildcards.model]["ground_truth"],
-        downloads=paths.GROUND_TRUTH_DOWNLOADS,
+        # resources/ground_truth/, where prefetch puts the checked download ({sha256}.txt)
+        downloads=lambda wildcards, output: os.path.dirname(os.path.dirname(output.txt)),
     script:
         "../scripts/ground_truth_list.py"
 

@@ -184,4 +184,4 @@ REPORT_AR_PNG = result(REPORT, "ar_distribution.png")
 PREFETCH_MANIFEST = "resources/prefetch.json"
 CONCEPT_DOWNLOADS = "resources/concepts"
 GROUND_TRUTH_DOWNLOADS = "resources/ground_truth"  # published class lists, as fetched ({sha256}.txt)
-GROUND_TRUTH_LIST = "resources/ground_truth/{model}/classes.txt"  # a model's class strings, cleaned
+GROUND_TRUTH_LIST = f"{GROUND_TRUTH_DOWNLOADS}/{{model}}/classes.txt"  # a model's class strings, cleaned
