@@ -84,8 +84,9 @@ def test_readme_select_table_and_figures_are_the_bench_results() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert markdown_table(result) in readme
     m = re.search(
-        r"Only `exp` keeps most class neurons of learned classes on both final layers \((\d+) of (\d+) and "
-        r"(\d+) of (\d+) at tau\s+10\)",
+        r"`exp` keeps most class neurons of learned classes on both final layers \((\d+) of (\d+) and "
+        r"(\d+) of (\d+) at tau\s+10; at\s+tau 4 and 6 all (\d+) ResNet logits, a degenerate selection\) and "
+        r"is the only treatment that selects a\s+non-degenerate set on all three signed layers at tau 8 to 12",
         readme,
     )
     assert m, "README: the sentence under the Select table changed; update tests/test_docs.py"
@@ -97,7 +98,19 @@ def test_readme_select_table_and_figures_are_the_bench_results() -> None:
             final["exp"]["by_tau"]["10"]["learned_class_neurons_selected"],
             final["n_learned_classes"],
         ]
-    assert quoted == measured
+    resnet_fc = result["models"]["resnet"]["layers"]["final"]
+    assert [resnet_fc["exp"]["by_tau"][t]["selected"] for t in ("4", "6")] == [resnet_fc["n_neurons"]] * 2
+    assert quoted == [*measured, resnet_fc["n_neurons"]]
+    # "the only treatment with a non-degenerate selection on every signed layer at tau 8 to 12"
+    signed = [layer for e in result["models"].values() for layer in e["layers"].values() if layer["min"] < 0]
+    assert len(signed) == 3
+    for treatment in ("exp", "clip", "shift", "raw"):
+        useful = all(
+            0 < layer[treatment]["by_tau"][t]["selected"] < layer["n_neurons"]
+            for layer in signed
+            for t in ("8", "10", "12")
+        )
+        assert useful == (treatment == "exp"), treatment
 
 
 def test_bf16_figures_are_the_bench_results() -> None:
