@@ -77,6 +77,16 @@ def layer_table(acts: np.ndarray, learned: list[int] | None) -> dict[str, Any]:
         }
     if learned is not None:
         out["n_learned_classes"] = len(learned)
+        # how far the top 1% lies above the median, in standard deviations (ln of exp's ratio): learned
+        # classes against the others (a tail statistic of one neuron does not separate them)
+        z = np.log(selectivity(acts, negative="exp")["ratio"])
+        others = [c for c in range(n) if c not in set(learned)]
+        out["top1pct_sd_above_median"] = {
+            "learned": [round(float(z[learned].min()), 2), round(float(z[learned].max()), 2)],
+            "not_learned": [round(float(z[others].min()), 2), round(float(z[others].max()), 2)]
+            if others
+            else None,
+        }
         out["alternatives"] = final_layer_alternatives(acts, learned)
     return out
 
