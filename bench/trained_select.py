@@ -87,29 +87,40 @@ def layer_table(acts: np.ndarray, learned: list[int] | None) -> dict[str, Any]:
             if others
             else None,
         }
-        out["alternatives"] = final_layer_alternatives(acts, learned)
+    if out["min"] < 0:
+        out["alternatives"] = alternatives(acts, learned)
     return out
 
 
-def final_layer_alternatives(logits: np.ndarray, learned: list[int]) -> dict[str, Any]:
-    """Two other readings of a final layer, for comparison only (not treatments sieve offers): the paper's
-    ratio on softmax probabilities (non-negative), and ``raw`` on logits centred per image (softmax does not
-    change when one number is added to every logit of an image, so a logit's own zero means nothing)."""
-    probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
-    centred = logits - logits.mean(axis=1, keepdims=True)
+def robust_z_ratio(acts: np.ndarray) -> np.ndarray:
+    """1 + (p99 - median) / MAD: a robust z of the top 1%, mapped so that it equals the paper's ratio when the
+    median is one MAD above the floor (one of the candidates issue 16 names; not a treatment sieve offers)."""
+    p99, med = np.percentile(acts, [99, 50], axis=0)
+    mad = np.median(np.abs(acts - med), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(mad > 0, 1 + (p99 - med) / np.where(mad > 0, mad, 1.0), np.inf)
+
+
+def alternatives(acts: np.ndarray, learned: list[int] | None) -> dict[str, Any]:
+    """Other readings of a signed layer, measured for comparison and rejected (not treatments sieve offers):
+    the robust z above; on a final layer also the paper's ratio on softmax probabilities (non-negative), and
+    ``raw`` on logits centred per image (softmax does not change when one number is added to every logit of an
+    image, so a logit's own zero means nothing)."""
+    ratios = {"robust_z_mad": robust_z_ratio(acts)}
+    if learned is not None:
+        probs = torch.softmax(torch.from_numpy(acts).double(), dim=1).numpy()
+        ratios["softmax_probabilities"] = selectivity(probs, negative="clip")["ratio"]
+        centred = acts - acts.mean(axis=1, keepdims=True)
+        ratios["centred_logits_raw"] = selectivity(centred, negative="raw")["ratio"]
     out = {}
-    for label, values, treatment in (
-        ("softmax_probabilities", probs, "clip"),
-        ("centred_logits_raw", centred, "raw"),
-    ):
-        stats = selectivity(values, negative=treatment)
-        out[label] = {
-            str(tau): {
-                "selected": int(select_neurons(stats, tau).sum()),
-                "learned_class_neurons_selected": int(select_neurons(stats, tau)[learned].sum()),
-            }
-            for tau in TAUS
-        }
+    for label, ratio in ratios.items():
+        rows = {}
+        for tau in TAUS:
+            sel = ratio > tau
+            rows[str(tau)] = {"selected": int(sel.sum())}
+            if learned is not None:
+                rows[str(tau)]["learned_class_neurons_selected"] = int(sel[learned].sum())
+        out[label] = rows
     return out
 
 

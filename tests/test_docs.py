@@ -111,6 +111,27 @@ def test_readme_select_table_and_figures_are_the_bench_results() -> None:
             for t in ("8", "10", "12")
         )
         assert useful == (treatment == "exp"), treatment
+    # ... nor do the rejected candidates: each is degenerate on some signed layer at some tau from 8 to 12
+    for candidate in ("robust_z_mad", "softmax_probabilities"):
+        rows = [
+            (layer["alternatives"][candidate][t]["selected"], layer["n_neurons"])
+            for layer in signed
+            if candidate in layer["alternatives"]
+            for t in ("8", "10", "12")
+        ]
+        assert rows and not all(0 < n < total for n, total in rows), candidate
+    m = re.search(
+        r"centred logits keep (\d+) of (\d+) and (\d+) of (\d+) learned class neurons at tau 10", readme
+    )
+    assert m, "README: the sentence on the rejected candidates changed; update tests/test_docs.py"
+    centred = [
+        (
+            f["alternatives"]["centred_logits_raw"]["10"]["learned_class_neurons_selected"],
+            f["n_learned_classes"],
+        )
+        for f in (result["models"][n]["layers"]["final"] for n in ("resnet", "vit"))
+    ]
+    assert [int(g) for g in m.groups()] == [x for pair in centred for x in pair]
 
 
 def test_bf16_figures_are_the_bench_results() -> None:
