@@ -148,4 +148,7 @@ def test_documented_command_plans_only_what_it_names(where, command, fresh_clone
     if "prefetch" not in args:
         assert _planned(text, "model") == set(config["models"]), f"{where}: `{command}` plans no probe"
     if not any(m.get("source") == "synthetic" for m in config["models"].values()):
-        assert "rule truth" not in text and "stage_ablation" not in text, f"{where}: `{command}`"
+        # nothing of config.yaml merged in: no planted truth, no stage ablations it did not ask for
+        assert "rule truth" not in text, f"{where}: `{command}`"
+        if not (config.get("evaluate") or {}).get("stage_ablations"):
+            assert "stage_ablation" not in text, f"{where}: `{command}`"

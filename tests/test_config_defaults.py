@@ -19,7 +19,8 @@ def test_schema_default_reads_the_schema_file():
         == raw["properties"]["generator"]["properties"]["shards"]["default"]
         == 8
     )
-    assert schema_default("models.*.dtype") == "auto"  # through additionalProperties and a $ref
+    assert schema_default("models.*.dtype") == "float32"  # through additionalProperties and a $ref
+    assert schema_default("generator.dtype") == "auto"  # the generator keeps bf16 on a GPU
     assert schema_default("probes.*.split") == "val"
     assert schema_default("hypothesize.crop.method") == "region"
 

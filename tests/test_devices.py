@@ -83,3 +83,14 @@ def test_device_cuda_fails_the_probe_job_with_the_message(tmp_path):
     log = (tmp_path / "work" / "logs" / "tiny" / "pics" / "probe_activations.log").read_text()
     assert "config key 'device' is 'cuda' but no CUDA GPU is usable in this job" in log
     assert not (tmp_path / "work" / "results" / "tiny" / "pics" / "activations.h5").exists()
+
+
+def test_target_models_default_to_float32_on_a_gpu_and_the_generator_to_bf16(one_gpu):
+    """Issue 16: a model spec without `dtype` is measured in float32 even on a GPU (probe and Verify read the
+    same default); the generator's default `auto` keeps bf16 there."""
+    from sieve.config import with_defaults
+
+    gpu = resolve_device("auto")
+    model = with_defaults({"source": "torchvision", "arch": "resnet18"}, "models.*")
+    assert resolve_dtype(model["dtype"], gpu) == torch.float32
+    assert resolve_dtype(with_defaults({}, "generator")["dtype"], gpu) == torch.bfloat16

@@ -69,3 +69,92 @@ def test_a_broken_link_is_reported(tmp_path: Path) -> None:
     )
     found = _problems(md, root=tmp_path)
     assert len(found) == 3, found
+
+
+def test_readme_select_table_and_figures_are_the_bench_results() -> None:
+    """The README's Select table is bench/trained_select.py's rendering of its results file, cell for cell, and
+    the figures of the sentence under it are that file's (issue 16: the default is chosen on these)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from trained_select import markdown_table
+
+    result = json.loads((REPO / "bench/results/trained_select.json").read_text(encoding="utf-8"))
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert markdown_table(result) in readme
+    m = re.search(
+        r"`exp` keeps most class neurons of learned classes on both final layers \((\d+) of (\d+) and "
+        r"(\d+) of (\d+) at tau\s+10; at\s+tau 4 and 6 all (\d+) ResNet logits, a degenerate selection\) and "
+        r"is the only treatment that selects a\s+non-degenerate set on all three signed layers at tau 8 to 12",
+        readme,
+    )
+    assert m, "README: the sentence under the Select table changed; update tests/test_docs.py"
+    quoted = [int(g) for g in m.groups()]
+    measured = []
+    for name in ("resnet", "vit"):
+        final = result["models"][name]["layers"]["final"]
+        measured += [
+            final["exp"]["by_tau"]["10"]["learned_class_neurons_selected"],
+            final["n_learned_classes"],
+        ]
+    resnet_fc = result["models"]["resnet"]["layers"]["final"]
+    assert [resnet_fc["exp"]["by_tau"][t]["selected"] for t in ("4", "6")] == [resnet_fc["n_neurons"]] * 2
+    assert quoted == [*measured, resnet_fc["n_neurons"]]
+    # "the only treatment with a non-degenerate selection on every signed layer at tau 8 to 12"
+    signed = [layer for e in result["models"].values() for layer in e["layers"].values() if layer["min"] < 0]
+    assert len(signed) == 3
+    for treatment in ("exp", "clip", "shift", "raw"):
+        useful = all(
+            0 < layer[treatment]["by_tau"][t]["selected"] < layer["n_neurons"]
+            for layer in signed
+            for t in ("8", "10", "12")
+        )
+        assert useful == (treatment == "exp"), treatment
+    # ... nor do the rejected candidates: each is degenerate on some signed layer at some tau from 8 to 12
+    for candidate in ("robust_z_mad", "softmax_probabilities"):
+        rows = [
+            (layer["alternatives"][candidate][t]["selected"], layer["n_neurons"])
+            for layer in signed
+            if candidate in layer["alternatives"]
+            for t in ("8", "10", "12")
+        ]
+        assert rows and not all(0 < n < total for n, total in rows), candidate
+    m = re.search(
+        r"centred logits keep (\d+) of (\d+) and (\d+) of (\d+) learned class neurons at tau 10", readme
+    )
+    assert m, "README: the sentence on the rejected candidates changed; update tests/test_docs.py"
+    centred = [
+        (
+            f["alternatives"]["centred_logits_raw"]["10"]["learned_class_neurons_selected"],
+            f["n_learned_classes"],
+        )
+        for f in (result["models"][n]["layers"]["final"] for n in ("resnet", "vit"))
+    ]
+    assert [int(g) for g in m.groups()] == [x for pair in centred for x in pair]
+
+
+def test_bf16_figures_are_the_bench_results() -> None:
+    """docs/configuration.md's bf16 trade-off quotes bench/results/bf16_fidelity.json."""
+    import json
+
+    result = json.loads((REPO / "bench/results/bf16_fidelity.json").read_text(encoding="utf-8"))
+    text = re.sub(r"\s+", " ", (REPO / "docs/configuration.md").read_text(encoding="utf-8"))
+    m = re.search(
+        r"changed the top-1% image set of (\d+) of (\d+) ResNet and (\d+) of (\d+) ViT neurons and the "
+        r"CLIP-Dissect label of (\d+) of (\d+) and (\d+) of (\d+), and no Select decision at tau 10",
+        text,
+    )
+    assert m, "docs/configuration.md: the bf16 sentence changed; update tests/test_docs.py"
+    res, vit = (result["layers"][f"trained {n} (penultimate)"] for n in ("resnet", "vit"))
+    assert [int(g) for g in m.groups()] == [
+        res["top1pct_changed"],
+        res["n_neurons"],
+        vit["top1pct_changed"],
+        vit["n_neurons"],
+        res["clip_dissect_labels_changed"],
+        res["n_neurons"],
+        vit["clip_dissect_labels_changed"],
+        vit["n_neurons"],
+    ]
+    assert res["selection_changed"] == vit["selection_changed"] == 0

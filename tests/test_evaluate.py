@@ -484,3 +484,50 @@ def test_truth_summary_gets_every_method_side_by_side(tmp_path):
     )
     with pytest.raises(EvaluateError, match="missing .'ar.csv'."):
         add_methods_to_truth(str(out), "default", str(select), {"clip_dissect": base[1:]})
+
+
+def test_a_published_class_list_is_fetched_checked_and_cleaned_as_clip_dissect_does(tmp_path):
+    """ground_truth: {url, sha256, clean: places365}: CSAIL's category lines become CLIP-Dissect's class
+    names (``cls[3:].split(' ')[0]``); a wrong checksum stops with the URL; an unknown cleaner is named."""
+    import hashlib
+
+    from sieve.concepts import ConceptSetError
+    from sieve.evaluate.final_layer import clean_class_names, fetch_ground_truth
+
+    raw = tmp_path / "categories_places365.txt"
+    raw.write_bytes(b"/a/airfield 0\n/a/apartment_building/outdoor 8\n/b/bakery/shop 17\n")
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    spec = {"url": raw.as_uri(), "sha256": digest, "clean": "places365"}
+    out = tmp_path / "resources/ground_truth/m/classes.txt"
+    names = fetch_ground_truth(spec, str(out), str(tmp_path / "downloads"))
+    assert names == ["airfield", "apartment_building/outdoor", "bakery/shop"]
+    assert read_ground_truth(out, 3) == names
+    assert (tmp_path / "downloads" / f"{digest}.txt").read_bytes() == raw.read_bytes()
+    assert clean_class_names(["tench, Tinca tinca", ""]) == ["tench, Tinca tinca"]  # none: as written
+    with pytest.raises(ConceptSetError, match="checksum mismatch for class list .*categories_places365.txt"):
+        fetch_ground_truth({**spec, "sha256": "0" * 64}, str(out), str(tmp_path / "other"))
+    with pytest.raises(EvaluateError, match="ground_truth.clean must be one of none, places365, not 'wnid'"):
+        clean_class_names(["x"], "wnid")
+
+
+@pytest.mark.workflow
+def test_rule_ground_truth_list_fetches_checks_and_cleans(tmp_path):
+    """models.*.ground_truth as url + sha256: rule ground_truth_list writes the cleaned class list the
+    final-layer rules read, and keeps the checked download (what `snakemake prefetch` fills for offline
+    nodes) under resources/ground_truth/."""
+    import hashlib
+
+    from helpers import make_image_folder, run_snakemake, tiny_config
+
+    make_image_folder(tmp_path / "imgs", n_per_class=2, corrupt=0)
+    raw = tmp_path / "categories.txt"
+    raw.write_text("/c/cat 0\n/d/dog/indoor 1\n", encoding="utf-8")
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    cfg = tiny_config(tmp_path / "imgs")
+    cfg["models"]["tiny"]["ground_truth"] = {"url": raw.as_uri(), "sha256": digest, "clean": "places365"}
+    from sieve.prefetch import prefetch
+
+    prefetch(cfg, tmp_path / "resources/concepts")  # as on a login node; the jobs then run offline
+    run_snakemake(tmp_path, cfg, targets=("resources/ground_truth/tiny/classes.txt",))
+    assert (tmp_path / "resources/ground_truth/tiny/classes.txt").read_text() == "cat\ndog/indoor\n"
+    assert (tmp_path / f"resources/ground_truth/{digest}.txt").read_bytes() == raw.read_bytes()

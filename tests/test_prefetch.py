@@ -92,6 +92,16 @@ def test_plan_lists_every_download_and_nothing_local(tmp_path):
     assert ("sentence_model", "sentence-transformers/all-mpnet-base-v2") in [
         (i.kind, i.ref) for i in plan(config)
     ]
+    # a published class list (url + sha256) is fetched too; a local one is not
+    config["models"]["c_places"]["ground_truth"] = {"url": "https://example.org/cats.txt", "sha256": "1" * 64}
+    assert [(i.kind, i.key, i.ref, i.cache) for i in plan(config) if i.kind == "ground_truth"] == [
+        (
+            "ground_truth",
+            "models.c_places.ground_truth",
+            "https://example.org/cats.txt",
+            "resources/ground_truth",
+        )
+    ]
     # a local generator folder and a synthetic world need nothing
     assert (
         plan(

@@ -652,3 +652,22 @@ def test_heat_maps_are_upsampled_like_the_crop_boxes_and_scaled_per_neuron():
     vit = normalized_maps(np.array([[[-3.0, -1.0]], [[-2.0, -2.0]]]))  # all <= 0: min-max
     assert vit.tolist() == [[[0.0, 1.0]], [[0.5, 0.5]]]
     assert normalized_maps(np.zeros((2, 2, 2))).max() == 0.0
+
+
+def test_a_degenerate_selection_is_a_warning_above_the_facts(tmp_path):
+    """Select's degenerate-selection warning (sieve.select.degenerate_selection) reaches the run's section;
+    a useful selection has none."""
+    from sieve.select import degenerate_selection, selectivity
+
+    make_results(tmp_path, n_neurons=12, baseline=False, truth=False)
+    kw = {"models": ["toy"], "probes": ["pics"], "concept_sets": ["words"]}
+    assert "warnings" not in build(tmp_path, **kw)["runs"][0]
+    path = tmp_path / "results/toy/pics/select/summary.json"
+    summary = json.loads(path.read_text())
+    acts = np.random.default_rng(0).uniform(1, 2, (300, 12))
+    stats = selectivity(acts)
+    summary["degenerate"] = degenerate_selection(stats, np.zeros(12, bool), 10.0)
+    path.write_text(json.dumps(summary))
+    run = build(tmp_path, **kw)["runs"][0]
+    assert run["warnings"] == [summary["degenerate"]["message"]]
+    assert run["warnings"][0].startswith("degenerate selection: no neuron of 12 selected at tau 10; tau ")

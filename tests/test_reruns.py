@@ -106,5 +106,5 @@ def test_adding_ground_truth_to_a_model_does_not_rerun_the_probe(tmp_path):
     cfg["models"]["tiny"]["ground_truth"] = str(classes)
     assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets, extra=("-n",))) == Counter()
     # a key that does change activations still reruns it
-    cfg["models"]["tiny"]["dtype"] = "float32"
+    cfg["models"]["tiny"]["dtype"] = "bfloat16"
     assert jobs_run(run_snakemake(tmp_path, cfg, targets=targets, extra=("-n",)))["probe_activations"] == 1

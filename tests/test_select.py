@@ -66,19 +66,41 @@ def test_selection_rule_and_edge_cases() -> None:
     assert select_neurons(stats, tau=10, enabled=False).tolist() == [True, True, False, True, True, False]
 
 
-def test_signed_layer_auto_shifts() -> None:
+def test_signed_layer_auto_is_exp() -> None:
+    """On a layer with any negative value, auto is the paper's ratio on exp(x / sd): exp((p99 - median) / sd),
+    the same for a neuron moved or scaled (a logit's zero and unit mean nothing); constant neurons are dead."""
     acts = planted()  # neurons 4 and 5 take negative values
-    auto = selectivity(acts)
-    np.testing.assert_allclose(auto["p99"], selectivity(acts, negative="shift")["p99"])
-    assert select_neurons(auto, tau=10).tolist()[4] is False  # a symmetric signed neuron is not selective
-    assert auto["ratio"][4] == pytest.approx(
-        np.percentile(acts[:, 4] - acts[:, 4].min(), 99) / np.percentile(acts[:, 4] - acts[:, 4].min(), 50)
-    )
-    # a signed neuron with a rare strong positive tail is
+    auto, exp = selectivity(acts), selectivity(acts, negative="exp")
+    for key in ("p99", "median", "ratio", "dead", "threshold"):
+        np.testing.assert_array_equal(auto[key], exp[key])
+    for c in range(acts.shape[1]):
+        x = acts[:, c].astype(np.float64)
+        p99, med = np.percentile(x, 99), np.percentile(x, 50)
+        if x.std() == 0:
+            assert auto["dead"][c] and auto["ratio"][c] == 0  # neuron 2: constant
+        else:
+            assert auto["ratio"][c] == pytest.approx(math.exp((p99 - med) / x.std()))
+    assert auto["dead"].tolist() == [False, False, True, False, False, False]
+    # a Gaussian neuron: exp(2.33) ~ 10.2, at tau 10's edge; a sparse strong positive tail stands far out
+    assert 8 < auto["ratio"][4] < 13
     rng = np.random.default_rng(1)
     tail = rng.normal(0, 0.1, 3000)
     tail[:60] = 20
-    assert select_neurons(selectivity(np.stack([tail, tail * 0], 1)), tau=10).tolist() == [True, False]
+    stats = selectivity(np.stack([tail, -np.abs(tail), 3.0 * tail - 7.0], 1))
+    assert stats["ratio"][0] > 1000 and stats["ratio"][2] == pytest.approx(stats["ratio"][0])
+    assert select_neurons(stats, tau=10).tolist() == [True, False, True]
+
+
+def test_auto_on_a_non_negative_layer_is_the_papers_ratio_exactly() -> None:
+    acts = np.clip(planted(), 0, None).astype(np.float64)
+    auto, clip, raw = selectivity(acts), selectivity(acts, negative="clip"), selectivity(acts, negative="raw")
+    for key in ("p99", "median", "ratio", "dead", "threshold"):
+        np.testing.assert_array_equal(auto[key], clip[key])
+        np.testing.assert_array_equal(auto[key], raw[key])
+    fin = np.isfinite(auto["ratio"]) & ~auto["dead"]
+    np.testing.assert_array_equal(
+        auto["ratio"][fin], np.percentile(acts, 99, axis=0)[fin] / np.percentile(acts, 50, axis=0)[fin]
+    )
 
 
 def test_negative_shift_rule() -> None:

@@ -691,6 +691,9 @@ def test_cache_keys_follow_the_contents_of_local_files(tmp_path):
     assert model_key(tv, "float32") != k1
     hub = {"source": "torchvision", "arch": "resnet50", "weights": "IMAGENET1K_V1"}
     assert model_key(hub, "float32") == model_key(dict(hub), "float32")  # hub names: no file to read
+    # one measurement, one key: the resolved dtype counts, not how it was requested (auto on a CPU = float32)
+    assert model_key({**hub, "dtype": "auto"}, "float32") == model_key({**hub, "dtype": "float32"}, "float32")
+    assert model_key({**hub, "dtype": "auto"}, "bfloat16") != model_key(hub, "float32")
 
 
 PLANNER_SCRIPT = r"""

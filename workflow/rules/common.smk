@@ -246,7 +246,10 @@ def model_packaged_world(wildcards):
 
 
 def ground_truth_file(wildcards):
+    """A model's class list: its local file, or the cleaned copy of a published list (rule ground_truth_list)."""
     gt = config["models"][wildcards.model].get("ground_truth")
+    if isinstance(gt, dict):
+        return [paths.GROUND_TRUTH_LIST.format(model=wildcards.model)]
     return [os.path.expanduser(gt)] if gt else []
 
 

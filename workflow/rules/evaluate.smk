@@ -3,6 +3,34 @@
 # The CLIP-Dissect baseline is in baselines.smk, tau sweeps in sweep.smk, stage ablations in stage_ablation.smk.
 
 
+# fetched where the internet is (the login node); `snakemake prefetch` fetches it ahead as well
+localrules:
+    ground_truth_list,
+
+
+rule ground_truth_list:
+    """A model's published class list (models.*.ground_truth: url + sha256): fetched once, checksum checked,
+    cleaned (clean: places365 as CLIP-Dissect does), one class per line."""
+    output:
+        txt=paths.GROUND_TRUTH_LIST,
+    log:
+        paths.log("ground_truth/{model}", "ground_truth_list"),
+    benchmark:
+        paths.benchmark("ground_truth/{model}", "ground_truth_list")
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(1000),
+        runtime=per_attempt(10),
+    params:
+        spec=lambda wildcards: config["models"][wildcards.model]["ground_truth"],
+        # resources/ground_truth/, where prefetch puts the checked download ({sha256}.txt)
+        downloads=lambda wildcards, output: os.path.dirname(os.path.dirname(output.txt)),
+    script:
+        "../scripts/ground_truth_list.py"
+
+
 rule final_layer_metrics:
     """CLIP cos, mpnet cos and top-1 accuracy of every method's labels of a classifier layer against the
     ground-truth class names, under CLIP-Dissect's and WWW's protocols."""

@@ -111,29 +111,32 @@ def read_lines(path: str | os.PathLike[str]) -> list[str]:
     return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
-def fetch_concept_list(url: str, sha256: str, dest: str | os.PathLike[str], timeout: float = 60.0) -> Path:
+def fetch_concept_list(
+    url: str, sha256: str, dest: str | os.PathLike[str], timeout: float = 60.0, what: str = "concept list"
+) -> Path:
     """Download ``url`` into ``dest`` once and check its SHA-256; a cached file with the right digest is
-    reused, a wrong download is removed and raises :class:`ConceptSetError`."""
+    reused, a wrong download is removed and raises :class:`ConceptSetError`. ``what`` names the file in
+    messages (``concept list``, ``class list``)."""
     dest = Path(dest)
     if dest.is_file() and sha256_file(dest) == sha256:
         return dest
     from .backends.offline import require_online
 
-    require_online(url, "concept list")
+    require_online(url, what)
     with atomic_path(dest) as tmp:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as fh:  # noqa: S310
                 while chunk := resp.read(1 << 20):
                     fh.write(chunk)
         except OSError as exc:
-            raise ConceptSetError(f"cannot fetch concept list {url}: {exc}") from exc
+            raise ConceptSetError(f"cannot fetch {what} {url}: {exc}") from exc
         got = sha256_file(tmp)
         if got != sha256:
             raise ConceptSetError(
-                f"checksum mismatch for concept list {url}: expected sha256 {sha256}, got {got}; "
+                f"checksum mismatch for {what} {url}: expected sha256 {sha256}, got {got}; "
                 "the download was discarded (fix the url or the sha256 in the config)"
             )
-    log.info("fetched concept list %s into %s", url, dest)
+    log.info("fetched %s %s into %s", what, url, dest)
     return dest
 
 

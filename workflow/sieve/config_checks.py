@@ -144,7 +144,7 @@ def tracked_input_paths(config: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for name, spec in sorted((config.get("models") or {}).items()):
         if spec.get("source") == "synthetic" and not is_packaged_world(spec.get("spec")):
             yield f"models.{name}.spec", spec["spec"]
-        if spec.get("ground_truth"):
+        if isinstance(spec.get("ground_truth"), str):  # a published list (url + sha256) is fetched
             yield f"models.{name}.ground_truth", spec["ground_truth"]
     for name, spec in sorted((config.get("probes") or {}).items()):
         if spec.get("kind") == "synthetic" and not is_packaged_world(spec.get("spec")):

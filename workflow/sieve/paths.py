@@ -183,3 +183,5 @@ REPORT_AR_PNG = result(REPORT, "ar_distribution.png")
 # Outside results/: what `snakemake prefetch` fetched, and downloaded concept lists.
 PREFETCH_MANIFEST = "resources/prefetch.json"
 CONCEPT_DOWNLOADS = "resources/concepts"
+GROUND_TRUTH_DOWNLOADS = "resources/ground_truth"  # published class lists, as fetched ({sha256}.txt)
+GROUND_TRUTH_LIST = f"{GROUND_TRUTH_DOWNLOADS}/{{model}}/classes.txt"  # a model's class strings, cleaned

@@ -11,7 +11,8 @@ function the jobs use, so the files land where the jobs look for them:
 - the sentence model of the final-layer metrics (``evaluate.mpnet_model``, only when a model names
   ``ground_truth``): ``huggingface_hub.snapshot_download`` -> ``HF_HOME``;
 - concept lists given by ``url`` + ``sha256``: :func:`sieve.concepts.fetch_concept_list` ->
-  ``resources/concepts/{name}.txt`` (checksum checked);
+  ``resources/concepts/{name}.txt`` (checksum checked); class lists of ``models.*.ground_truth`` given the
+  same way -> ``resources/ground_truth/{sha256}.txt``;
 - probe sets with ``download: true`` (places365, imagenette): the probe loader -> their ``path``.
 
 Local files, ``python`` factories and the synthetic world need nothing. Every item is fetched on its own;
@@ -113,6 +114,12 @@ def plan(config: dict[str, Any]) -> list[Item]:
         if mpnet and parse_ref(mpnet).kind == "hub":
             hub_id = parse_ref(mpnet).value
             items.append(Item("sentence_model", "evaluate.mpnet_model", hub_id, "HF_HOME", {"model": mpnet}))
+    for name in sorted(config.get("models", {})):
+        gt = config["models"][name].get("ground_truth")
+        if isinstance(gt, dict):
+            items.append(
+                Item("ground_truth", f"models.{name}.ground_truth", gt["url"], "resources/ground_truth", gt)
+            )
     for name in sorted(config.get("concept_sets", {})):
         spec = config["concept_sets"][name]
         if "url" in spec:
@@ -182,6 +189,17 @@ def _fetch_concept_set(item: Item, resources_dir: Path) -> None:
     fetch_concept_list(item.spec["url"], item.spec["sha256"], resources_dir / f"{item.spec['name']}.txt")
 
 
+def _fetch_ground_truth(item: Item, resources_dir: Path) -> None:
+    """Into ``resources/ground_truth/{sha256}.txt`` (beside ``resources/concepts``), where rule
+    ``ground_truth_list`` looks first."""
+    from .concepts import fetch_concept_list
+
+    digest = item.spec["sha256"]
+    fetch_concept_list(
+        item.spec["url"], digest, resources_dir.parent / "ground_truth" / f"{digest}.txt", what="class list"
+    )
+
+
 def _fetch_probe(item: Item, resources_dir: Path) -> None:
     from .backends.imagesets import open_image_set
 
@@ -195,6 +213,7 @@ FETCHERS: dict[str, Callable[[Item, Path], None]] = {
     "generator": _fetch_generator,
     "sentence_model": _fetch_sentence_model,
     "concept_set": _fetch_concept_set,
+    "ground_truth": _fetch_ground_truth,
     "probe": _fetch_probe,
 }
 

@@ -5,16 +5,27 @@ linear interpolation). A neuron is selected when ``ratio > tau``.
 
 Edge cases (tested):
 
-- Negative activations (ViT class tokens, pre-ReLU layers). A ratio of raw signed values is meaningless (a
-  median near 0 makes any neuron look selective), so ``negative: auto`` (default) leaves a layer whose
-  activations are all >= 0 (ReLU/avgpool: the paper's setting) untouched, and for a layer with any negative
-  value shifts each neuron by its minimum over the probe set first: the ratio then measures how far the
-  top 1% stands above the neuron's floor, relative to its typical value. ``shift`` always shifts; ``clip``
-  clips at 0 instead (only positive activation counts); ``raw`` takes the paper's p99 / median of the values
-  as they are, and never selects a neuron whose median is negative (its ratio is reported as 0). On a layer
-  with no negative value ``raw`` and ``clip`` are the paper's definition exactly.
-- Dead neuron: p99 <= 0 after the rule above (for a shifted neuron: a constant one). Never selected; ratio
-  reported as 0.
+- Negative activations (ViT class tokens, logits of a final layer). A ratio of raw signed values is
+  meaningless (a median near 0 makes any neuron look selective, a negative one none), so ``negative: auto``
+  (default) leaves a layer whose activations are all >= 0 (ReLU/avgpool: the paper's setting) untouched,
+  and for a layer with any negative value takes ``exp``: the paper's ratio on ``exp(x / sd)`` (the
+  neuron's values as unnormalised probabilities, at the neuron's own temperature, its standard deviation
+  over the probe set), which is ``exp((p99 - median) / sd)``: shift- and scale-free, so a logit's arbitrary
+  zero does not matter. ``ratio > tau`` then means the top 1% stands more than ``ln(tau)`` standard
+  deviations above the median (tau 10: 2.30; a Gaussian neuron has 2.33, so on a signed layer tau 10 keeps
+  the neurons whose top 1% stands out at least as far as a Gaussian's). Chosen on measured evidence
+  (bench/trained_select.py: the README's Select table): on two trained models it keeps most class neurons
+  of learned classes on the final layers and is the only treatment with a non-degenerate selection on every
+  signed layer at tau 8 to 12, where ``shift`` (each neuron shifted by its minimum) selects almost nothing,
+  ``clip`` every ResNet logit at any tau, and ``raw`` nothing on logits whose medians are all negative. (No
+  tail statistic of one neuron separates a learned class from an unlearned one there: the top 1% of those
+  logits lies 1.7 to 4.9 standard deviations above the median, learned or not: ``top1pct_sd_above_median``
+  in bench/results/trained_select.json.) ``shift``, ``clip`` (clip at
+  0: only positive activation counts) and ``raw`` (the paper's p99 / median of the values as they are; a
+  negative median is never selected, its ratio is reported as 0) stay available. On a layer with no
+  negative value ``raw`` and ``clip`` are the paper's definition exactly.
+- Dead neuron: p99 <= 0 after the rule above (for a shifted neuron, or under ``exp``: a constant one). Never
+  selected; ratio reported as 0.
 - median == 0 < p99: maximally selective; ratio is infinite (written as the string ``"inf"`` in strict JSON)
   and the neuron is selected for any tau.
 - ``enabled: false`` (the "no Select" stage ablation) keeps every neuron that is not dead.
@@ -37,26 +48,44 @@ from .io import write_json
 log = logging.getLogger(__name__)
 
 
+NEGATIVE_TREATMENTS = ("auto", "exp", "clip", "shift", "raw")
+
+
+def resolve_negative(acts: np.ndarray, negative: str) -> str:
+    """The treatment ``auto`` stands for on this layer: the paper's ratio (``clip``, equal to ``raw`` there) on
+    a layer with no negative value, ``exp`` on a signed one."""
+    if negative not in NEGATIVE_TREATMENTS:
+        names = ", ".join(repr(t) for t in NEGATIVE_TREATMENTS[:-1])
+        raise ValueError(f"select.negative must be {names} or {NEGATIVE_TREATMENTS[-1]!r}, not {negative!r}")
+    if negative == "auto":
+        return "exp" if (np.asarray(acts) < 0).any() else "clip"
+    return negative
+
+
 def selectivity(acts: np.ndarray, negative: str = "auto") -> dict[str, np.ndarray]:
     """acts [N, C] -> p99, median, ratio, dead, threshold (each [C])."""
     acts = np.asarray(acts, dtype=np.float64)
-    if negative == "auto":
-        negative = "shift" if (acts < 0).any() else "clip"
+    negative = resolve_negative(acts, negative)
+    threshold = np.percentile(acts, 99, axis=0)
+    if negative == "exp":
+        p99, median = np.percentile(acts, [99, 50], axis=0)
+        sd = acts.std(axis=0)
+        dead = sd == 0
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ratio = np.where(dead, 0.0, np.exp((p99 - median) / np.where(dead, 1.0, sd)))
+        return {"p99": p99, "median": median, "ratio": ratio, "dead": dead, "threshold": threshold}
     if negative == "clip":
         a = np.maximum(acts, 0.0)
     elif negative == "shift":
         a = acts - acts.min(axis=0, keepdims=True)
-    elif negative == "raw":
+    else:  # raw
         a = acts
-    else:
-        raise ValueError(f"select.negative must be 'auto', 'clip', 'shift' or 'raw', not {negative!r}")
     p99, median = np.percentile(a, [99, 50], axis=0)
     dead = p99 <= 0
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(
             dead | (median < 0), 0.0, np.where(median > 0, p99 / np.where(median > 0, median, 1.0), np.inf)
         )
-    threshold = np.percentile(acts, 99, axis=0)
     return {"p99": p99, "median": median, "ratio": ratio, "dead": dead, "threshold": threshold}
 
 
@@ -65,6 +94,48 @@ def select_neurons(stats: dict[str, np.ndarray], tau: float, enabled: bool = Tru
     if enabled:
         return (stats["ratio"] > tau) & ~stats["dead"]
     return ~stats["dead"]
+
+
+def tau_for_share(ratio: np.ndarray, dead: np.ndarray, share: float) -> float | None:
+    """The tau at which ``share`` of the layer's neurons (dead ones included in the count) are selected, or
+    None when no tau can: the k-th largest ratio is 0 (too many dead or never-selectable neurons) or infinite
+    (too many neurons with median 0, selected at any tau)."""
+    n = len(ratio)
+    k = int(round(share * n))
+    live = np.sort(np.where(dead, 0.0, ratio))[::-1]
+    if k < 1 or k > n or live[k - 1] <= 0 or not np.isfinite(live[k - 1]):
+        return None
+    return float(live[k - 1] * (1 - 1e-9))  # ratio > tau selects the top k
+
+
+def degenerate_selection(
+    stats: dict[str, np.ndarray], selected: np.ndarray, tau: float
+) -> dict[str, Any] | None:
+    """None for a useful selection; for a degenerate one (no neuron, or every neuron that is not dead, selected
+    at ``tau``) what it is and the taus that would select 10% and 90% of the layer's neurons, with a message
+    for the log and the report. A layer with every neuron dead is not flagged here (``n_dead`` says it)."""
+    n_live = int((~stats["dead"]).sum())
+    n_sel = int(selected.sum())
+    if n_live == 0 or 0 < n_sel < n_live:
+        return None
+    kind = "none" if n_sel == 0 else "all"
+    t10 = tau_for_share(stats["ratio"], stats["dead"], 0.1)
+    t90 = tau_for_share(stats["ratio"], stats["dead"], 0.9)
+    n_inf = int(np.isinf(stats["ratio"][~stats["dead"]]).sum())
+
+    def say(t: float | None, share: str) -> str:
+        if t is not None:
+            return f"tau {t:.4g} would select {share}"
+        if n_inf >= 0.1 * len(selected):
+            return f"no tau selects {share} ({n_inf} neurons have median 0: selected at any tau)"
+        return f"no tau selects {share} (too few neurons have a ratio above 0)"
+
+    what = "no neuron" if kind == "none" else f"every neuron that is not dead ({n_live})"
+    message = (
+        f"degenerate selection: {what} of {len(selected)} selected at tau {tau:g}; "
+        f"{say(t10, '10%')}, {say(t90, '90%')} (select.negative and select.tau: see docs/configuration.md)"
+    )
+    return {"kind": kind, "tau_selecting_10pct": t10, "tau_selecting_90pct": t90, "message": message}
 
 
 def run_select(
@@ -141,6 +212,10 @@ def run_select(
         "n_skipped": int(activations["attrs"].get("n_skipped", 0)),
         "neurons": neurons,
     }
+    degenerate = degenerate_selection(stats, selected, tau) if enabled else None
+    if degenerate is not None:
+        summary["degenerate"] = degenerate  # only then: a useful selection's summary keeps its layout
+        log.warning("select: %s", degenerate["message"])
     write_json(summary_path, summary)
     log.info(
         "select: %d of %d neurons selected (tau=%s), %d dead",

@@ -59,6 +59,49 @@ def synonyms(class_string: str) -> list[str]:
     return [normalize_text(p) for p in class_string.split(",") if normalize_text(p)]
 
 
+# How a published class list names its classes -> the class strings of the final-layer metrics.
+# ``places365``: CSAIL's categories_places365.txt lines (``/a/apartment_building/outdoor 8``) cleaned as
+# CLIP-Dissect cleans them for its final-layer cos (experiments/table2.ipynb: ``cls[3:].split(' ')[0]``,
+# giving ``apartment_building/outdoor``).
+CLASS_NAME_CLEANERS: dict[str, Callable[[str], str]] = {
+    "none": lambda line: line,
+    "places365": lambda line: line[3:].split(" ")[0],
+}
+
+
+def clean_class_names(lines: list[str], clean: str = "none") -> list[str]:
+    """The class strings of a published list's lines (blank trailing lines dropped)."""
+    if clean not in CLASS_NAME_CLEANERS:
+        raise EvaluateError(
+            f"ground_truth.clean must be one of {', '.join(CLASS_NAME_CLEANERS)}, not {clean!r}"
+        )
+    while lines and not lines[-1].strip():
+        lines = lines[:-1]
+    return [CLASS_NAME_CLEANERS[clean](ln.rstrip("\r")) for ln in lines]
+
+
+def fetch_ground_truth(spec: dict[str, Any], out_txt: str, downloads: str) -> list[str]:
+    """A class list given by ``url`` + ``sha256`` (fetched once into ``downloads/{sha256}.txt`` and checked,
+    as concept lists are; ``snakemake prefetch`` fetches it ahead for offline nodes), cleaned by ``clean``
+    and written one class per line to ``out_txt``: the file every final-layer rule reads."""
+    from ..concepts import fetch_concept_list, read_lines
+    from ..io import atomic_path
+
+    raw = fetch_concept_list(
+        spec["url"], spec["sha256"], Path(downloads) / f"{spec['sha256']}.txt", what="class list"
+    )
+    names = clean_class_names(read_lines(raw), spec.get("clean", "none"))
+    blank = [i for i, n in enumerate(names) if not n.strip()]
+    if blank:
+        raise EvaluateError(f"ground_truth {spec['url']}: class {blank[0]} is blank after cleaning")
+    with atomic_path(out_txt) as tmp:
+        Path(tmp).write_text("".join(n + "\n" for n in names), encoding="utf-8")
+    log.info(
+        "ground truth: %d classes from %s (clean: %s)", len(names), spec["url"], spec.get("clean", "none")
+    )
+    return names
+
+
 def read_ground_truth(path: str | os.PathLike[str], n_neurons: int | None = None) -> list[str]:
     """One class string per line, in class-index order; the count must match the layer's neurons."""
     p = Path(os.path.expanduser(str(path)))

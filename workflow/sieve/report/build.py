@@ -321,7 +321,7 @@ def collect_run(
     for t in tables:
         t["source"] = assets.link(ts_path)
     tables += extra_tables(run_dir, results / STAGE_ABLATIONS / model / probe / concept_set, assets.link)
-    return {
+    run: dict[str, Any] = {
         "key": f"{model} / {probe} / {concept_set}",
         "anchor": anchor,
         "model": model,
@@ -344,6 +344,9 @@ def collect_run(
         "_select": sel,
         "_truth_summary": truth_summary,
     }
+    if sel.get("degenerate"):  # Select's warning (sieve.select.degenerate_selection), above the facts
+        run["warnings"] = [sel["degenerate"]["message"]]
+    return run
 
 
 def neuron_card(

@@ -194,6 +194,7 @@
     var root = clear(document.getElementById("run"));
     if (!run) return;
     append(root, el("h2", { id: run.anchor, text: run.key }));
+    (run.warnings || []).forEach(function (w) { append(root, el("p", { class: "warn", text: w })); });
     append(root, el("dl", { class: "facts" }, run.facts.map(function (f) {
       return el("div", null, el("dt", { text: f[0] }), el("dd", { text: fmt(f[1]) }));
     })));

@@ -122,10 +122,10 @@ def record_checksum(path: Path, digest: str) -> None:
 
 
 def model_key(spec: dict[str, Any], dtype: Any) -> str:
-    """Key of a target model's activations: its spec (without batch size) and resolved dtype."""
-    return stable_hash(
-        "model", activation_spec(spec), str(dtype).replace("torch.", ""), local_file_fingerprints(spec)
-    )
+    """Key of a target model's activations: its spec (without batch size, and without the requested ``dtype``:
+    ``auto`` on a CPU and ``float32`` are one measurement) and the resolved ``dtype``."""
+    measured = {k: v for k, v in activation_spec(spec).items() if k != "dtype"}
+    return stable_hash("model", measured, str(dtype).replace("torch.", ""), local_file_fingerprints(spec))
 
 
 @dataclass
