@@ -390,21 +390,25 @@ def test_killed_shard_resumes_without_redoing_finished_concepts(tmp_path):
     assert proc.returncode == -9, proc.stderr[-3000:]  # SIGKILL at the third batch
     assert not manifest.exists()
     done = list(cache.rglob("*.npz"))
-    assert len(done) == 1  # 2 batches of 2 = 4 images: the first concept (3 seeds) is complete
+    # 2 batches of 2 = 4 images: the first concept (3 seeds) is complete, its files written, unless they were
+    # still queued on the shard's writer thread when the kill came (the writer may be one batch behind: then
+    # it is lost and generated again); the first batch's thumbnails are written
+    assert len(done) in (0, 1)
     # a kill in the middle of a write leaves only a temporary file: plant one, with a truncated JPEG in it
     entry_dirs = [p for p in cache.glob("*/*/*") if p.is_dir()]
     stray = entry_dirs[0] / "thumbs" / ".2.jpg.x1y2.partial"
     stray.parent.mkdir(parents=True, exist_ok=True)
     stray.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    mtime = done[0].stat().st_mtime_ns
+    mtime = done[0].stat().st_mtime_ns if done else None
 
     flag.unlink()
     counter = Counting()
     m = run_shard(
         req, 0, spec, {"tiny": MODEL}, str(cache), str(manifest), device="cpu", load_generator_fn=counter
     )
-    assert m["n_generated"] == 12 - 3 and len(counter.generated) == 9 and m["n_cached"] == 3
-    assert done[0].stat().st_mtime_ns == mtime
+    kept = 3 * len(done)
+    assert m["n_generated"] == 12 - kept and len(counter.generated) == 12 - kept and m["n_cached"] == kept
+    assert all(d.stat().st_mtime_ns == mtime for d in done)
     assert not list(cache.rglob("*.partial"))
     thumbs = list(cache.rglob("*.jpg"))
     assert len(thumbs) == 12
@@ -729,3 +733,23 @@ def test_shard_planner_decides_from_the_cache_alone_without_torch(tmp_path):
     none = _plan_without_torch(root, "none", ["m1"])
     # keep nothing: only missing activations count; b seed 2 has a full image on disk -> measured from it
     assert none["generate"] == [[2, 0], [2, 1], [2, 2]] and none["from_images"] == [[1, 2]]
+
+
+def test_shard_writer_runs_writes_in_order_and_hands_back_the_first_error():
+    from sieve.verify.shard import ShardWriter
+
+    done: list[int] = []
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    writer = ShardWriter(max_pending=2)
+    for i in range(5):
+        writer.submit(done.append, i)
+    writer.submit(fail)
+    writer.submit(done.append, 99)  # skipped: a write failed before it
+    mark = writer.mark()
+    assert mark.wait(10)  # marks still run after an error: nobody waits forever
+    with pytest.raises(OSError, match="disk full"):
+        writer.close()
+    assert done == [0, 1, 2, 3, 4]
