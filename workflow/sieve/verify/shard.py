@@ -13,7 +13,8 @@
 7. :func:`shard_manifest`     the manifest ``results/generate/shards/{shard}.json`` (written last).
 
 A concept's activations are written once all its planned images are measured (:class:`ShardRecorder`), acts
-last, so a killed job loses at most the concepts in flight. A cache file that does not match its recorded
+last, so a killed job loses at most the concepts in flight. The writes run on a :class:`ShardWriter` thread, beside
+generation and at most one batch behind it: a kill also loses the last batch's writes. A cache file that does not match its recorded
 checksum is planned as missing, so the job regenerates it (and logs its path). The job also records the keys it
 resolved (:func:`resolution_record`), which the CPU generation plan (:mod:`.plan`) reads.
 """
