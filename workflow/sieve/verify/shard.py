@@ -560,10 +560,14 @@ def run_shard(
     progress: bool = False,
     load_generator_fn: Callable[..., Any] | None = None,
     load_model_fn: Callable[..., Any] | None = None,
+    together: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Generate and measure what one shard lacks; write its manifest (the phases of the module docstring).
 
-    ``generator_spec`` and ``model_specs`` are the config sections (keys left out take the schema's defaults)."""
+    ``generator_spec`` and ``model_specs`` are the config sections (keys left out take the schema's defaults).
+    ``together``: other shards whose concepts this job generates too, with the same pipeline and models
+    (``generator.shards_per_job``); the manifest lists this shard's concepts, and its counts, generate time and
+    rate are the job's (``job_shards`` names the shards), so that summing manifests counts every image once."""
     from tqdm import tqdm
 
     from ..backends.generators import load_generator
@@ -572,8 +576,12 @@ def run_shard(
     t_start = time.perf_counter()
     n_shards = int(with_defaults(generator_spec, "generator")["shards"])
     check_shard(requests, shard, n_shards)
+    for other in together:
+        check_shard(requests, other, n_shards)
     settings = resolve_settings(generator_spec, model_specs, device)
     concepts = shard_concepts(requests, shard)
+    n_own = len(concepts)
+    concepts = concepts + [c for other in together for c in shard_concepts(requests, other)]
     write_json(
         resolution_path(cache_root, resolution_key(generator_spec, model_specs, device)),
         resolution_record(settings),
@@ -613,8 +621,15 @@ def run_shard(
             recorder = ShardRecorder(concepts, entries, plan, settings.generator, writer)
             measure_stored(plan, recorder, measure, settings.batch_size, bar)
             if plan.generate:
+                t_load = time.perf_counter()
                 generator = (load_generator_fn or load_generator)(
                     generator_spec, settings.device, settings.generator_dtype
+                )
+                log.info(
+                    "shard %d: loaded the generator (%.1f s) for shards %s",
+                    shard,
+                    time.perf_counter() - t_load,
+                    [shard, *together],
                 )
                 t_gen = generate_and_measure(plan, concepts, recorder, generator, measure, settings, bar)
         bar.close()
@@ -622,8 +637,19 @@ def run_shard(
             raise RuntimeError(f"shard {shard}: {len(recorder.pending)} concepts were not completed")
 
     manifest = shard_manifest(
-        shard, n_shards, concepts, entries, settings, plan, t_gen, time.perf_counter() - t_start
+        shard,
+        n_shards,
+        concepts[:n_own],
+        entries[:n_own],
+        settings,
+        plan,
+        t_gen,
+        time.perf_counter() - t_start,
     )
+    if together:  # this shard's own cached images, as planned
+        planned = sum(ci < n_own for ci, _ in (*plan.generate, *plan.from_images))
+        manifest["n_cached"] = n_own * len(settings.seeds) - planned
+        manifest["job_shards"] = [int(shard), *map(int, together)]
     write_json(manifest_path, manifest)
     log.info(
         "shard %d done: generated %d images (%s img/s), measured %d from kept images, reused %d",
