@@ -75,6 +75,15 @@ def test_an_unmeasured_gpu_class_is_refused_and_a_passed_rate_is_used(tmp_path, 
     pred = json.loads(out_json.read_text())
     assert pred["wall_seconds"] == round(sum(s["wall_seconds"] for s in pred["stages"]), 1)
     assert pred["stages"][0]["gpu_seconds"] == round(pred["stages"][0]["count"] / 600, 1)
+    bench = tmp_path / "benchmarks" / "generate"
+    bench.mkdir(parents=True)
+    for shard, secs in ((0, 2.5), (1, 4.0)):
+        (bench / f"generate_shard_{shard}.tsv").write_text(f"s\th:m:s\n{secs}\t0:00:0{int(secs)}\n")
+    args = ["--configfile", cfg, "--results-dir", str(tmp_path), "--json", str(out_json)]
+    assert main([*args, "--benchmarks", str(tmp_path / "benchmarks")]) == 0
+    measured = {s["stage"]: s["measured_seconds"] for s in json.loads(out_json.read_text())["stages"]}
+    assert measured == {"probe": None, "embed_crops": None, "generate": 6.5}  # the shards' jobs summed
+    assert "measured s" in capsys.readouterr().out
     assert main(["--configfile", cfg, "--rate", "generate=fast"]) == 2
     assert "is not a number" in capsys.readouterr().err
 

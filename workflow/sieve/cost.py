@@ -201,18 +201,34 @@ def with_rates(pred: dict[str, Any], rates: dict[str, float], gpus: int) -> dict
     return pred
 
 
+# The rules whose benchmark files time each predicted stage (report.tables.benchmark_stage names).
+MEASURED_STAGES = {"probe": "probe_activations", "embed_crops": "embed_crops", "generate": "generate_shard"}
+
+
+def with_measured(pred: dict[str, Any], benchmarks: str | Path) -> dict[str, Any]:
+    """Beside each stage, the wall time a finished run measured for it: the sum over its jobs of the
+    ``benchmark:`` files' seconds (the report's "Wall time per stage" table)."""
+    from .report.tables import read_benchmarks
+
+    totals = {row[0]: row[2] for row in read_benchmarks(benchmarks)["rows"]}
+    for st in pred["stages"]:
+        st["measured_seconds"] = totals.get(MEASURED_STAGES[st["stage"]])
+    return pred
+
+
 def render(pred: dict[str, Any], gpu_class: str | None) -> str:
     lines = [
         f"probe images: {pred['probe_images']}; neurons: {pred['neurons']}; concepts: {pred['concepts']}",
         f"selected at most: {pred['selected_at_most']}; hypotheses at most: {pred['hypotheses_at_most']:,}; "
         f"distinct prompts at most: {pred['distinct_prompts_at_most']:,}",
         f"GPU class: {gpu_class or 'none chosen'}; GPUs: {pred.get('gpus', '-')}",
-        f"{'stage':<14}{'count':>12}  {'items':<18}{'GPU-s':>12}{'wall s':>10}",
+        f"{'stage':<14}{'count':>12}  {'items':<18}{'GPU-s':>12}{'wall s':>10}{'measured s':>12}",
     ]
     for st in pred["stages"]:
         gs = "unknown" if st.get("gpu_seconds") is None else f"{st['gpu_seconds']:,.1f}"
         ws = "unknown" if st.get("wall_seconds") is None else f"{st['wall_seconds']:,.1f}"
-        lines.append(f"{st['stage']:<14}{st['count']:>12,}  {st['items']:<18}{gs:>12}{ws:>10}")
+        ms = "-" if st.get("measured_seconds") is None else f"{st['measured_seconds']:,.1f}"
+        lines.append(f"{st['stage']:<14}{st['count']:>12,}  {st['items']:<18}{gs:>12}{ws:>10}{ms:>12}")
     for st in pred["stages"]:
         if st.get("missing_rates"):
             lines.append(
@@ -237,6 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--concept-file", action="append", default=[], help="CONCEPT_SET=PATH")
     ap.add_argument("--selected-share", type=float, default=1.0)
     ap.add_argument("--results-dir", default=str(BENCH_RESULTS), help="where the GPU suite's results are")
+    ap.add_argument(
+        "--benchmarks", help="a finished run's benchmarks/ folder: its measured wall time per stage, beside"
+    )
     ap.add_argument("--list-rates", action="store_true")
     ap.add_argument("--json", help="also write the prediction here")
     args = ap.parse_args(argv)
@@ -266,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.selected_share,
         )
         pred = with_rates(pred, rates, args.gpus)
+        if args.benchmarks:
+            pred = with_measured(pred, args.benchmarks)
     except CostError as exc:
         print(f"sieve.cost: {exc}", file=sys.stderr)
         return 2
