@@ -18,8 +18,8 @@ reached:
    sieve's own crop embedding (:mod:`sieve.crops`) still cuts crops on the host: this is its target, not it.
 3. ``generate``: :func:`sieve.verify.shard.run_shard` (whole shard: generate, thumbnails, ResNet-50 measured in
    the same process, cache writes) on SDXL-Turbo's architecture at 512 px, 1 step, bf16, at batch sizes 8 to
-   64; ``torch.compile`` off and on (UNet and VAE decoder, at batch 16); the shard's own generate-only rate
-   beside it. Then SDXL base (the same UNet and VAE architecture: Turbo is distilled from it) at 1024 px,
+   64; ``keep_images: full`` against thumbnails and ``torch.compile`` off and on (UNet and VAE decoder), at
+   batch 16; the shard's own generate-only rate beside each. Then SDXL base (the same UNet and VAE architecture: Turbo is distilled from it) at 1024 px,
    ``--base-steps`` steps, guidance 5.
 
 ``--budget-s`` bounds the whole run: a section that would start after it is recorded as skipped. The peak is
@@ -195,7 +195,14 @@ def bench_crops(args: argparse.Namespace, device: torch.device, peak: float | No
 
 
 def shard_run(
-    pipe: Any, device: torch.device, n_images: int, batch: int, res: int, steps: int, guidance: float
+    pipe: Any,
+    device: torch.device,
+    n_images: int,
+    batch: int,
+    res: int,
+    steps: int,
+    guidance: float,
+    keep: str = "thumbnails",
 ) -> Callable[[], dict]:
     """One whole shard in a fresh cache (everything generated), ResNet-50 (small: the tests' CNN) measured."""
     from sieve.backends.generators import DiffusersGenerator
@@ -219,7 +226,7 @@ def shard_run(
         "batch_size": batch,
         "shards": 1,
         "seed": 0,
-        "keep_images": "thumbnails",
+        "keep_images": keep,
         "dtype": "bfloat16" if device.type == "cuda" else "float32",
     }
     req = collect_requests([], "{}", 1)
@@ -295,6 +302,20 @@ def bench_generate(
         run()  # warm-up: kernels, allocator
         runs = interleaved({"shard": run}, rounds=args.rounds)["shard"]
         out["turbo"]["batch_sizes"][str(b)] = gen_summary(runs, runs[0]["n"], flops, peak)
+    if time.perf_counter() < deadline:  # keep_images: full (a PNG per image) against thumbnails, interleaved
+        b = args.compile_batch
+        n = max(2 * b, args.gen_images)
+        sides = {k: shard_run(pipe, device, n, b, res, 1, 0.0, keep=k) for k in ("thumbnails", "full")}
+        runs = interleaved(sides, rounds=args.rounds, warmup=True)
+        thumbs, full = (gen_summary(runs[k], runs[k][0]["n"], flops, peak) for k in ("thumbnails", "full"))
+        out["keep_images"] = {
+            "batch_size": b,
+            "thumbnails": thumbs,
+            "full": full,
+            "full_share_of_thumbnails_median": round(full["per_s_median"] / thumbs["per_s_median"], 3),
+        }
+    else:
+        out["keep_images"] = "skipped: over --budget-s"
     if args.compile and time.perf_counter() < deadline:
         b = args.compile_batch
         run = shard_run(pipe, device, max(2 * b, args.gen_images), b, res, 1, 0.0)
@@ -366,7 +387,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.turbo_resolution = 32 if small else 512
     args.compile_batch = 2 if small else 16
     args.base_resolution, args.base_steps = (32, 2) if small else (1024, 30)
-    args.base_images, args.base_batch = (4, 2) if small else (16, 8)
+    args.base_images, args.base_batch = (4, 2) if small else (8, 8)
     if small:
         args.workers = 0
     return args

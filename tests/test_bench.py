@@ -119,6 +119,9 @@ def test_gpu_suite_small_mode_records_every_section(tmp_path) -> None:
     assert set(gen["turbo"]["batch_sizes"]) == {"2", "4"}
     for r in gen["turbo"]["batch_sizes"].values():
         assert r["per_s_median"] > 0 and 0 < r["whole_shard_share_of_generate_only_median"] <= 1.5
+    assert (
+        gen["keep_images"]["full"]["per_s_median"] > 0 < gen["keep_images"]["full_share_of_thumbnails_median"]
+    )
     assert gen["compile"]["backend"] == "eager" and gen["compile"]["on"]["per_s_median"] > 0
     assert (
         gen["base"]["steps"] == 2 and gen["base"]["flops_per_item"] > gen["compile"]["on"]["flops_per_item"]
