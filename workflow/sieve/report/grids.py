@@ -56,7 +56,7 @@ _GREY_WEIGHT = np.round((1 - _ALPHA) * 0.55 / 3 * 65536).astype(
 _HEAT_TERM = np.round(HEAT_LUT * _ALPHA[:, None]).astype(np.int32)
 FONT_PX = 18  # drawn ~950 px wide, shown 600-820 px wide in the report: 12-15 px on screen
 # Grids are JPEGs (quality 90): the report re-encodes them as JPEG anyway, and a grid of 20 top images with maps
-# (about 0.8 megapixel) takes about 10 times longer as a zlib level-1 PNG and 100 times longer with optimize=True
+# (about 0.8 megapixel) takes about 15 times longer as a zlib level-1 PNG and over 100 times with optimize=True
 # (bench/bench_cpu_stages.py, bench/results/cpu_stages.json), at 4 times the bytes.
 GRID_SUFFIX = ".jpg"
 GRID_JPEG_QUALITY = 90
