@@ -174,6 +174,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=MIN_ROUNDS)
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "generate.jsonl"))
+    ap.add_argument("--note", default="", help="recorded as is, e.g. that the machine was shared")
     args = ap.parse_args()
     load_at_start = round(os.getloadavg()[0], 2)
     torch.manual_seed(0)
@@ -295,6 +296,7 @@ def main() -> None:
         ),
         "speedup_shard_vs_loop": speedup(loop_s, shard_s),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "note": args.note,
     }
     if args.pipeline == "sdxl" and args.device.startswith("cuda"):
         name = torch.cuda.get_device_name()

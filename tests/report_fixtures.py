@@ -120,7 +120,7 @@ def make_results(
                         "dropped": [{"cluster": 9, "size": 1, "members": [top_n - 1]}] if k == 1 else [],
                     },
                 )
-                _image(results / m / p / "grids" / f"{n}.png", grid_size, seed=n, boxes=top_n)
+                _image(results / m / p / "grids" / f"{n}.jpg", grid_size, seed=n, boxes=top_n)
             _image(
                 results / m / p / "ablation" / f"{selected[0]}.png", (300, 200), seed=7
             )  # evaluate.ablate_neurons

@@ -87,3 +87,42 @@ def test_bench_generate_small_mode(tmp_path) -> None:
     assert record["loop"]["rounds"] == record["shard"]["rounds"] == 2
     assert 0 < record["shard_share_of_generate_only_median"]
     assert set(record["speedup_shard_vs_loop"]) == {"from_min", "from_median"}
+
+
+def test_gpu_suite_small_mode_records_every_section(tmp_path) -> None:
+    """The GPU suite's small CPU mode: every section runs and is recorded, FLOPs are counted, and no FLOP floor
+    is claimed without a known GPU peak."""
+    out = tmp_path / "suite.json"
+    proc = _run(
+        "gpu_suite.py",
+        "--small",
+        "--device",
+        "cpu",
+        "--rounds",
+        "1",
+        "--compile-backend",
+        "eager",
+        "--budget-s",
+        "900",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads(out.read_text())
+    assert rec["small"] is True and rec["peak_bf16_tflops"] is None
+    probe = rec["probe"]["resnet18"]
+    assert probe["per_s_median"] > 0 and probe["flops_per_item"] > 1e8  # ResNet-18 at 224: about 3.6 GFLOP
+    assert probe["floor_per_s"] is None and probe["fraction_of_floor"] is None
+    crops = rec["crop_embedding"]
+    assert crops["crops"] == 8 and crops["per_s_median"] > 0 and crops["seconds_for_41k_crops_median"] > 0
+    gen = rec["generate"]
+    assert set(gen["turbo"]["batch_sizes"]) == {"2", "4"}
+    for r in gen["turbo"]["batch_sizes"].values():
+        assert r["per_s_median"] > 0 and 0 < r["whole_shard_share_of_generate_only_median"] <= 1.5
+    assert (
+        gen["keep_images"]["full"]["per_s_median"] > 0 < gen["keep_images"]["full_share_of_thumbnails_median"]
+    )
+    assert gen["compile"]["backend"] == "eager" and gen["compile"]["on"]["per_s_median"] > 0
+    assert (
+        gen["base"]["steps"] == 2 and gen["base"]["flops_per_item"] > gen["compile"]["on"]["flops_per_item"]
+    )

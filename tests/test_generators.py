@@ -137,3 +137,31 @@ def test_cache_key_tracks_only_what_changes_pixels(pipe_dir, tmp_path):
     data["beta_end"] = 0.02
     cfg.write_text(json.dumps(data))
     assert generator_settings(diffusers_spec(copy), "float32")["fingerprint"] != k1
+
+
+@pytest.mark.parametrize("guidance", [0.0, 3.0])
+def test_each_distinct_prompt_is_encoded_once_and_images_are_unchanged(pipe_dir, guidance, monkeypatch):
+    """A batch holds 1 or 2 concepts' prompts: they are encoded once each, and the images equal the ones the
+    pipeline gives when it encodes every prompt itself (bit for bit on the CPU)."""
+    import sieve.backends.generators as generators
+
+    gen = load_generator(
+        diffusers_spec(pipe_dir, guidance_scale=guidance), torch.device("cpu"), torch.float32
+    )
+    encoded: list[list[str] | None] = []  # the prompts of each encode_prompt call (None: embeddings given)
+    real = gen.pipe.encode_prompt
+
+    def counting(*args, **kwargs):
+        prompt = kwargs.get("prompt", args[0] if args else None)
+        encoded.append(None if prompt is None else list(prompt))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gen.pipe, "encode_prompt", counting)
+    prompts, seeds = ["a dog"] * 5 + ["a red cat"] * 3, list(range(8))
+    once = gen.generate(prompts, seeds)
+    assert encoded == [["a dog", "a red cat"], None]
+    monkeypatch.setattr(generators, "encode_distinct", lambda *_: None)
+    encoded.clear()
+    every = gen.generate(prompts, seeds)
+    assert encoded == [prompts]  # the pipeline's own path encodes all 8
+    assert torch.equal(once, every)

@@ -220,7 +220,7 @@ def test_end_to_end_outputs(e2e):
             want = np.argsort(-ref, kind="stable")[:3]
             assert [x["id"] for x in c["concepts"]] == [ids[j] for j in want]
             np.testing.assert_allclose([x["score"] for x in c["concepts"]], ref[want], rtol=1e-6)
-        assert (res / f"tiny/pics/grids/{n}.png").stat().st_size > 0
+        assert (res / f"tiny/pics/grids/{n}.jpg").stat().st_size > 0
 
 
 @pytest.mark.workflow

@@ -269,7 +269,7 @@ def test_links_to_the_files_the_page_was_built_from_resolve(built):
     } <= names
     card_id, card = next(iter(data["runs"][0]["cards"].items()))
     assert {unquote(f[1]) for f in card["files"]} == {
-        f"../toy/pics/grids/{card_id}.png",
+        f"../toy/pics/grids/{card_id}.jpg",
         f"../toy/pics/clusters/{card_id}.json",
         f"../toy/pics/words/hypotheses/{card_id}.json",
     }

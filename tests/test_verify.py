@@ -390,21 +390,25 @@ def test_killed_shard_resumes_without_redoing_finished_concepts(tmp_path):
     assert proc.returncode == -9, proc.stderr[-3000:]  # SIGKILL at the third batch
     assert not manifest.exists()
     done = list(cache.rglob("*.npz"))
-    assert len(done) == 1  # 2 batches of 2 = 4 images: the first concept (3 seeds) is complete
+    # 2 batches of 2 = 4 images: the first concept (3 seeds) is complete, its files written, unless they were
+    # still queued on the shard's writer thread when the kill came (the writer may be one batch behind: then
+    # it is lost and generated again); the first batch's thumbnails are written
+    assert len(done) in (0, 1)
     # a kill in the middle of a write leaves only a temporary file: plant one, with a truncated JPEG in it
     entry_dirs = [p for p in cache.glob("*/*/*") if p.is_dir()]
     stray = entry_dirs[0] / "thumbs" / ".2.jpg.x1y2.partial"
     stray.parent.mkdir(parents=True, exist_ok=True)
     stray.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    mtime = done[0].stat().st_mtime_ns
+    mtime = done[0].stat().st_mtime_ns if done else None
 
     flag.unlink()
     counter = Counting()
     m = run_shard(
         req, 0, spec, {"tiny": MODEL}, str(cache), str(manifest), device="cpu", load_generator_fn=counter
     )
-    assert m["n_generated"] == 12 - 3 and len(counter.generated) == 9 and m["n_cached"] == 3
-    assert done[0].stat().st_mtime_ns == mtime
+    kept = 3 * len(done)
+    assert m["n_generated"] == 12 - kept and len(counter.generated) == 12 - kept and m["n_cached"] == kept
+    assert all(d.stat().st_mtime_ns == mtime for d in done)
     assert not list(cache.rglob("*.partial"))
     thumbs = list(cache.rglob("*.jpg"))
     assert len(thumbs) == 12
@@ -766,3 +770,115 @@ def test_shard_planner_decides_from_the_cache_alone_without_torch(tmp_path):
     none = _plan_without_torch(root, "none", ["m1"])
     # keep nothing: only missing activations count; b seed 2 has a full image on disk -> measured from it
     assert none["generate"] == [[2, 0], [2, 1], [2, 2]] and none["from_images"] == [[1, 2]]
+
+
+def test_shard_writer_runs_writes_in_order_and_hands_back_the_first_error():
+    from sieve.verify.shard import ShardWriter
+
+    done: list[int] = []
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    writer = ShardWriter(max_pending=2)
+    for i in range(5):
+        writer.submit(done.append, i)
+    writer.submit(fail)
+    writer.submit(done.append, 99)  # skipped: a write failed before it
+    mark = writer.mark()
+    assert mark.wait(10)  # marks still run after an error: nobody waits forever
+    with pytest.raises(OSError, match="disk full"):
+        writer.close()
+    assert done == [0, 1, 2, 3, 4]
+
+
+def test_shards_of_one_job_load_the_pipeline_once_and_equal_separate_jobs(tmp_path):
+    """generator.shards_per_job: the job's first shard generates every shard of the job with one pipeline and
+    one set of models; the others then find their concepts cached and load nothing. The cache and the
+    activations equal one job per shard, and the manifests count every image once."""
+    from sieve.verify.plan import shard_jobs
+
+    assert shard_jobs([0, 2, 3, 5, 6], 2) == [[0, 2], [3, 5], [6]]
+    assert shard_jobs([1, 4], 1) == [[1], [4]]
+    hyp = tmp_path / "hypotheses"
+    write_hyp(hyp, 0, [["dog", "cat", "tree"], ["sky", "car", "boat"]])
+    spec = gen_spec(shards=3)
+    req = run_requests([str(hyp)], str(tmp_path / "requests.json"), spec["prompt"], 3)
+    shards = sorted({int(c["shard"]) for c in req["concepts"]})
+    assert len(shards) >= 2  # the job really spans shards
+    root = tmp_path / "together"
+    lead, loads = Counting(), []
+    first = run_shard(
+        req,
+        shards[0],
+        spec,
+        {"tiny": MODEL},
+        str(root / "cache"),
+        str(root / f"{shards[0]}.json"),
+        device="cpu",
+        load_generator_fn=lead,
+        together=shards[1:],
+    )
+    assert lead.loads == 1 and first["job_shards"] == shards
+    assert first["n_generated"] == len(req["concepts"]) * 4 == len(lead.generated)
+    assert first["n_cached"] == 0 and {c["key"] for c in first["concepts"]} == {
+        c["key"] for c in req["concepts"] if c["shard"] == shards[0]
+    }
+
+    def no_load(*args):
+        loads.append(args)
+        raise AssertionError("a shard of the job loaded something")
+
+    rest = [
+        run_shard(
+            req,
+            s,
+            spec,
+            {"tiny": MODEL},
+            str(root / "cache"),
+            str(root / f"{s}.json"),
+            device="cpu",
+            load_generator_fn=no_load,
+            load_model_fn=no_load,
+        )
+        for s in shards[1:]
+    ]
+    assert not loads and all(m["n_generated"] == 0 and "job_shards" not in m for m in rest)
+    separate = {m["shard"]: m for m in generate_all(req, spec, tmp_path / "separate")}
+    for m in [first, *rest]:
+        for a, b in zip(m["concepts"], separate[m["shard"]]["concepts"], strict=True):
+            assert a["key"] == b["key"] and len(a["thumbs"]) == len(b["thumbs"]) == 4
+            # equal up to float rounding: the images are measured in other batches (like a change of batch size)
+            np.testing.assert_allclose(
+                np.load(a["acts"]["tiny"])["pooled"],
+                np.load(b["acts"]["tiny"])["pooled"],
+                rtol=1e-6,
+                atol=1e-6,
+            )
+
+
+@pytest.mark.workflow
+def test_a_local_run_with_all_shards_in_one_job_loads_the_pipeline_once(tmp_path):
+    from helpers import jobs_run, make_image_folder, run_snakemake, tiny_config
+
+    images = make_image_folder(tmp_path / "images", n_per_class=6, corrupt=0)
+    words = tmp_path / "words.txt"
+    words.write_text("red\nblue\ngreen\nyellow\n", encoding="utf-8")
+    cfg = tiny_config(
+        images,
+        words,
+        embedder={"source": "python", "factory": "tinyclip:projection_embedder"},
+        hypothesize={"concepts_per_cluster": 10},
+        generator={**gen_spec(shards=3, shards_per_job=3), "prompt": "a photo of {}"},
+    )
+    cfg["hypothesize"]["methods"] = ["sieve"]
+    proc = run_snakemake(tmp_path / "run", cfg, targets=("results/tiny/pics/words/neuron_concepts.csv",))
+    run = tmp_path / "run"
+    plan = read_json(run / "results/generate/plan/plan.json")
+    assert jobs_run(proc)["generate_shard"] == len(plan["work"]) >= 2
+    logs = sorted((run / "logs/generate").glob("generate_shard_*.log"))
+    loaded = [p.name for p in logs if "loaded the generator" in p.read_text()]
+    assert loaded == [f"generate_shard_{plan['work'][0]}.log"]  # one pipeline load for the run
+    manifests = [read_json(run / f"results/generate/shards/{s}.json") for s in plan["work"]]
+    assert manifests[0]["job_shards"] == plan["work"]
+    assert sum(m["n_generated"] for m in manifests) == manifests[0]["n_generated"] > 0

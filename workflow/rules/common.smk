@@ -361,6 +361,24 @@ def planned_manifests(plan, shard_pattern):
     return current_manifests(plan.get().output.plan, shard_pattern)
 
 
+def job_leader(plan, shard_pattern):
+    """Input function of a shard job: with ``generator.shards_per_job`` > 1, a shard that is not the first of
+    its generation job waits for the first one's manifest (that job generated its concepts: it then finds them
+    cached and loads no pipeline). Nothing with one shard per job (the default)."""
+
+    def leader(wildcards):
+        from sieve.config import with_defaults
+        from sieve.verify.plan import job_of
+
+        per_job = int(with_defaults(config["generator"], "generator")["shards_per_job"])
+        if per_job == 1:
+            return []
+        first = job_of(plan.get().output.plan, int(wildcards.shard), per_job)[0]
+        return [] if first == int(wildcards.shard) else [shard_pattern.format(shard=first)]
+
+    return leader
+
+
 def get_shard_manifests(wildcards):
     """The manifests of all generation shards (GPU jobs only for the shards with work)."""
     return planned_manifests(checkpoints.generation_plan, paths.GENERATION_SHARD)

@@ -149,7 +149,7 @@ rule neuron_grids:
     output:
         grids=report(
             directory(paths.GRIDS),
-            patterns=["{neuron}.png"],
+            patterns=["{neuron}.jpg"],
             caption="../report/neuron_grids.rst",
             category="Hypothesize",
             subcategory="{model} / {probe}",

@@ -115,6 +115,10 @@ use rule generate_shard as stage_ablation_generate_shard with:
     input:
         requests=rules.stage_ablation_generation_requests.output.requests,
         plan=rules.stage_ablation_generation_plan.output.plan,
+        leader=job_leader(
+            checkpoints.stage_ablation_generation_plan,
+            paths.generation_shard(paths.STAGE_ABLATION_GENERATE),
+        ),
     output:
         manifest=paths.generation_shard(paths.STAGE_ABLATION_GENERATE),
     log:

@@ -80,10 +80,12 @@ checkpoint generation_plan:
 rule generate_shard:
     """One GPU job per shard that the plan found work for: load the pipeline and the target models once,
     generate the shard's missing images in batches and record every model's activations on them, on the
-    device."""
+    device. With generator.shards_per_job > 1, the first shard of each job generates the job's shards and the
+    others wait for it, then find everything cached."""
     input:
         requests=rules.generation_requests.output.requests,
         plan=rules.generation_plan.output.plan,
+        leader=job_leader(checkpoints.generation_plan, paths.GENERATION_SHARD),
     output:
         manifest=paths.GENERATION_SHARD,
     log:

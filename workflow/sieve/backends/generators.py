@@ -165,8 +165,9 @@ class DiffusersGenerator:
         # CPU generators: the same (prompt, seed) gives the same initial noise on any device and in any batch
         gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
         with torch.inference_mode():
+            text = encode_distinct(self.pipe, list(prompts), self.guidance_scale) or {"prompt": list(prompts)}
             out = self.pipe(
-                prompt=list(prompts),
+                **text,
                 num_inference_steps=self.steps,
                 guidance_scale=self.guidance_scale,
                 height=self.resolution,
@@ -180,6 +181,38 @@ class DiffusersGenerator:
 
             images = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2)
         return images.float().clamp(0, 1)
+
+
+# Pipelines whose encode_prompt returns (prompt, negative) embeddings, or (prompt, negative, pooled, negative
+# pooled) for SDXL's two text encoders, that __call__ accepts back as keyword arguments.
+_EMBEDS = {
+    "StableDiffusionPipeline": ("prompt_embeds", "negative_prompt_embeds"),
+    "StableDiffusionXLPipeline": (
+        "prompt_embeds",
+        "negative_prompt_embeds",
+        "pooled_prompt_embeds",
+        "negative_pooled_prompt_embeds",
+    ),
+}
+
+
+def encode_distinct(pipe: Any, prompts: list[str], guidance_scale: float) -> dict[str, Any] | None:
+    """The text embeddings of a batch as ``__call__`` keyword arguments, each distinct prompt encoded once (a
+    batch of 16 holds 1 or 2 concepts' prompts); None when every prompt differs or the pipeline is not one of
+    :data:`_EMBEDS` (then the pipeline encodes the prompts itself). Each prompt is tokenised and encoded on its
+    own row either way, so the embeddings are those the pipeline would compute."""
+    import torch
+
+    names = _EMBEDS.get(type(pipe).__name__)
+    distinct = list(dict.fromkeys(prompts))
+    if names is None or len(distinct) == len(prompts):
+        return None
+    cfg = guidance_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
+    embeds = pipe.encode_prompt(
+        prompt=distinct, device=pipe.device, num_images_per_prompt=1, do_classifier_free_guidance=cfg
+    )
+    rows = torch.tensor([distinct.index(p) for p in prompts], device=pipe.device)
+    return {name: e[rows] for name, e in zip(names, embeds, strict=True) if e is not None}
 
 
 @GENERATORS.register("diffusers")

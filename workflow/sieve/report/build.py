@@ -373,7 +373,7 @@ def neuron_card(
         "top": [],
         "files": [],
     }
-    grid = mp / GRIDS_DIR / f"{nid}.png"
+    grid = mp / GRIDS_DIR / f"{nid}.jpg"
     if not grid.is_file():
         grid = (
             next((g for g in (mp / GRIDS_DIR).glob(f"{nid}.*") if g.suffix.lower() in IMAGE_SUFFIXES), grid)

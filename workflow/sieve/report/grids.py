@@ -55,7 +55,11 @@ _GREY_WEIGHT = np.round((1 - _ALPHA) * 0.55 / 3 * 65536).astype(
 )  # of the channel sum, fixed point 16 bits
 _HEAT_TERM = np.round(HEAT_LUT * _ALPHA[:, None]).astype(np.int32)
 FONT_PX = 18  # drawn ~950 px wide, shown 600-820 px wide in the report: 12-15 px on screen
-PNG_COMPRESS_LEVEL = 1  # grids are re-encoded by the report; fast zlib keeps the rule cheap
+# Grids are JPEGs (quality 90): the report re-encodes them as JPEG anyway, and a grid of 20 top images with maps
+# (about 0.8 megapixel) takes about 15 times longer as a zlib level-1 PNG and over 100 times with optimize=True
+# (bench/bench_cpu_stages.py, bench/results/cpu_stages.json), at 4 times the bytes.
+GRID_SUFFIX = ".jpg"
+GRID_JPEG_QUALITY = 90
 
 
 class _ThumbDataset:
@@ -233,7 +237,7 @@ def run_grids(
     num_workers: int = 0,
     activations_h5: str | None = None,
 ) -> int:
-    """One ``grids/{neuron}.png`` per clustered neuron (each probe image loaded once); with ``activations_h5``,
+    """One ``grids/{neuron}.jpg`` (JPEG, :data:`GRID_JPEG_QUALITY`) per clustered neuron (each probe image loaded once); with ``activations_h5``,
     each top image's activation map is drawn below it."""
     import torch
 
@@ -257,8 +261,8 @@ def run_grids(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for d in docs:
         img = draw_grid(d, thumbs, pre.input_size, tile, maps=maps.get(int(d["neuron"])))
-        with atomic_path(os.path.join(out_dir, f"{d['neuron']}.png"), suffix=".png") as tmp:
-            img.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        with atomic_path(os.path.join(out_dir, f"{d['neuron']}{GRID_SUFFIX}"), suffix=GRID_SUFFIX) as tmp:
+            img.save(tmp, format="JPEG", quality=GRID_JPEG_QUALITY)
     log.info("drew %d grids", len(docs))
     return len(docs)
 

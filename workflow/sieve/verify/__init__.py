@@ -43,7 +43,8 @@ model's spec and resolved dtype. Seeds are ``generator.seed + i`` for image i, s
 What is guaranteed:
 
 - Kill-safe: every file is written under a temporary name and renamed, then its checksum is recorded; ``acts``
-  is written last and is the completion marker, so a killed shard loses at most the concepts in flight, and the
+  is written last and is the completion marker, so a killed shard loses at most the concepts in flight (and the
+  writes of its last batch, which a writer thread does beside generation), and the
   rerun deletes leftover temporary files before it regenerates them (a job that shares the cache and finds its
   temporary file deleted that way writes it again). A file killed between its rename and its checksum has no
   recorded checksum: like a file of a cache from before checksums, it is used if it loads, and gets its

@@ -230,16 +230,25 @@ def quantize(images: Any) -> Any:
     return (images.clamp(0, 1) * 255).round() / 255
 
 
-def save_images(images: Any, paths: list[Path], kind: str, thumb_size: int) -> None:
+def image_bytes(images: Any, kind: str, thumb_size: int) -> Any:
+    """[B, 3, H, W] images in [0, 1] -> the uint8 [B, h, w, 3] tensor that :func:`write_images` encodes,
+    still on the images' device (thumbnails resized there): the host copy moves a quarter of the float bytes,
+    and thumbnails fewer still."""
     import torch.nn.functional as F
-    from PIL import Image
 
     x = images
     if kind == "thumbnails" and max(x.shape[-2:]) > thumb_size:
         x = F.interpolate(
             x.float(), size=(thumb_size, thumb_size), mode="bilinear", antialias=True, align_corners=False
         ).clamp(0, 1)
-    arr = (x * 255).round().to("cpu").byte().permute(0, 2, 3, 1).numpy()
+    return (x * 255).round().byte().permute(0, 2, 3, 1)
+
+
+def write_images(arr: np.ndarray, paths: list[Path], kind: str) -> None:
+    """Encode uint8 [B, h, w, 3] images and write each as a cache file: a JPEG (quality 90) thumbnail or a
+    PNG full image. Needs no torch (the shard's writer thread runs it)."""
+    from PIL import Image
+
     for a, path in zip(arr, paths, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         img = Image.fromarray(a)
@@ -247,6 +256,12 @@ def save_images(images: Any, paths: list[Path], kind: str, thumb_size: int) -> N
             write_cache_file(path, lambda tmp, img=img: img.save(tmp, format="JPEG", quality=90))
         else:
             write_cache_file(path, lambda tmp, img=img: img.save(tmp, format="PNG"))
+
+
+def save_images(images: Any, paths: list[Path], kind: str, thumb_size: int) -> None:
+    """Thumbnails or full images of a batch, encoded and written here (:func:`image_bytes`, then
+    :func:`write_images`)."""
+    write_images(image_bytes(images, kind, thumb_size).cpu().numpy(), paths, kind)
 
 
 def load_images(paths: list[Path]) -> Any:

@@ -60,6 +60,24 @@ def current_manifests(plan_dir: str | Path, shard_pattern: str) -> list[str]:
     ]
 
 
+def shard_jobs(work: list[int], shards_per_job: int) -> list[list[int]]:
+    """The plan's shards with work, ``shards_per_job`` to a job, in order: the first of each list (the job's
+    leader) generates them all, loading the pipeline and the models once; the others then find their
+    concepts cached and load nothing (``generator.shards_per_job``, docs/cluster.md)."""
+    if shards_per_job < 1:
+        raise ValueError(f"generator.shards_per_job must be at least 1, got {shards_per_job}")
+    return [list(work[i : i + shards_per_job]) for i in range(0, len(work), shards_per_job)]
+
+
+def job_of(plan_dir: str | Path, shard: int, shards_per_job: int) -> list[int]:
+    """The shards of the generation job ``shard`` belongs to (its leader first; ``[shard]`` when it has no
+    work or jobs hold one shard)."""
+    if shards_per_job == 1:
+        return [int(shard)]
+    work = read_json(Path(plan_dir) / PLAN_FILE)["work"]
+    return next((job for job in shard_jobs(work, shards_per_job) if int(shard) in job), [int(shard)])
+
+
 def shard_entries(
     requests: dict[str, Any], shard: int, cache_root: str | Path, generator_key: str
 ) -> tuple[list[dict[str, Any]], list[CacheEntry]]:

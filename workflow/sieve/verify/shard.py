@@ -13,7 +13,8 @@
 7. :func:`shard_manifest`     the manifest ``results/generate/shards/{shard}.json`` (written last).
 
 A concept's activations are written once all its planned images are measured (:class:`ShardRecorder`), acts
-last, so a killed job loses at most the concepts in flight. A cache file that does not match its recorded
+last, so a killed job loses at most the concepts in flight. The writes run on a :class:`ShardWriter` thread, beside
+generation and at most one batch behind it: a kill also loses the last batch's writes. A cache file that does not match its recorded
 checksum is planned as missing, so the job regenerates it (and logs its path). The job also records the keys it
 resolved (:func:`resolution_record`), which the CPU generation plan (:mod:`.plan`) reads.
 """
@@ -21,6 +22,8 @@ resolved (:func:`resolution_record`), which the CPU generation plan (:mod:`.plan
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -36,12 +39,13 @@ from . import VerifyError
 from .cache import (
     CacheEntry,
     adopt_checksums,
+    image_bytes,
     load_images,
     model_key,
     quantize,
-    save_images,
     usable,
     write_cache_file,
+    write_images,
 )
 from .requests import concept_seeds
 
@@ -266,6 +270,68 @@ def plan_shard(
 # 5-6. measuring and generating
 
 
+class ShardWriter:
+    """A writer thread with a bounded queue: the shard's file writes (thumbnails and full images encoded, each
+    finished concept's ``prompt.json`` and activations) run beside generation instead of between its batches.
+
+    One thread, first in first out, so a concept's images are written before its activations (the completion
+    marker) exactly as before. At most ``max_pending`` tasks wait: a generator faster than the disk waits for
+    the writer instead of holding every batch in memory. The first error a write raises is raised again in the
+    shard's thread by the next :meth:`submit` or by :meth:`close`; later writes are skipped."""
+
+    def __init__(self, max_pending: int = 4) -> None:
+        self._queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...], bool] | None] = queue.Queue(
+            maxsize=max_pending
+        )
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="shard-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (task := self._queue.get()) is not None:
+            fn, args, always = task
+            if self._error is None or always:  # after an error, only marks run (no waiter hangs)
+                try:
+                    fn(*args)
+                except BaseException as exc:  # noqa: BLE001 - handed to the shard's thread
+                    self._error = exc
+
+    def check(self) -> None:
+        """Raise the first error a write raised."""
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Queue ``fn(*args)`` (waits while ``max_pending`` tasks are queued)."""
+        self.check()
+        self._queue.put((fn, args, False))
+
+    def mark(self) -> threading.Event:
+        """An event set once every write queued before it is done."""
+        done = threading.Event()
+        self._queue.put((done.set, (), True))
+        return done
+
+    def close(self) -> None:
+        """Finish every queued write, stop the thread, raise the first error a write raised."""
+        self._queue.put(None)
+        self._thread.join()
+        self.check()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # the shard failed: finish what was queued (complete files only), keep the shard's own error
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            log.warning("a cache write also failed: %s", self._error)
+
+
 @dataclass
 class _Pending:
     entry: CacheEntry
@@ -284,11 +350,34 @@ class ShardRecorder:
         entries: Sequence[CacheEntry],
         plan: ShardPlan,
         generator_settings: dict[str, Any],
+        writer: ShardWriter | None = None,
     ) -> None:
+        """``writer``: where the writes run (none: at once, in this thread)."""
         self.settings = generator_settings
+        self.writer = writer
         self.pending = {
             ci: _Pending(entries[ci], concepts[ci]["prompt"], n) for ci, n in plan.items_per_concept().items()
         }
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run a write: on the writer thread, or at once."""
+        if self.writer is None:
+            fn(*args)
+        else:
+            self.writer.submit(fn, *args)
+
+    def check(self) -> None:
+        """Raise the first error a write on the writer thread raised."""
+        if self.writer is not None:
+            self.writer.check()
+
+    def mark(self) -> threading.Event:
+        """An event set once every write submitted so far is done."""
+        if self.writer is not None:
+            return self.writer.mark()
+        done = threading.Event()
+        done.set()
+        return done
 
     def entry(self, ci: int) -> CacheEntry:
         return self.pending[ci].entry
@@ -301,7 +390,7 @@ class ShardRecorder:
         for ci, _s in batch:
             self.pending[ci].remaining -= 1
             if self.pending[ci].remaining == 0:
-                self._finish(self.pending.pop(ci))
+                self.submit(self._finish, self.pending.pop(ci))
 
     def _finish(self, p: _Pending) -> None:
         text = dumps({"prompt": p.prompt, "generator": self.settings}) + "\n"
@@ -326,6 +415,11 @@ def measure_images(
             parts.append(pooled.float().cpu().numpy())
         out[model_keys[name]] = np.concatenate(parts)
     return out
+
+
+def host_copy(x: Any) -> np.ndarray:
+    """A (device) tensor as a host array, copied now: the writer thread never touches the device."""
+    return x.cpu().numpy()
 
 
 def batches(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
@@ -357,11 +451,17 @@ def generate_and_measure(
     progress: Any,
 ) -> float:
     """Phase 6: generate :attr:`ShardPlan.generate` in batches, quantise to 8 bits, keep thumbnails or full
-    images, measure. Returns the seconds spent generating."""
+    images, measure. Returns the seconds spent generating. The images are encoded and written through the
+    recorder (on a :class:`ShardWriter`, while the next batch generates); a batch's writes are done before the
+    batch after next starts generating, so the writer is never more than one batch behind."""
     import torch
 
     t_gen = 0.0
+    written: list[Any] = []  # per batch: the event set when its writes are done
     for batch in batches(plan.generate, settings.batch_size):
+        if len(written) >= 2:
+            written[-2].wait()
+            recorder.check()
         t0 = time.perf_counter()
         images = generator.generate([concepts[ci]["prompt"] for ci, _ in batch], [s for _, s in batch])
         if settings.device.type == "cuda":
@@ -379,8 +479,14 @@ def generate_and_measure(
                 recorder.entry(ci).thumb(s) if settings.keep == "thumbnails" else recorder.entry(ci).image(s)
                 for ci, s in batch
             ]
-            save_images(images, paths, settings.keep, settings.thumbnail_size)
+            recorder.submit(
+                write_images,
+                host_copy(image_bytes(images, settings.keep, settings.thumbnail_size)),
+                paths,
+                settings.keep,
+            )
         recorder.add(batch, measure(images))
+        written.append(recorder.mark())
         progress.update(len(batch))
     return t_gen
 
@@ -454,10 +560,14 @@ def run_shard(
     progress: bool = False,
     load_generator_fn: Callable[..., Any] | None = None,
     load_model_fn: Callable[..., Any] | None = None,
+    together: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Generate and measure what one shard lacks; write its manifest (the phases of the module docstring).
 
-    ``generator_spec`` and ``model_specs`` are the config sections (keys left out take the schema's defaults)."""
+    ``generator_spec`` and ``model_specs`` are the config sections (keys left out take the schema's defaults).
+    ``together``: other shards whose concepts this job generates too, with the same pipeline and models
+    (``generator.shards_per_job``); the manifest lists this shard's concepts, and its counts, generate time and
+    rate are the job's (``job_shards`` names the shards), so that summing manifests counts every image once."""
     from tqdm import tqdm
 
     from ..backends.generators import load_generator
@@ -466,8 +576,12 @@ def run_shard(
     t_start = time.perf_counter()
     n_shards = int(with_defaults(generator_spec, "generator")["shards"])
     check_shard(requests, shard, n_shards)
+    for other in together:
+        check_shard(requests, other, n_shards)
     settings = resolve_settings(generator_spec, model_specs, device)
     concepts = shard_concepts(requests, shard)
+    n_own = len(concepts)
+    concepts = concepts + [c for other in together for c in shard_concepts(requests, other)]
     write_json(
         resolution_path(cache_root, resolution_key(generator_spec, model_specs, device)),
         resolution_record(settings),
@@ -492,7 +606,6 @@ def run_shard(
             name: load_model_fn(name, spec, settings.device, settings.model_dtypes[name])
             for name, spec in model_specs.items()
         }
-        recorder = ShardRecorder(concepts, entries, plan, settings.generator)
 
         def measure(images: Any) -> dict[str, np.ndarray]:
             return measure_images(images, models, model_specs, settings.model_keys)
@@ -504,19 +617,39 @@ def run_shard(
             disable=not progress,
             mininterval=10.0,
         )
-        measure_stored(plan, recorder, measure, settings.batch_size, bar)
-        if plan.generate:
-            generator = (load_generator_fn or load_generator)(
-                generator_spec, settings.device, settings.generator_dtype
-            )
-            t_gen = generate_and_measure(plan, concepts, recorder, generator, measure, settings, bar)
+        with ShardWriter() as writer:
+            recorder = ShardRecorder(concepts, entries, plan, settings.generator, writer)
+            measure_stored(plan, recorder, measure, settings.batch_size, bar)
+            if plan.generate:
+                t_load = time.perf_counter()
+                generator = (load_generator_fn or load_generator)(
+                    generator_spec, settings.device, settings.generator_dtype
+                )
+                log.info(
+                    "shard %d: loaded the generator (%.1f s) for shards %s",
+                    shard,
+                    time.perf_counter() - t_load,
+                    [shard, *together],
+                )
+                t_gen = generate_and_measure(plan, concepts, recorder, generator, measure, settings, bar)
         bar.close()
         if recorder.pending:  # cannot happen: every item decrements its concept
             raise RuntimeError(f"shard {shard}: {len(recorder.pending)} concepts were not completed")
 
     manifest = shard_manifest(
-        shard, n_shards, concepts, entries, settings, plan, t_gen, time.perf_counter() - t_start
+        shard,
+        n_shards,
+        concepts[:n_own],
+        entries[:n_own],
+        settings,
+        plan,
+        t_gen,
+        time.perf_counter() - t_start,
     )
+    if together:  # this shard's own cached images, as planned
+        planned = sum(ci < n_own for ci, _ in (*plan.generate, *plan.from_images))
+        manifest["n_cached"] = n_own * len(settings.seeds) - planned
+        manifest["job_shards"] = [int(shard), *map(int, together)]
     write_json(manifest_path, manifest)
     log.info(
         "shard %d done: generated %d images (%s img/s), measured %d from kept images, reused %d",

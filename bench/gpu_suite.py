@@ -1,0 +1,439 @@
+"""The GPU suite: one command measures every GPU stage of sieve against its FLOP floor (issue 14).
+
+    python bench/gpu_suite.py                         # on a GPU machine: about 5 to 8 minutes, writes
+                                                      # bench/results/gpu_suite_<gpu>.json
+    python bench/gpu_suite.py --small --device cpu --out /tmp/suite.json   # the tests' small CPU mode
+
+Every network has random weights (cost does not depend on weight values) built from local configs: nothing is
+downloaded. Sections, each recorded with images (or crops) per second from the minimum and the median of
+``--rounds`` repeated runs (bench/timing.py), the FLOPs per item counted by ``torch.utils.flop_counter`` on the
+very module that runs, the GPU's FLOP floor (its dense bf16 peak / FLOPs per item) and the fraction of it
+reached:
+
+1. ``probe``: :func:`sieve.probe.run_probe` with ResNet-50 and ViT-B/16 at 224 on JPEG files the suite writes
+   itself (500 x 375, ImageNet's typical size), decoded by DataLoader workers on the host.
+2. ``crop_embedding``: the design issue 14 asks for, crops cut and resized on the device with
+   ``torchvision.ops.roi_align`` and embedded by a ViT-B/16 image tower (the size of CLIP ViT-B/16's), timed
+   from decoded images on the device to embeddings; extrapolated to 2,048 neurons x 20 images (41k crops).
+   sieve's own crop embedding (:mod:`sieve.crops`) still cuts crops on the host: this is its target, not it.
+3. ``generate``: :func:`sieve.verify.shard.run_shard` (whole shard: generate, thumbnails, ResNet-50 measured in
+   the same process, cache writes) on SDXL-Turbo's architecture at 512 px, 1 step, bf16, at batch sizes 8 to
+   64; ``keep_images: full`` against thumbnails and ``torch.compile`` off and on (UNet and VAE decoder), at
+   batch 16; the shard's own generate-only rate beside each. Then SDXL base (the same UNet and VAE architecture: Turbo is distilled from it) at 1024 px,
+   ``--base-steps`` steps, guidance 5.
+
+``--budget-s`` bounds the whole run: a section that would start after it is recorded as skipped. The peak is
+taken from :data:`PEAK_BF16_TFLOPS` by the GPU's name, or ``--peak-tflops``; for a GPU in neither, the floor and
+the fraction are recorded as unknown, never guessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+for sub in ("tests", "workflow", "bench"):
+    sys.path.insert(0, str(REPO / sub))
+from timing import MIN_ROUNDS, interleaved, summary  # noqa: E402
+
+# Dense bf16 tensor-core peaks from the vendors' data sheets (TFLOP/s, without sparsity).
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+
+
+def gpu_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+
+
+def peak_tflops(name: str, given: float | None) -> float | None:
+    if given:
+        return given
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def count_flops(fn: Callable[[], Any]) -> float:
+    """FLOPs of one call of ``fn`` (torch's flop counter: 2 per multiply-add of matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def floor(per_item_flops: float, peak: float | None, rate: float) -> dict[str, Any]:
+    """The FLOP floor (items/s at the peak) and the fraction of it that ``rate`` reaches."""
+    if not peak or per_item_flops <= 0:
+        return {"flops_per_item": per_item_flops, "floor_per_s": None, "fraction_of_floor": None}
+    top = peak * 1e12 / per_item_flops
+    return {
+        "flops_per_item": per_item_flops,
+        "floor_per_s": round(top, 1),
+        "fraction_of_floor": round(rate / top, 4),
+    }
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------------------------------------- probe
+
+
+def write_jpegs(root: Path, n: int, size: tuple[int, int] = (500, 375)) -> None:
+    """Smooth random pictures (JPEG, quality 90): they decode like photographs, not like noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        small = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
+        Image.fromarray(small).resize(size, Image.Resampling.BICUBIC).save(root / f"{i:05d}.jpg", quality=90)
+
+
+def bench_probe(args: argparse.Namespace, device: torch.device, peak: float | None, tmp: Path) -> dict:
+    from sieve.backends.imagesets import open_image_set
+    from sieve.backends.models import load_model
+    from sieve.probe import run_probe
+
+    images = tmp / "probe"
+    write_jpegs(images, args.probe_images)
+    probe = open_image_set("bench", {"kind": "imagefolder", "path": str(images)})
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    out: dict[str, Any] = {
+        "images": args.probe_images,
+        "batch_size": args.probe_batch,
+        "workers": args.workers,
+    }
+    for arch in args.probe_archs:
+        model = load_model("bench", {"source": "torchvision", "arch": arch, "weights": None}, device, dtype)
+        x = torch.zeros(1, 3, 224, 224, device=device, dtype=dtype)
+        with torch.inference_mode():
+            flops = count_flops(lambda m=model, x=x: m.activations(x, maps=False))
+
+        def run(model: Any = model) -> dict:
+            t0 = time.perf_counter()
+            run_probe(
+                model,
+                probe,
+                str(tmp / "probe.h5"),
+                top_n=20,
+                batch_size=args.probe_batch,
+                num_workers=args.workers,
+                progress=False,
+            )
+            sync(device)
+            return {"seconds": time.perf_counter() - t0}
+
+        runs = interleaved({arch: run}, rounds=args.rounds, warmup=True)
+        s = summary(runs[arch], args.probe_images)
+        out[arch] = {**s, **floor(flops, peak, s["per_s_max"])}
+        del model
+    return out
+
+
+# ------------------------------------------------------------------------------------------- crop embedding
+
+
+def bench_crops(args: argparse.Namespace, device: torch.device, peak: float | None) -> dict:
+    import torchvision
+    from torchvision.ops import roi_align
+
+    n_img, per_img, side = args.crop_images, args.crops_per_image, args.crop_side
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if args.small:
+        embedder = torchvision.models.resnet18(weights=None)
+        embedder.fc = torch.nn.Identity()
+    else:
+        embedder = torchvision.models.vit_b_16(weights=None, image_size=side)
+        embedder.heads = torch.nn.Identity()
+    embedder = embedder.eval().to(device, dtype)
+    g = torch.Generator("cpu").manual_seed(0)
+    images = torch.rand(n_img, 3, 224, 224, generator=g).to(device, dtype)
+    lo = torch.randint(0, 112, (n_img * per_img, 2), generator=g).float()
+    wh = torch.randint(32, 112, (n_img * per_img, 1), generator=g).float()
+    boxes = torch.cat(
+        [torch.arange(n_img).repeat_interleave(per_img)[:, None].float(), lo, lo + wh], dim=1
+    ).to(device, dtype)
+    n = n_img * per_img
+    with torch.inference_mode():
+        flops = count_flops(lambda: embedder(torch.zeros(1, 3, side, side, device=device, dtype=dtype)))
+
+    def run() -> dict:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for i in range(0, n, args.crop_batch):
+                crops = roi_align(images, boxes[i : i + args.crop_batch], (side, side), 1.0, 2, True)
+                embedder(crops)
+        sync(device)
+        return {"seconds": time.perf_counter() - t0}
+
+    runs = interleaved({"roi_align_embed": run}, rounds=args.rounds, warmup=True)
+    s = summary(runs["roi_align_embed"], n)
+    return {
+        "crops": n,
+        "side": side,
+        "embedder": "resnet18" if args.small else "vit_b_16",
+        **s,
+        **floor(flops, peak, s["per_s_max"]),
+        "seconds_for_41k_crops_median": round(2048 * 20 / s["per_s_median"], 1),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- generate
+
+
+def shard_run(
+    pipe: Any,
+    device: torch.device,
+    n_images: int,
+    batch: int,
+    res: int,
+    steps: int,
+    guidance: float,
+    keep: str = "thumbnails",
+) -> Callable[[], dict]:
+    """One whole shard in a fresh cache (everything generated), ResNet-50 (small: the tests' CNN) measured."""
+    from sieve.backends.generators import DiffusersGenerator
+    from sieve.verify.requests import collect_requests
+    from sieve.verify.shard import run_shard
+
+    per_concept = 4
+    n_concepts = max(1, n_images // per_concept)
+    gen = DiffusersGenerator(pipe, res, steps, guidance)
+    if device.type == "cuda":
+        models = {"rn50": {"source": "torchvision", "arch": "resnet50", "weights": None, "batch_size": 64}}
+    else:
+        models = {"tiny": {"source": "python", "factory": "tinymodels:hotspot_cnn", "batch_size": 64}}
+    spec = {
+        "source": "python",
+        "factory": "bench:preloaded",
+        "resolution": res,
+        "steps": steps,
+        "guidance_scale": guidance,
+        "images_per_concept": per_concept,
+        "batch_size": batch,
+        "shards": 1,
+        "seed": 0,
+        "keep_images": keep,
+        "dtype": "bfloat16" if device.type == "cuda" else "float32",
+    }
+    req = collect_requests([], "{}", 1)
+    req["concepts"] = [
+        {
+            "key": f"k{i:06d}",
+            "prompt": f"a photo of concept {i}",
+            "shard": 0,
+            "texts": [str(i)],
+            "ids": [str(i)],
+        }
+        for i in range(n_concepts)
+    ]
+
+    def run() -> dict:
+        with tempfile.TemporaryDirectory() as cache:
+            t0 = time.perf_counter()
+            m = run_shard(
+                req,
+                0,
+                spec,
+                models,
+                cache,
+                str(Path(cache) / "m.json"),
+                device=str(device),
+                load_generator_fn=lambda *_: gen,
+            )
+            seconds = time.perf_counter() - t0
+        return {"seconds": seconds, "generate_only_per_s": m["images_per_second"], "n": m["n_generated"]}
+
+    return run
+
+
+def gen_flops(pipe: Any, res: int, steps: int, guidance: float) -> float:
+    from sieve.backends.generators import DiffusersGenerator
+
+    gen = DiffusersGenerator(pipe, res, steps, guidance)
+    return count_flops(lambda: gen.generate(["a photo"], [0]))
+
+
+def gen_summary(runs: list[dict], n: int, flops: float, peak: float | None) -> dict:
+    s = summary(runs, n)
+    rates = sorted(r["generate_only_per_s"] for r in runs)
+    med = rates[len(rates) // 2]
+    return {
+        **s,
+        "generate_only_per_s_median": med,
+        "whole_shard_share_of_generate_only_median": round(s["per_s_median"] / med, 3) if med else None,
+        **floor(flops, peak, s["per_s_max"]),
+    }
+
+
+def bench_generate(
+    args: argparse.Namespace, device: torch.device, peak: float | None, deadline: float
+) -> dict:
+    from bench_generate import sdxl_pipeline
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    scale = "sdxl-tiny" if args.small else "sdxl"
+    t0 = time.perf_counter()
+    pipe = sdxl_pipeline(scale, dtype, str(device))
+    pipe.set_progress_bar_config(disable=True)
+    out: dict[str, Any] = {"architecture": scale, "load_s": round(time.perf_counter() - t0, 1)}
+    res = args.turbo_resolution
+    flops = gen_flops(pipe, res, 1, 0.0)
+    out["turbo"] = {"resolution": res, "steps": 1, "guidance_scale": 0.0, "batch_sizes": {}}
+    for b in args.batch_sizes:
+        if time.perf_counter() > deadline:
+            out["turbo"]["batch_sizes"][str(b)] = "skipped: over --budget-s"
+            continue
+        n = max(b * 2, args.gen_images)
+        run = shard_run(pipe, device, n, b, res, 1, 0.0)
+        run()  # warm-up: kernels, allocator
+        runs = interleaved({"shard": run}, rounds=args.rounds)["shard"]
+        out["turbo"]["batch_sizes"][str(b)] = gen_summary(runs, runs[0]["n"], flops, peak)
+    if time.perf_counter() < deadline:  # keep_images: full (a PNG per image) against thumbnails, interleaved
+        b = args.compile_batch
+        n = max(2 * b, args.gen_images)
+        sides = {k: shard_run(pipe, device, n, b, res, 1, 0.0, keep=k) for k in ("thumbnails", "full")}
+        runs = interleaved(sides, rounds=args.rounds, warmup=True)
+        thumbs, full = (gen_summary(runs[k], runs[k][0]["n"], flops, peak) for k in ("thumbnails", "full"))
+        out["keep_images"] = {
+            "batch_size": b,
+            "thumbnails": thumbs,
+            "full": full,
+            "full_share_of_thumbnails_median": round(full["per_s_median"] / thumbs["per_s_median"], 3),
+        }
+    else:
+        out["keep_images"] = "skipped: over --budget-s"
+    if args.compile and time.perf_counter() < deadline:
+        b = args.compile_batch
+        run = shard_run(pipe, device, max(2 * b, args.gen_images), b, res, 1, 0.0)
+        eager = interleaved({"shard": run}, rounds=args.rounds, warmup=True)["shard"]
+        unet, decoder = pipe.unet, pipe.vae.decoder
+        t1 = time.perf_counter()
+        backend = args.compile_backend
+        pipe.unet = torch.compile(unet, backend=backend)
+        pipe.vae.decoder = torch.compile(decoder, backend=backend)
+        run()  # compiles
+        compile_s = time.perf_counter() - t1
+        compiled = interleaved({"shard": run}, rounds=args.rounds)["shard"]
+        pipe.unet, pipe.vae.decoder = unet, decoder
+        out["compile"] = {
+            "backend": args.compile_backend,
+            "batch_size": b,
+            "compile_seconds": round(compile_s, 1),
+            "off": gen_summary(eager, eager[0]["n"], flops, peak),
+            "on": gen_summary(compiled, compiled[0]["n"], flops, peak),
+        }
+    elif args.compile:
+        out["compile"] = "skipped: over --budget-s"
+    if time.perf_counter() < deadline:
+        res_b, steps = args.base_resolution, args.base_steps
+        flops_b = gen_flops(pipe, res_b, steps, 5.0)
+        run = shard_run(pipe, device, args.base_images, args.base_batch, res_b, steps, 5.0)
+        runs = interleaved({"shard": run}, rounds=args.rounds, warmup=True)["shard"]
+        out["base"] = {
+            "resolution": res_b,
+            "steps": steps,
+            "guidance_scale": 5.0,
+            "batch_size": args.base_batch,
+            **gen_summary(runs, runs[0]["n"], flops_b, peak),
+        }
+    else:
+        out["base"] = "skipped: over --budget-s"
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--small", action="store_true", help="tiny sizes, for the tests on a CPU")
+    ap.add_argument("--rounds", type=int, default=MIN_ROUNDS)
+    ap.add_argument("--budget-s", type=float, default=420.0, help="start no section after this many seconds")
+    ap.add_argument(
+        "--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, if not in the table"
+    )
+    ap.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
+    ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument(
+        "--compile-backend", default="inductor", help="torch.compile's backend (the tests use 'eager': fast)"
+    )
+    ap.add_argument("--out", default=None, help="default: bench/results/gpu_suite_<gpu>.json")
+    ap.add_argument("--note", default="")
+    args = ap.parse_args(argv)
+    small = args.small
+    args.probe_archs = ["resnet18"] if small else ["resnet50", "vit_b_16"]
+    args.probe_images = 8 if small else 4096
+    args.probe_batch = 4 if small else 256
+    args.crop_images, args.crops_per_image = (2, 4) if small else (512, 20)
+    args.crop_side = 64 if small else 224
+    args.crop_batch = 8 if small else 512
+    args.batch_sizes = [2, 4] if small else [8, 16, 32, 64]
+    args.gen_images = 8 if small else 128
+    args.turbo_resolution = 32 if small else 512
+    args.compile_batch = 2 if small else 16
+    args.base_resolution, args.base_steps = (32, 2) if small else (1024, 30)
+    args.base_images, args.base_batch = (4, 2) if small else (8, 8)
+    if small:
+        args.workers = 0
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    deadline = t_start + args.budget_s
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA GPU here (use --small --device cpu for the test mode)")
+    torch.manual_seed(0)
+    name = gpu_name(device)
+    peak = peak_tflops(name, args.peak_tflops) if device.type == "cuda" else None
+    record: dict[str, Any] = {
+        "gpu": name,
+        "device": str(device),
+        "small": args.small,
+        "peak_bf16_tflops": peak,
+        "peak_source": "--peak-tflops" if args.peak_tflops else ("table" if peak else None),
+        "rounds": args.rounds,
+        "torch": torch.__version__,
+        "note": args.note,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    with tempfile.TemporaryDirectory() as tmpdir:
+        record["probe"] = bench_probe(args, device, peak, Path(tmpdir))
+    record["crop_embedding"] = (
+        bench_crops(args, device, peak) if time.perf_counter() < deadline else "skipped: over --budget-s"
+    )
+    record["generate"] = (
+        bench_generate(args, device, peak, deadline)
+        if time.perf_counter() < deadline
+        else "skipped: over --budget-s"
+    )
+    record["wall_s"] = round(time.perf_counter() - t_start, 1)
+    out = (
+        Path(args.out)
+        if args.out
+        else REPO / "bench" / "results" / f"gpu_suite_{name.replace(' ', '_')}.json"
+    )
+    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(record, indent=2))
+    return record
+
+
+if __name__ == "__main__":
+    main()
