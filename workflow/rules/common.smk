@@ -22,7 +22,13 @@ from sieve import paths  # noqa: E402  (light: no torch)
 from sieve.config import coerce_booleans  # noqa: E402
 from sieve.backends import BackendError, activation_spec, embedding_spec  # noqa: E402
 from sieve.backends.generators import check_generator_source  # noqa: E402
-from sieve.config_checks import ConfigError, check_config, is_packaged_world  # noqa: E402
+from sieve.config_checks import (  # noqa: E402
+    ConfigError,
+    check_config,
+    is_packaged_world,
+    trained_checkpoints,
+)
+from sieve.trained import params as trained_params  # noqa: E402  (yaml only: no torch)
 
 # ---------------------------------------------------------------------------------------------------- config
 # Keys that were renamed: the old spelling stops the run with the new one named (the schema alone would only
@@ -91,6 +97,14 @@ SWEEP_HYPOTHESES = paths.HYPOTHESES if SWEEP_REUSES_RUN else paths.hypotheses(pa
 # packaged file reruns them, moving it does not. Results name it "default".
 PACKAGED_WORLD_SPEC = Path(workflow.basedir) / "workflow" / "sieve" / "synthetic" / "default.yaml"
 PACKAGED_WORLD = f"default sha256:{hashlib.sha256(PACKAGED_WORLD_SPEC.read_bytes()).hexdigest()[:16]}"
+
+
+# The trained world (rules/train.smk): its spec, its models, and the checkpoint path of each (a model entry whose
+# `weights` is one of them waits for its training).
+TRAINED_SPEC = config["trained_world"]["spec"]
+TRAINED_CHECKPOINTS = trained_checkpoints(config)  # normalised path -> trained model name
+TRAINED_MODELS = sorted(TRAINED_CHECKPOINTS.values())
+TRAINED_PICTURES = os.path.normpath(paths.TRAINED_PICTURES)
 
 
 def never_matching(names):
@@ -243,6 +257,33 @@ def stage_ablation_world_spec(wildcards):
 def model_packaged_world(wildcards):
     """`packaged_world` of the truth and the stage ablation table: a synthetic model's world."""
     return packaged_world(stage_ablation_world_spec(wildcards)) if model_is_synthetic(wildcards) else None
+
+
+def trained_training_params(wildcards):
+    """The param `training` of a trained-world model: the content of what changes its weights."""
+    return trained_params.training_params(TRAINED_SPEC, wildcards.trained)
+
+
+def trained_picture_params():
+    """The param `pictures` of the class names and the held-out pictures: the content that changes them."""
+    return trained_params.picture_params(TRAINED_SPEC)
+
+
+def trained_checkpoint(wildcards):
+    """The model's checkpoint when the trained world makes it (an input: the model waits for its training, and
+    retraining reruns what read it); none for any other model."""
+    weights = config["models"][wildcards.model].get("weights")
+    if isinstance(weights, str) and os.path.normpath(weights) in TRAINED_CHECKPOINTS:
+        return [weights]
+    return []
+
+
+def trained_probe_pictures(wildcards):
+    """The probe set's folder when it is the trained world's held-out pictures (made by trained_pictures)."""
+    path = config["probes"][wildcards.probe].get("path")
+    if isinstance(path, str) and os.path.normpath(path) == TRAINED_PICTURES:
+        return [paths.TRAINED_PICTURES]
+    return []
 
 
 def ground_truth_file(wildcards):

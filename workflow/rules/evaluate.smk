@@ -26,7 +26,7 @@ rule final_layer_metrics:
         runtime=per_attempt(30),
     params:
         clip_model=final_layer_clip_model(),
-        mpnet_model=verbatim(config["evaluate"]["mpnet_model"]),
+        mpnet_model=verbatim(config["evaluate"]["mpnet_model"]),  # a sentence model id, or an embedder spec
         methods=HYPOTHESIZE_METHODS,
         device=config["device"],
     script:
@@ -36,7 +36,9 @@ rule final_layer_metrics:
 rule ablate_neurons:
     """Zero each neuron of evaluate.ablate_neurons; per-class accuracy drop on the labelled probe set."""
     input:
-        ground_truth_file,
+        ground_truth=ground_truth_file,
+        checkpoint=trained_checkpoint,
+        pictures=trained_probe_pictures,
     output:
         ablation=report(
             directory(paths.NEURON_ABLATION),

@@ -217,6 +217,21 @@ class SentenceEncoder:
         return torch.cat(outs) if outs else torch.zeros((0, 1))
 
 
+def load_text_model(spec: str | dict[str, Any], device: torch.device | str = "cpu") -> tuple[Any, str]:
+    """The text model of the text-cos column (``evaluate.mpnet_model``) and the name the results give it.
+
+    A string is a sentence-transformers model (:class:`SentenceEncoder`, the paper's all-mpnet-base-v2). A
+    mapping is an embedder spec whose text side is used instead, for a world with no sentence model (the
+    trained world: ``{source: synthetic}``); its name says so, so that no table passes it off as mpnet."""
+    if isinstance(spec, str):
+        return SentenceEncoder(spec, device), spec
+    from ..backends.embedders import load_embedder
+
+    encoder = load_embedder(dict(spec), device)
+    name = str(getattr(encoder, "name", "") or spec.get("source", "embedder"))
+    return encoder, f"{name} text side (embedder spec, not a sentence model)"
+
+
 def _encoder_fn(encoder: Any, batch_size: int = 256) -> Callable[[list[str]], np.ndarray]:
     def enc(texts: list[str]) -> np.ndarray:
         parts = [
