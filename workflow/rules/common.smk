@@ -80,8 +80,9 @@ GROUND_TRUTH_MODELS = [m for m in MODELS if "ground_truth" in config["models"][m
 SYNTHETIC_MODELS = [m for m in MODELS if config["models"][m]["source"] == "synthetic"]
 ABLATE_NEURONS = config["evaluate"]["ablate_neurons"]
 STAGE_ABLATIONS = config["evaluate"]["stage_ablations"]
-# no Select (select.enabled false), no Cluster (hypothesize.cluster false), no Verify (verify.enabled false)
-STAGE_ABLATION_VARIANTS = ["no_select", "no_cluster", "no_verify"]
+# no Select (select.enabled false), no Cluster (hypothesize.cluster false), no Verify (verify.enabled false), and
+# none of the three (all three switches off)
+STAGE_ABLATION_VARIANTS = ["no_select", "no_cluster", "no_verify", "none"]
 SWEEP_TAUS = sorted({float(t) for t in config["sweeps"]["select.tau"]})
 SWEEP_TAU_NAMES = {f"{t:g}": t for t in SWEEP_TAUS}
 # A sweep reuses the run's own Select/Hypothesize when they already cover its smallest tau.
@@ -445,32 +446,49 @@ def sweep_summaries(wildcards):
 
 
 # -------------------------------------------------------------------------------------------- stage ablations
+# Which stages a variant switches off: `none` (the paper's row with none of the three stages) all three.
+STAGE_ABLATION_OFF = {
+    "no_select": {"select"},
+    "no_cluster": {"cluster"},
+    "no_verify": {"verify"},
+    "none": {"select", "cluster", "verify"},
+}
+
+
+def stage_off(wildcards, stage):
+    return stage in STAGE_ABLATION_OFF[wildcards.variant]
+
+
 def stage_ablation_crops(wildcards):
-    """no Select crops every neuron; the other variants reuse the run's crops."""
-    if wildcards.variant == "no_select":
+    """Without Select, every neuron's crops (no_select's); the other variants reuse the run's crops."""
+    if stage_off(wildcards, "select"):
         return rules.stage_ablation_embed_crops.output.h5
     return rules.embed_crops.output.h5
 
 
 def stage_ablation_cluster_switch(wildcards):
-    return wildcards.variant != "no_cluster"
+    return not stage_off(wildcards, "cluster")
 
 
 def stage_ablation_select(wildcards):
-    if wildcards.variant == "no_select":
+    if stage_off(wildcards, "select"):
         return rules.stage_ablation_select_neurons.output.summary
     return rules.select_neurons.output.summary
 
 
+def stage_ablation_hypothesizes(variant):
+    """Whether a variant hypothesises anew: every one but no_verify, which reads the run's own hypotheses."""
+    return STAGE_ABLATION_OFF[variant] != {"verify"}
+
+
 def stage_ablation_hypotheses(wildcards):
-    """no Verify verifies nothing new: it reads the run's own hypotheses."""
-    if wildcards.variant == "no_verify":
+    if not stage_ablation_hypothesizes(wildcards.variant):
         return rules.hypothesize.output.hypotheses
     return rules.stage_ablation_hypothesize.output.hypotheses
 
 
 def stage_ablation_manifests(wildcards):
-    if wildcards.variant == "no_verify":
+    if not stage_ablation_hypothesizes(wildcards.variant):
         return get_shard_manifests(wildcards)
     return planned_manifests(
         checkpoints.stage_ablation_generation_plan, paths.generation_shard(paths.STAGE_ABLATION_GENERATE)
@@ -478,7 +496,7 @@ def stage_ablation_manifests(wildcards):
 
 
 def stage_ablation_verify_switch(wildcards):
-    return wildcards.variant != "no_verify"
+    return not stage_off(wildcards, "verify")
 
 
 def stage_ablation_hypotheses_dirs(wildcards):
@@ -488,7 +506,7 @@ def stage_ablation_hypotheses_dirs(wildcards):
         model=MODELS,
         probe=PROBES,
         concept_set=CONCEPT_SETS,
-        variant=["no_select", "no_cluster"],
+        variant=[v for v in STAGE_ABLATION_VARIANTS if stage_ablation_hypothesizes(v)],
     )
 
 
@@ -505,7 +523,9 @@ def stage_ablation_table_inputs(wildcards):
     for v in STAGE_ABLATION_VARIANTS:
         variant = paths.verify_files(paths.stage_ablation_run(v))
         select = (
-            rules.stage_ablation_select_neurons.output.summary if v == "no_select" else files["full_select"]
+            rules.stage_ablation_select_neurons.output.summary
+            if "select" in STAGE_ABLATION_OFF[v]
+            else files["full_select"]
         )
         files[f"{v}_select"] = select
         files[f"{v}_verify_summary"] = variant["summary"]
