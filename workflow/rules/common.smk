@@ -328,6 +328,8 @@ def get_stage_outputs():
         outs += over_runs(clip_dissect["summary"]) + over_runs(clip_dissect["neuron_concepts"])
     if GROUND_TRUTH_MODELS:
         outs += over_runs(paths.FINAL_LAYER_METRICS, GROUND_TRUTH_MODELS)
+        if SWEEP_TAUS or STAGE_ABLATIONS:
+            outs += over_runs(paths.FINAL_LAYER_VARIANTS, GROUND_TRUTH_MODELS)
     if ABLATE_NEURONS:
         outs += over_runs(paths.NEURON_ABLATION)
     if SWEEP_TAUS:
@@ -425,6 +427,19 @@ def final_layer_inputs(wildcards):
         ins["clip_dissect_hypotheses"] = rules.clip_dissect.output.hypotheses
         ins["clip_dissect_neuron_concepts"] = rules.clip_dissect_activation_rate.output.neuron_concepts
         ins["clip_dissect_labels"] = rules.clip_dissect.output.labels
+    return ins
+
+
+def final_layer_variant_inputs(wildcards):
+    """The neuron_concepts.csv of every tau of the sweep and every stage-ablation variant (the run's own is
+    `full`), the run's Select and the ground truth: the final-layer columns of Tables 4 and 5."""
+    ins = {"select": rules.select_neurons.output.summary, "ground_truth": ground_truth_file(wildcards)[0]}
+    for name in SWEEP_TAU_NAMES:
+        ins[f"tau={name}"] = expand(rules.sweep_tau.output.neuron_concepts, tau=name, allow_missing=True)[0]
+    if STAGE_ABLATIONS:
+        ins["full"] = rules.activation_rate.output.neuron_concepts
+        for v in STAGE_ABLATION_VARIANTS:
+            ins[v] = paths.verify_files(paths.stage_ablation_run(v))["neuron_concepts"]
     return ins
 
 

@@ -169,6 +169,8 @@ CLIP_DISSECT_IMAGE_EMBEDDINGS = result(MODEL_PROBE, "clip_dissect/image_embeddin
 CLIP_DISSECT_CONCEPT_EMBEDDINGS = result(CONCEPTS, "clip_dissect/embeddings.h5")  # raw concept text
 CLIP_DISSECT_LABELS = result(CLIP_DISSECT, "labels.csv")
 FINAL_LAYER_METRICS = result(RUN, "final_layer_metrics.json")
+# the final-layer columns of every tau of a sweep and every stage-ablation variant (Tables 4 and 5)
+FINAL_LAYER_VARIANTS = result(RUN, "final_layer_variants.json")
 NEURON_ABLATION = result(
     MODEL_PROBE, NEURON_ABLATION_DIR
 )  # evaluate.ablate_neurons: {neuron}.json, {neuron}.png
