@@ -58,13 +58,15 @@ def merged_spec(spec: str | None) -> dict[str, Any]:
         given = raw.get(key) or {}
         out[key] = {**default[key], **(given if isinstance(given, dict) else {})}
     world = out["world"]
+    packaged_world = _read(PACKAGED_WORLD_SPEC, "packaged world spec")
     if _packaged(world):
-        world_path = PACKAGED_WORLD_SPEC
-    else:
-        world_path = Path(os.path.expanduser(str(world)))
-        if not world_path.is_absolute():
-            world_path = path.parent / world_path  # relative to the trained spec's own folder, as spec.py reads it
-    out["world_content"] = _read(world_path, f"world spec of trained world {path}")
+        out["world_content"] = packaged_world
+        return out
+    world_path = Path(os.path.expanduser(str(world)))
+    if not world_path.is_absolute():
+        world_path = path.parent / world_path  # relative to the trained spec's own folder, as spec.py reads it
+    # keys a world spec leaves out come from the packaged world's, top-level key by key (as load_world reads it)
+    out["world_content"] = {**packaged_world, **_read(world_path, f"world spec of trained world {path}")}
     return out
 
 
