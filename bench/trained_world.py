@@ -98,7 +98,15 @@ def main() -> None:
     training = {
         p.parent.name: {
             k: json.loads(p.read_text())[k]
-            for k in ("accuracy", "learned", "train_seconds", "cpu_seconds", "steps", "threads", "min_accuracy")
+            for k in (
+                "accuracy",
+                "learned",
+                "train_seconds",
+                "cpu_seconds",
+                "steps",
+                "threads",
+                "min_accuracy",
+            )
         }
         for p in sorted((workdir / "results/trained_world").glob("*/training.json"))
     }

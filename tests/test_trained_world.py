@@ -96,7 +96,9 @@ def test_params_change_only_with_what_changes_a_model(tmp_path) -> None:
     assert trained_params.training_params(str(other), "resnet") == base["resnet"]
     assert trained_params.training_params(str(other), "vit") != base["vit"]
     # a colour of the world: every model, and the pictures
-    world = write_spec(tmp_path / "d", world={**TINY_WORLD, "colours": {"red": [0.9, 0.1, 0.1], "blue": [0.1, 0.2, 0.9]}})
+    world = write_spec(
+        tmp_path / "d", world={**TINY_WORLD, "colours": {"red": [0.9, 0.1, 0.1], "blue": [0.1, 0.2, 0.9]}}
+    )
     assert all(trained_params.training_params(str(world), n) != base[n] for n in base)
     assert trained_params.picture_params(str(world)) != trained_params.picture_params(str(spec))
 
@@ -165,7 +167,9 @@ def test_a_model_under_the_floor_stops_the_run_with_its_accuracy(tmp_path) -> No
     proc = run_snakemake(work, tiny_config(path), targets=(TRAINED["resnet"],), check=False)
     assert proc.returncode != 0
     log = (work / "logs/trained_world/resnet/train.log").read_text()
-    assert re.search(r"trained model 'resnet': held-out accuracy 0\.\d{3} is under the floor 1\.000", log), log
+    assert re.search(r"trained model 'resnet': held-out accuracy 0\.\d{3} is under the floor 1\.000", log), (
+        log
+    )
     assert not (work / TRAINED["resnet"]).exists()
 
 
@@ -237,4 +241,6 @@ def test_trained_world_example_runs_the_whole_protocol(tmp_path) -> None:
         assert shares == sorted(shares, reverse=True), (m, shares)
 
     # Fig. 6: the zeroed neuron of every model, with its accuracy drop
-    assert {t["title"].split(": ", 1)[1].split(" (")[0] for t in data["paper"] if t["title"].startswith("Fig. 6")} == set(models)
+    assert {
+        t["title"].split(": ", 1)[1].split(" (")[0] for t in data["paper"] if t["title"].startswith("Fig. 6")
+    } == set(models)

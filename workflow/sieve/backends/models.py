@@ -312,8 +312,6 @@ def _torchvision(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess]:
     return model, Preprocess(input_size=size, resize=int(round(size / 0.875)))
 
 
-
-
 def build_torchvision_class(arch: str, kwargs: dict[str, Any]) -> nn.Module:
     """One of torchvision's own model classes built from its constructor's keyword arguments.
 

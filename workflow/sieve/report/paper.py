@@ -164,7 +164,8 @@ def table_4(runs: list[dict[str, Any]], results: Path, link: Callable[[Path], st
             "columns": [*cols, "top-1"],
             "rows": rows,
             "note": "mean AR: of what the variant reports (kept hypotheses; every hypothesis without Verify). "
-            "Final-layer columns: verified labels, CLIP-Dissect protocol. " + (_text_note(seen) if seen else ""),
+            "Final-layer columns: verified labels, CLIP-Dissect protocol. "
+            + (_text_note(seen) if seen else ""),
             "source": source,
         }
     ]

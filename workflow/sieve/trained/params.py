@@ -63,8 +63,8 @@ def merged_spec(spec: str | None) -> dict[str, Any]:
         out["world_content"] = packaged_world
         return out
     world_path = Path(os.path.expanduser(str(world)))
-    if not world_path.is_absolute():
-        world_path = path.parent / world_path  # relative to the trained spec's own folder, as spec.py reads it
+    if not world_path.is_absolute():  # relative to the trained spec's own folder, as spec.py reads it
+        world_path = path.parent / world_path
     # keys a world spec leaves out come from the packaged world's, top-level key by key (as load_world reads it)
     out["world_content"] = {**packaged_world, **_read(world_path, f"world spec of trained world {path}")}
     return out
