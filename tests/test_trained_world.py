@@ -195,6 +195,12 @@ def test_trained_world_example_runs_the_whole_protocol(tmp_path) -> None:
     seconds = time.perf_counter() - t0
     print(f"trained world example: {seconds:.0f} s")
 
+    check_trained_world_run(work)
+
+
+def check_trained_world_run(work: Path) -> None:
+    """What a finished run of examples/trained_world.yaml in ``work`` must show (also usable on a run made by
+    hand: ``python -c "import test_trained_world as t; t.check_trained_world_run(Path('...'))"``)."""
     data = report_data(work / "results/report/index.html")
     tables = {t["title"].split(":")[0]: t for t in data["paper"]}
     assert {"The trained world's models", "Tables 1 and 2", "Table 4", "Table 5", "Fig. 6"} <= set(tables)

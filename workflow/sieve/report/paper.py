@@ -62,7 +62,10 @@ def tables_1_2(
         fl_path = results / r["model"] / r["probe"] / r["concept_set"] / Path(paths.FINAL_LAYER_METRICS).name
         if not fl_path.is_file():
             continue
-        fl = load_json(fl_path)
+        doc = load_json(fl_path)
+        fl = {k: v for k, v in doc.items() if isinstance(v, dict)} if isinstance(doc, dict) else {}
+        if not fl:
+            continue
         sources.append(link(fl_path))
         penultimate = next(
             (
@@ -75,7 +78,7 @@ def tables_1_2(
             ),
             None,
         )
-        label_sets = sorted({(v["method"], v["labels"]) for v in fl.values()})
+        label_sets = sorted({(str(v.get("method")), str(v.get("labels"))) for v in fl.values()})
         for method, labels in label_sets:
             cd = fl.get(f"{method} / {labels} / clip_dissect")
             www = fl.get(f"{method} / {labels} / www")
@@ -126,9 +129,16 @@ def tables_1_2(
     ]
 
 
+def _records(obj: Any) -> list[dict[str, Any]]:
+    """The rows of a table file: a list of objects, or the values of a mapping of objects (else none)."""
+    rows = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else []
+    return [r for r in rows if isinstance(r, dict)]
+
+
 def _variants(run_dir: Path) -> dict[str, dict[str, Any]]:
     p = run_dir / Path(paths.FINAL_LAYER_VARIANTS).name
-    return load_json(p) if p.is_file() else {}
+    doc = load_json(p) if p.is_file() else {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def table_4(runs: list[dict[str, Any]], results: Path, link: Callable[[Path], str]) -> list[dict[str, Any]]:
@@ -141,7 +151,8 @@ def table_4(runs: list[dict[str, Any]], results: Path, link: Callable[[Path], st
             continue
         source = source or link(p)
         fl = _variants(results / r["model"] / r["probe"] / r["concept_set"])
-        for v in load_json(p).get("variants", []):
+        doc = load_json(p)
+        for v in _records(doc.get("variants") if isinstance(doc, dict) else doc):
             f = fl.get(f"{v['variant']} / {PROTOCOL}")
             seen += [f] if f else []
             rows.append(
@@ -181,8 +192,12 @@ def table_5(runs: list[dict[str, Any]], results: Path, link: Callable[[Path], st
             continue
         source = source or link(p)
         fl = _variants(run_dir)
-        for key, s in sorted(load_json(p).items(), key=lambda kv: float(kv[1].get("tau", 0))):
-            f = fl.get(f"{key} / {PROTOCOL}")
+        for s in sorted(_records(load_json(p)), key=lambda row: _num(row.get("tau")) or 0):
+            f = (
+                fl.get(f"tau={s.get('tau'):g} / {PROTOCOL}")
+                if isinstance(s.get("tau"), (int, float))
+                else None
+            )
             seen += [f] if f else []
             rows.append(
                 [
@@ -220,6 +235,8 @@ def figure_6(runs: list[dict[str, Any]], results: Path, link: Callable[[Path], s
         folder = results / r["model"] / r["probe"] / paths.NEURON_ABLATION_DIR
         for p in sorted(folder.glob("*.json"), key=lambda q: int(q.stem) if q.stem.isdigit() else 0):
             doc = load_json(p)
+            if not isinstance(doc, dict):
+                continue
             rows = [
                 [c.get("class"), c.get("name"), c.get("n_images"), _num(c.get("accuracy")),
                  _num(c.get("ablated_accuracy")), _num(c.get("drop"))]
@@ -245,6 +262,8 @@ def trained_world_table(results: Path, link: Callable[[Path], str]) -> list[dict
     rows = []
     for p in files:
         t = load_json(p)
+        if not isinstance(t, dict):
+            continue
         rows.append(
             [
                 t.get("model"),
