@@ -250,3 +250,86 @@ def check_trained_world_run(work: Path) -> None:
     assert {
         t["title"].split(": ", 1)[1].split(" (")[0] for t in data["paper"] if t["title"].startswith("Fig. 6")
     } == set(models)
+
+
+# ------------------------------------------------------------------------------------ the paper's tables
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj), encoding="utf-8")
+
+
+def test_paper_tables_join_final_layer_columns_and_penultimate_ar(tmp_path) -> None:
+    from sieve.report.paper import paper_tables
+
+    res = tmp_path / "results"
+    spec = {"source": "torchvision", "arch": "ResNet", "weights": "w.pt"}
+    models = {
+        "net_pen": {**spec, "layer": "layer4"},
+        "net_fc": {**spec, "layer": "fc", "ground_truth": "c.txt"},
+    }
+    runs = [
+        {
+            "model": m,
+            "probe": "p",
+            "concept_set": "c",
+            "_summaries": {"sieve": {"mean_ar_initial": ar, "mean_ar_kept": ar + 0.2}},
+        }
+        for m, ar in (("net_fc", 0.5), ("net_pen", 0.3))
+    ]
+    metric = {
+        "n_neurons": 3,
+        "clip_cos": 0.9,
+        "mpnet_cos": 0.8,
+        "top1_accuracy": 2 / 3,
+        "mpnet_model": "x text side",
+    }
+    fl = {
+        f"sieve / verified / {p}": {"method": "sieve", "labels": "verified", "protocol": p, **metric}
+        for p in ("clip_dissect", "www")
+    }
+    _write(res / "net_fc/p/c/final_layer_metrics.json", fl)
+    _write(
+        res / "net_fc/p/c/final_layer_variants.json",
+        {
+            "tau=4 / clip_dissect": {**metric, "top1_accuracy": 1.0},
+            "none / clip_dissect": {**metric, "top1_accuracy": 0.0},
+        },
+    )
+    _write(
+        res / "net_fc/p/c/sweeps/tau.json", {"tau=4": {"tau": 4.0, "n_selected": 3, "selected_share": 1.0}}
+    )
+    _write(
+        res / "stage_ablations/net_fc/p/c/ablations.json",
+        {"variants": [{"variant": "none", "label": "none of the three", "mean_ar": 0.1}]},
+    )
+    _write(
+        res / "net_pen/p/ablation/7.json",
+        {
+            "neuron": 7,
+            "layer": "layer4",
+            "accuracy": 0.8,
+            "ablated_accuracy": 0.7,
+            "classes": [
+                {
+                    "class": 2,
+                    "name": "dots",
+                    "n_images": 10,
+                    "accuracy": 0.9,
+                    "ablated_accuracy": 0.4,
+                    "drop": 0.5,
+                }
+            ],
+        },
+    )
+    tables = {t["title"].split(":")[0]: t for t in paper_tables(runs, models, res, lambda p: p.name)}
+    assert set(tables) == {"Tables 1 and 2", "Table 4", "Table 5", "Fig. 6"}
+    t12 = tables["Tables 1 and 2"]
+    assert t12["rows"] == [
+        ["net_fc", "sieve", "verified", 3, 0.9, 0.8, 0.6667, 0.9, 0.8, 0.6667, "net_pen", 0.3, 0.5]
+    ]
+    assert "text cos: x text side" in t12["note"]
+    assert tables["Table 4"]["rows"] == [
+        ["net_fc", "none of the three", None, None, None, 0.1, 0.9, 0.8, 0.0]
+    ]
+    assert tables["Table 5"]["rows"] == [["net_fc", 4.0, 3, 1.0, None, None, 0.9, 0.8, 1.0]]
+    assert tables["Fig. 6"]["rows"] == [[2, "dots", 10, 0.9, 0.4, 0.5]]
