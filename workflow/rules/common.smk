@@ -355,9 +355,19 @@ def get_final_output():
     return get_stage_outputs() + [paths.REPORT_HTML] + get_generation_plans()
 
 
+def trained_records():
+    """The training records (training.json) of the trained-world models the config loads (the report's table)."""
+    used = set()
+    for m in config["models"].values():
+        weights = m.get("weights")
+        if isinstance(weights, str) and os.path.normpath(weights) in TRAINED_CHECKPOINTS:
+            used.add(TRAINED_CHECKPOINTS[os.path.normpath(weights)])
+    return expand(paths.TRAINED_METRICS, trained=sorted(used))
+
+
 def get_report_inputs(wildcards):
     """The report reads every other final output, so it runs last."""
-    return sorted(set(get_stage_outputs()))
+    return sorted(set(get_stage_outputs() + trained_records()))
 
 
 # ------------------------------------------------------------------------------------------------- Verify
