@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--workdir", type=Path, help="a folder where the example already ran (no new run)")
     ap.add_argument("--wall", type=float, help="with --workdir: that run's wall seconds, as measured")
+    ap.add_argument("--cpu", type=float, help="with --workdir: that run's CPU seconds (user + sys, `time`)")
     ap.add_argument("--note", default="", help="what else to record (e.g. the machine was shared)")
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/trained_world.json")
     args = ap.parse_args()
@@ -116,6 +117,7 @@ def main() -> None:
             "command": "snakemake --configfile examples/trained_world.yaml --replace-workflow-config "
             f"--cores {args.cores}",
             "wall_seconds": None if wall is None else round(wall, 1),
+            "cpu_seconds": args.cpu,
             "cores": args.cores,
             "rounds": 1,
             "note": args.note,
