@@ -333,3 +333,25 @@ def test_paper_tables_join_final_layer_columns_and_penultimate_ar(tmp_path) -> N
     ]
     assert tables["Table 5"]["rows"] == [["net_fc", 4.0, 3, 1.0, None, None, 0.9, 0.8, 1.0]]
     assert tables["Fig. 6"]["rows"] == [[2, "dots", 10, 0.9, 0.4, 0.5]]
+
+
+def test_readme_quotes_the_recorded_run() -> None:
+    """The README's figures of the trained-world example are bench/results/trained_world.json's."""
+    rec = json.loads((REPO / "bench/results/trained_world.json").read_text(encoding="utf-8"))
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    m = re.search(
+        r"([\d,]+) s of wall time .*? for (\d+) s of CPU time, which is about ([\d.]+) minutes of two free cores; "
+        r"training took (\d+) s \(ResNet, held-out accuracy ([\d.]+)\) and (\d+) s \(ViT, ([\d.]+)\)",
+        text,
+    )
+    assert m, "README: the trained world's measured sentence changed; update this test"
+    wall, cpu, minutes, r_cpu, r_acc, v_cpu, v_acc = m.groups()
+    assert int(wall.replace(",", "")) == round(rec["wall_seconds"])
+    assert int(cpu) == round(rec["cpu_seconds"]) and float(minutes) == round(rec["cpu_seconds"] / 120, 1)
+    train = rec["training"]
+    assert int(r_cpu) == round(train["resnet"]["cpu_seconds"]) and float(r_acc) == round(
+        train["resnet"]["accuracy"], 3
+    )
+    assert int(v_cpu) == round(train["vit"]["cpu_seconds"]) and float(v_acc) == round(
+        train["vit"]["accuracy"], 3
+    )
