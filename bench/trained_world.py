@@ -19,6 +19,7 @@ import csv
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -36,15 +37,19 @@ from sieve.io import write_json  # noqa: E402
 EXAMPLE = REPO / "examples" / "trained_world.yaml"
 
 
-def run_example(workdir: Path, cores: int) -> float:
-    """Run the example in ``workdir``; returns its wall seconds."""
+def run_example(workdir: Path, cores: int) -> tuple[float, float]:
+    """Run the example in ``workdir``; returns its wall seconds and the CPU seconds (user + sys) of its
+    processes."""
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(EXAMPLE, workdir / "config.yaml")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
     cmd += ["--configfile", str(workdir / "config.yaml"), "--replace-workflow-config", "--cores", str(cores)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=workdir)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def rule_seconds(workdir: Path) -> dict[str, float]:
@@ -93,9 +98,9 @@ def main() -> None:
     load_before = os.getloadavg()
     if args.workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="trained_world_"))
-        wall = run_example(workdir, args.cores)
+        wall, cpu = run_example(workdir, args.cores)
     else:
-        workdir, wall = args.workdir, args.wall
+        workdir, wall, cpu = args.workdir, args.wall, args.cpu
     training = {
         p.parent.name: {
             k: json.loads(p.read_text())[k]
@@ -117,7 +122,7 @@ def main() -> None:
             "command": "snakemake --configfile examples/trained_world.yaml --replace-workflow-config "
             f"--cores {args.cores}",
             "wall_seconds": None if wall is None else round(wall, 1),
-            "cpu_seconds": args.cpu,
+            "cpu_seconds": None if cpu is None else round(cpu, 1),
             "cores": args.cores,
             "rounds": 1,
             "note": args.note,

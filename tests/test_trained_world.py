@@ -340,14 +340,13 @@ def test_readme_quotes_the_recorded_run() -> None:
     rec = json.loads((REPO / "bench/results/trained_world.json").read_text(encoding="utf-8"))
     text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
     m = re.search(
-        r"([\d,]+) s of wall time .*? for (\d+) s of CPU time, which is about ([\d.]+) minutes of two free cores; "
-        r"training took (\d+) s \(ResNet, held-out accuracy ([\d.]+)\) and (\d+) s \(ViT, ([\d.]+)\)",
+        r"(\d+) s of wall time .*?; training took (\d+) s \(ResNet, held-out accuracy ([\d.]+)\) and "
+        r"(\d+) s \(ViT, ([\d.]+)\)",
         text,
     )
     assert m, "README: the trained world's measured sentence changed; update this test"
-    wall, cpu, minutes, r_cpu, r_acc, v_cpu, v_acc = m.groups()
-    assert int(wall.replace(",", "")) == round(rec["wall_seconds"])
-    assert int(cpu) == round(rec["cpu_seconds"]) and float(minutes) == round(rec["cpu_seconds"] / 120, 1)
+    wall, r_cpu, r_acc, v_cpu, v_acc = m.groups()
+    assert int(wall) == round(rec["wall_seconds"])
     train = rec["training"]
     assert int(r_cpu) == round(train["resnet"]["cpu_seconds"]) and float(r_acc) == round(
         train["resnet"]["accuracy"], 3
