@@ -89,7 +89,7 @@ def test_stage_ablation_table(demo):
         (work / "results/stage_ablations/synthetic/synthetic/synthetic/ablations.json").read_text()
     )
     rows = {r["variant"]: r for r in table["variants"]}
-    assert set(rows) == {"full", "no_select", "no_cluster", "no_verify"}
+    assert set(rows) == {"full", "no_select", "no_cluster", "no_verify", "none"}
     full = rows["full"]
     assert full["recovery"] == json.loads((work / RUN / "truth_summary.json").read_text())["recovery"]
     assert rows["no_verify"]["mean_ar"] < full["mean_ar"]
@@ -97,6 +97,10 @@ def test_stage_ablation_table(demo):
     assert rows["no_select"]["n_selected"] > full["n_selected"]
     assert rows["no_select"]["mean_ar_initial"] < full["mean_ar_initial"]
     assert rows["no_cluster"]["n_hypotheses"] < full["n_hypotheses"]
+    # none of the three: every neuron (no Select), one cluster each (no Cluster), everything kept (no Verify)
+    none = rows["none"]
+    assert none["n_selected"] == rows["no_select"]["n_selected"] and none["n_kept"] == none["n_hypotheses"]
+    assert none["n_wrong_kept"] > 0 and none["mean_ar"] < full["mean_ar"]
 
 
 @pytest.mark.workflow

@@ -22,7 +22,13 @@ from sieve import paths  # noqa: E402  (light: no torch)
 from sieve.config import coerce_booleans  # noqa: E402
 from sieve.backends import BackendError, activation_spec, embedding_spec  # noqa: E402
 from sieve.backends.generators import check_generator_source  # noqa: E402
-from sieve.config_checks import ConfigError, check_config, is_packaged_world  # noqa: E402
+from sieve.config_checks import (  # noqa: E402
+    ConfigError,
+    check_config,
+    is_packaged_world,
+    trained_checkpoints,
+)
+from sieve.trained import params as trained_params  # noqa: E402  (yaml only: no torch)
 
 # ---------------------------------------------------------------------------------------------------- config
 # Keys that were renamed: the old spelling stops the run with the new one named (the schema alone would only
@@ -74,8 +80,9 @@ GROUND_TRUTH_MODELS = [m for m in MODELS if "ground_truth" in config["models"][m
 SYNTHETIC_MODELS = [m for m in MODELS if config["models"][m]["source"] == "synthetic"]
 ABLATE_NEURONS = config["evaluate"]["ablate_neurons"]
 STAGE_ABLATIONS = config["evaluate"]["stage_ablations"]
-# no Select (select.enabled false), no Cluster (hypothesize.cluster false), no Verify (verify.enabled false)
-STAGE_ABLATION_VARIANTS = ["no_select", "no_cluster", "no_verify"]
+# no Select (select.enabled false), no Cluster (hypothesize.cluster false), no Verify (verify.enabled false), and
+# none of the three (all three switches off)
+STAGE_ABLATION_VARIANTS = ["no_select", "no_cluster", "no_verify", "none"]
 SWEEP_TAUS = sorted({float(t) for t in config["sweeps"]["select.tau"]})
 SWEEP_TAU_NAMES = {f"{t:g}": t for t in SWEEP_TAUS}
 # A sweep reuses the run's own Select/Hypothesize when they already cover its smallest tau.
@@ -91,6 +98,14 @@ SWEEP_HYPOTHESES = paths.HYPOTHESES if SWEEP_REUSES_RUN else paths.hypotheses(pa
 # packaged file reruns them, moving it does not. Results name it "default".
 PACKAGED_WORLD_SPEC = Path(workflow.basedir) / "workflow" / "sieve" / "synthetic" / "default.yaml"
 PACKAGED_WORLD = f"default sha256:{hashlib.sha256(PACKAGED_WORLD_SPEC.read_bytes()).hexdigest()[:16]}"
+
+
+# The trained world (rules/train.smk): its spec, its models, and the checkpoint path of each (a model entry whose
+# `weights` is one of them waits for its training).
+TRAINED_SPEC = config["trained_world"]["spec"]
+TRAINED_CHECKPOINTS = trained_checkpoints(config)  # normalised path -> trained model name
+TRAINED_MODELS = sorted(TRAINED_CHECKPOINTS.values())
+TRAINED_PICTURES = os.path.normpath(paths.TRAINED_PICTURES)
 
 
 def never_matching(names):
@@ -245,6 +260,33 @@ def model_packaged_world(wildcards):
     return packaged_world(stage_ablation_world_spec(wildcards)) if model_is_synthetic(wildcards) else None
 
 
+def trained_training_params(wildcards):
+    """The param `training` of a trained-world model: the content of what changes its weights."""
+    return trained_params.training_params(TRAINED_SPEC, wildcards.trained)
+
+
+def trained_picture_params():
+    """The param `pictures` of the class names and the held-out pictures: the content that changes them."""
+    return trained_params.picture_params(TRAINED_SPEC)
+
+
+def trained_checkpoint(wildcards):
+    """The model's checkpoint when the trained world makes it (an input: the model waits for its training, and
+    retraining reruns what read it); none for any other model."""
+    weights = config["models"][wildcards.model].get("weights")
+    if isinstance(weights, str) and os.path.normpath(weights) in TRAINED_CHECKPOINTS:
+        return [weights]
+    return []
+
+
+def trained_probe_pictures(wildcards):
+    """The probe set's folder when it is the trained world's held-out pictures (made by trained_pictures)."""
+    path = config["probes"][wildcards.probe].get("path")
+    if isinstance(path, str) and os.path.normpath(path) == TRAINED_PICTURES:
+        return [paths.TRAINED_PICTURES]
+    return []
+
+
 def ground_truth_file(wildcards):
     """A model's class list: its local file, or the cleaned copy of a published list (rule ground_truth_list)."""
     gt = config["models"][wildcards.model].get("ground_truth")
@@ -289,6 +331,8 @@ def get_stage_outputs():
         outs += over_runs(clip_dissect["summary"]) + over_runs(clip_dissect["neuron_concepts"])
     if GROUND_TRUTH_MODELS:
         outs += over_runs(paths.FINAL_LAYER_METRICS, GROUND_TRUTH_MODELS)
+        if SWEEP_TAUS or STAGE_ABLATIONS:
+            outs += over_runs(paths.FINAL_LAYER_VARIANTS, GROUND_TRUTH_MODELS)
     if ABLATE_NEURONS:
         outs += over_runs(paths.NEURON_ABLATION)
     if SWEEP_TAUS:
@@ -314,9 +358,19 @@ def get_final_output():
     return get_stage_outputs() + [paths.REPORT_HTML] + get_generation_plans()
 
 
+def trained_records():
+    """The training records (training.json) of the trained-world models the config loads (the report's table)."""
+    used = set()
+    for m in config["models"].values():
+        weights = m.get("weights")
+        if isinstance(weights, str) and os.path.normpath(weights) in TRAINED_CHECKPOINTS:
+            used.add(TRAINED_CHECKPOINTS[os.path.normpath(weights)])
+    return expand(paths.TRAINED_METRICS, trained=sorted(used))
+
+
 def get_report_inputs(wildcards):
     """The report reads every other final output, so it runs last."""
-    return sorted(set(get_stage_outputs()))
+    return sorted(set(get_stage_outputs() + trained_records()))
 
 
 # ------------------------------------------------------------------------------------------------- Verify
@@ -413,6 +467,19 @@ def final_layer_inputs(wildcards):
     return ins
 
 
+def final_layer_variant_inputs(wildcards):
+    """The neuron_concepts.csv of every tau of the sweep and every stage-ablation variant (the run's own is
+    `full`), the run's Select and the ground truth: the final-layer columns of Tables 4 and 5."""
+    ins = {"select": rules.select_neurons.output.summary, "ground_truth": ground_truth_file(wildcards)[0]}
+    for name in SWEEP_TAU_NAMES:
+        ins[f"tau={name}"] = expand(rules.sweep_tau.output.neuron_concepts, tau=name, allow_missing=True)[0]
+    if STAGE_ABLATIONS:
+        ins["full"] = rules.activation_rate.output.neuron_concepts
+        for v in STAGE_ABLATION_VARIANTS:
+            ins[v] = paths.verify_files(paths.stage_ablation_run(v))["neuron_concepts"]
+    return ins
+
+
 # ---------------------------------------------------------------------------------------------------- sweeps
 def sweep_select_summary(wildcards):
     return paths.select_summary(SWEEP_MODEL_PROBE)
@@ -431,32 +498,49 @@ def sweep_summaries(wildcards):
 
 
 # -------------------------------------------------------------------------------------------- stage ablations
+# Which stages a variant switches off: `none` (the paper's row with none of the three stages) all three.
+STAGE_ABLATION_OFF = {
+    "no_select": {"select"},
+    "no_cluster": {"cluster"},
+    "no_verify": {"verify"},
+    "none": {"select", "cluster", "verify"},
+}
+
+
+def stage_off(wildcards, stage):
+    return stage in STAGE_ABLATION_OFF[wildcards.variant]
+
+
 def stage_ablation_crops(wildcards):
-    """no Select crops every neuron; the other variants reuse the run's crops."""
-    if wildcards.variant == "no_select":
+    """Without Select, every neuron's crops (no_select's); the other variants reuse the run's crops."""
+    if stage_off(wildcards, "select"):
         return rules.stage_ablation_embed_crops.output.h5
     return rules.embed_crops.output.h5
 
 
 def stage_ablation_cluster_switch(wildcards):
-    return wildcards.variant != "no_cluster"
+    return not stage_off(wildcards, "cluster")
 
 
 def stage_ablation_select(wildcards):
-    if wildcards.variant == "no_select":
+    if stage_off(wildcards, "select"):
         return rules.stage_ablation_select_neurons.output.summary
     return rules.select_neurons.output.summary
 
 
+def stage_ablation_hypothesizes(variant):
+    """Whether a variant hypothesises anew: every one but no_verify, which reads the run's own hypotheses."""
+    return STAGE_ABLATION_OFF[variant] != {"verify"}
+
+
 def stage_ablation_hypotheses(wildcards):
-    """no Verify verifies nothing new: it reads the run's own hypotheses."""
-    if wildcards.variant == "no_verify":
+    if not stage_ablation_hypothesizes(wildcards.variant):
         return rules.hypothesize.output.hypotheses
     return rules.stage_ablation_hypothesize.output.hypotheses
 
 
 def stage_ablation_manifests(wildcards):
-    if wildcards.variant == "no_verify":
+    if not stage_ablation_hypothesizes(wildcards.variant):
         return get_shard_manifests(wildcards)
     return planned_manifests(
         checkpoints.stage_ablation_generation_plan, paths.generation_shard(paths.STAGE_ABLATION_GENERATE)
@@ -464,7 +548,7 @@ def stage_ablation_manifests(wildcards):
 
 
 def stage_ablation_verify_switch(wildcards):
-    return wildcards.variant != "no_verify"
+    return not stage_off(wildcards, "verify")
 
 
 def stage_ablation_hypotheses_dirs(wildcards):
@@ -474,7 +558,7 @@ def stage_ablation_hypotheses_dirs(wildcards):
         model=MODELS,
         probe=PROBES,
         concept_set=CONCEPT_SETS,
-        variant=["no_select", "no_cluster"],
+        variant=[v for v in STAGE_ABLATION_VARIANTS if stage_ablation_hypothesizes(v)],
     )
 
 
@@ -491,7 +575,9 @@ def stage_ablation_table_inputs(wildcards):
     for v in STAGE_ABLATION_VARIANTS:
         variant = paths.verify_files(paths.stage_ablation_run(v))
         select = (
-            rules.stage_ablation_select_neurons.output.summary if v == "no_select" else files["full_select"]
+            rules.stage_ablation_select_neurons.output.summary
+            if "select" in STAGE_ABLATION_OFF[v]
+            else files["full_select"]
         )
         files[f"{v}_select"] = select
         files[f"{v}_verify_summary"] = variant["summary"]

@@ -1,5 +1,5 @@
 # Evaluation (sieve/evaluate/final_layer.py, neuron_ablation.py): final-layer metrics of models with
-# `ground_truth:` (layer fc) and the per-class accuracy drop of zeroed neurons (evaluate.ablate_neurons).
+# `ground_truth:` (layer fc; for every swept tau and stage-ablation variant too) and the per-class accuracy drop of zeroed neurons (evaluate.ablate_neurons).
 # The CLIP-Dissect baseline is in baselines.smk, tau sweeps in sweep.smk, stage ablations in stage_ablation.smk.
 
 
@@ -54,17 +54,48 @@ rule final_layer_metrics:
         runtime=per_attempt(30),
     params:
         clip_model=final_layer_clip_model(),
-        mpnet_model=verbatim(config["evaluate"]["mpnet_model"]),
+        mpnet_model=verbatim(config["evaluate"]["mpnet_model"]),  # a sentence model id, or an embedder spec
         methods=HYPOTHESIZE_METHODS,
         device=config["device"],
     script:
         "../scripts/final_layer_metrics.py"
 
 
+rule final_layer_variants:
+    """The final-layer columns of Tables 4 and 5: SIEVE's verified labels of every swept tau and every
+    stage-ablation variant against the ground-truth class names, under both protocols."""
+    input:
+        unpack(final_layer_variant_inputs),
+    output:
+        json=paths.FINAL_LAYER_VARIANTS,
+    log:
+        paths.log(paths.RUN, "final_layer_variants"),
+    benchmark:
+        paths.benchmark(paths.RUN, "final_layer_variants")
+    wildcard_constraints:
+        model=never_matching(GROUND_TRUTH_MODELS),
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_gpu=2,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(30),
+    params:
+        clip_model=final_layer_clip_model(),
+        mpnet_model=verbatim(config["evaluate"]["mpnet_model"]),
+        device=config["device"],
+    script:
+        "../scripts/final_layer_variants.py"
+
+
 rule ablate_neurons:
     """Zero each neuron of evaluate.ablate_neurons; per-class accuracy drop on the labelled probe set."""
     input:
-        ground_truth_file,
+        ground_truth=ground_truth_file,
+        checkpoint=trained_checkpoint,
+        pictures=trained_probe_pictures,
     output:
         ablation=report(
             directory(paths.NEURON_ABLATION),

@@ -3,6 +3,8 @@ rule probe_activations:
     spatial maps of each neuron's top images."""
     input:
         world=probe_world_specs,
+        checkpoint=trained_checkpoint,
+        pictures=trained_probe_pictures,
     output:
         h5=paths.ACTIVATIONS,
     log:

@@ -1,7 +1,7 @@
 # Stage ablations (`evaluate: {stage_ablations: true}`, or the target `snakemake stage_ablations`): the run
 # again without one stage each, below results/stage_ablations/:
-#   no_select (select.enabled false), no_cluster (hypothesize.cluster false), no_verify (verify.enabled false);
-# "full" is the run itself. Each variant reruns only the stages its switch changes, with the run's own rules
+#   no_select (select.enabled false), no_cluster (hypothesize.cluster false), no_verify (verify.enabled false),
+#   none (all three off: the paper's row with none of the stages); "full" is the run itself. Each variant reruns only the stages its switch changes, with the run's own rules
 # derived for other files, and reuses the probe, the activations, the crops of the run and every image
 # already generated (the content-addressed cache is shared: the variants' generation plan audits it like the
 # run's own and runs after the run's shards). One table per run compares them.
@@ -33,7 +33,8 @@ use rule embed_crops as stage_ablation_embed_crops with:
         paths.benchmark(paths.STAGE_ABLATION_NO_SELECT, "embed_crops")
 
 
-# no Select: the usual clusters over all neurons; no Cluster: one cluster per neuron.
+# no Select: the usual clusters over all neurons; no Cluster: one cluster per neuron; none: one cluster per
+# neuron, over all neurons.
 use rule cluster_crops as stage_ablation_cluster_crops with:
     input:
         h5=stage_ablation_crops,
@@ -145,8 +146,8 @@ use rule activation_rate as stage_ablation_activation_rate with:
 
 
 rule stage_ablation_table:
-    """The stage ablation table: no Select / no Cluster / no Verify / all three, mean AR and (synthetic)
-    recovery."""
+    """The stage ablation table: all three / no Select / no Cluster / no Verify / none of the three, mean AR and
+    (synthetic) recovery."""
     input:
         unpack(stage_ablation_table_inputs),
     output:

@@ -13,8 +13,8 @@ with script_logging(snakemake.log[0]):
     p = snakemake.params
     model = load_model(snakemake.wildcards.model, dict(p.model), resolve_device(p.device))
     probe = open_image_set(snakemake.wildcards.probe, dict(p.probe))
-    from_truth = len(snakemake.input) > 0
-    names = read_ground_truth(snakemake.input[0]) if from_truth else probe.classes
+    from_truth = len(snakemake.input.ground_truth) > 0
+    names = read_ground_truth(snakemake.input.ground_truth[0]) if from_truth else probe.classes
     run_neuron_ablation(
         model,
         probe,

@@ -4,7 +4,7 @@ import use_checkout  # noqa: F401  (this checkout's sieve first on sys.path: bef
 
 from sieve.backends.embedders import load_embedder
 from sieve.devices import resolve_device
-from sieve.evaluate.final_layer import SentenceEncoder, run_final_layer_metrics
+from sieve.evaluate.final_layer import load_text_model, run_final_layer_metrics
 from sieve.io import script_logging
 
 with script_logging(snakemake.log[0]):
@@ -19,7 +19,7 @@ with script_logging(snakemake.log[0]):
         if f"{method}_labels" in snakemake.input.keys():
             files[method]["labels"] = snakemake.input[f"{method}_labels"]
     clip = load_embedder(dict(p.clip_model), device)
-    mpnet = SentenceEncoder(p.mpnet_model, device)
+    mpnet, mpnet_name = load_text_model(p.mpnet_model, device)
     run_final_layer_metrics(
         snakemake.input.select,
         snakemake.input.ground_truth,
@@ -28,5 +28,5 @@ with script_logging(snakemake.log[0]):
         clip,
         mpnet,
         clip_name=str(getattr(clip, "name", "")),
-        mpnet_name=p.mpnet_model,
+        mpnet_name=mpnet_name,
     )

@@ -22,11 +22,11 @@ import importlib.util
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .backends import BackendError
+from .backends import TORCHVISION_CLASSES, BackendError
 from .backends.refs import parse_ref
 
 
@@ -78,6 +78,8 @@ def _unknown_arch(source: str, arch: str) -> str | None:
     """Why ``arch`` is not an architecture of ``source`` (None when it is, or when the library that would know
     is not installed where the workflow is parsed)."""
     module = "timm" if source == "timm" else "torchvision"
+    if source == "torchvision" and arch in TORCHVISION_CLASSES:  # built from kwargs (arch: ResNet)
+        return None
     if importlib.util.find_spec(module) is None:
         return None
     if source == "timm":
@@ -96,8 +98,44 @@ def _unknown_arch(source: str, arch: str) -> str | None:
     return f"unknown {source} arch {arch!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
 
 
-def check_model(name: str, spec: dict[str, Any]) -> list[str]:
-    """Problems of one ``models:`` entry that show without loading it."""
+def trained_checkpoints(config: dict[str, Any]) -> dict[str, str]:
+    """Normalised checkpoint path -> model name, for every model of the trained world's spec
+    (``trained_world.spec``): files the workflow trains (rules/train.smk), so not missing when it parses."""
+    from . import paths
+    from .trained.params import model_names
+
+    spec = (config.get("trained_world") or {}).get("spec", "default")
+    try:
+        names = model_names(spec)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"config key trained_world.spec: {exc}") from None
+    return {os.path.normpath(paths.TRAINED_CHECKPOINT.format(trained=n)): n for n in names}
+
+
+def trained_model_of(spec: dict[str, Any], trained: dict[str, str]) -> str | None:
+    """The trained-world model whose checkpoint a ``models:`` entry loads (None for any other entry)."""
+    weights = spec.get("weights")
+    if spec.get("source") != "torchvision" or not isinstance(weights, str) or not weights:
+        return None
+    return trained.get(os.path.normpath(weights))
+
+
+def check_trained_entry(name: str, spec: dict[str, Any], config: dict[str, Any], trained: str) -> list[str]:
+    """A ``models:`` entry that loads a trained-world checkpoint must build the architecture it was trained
+    as (arch, kwargs, num_classes, input_size of the spec's model), or its state_dict would not load."""
+    from .trained.params import entry_mismatch, expected_model_entry
+
+    spec_name = (config.get("trained_world") or {}).get("spec", "default")
+    return [
+        f"config key models.{name}: loads trained-world model {trained!r} (trained_world.spec {spec_name}) "
+        f"but its {why}"
+        for why in entry_mismatch(spec, expected_model_entry(spec_name, trained))
+    ]
+
+
+def check_model(name: str, spec: dict[str, Any], produced: Iterable[str] = ()) -> list[str]:
+    """Problems of one ``models:`` entry that show without loading it. ``produced``: normalised paths of
+    checkpoints the workflow itself makes (the trained world's), which need not exist yet."""
     where = f"models.{name}"
     source = spec.get("source")
     errors = []
@@ -109,7 +147,8 @@ def check_model(name: str, spec: dict[str, Any]) -> list[str]:
             )
         elif (why := _unknown_arch(source, arch)) is not None:
             errors.append(f"config key {where}.arch: {why}")
-        if (path := _local_file(spec.get("weights"))) is not None:
+        path = _local_file(spec.get("weights"))
+        if path is not None and os.path.normpath(path) not in set(produced):
             errors += _missing_file(path, f"{where}.weights", "checkpoint file")
     elif source == "python" and not spec.get("factory"):
         errors.append(f"config key {where}.factory: source python needs 'factory: package.module:function'")
@@ -174,11 +213,15 @@ def check_input_paths(config: dict[str, Any]) -> list[str]:
 def check_config(config: dict[str, Any]) -> None:
     """Every parse-time check of a validated config; raises one :class:`ConfigError` listing all problems."""
     errors = check_finite(config) + check_input_paths(config)
+    trained = trained_checkpoints(config)
     for name, spec in sorted(config.get("models", {}).items()):
-        errors += check_model(name, spec)
+        errors += check_model(name, spec, trained)
+        if (model := trained_model_of(spec, trained)) is not None:
+            errors += check_trained_entry(name, spec, config, model)
     errors += check_embedder(config.get("embedder") or {})
-    clip_model = (config.get("evaluate") or {}).get("clip_model")
-    if isinstance(clip_model, dict):
-        errors += check_embedder(clip_model, "evaluate.clip_model")
+    for key in ("clip_model", "mpnet_model"):  # mpnet_model: a sentence model id, or an embedder spec
+        spec = (config.get("evaluate") or {}).get(key)
+        if isinstance(spec, dict):
+            errors += check_embedder(spec, f"evaluate.{key}")
     if errors:
         raise ConfigError("invalid config: " + "; ".join(errors))

@@ -25,6 +25,7 @@ STAGE_ABLATIONS = "stage_ablations"  # results/stage_ablations/: no Select / no 
 GENERATE = "generate"  # results/generate/: generation requests, shards and the content-addressed cache
 CONCEPTS = "concepts/{concept_set}"  # cleaned concept sets and their text embeddings
 REPORT = "report"
+TRAINED_WORLD = "trained_world"  # results/trained_world/: the trained world's checkpoints, classes, pictures
 
 # ------------------------------------------------------------------------------------------------------- roots
 MODEL_PROBE = "{model}/{probe}"
@@ -168,12 +169,22 @@ CLIP_DISSECT_IMAGE_EMBEDDINGS = result(MODEL_PROBE, "clip_dissect/image_embeddin
 CLIP_DISSECT_CONCEPT_EMBEDDINGS = result(CONCEPTS, "clip_dissect/embeddings.h5")  # raw concept text
 CLIP_DISSECT_LABELS = result(CLIP_DISSECT, "labels.csv")
 FINAL_LAYER_METRICS = result(RUN, "final_layer_metrics.json")
+# the final-layer columns of every tau of a sweep and every stage-ablation variant (Tables 4 and 5)
+FINAL_LAYER_VARIANTS = result(RUN, "final_layer_variants.json")
 NEURON_ABLATION = result(
     MODEL_PROBE, NEURON_ABLATION_DIR
 )  # evaluate.ablate_neurons: {neuron}.json, {neuron}.png
 SWEEP_TAU_SELECT = result(SWEEP_TAU_RUN, "select_summary.json")
 SWEEP_TABLE = result(RUN, "sweeps/tau.json")
 STAGE_ABLATION_TABLE = result(STAGE_ABLATION_RUN, "ablations.json")
+
+# The trained world (sieve/trained, rules/train.smk): one checkpoint and training record per model of its spec
+# ({trained}), the class names (CLIP-Dissect's imagenet_labels.txt format) and the held-out pictures as an image
+# folder (one folder per class index, the probe set of the trained models).
+TRAINED_CHECKPOINT = result(TRAINED_WORLD, "{trained}/model.pt")
+TRAINED_METRICS = result(TRAINED_WORLD, "{trained}/training.json")  # held-out accuracy, recall, time
+TRAINED_CLASS_NAMES = result(TRAINED_WORLD, "class_names.txt")
+TRAINED_PICTURES = result(TRAINED_WORLD, "pictures")
 
 REPORT_HTML = result(REPORT, "index.html")
 REPORT_ASSETS = result(REPORT, "assets")

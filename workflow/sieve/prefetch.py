@@ -111,7 +111,10 @@ def plan(config: dict[str, Any]) -> list[Item]:
         if clip and clip != config.get("embedder"):
             items.append(_clip_item("evaluate.clip_model", clip))
         mpnet = evaluate.get("mpnet_model")
-        if mpnet and parse_ref(mpnet).kind == "hub":
+        if isinstance(mpnet, dict):  # an embedder's text side (a world with no sentence model)
+            if mpnet != config.get("embedder") and mpnet.get("source", "open_clip") == "open_clip":
+                items.append(_clip_item("evaluate.mpnet_model", mpnet))
+        elif mpnet and parse_ref(mpnet).kind == "hub":
             hub_id = parse_ref(mpnet).value
             items.append(Item("sentence_model", "evaluate.mpnet_model", hub_id, "HF_HOME", {"model": mpnet}))
     for name in sorted(config.get("models", {})):

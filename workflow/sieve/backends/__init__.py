@@ -34,6 +34,12 @@ def embedding_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in EMBEDDER_KEYS_NOT_IN_EMBEDDINGS}
 
 
+# torchvision's own model classes that ``source: torchvision`` builds from ``kwargs`` (``arch: ResNet``), beside
+# the builder names torchvision lists (``arch: resnet50``). Here, not in models.py: the parse-time config check
+# reads it without importing torch.
+TORCHVISION_CLASSES = ("ResNet", "VisionTransformer")
+
+
 class BackendError(ValueError):
     """A backend could not be built from its config: the message names the key and the problem."""
 

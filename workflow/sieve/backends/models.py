@@ -42,7 +42,7 @@ from torch import nn
 
 from ..config import schema_default
 from ..images import to_rgb
-from . import BackendError, Registry, import_factory
+from . import TORCHVISION_CLASSES, BackendError, Registry, import_factory
 from .refs import parse_ref
 
 log = logging.getLogger(__name__)
@@ -310,9 +310,6 @@ def _torchvision(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess]:
         load_state_into(model, load_checkpoint(weights), weights, arch)
     size = int(spec.get("input_size", 224))
     return model, Preprocess(input_size=size, resize=int(round(size / 0.875)))
-
-
-TORCHVISION_CLASSES = ("ResNet", "VisionTransformer")
 
 
 def build_torchvision_class(arch: str, kwargs: dict[str, Any]) -> nn.Module:

@@ -260,6 +260,21 @@ class SentenceEncoder:
         return torch.cat(outs) if outs else torch.zeros((0, 1))
 
 
+def load_text_model(spec: str | dict[str, Any], device: torch.device | str = "cpu") -> tuple[Any, str]:
+    """The text model of the text-cos column (``evaluate.mpnet_model``) and the name the results give it.
+
+    A string is a sentence-transformers model (:class:`SentenceEncoder`, the paper's all-mpnet-base-v2). A
+    mapping is an embedder spec whose text side is used instead, for a world with no sentence model (the
+    trained world: ``{source: synthetic}``); its name says so, so that no table passes it off as mpnet."""
+    if isinstance(spec, str):
+        return SentenceEncoder(spec, device), spec
+    from ..backends.embedders import load_embedder
+
+    encoder = load_embedder(dict(spec), device)
+    name = str(getattr(encoder, "name", "") or spec.get("source", "embedder"))
+    return encoder, f"{name} text side (embedder spec, not a sentence model)"
+
+
 def _encoder_fn(encoder: Any, batch_size: int = 256) -> Callable[[list[str]], np.ndarray]:
     def enc(texts: list[str]) -> np.ndarray:
         parts = [
@@ -331,3 +346,35 @@ def run_final_layer_metrics(
             row["top1_accuracy"],
         )
     return res
+
+
+def run_final_layer_variants(
+    select_summary: str,
+    ground_truth: str,
+    out_json: str,
+    variants: dict[str, str],
+    clip_encoder: Any,
+    text_encoder: Any,
+    clip_name: str = "",
+    text_name: str = "",
+) -> dict[str, dict[str, Any]]:
+    """The final-layer columns of the paper's Tables 4 and 5: SIEVE's verified labels of every tau of a sweep
+    (``tau=4``) and every stage-ablation variant (``full``, ``no_select``, ...) against the class names, under
+    both protocols. ``variants``: name -> that variant's neuron_concepts.csv. Rows keyed ``"name / protocol"``,
+    with ``variant`` and ``protocol`` columns, the same metrics as :func:`run_final_layer_metrics`."""
+    sel = read_json(select_summary)
+    classes = read_ground_truth(ground_truth, int(sel.get("n_neurons", len(sel["neurons"]))))
+    encoders = {"clip": _encoder_fn(clip_encoder), "mpnet": _encoder_fn(text_encoder)}
+    out: dict[str, dict[str, Any]] = {}
+    for name, csv_path in variants.items():
+        for proto, row in protocol_scores(verified_labels(csv_path), classes, encoders).items():
+            out[f"{name} / {proto}"] = {
+                "variant": name,
+                "protocol": proto,
+                **row,
+                "clip_model": clip_name,
+                "mpnet_model": text_name,
+            }
+    write_json(out_json, out)
+    log.info("final-layer columns of %d variants (%s)", len(variants), ", ".join(variants))
+    return out

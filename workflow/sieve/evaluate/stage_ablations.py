@@ -1,7 +1,8 @@
 """Stage ablations: SIEVE with one stage switched off, beside the full method (any model, real or synthetic).
 
 One row per variant (:data:`STAGE_VARIANTS`): ``no_select`` (every neuron hypothesised), ``no_cluster`` (one
-cluster of all crops) and ``no_verify`` (every hypothesis kept). The AR columns come from each variant's Verify
+cluster of all crops), ``no_verify`` (every hypothesis kept) and ``none`` (all three switched off: every
+neuron, one cluster each, every hypothesis kept; the paper's first ablation row). The AR columns come from each variant's Verify
 summary; for a synthetic model, planted-concept recovery comes from :mod:`.truth`.
 
 Not to be confused with neuron ablation (:mod:`.neuron_ablation`), which zeroes a neuron of the model.
@@ -22,13 +23,14 @@ STAGE_VARIANTS = {  # name: (label, select.enabled, hypothesize.cluster, verify.
     "no_select": ("no Select", False, True, True),
     "no_cluster": ("no Cluster", True, False, True),
     "no_verify": ("no Verify", True, True, False),
+    "none": ("none of the three", False, False, False),
 }
 
 
 def run_stage_ablations(
     variants: dict[str, dict[str, str]], out_json: str, spec: str | None = None, synthetic: bool = True
 ) -> dict[str, Any]:
-    """The stage-ablation table: one row per variant (``full``, ``no_select``, ``no_cluster``, ``no_verify``) from its
+    """The stage-ablation table: one row per variant (``full``, ``no_select``, ``no_cluster``, ``no_verify``, ``none``) from its
     select summary, verify summary, ar.csv and neuron_concepts.csv; recovery only for a synthetic model."""
     table = []
     for name in STAGE_VARIANTS:

@@ -43,6 +43,7 @@ from ..paths import (
     VERIFY_SUMMARY_FILE,
 )
 from .assets import Assets, render_html
+from .paper import paper_tables
 from .results import GeneratedActivations, best_ar, generated_activations, method_result, verified_concepts
 from .tables import (
     ar_distribution_png,
@@ -464,11 +465,13 @@ def build_report(
     settings = dict(settings or {})
     settings["concept_counts"] = count_concepts(results, concept_sets)
     comparison = comparison_table(runs)
+    paper = paper_tables(runs, settings.get("models") or {}, results, assets.link)
     timing = read_benchmarks(benchmarks)
     data = {
         "title": title,
         "settings": settings_tables(settings, runs),
         "comparison": comparison,
+        "paper": paper,
         "timing": timing,
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
         "files": [

@@ -79,6 +79,10 @@
     append(root, el("h2", { text: "Run summary" }));
     append(root, el("div", { class: "settings" }, DATA.settings.map(function (t) { return tableBlock(t, false, true); })));
     if (DATA.comparison.rows.length) append(root, tableBlock(DATA.comparison, true));
+    if ((DATA.paper || []).length) {
+      append(root, el("h2", { text: "The paper's tables" }));
+      DATA.paper.forEach(function (t) { append(root, tableBlock(t, true)); });
+    }
     append(root, fileLinks(DATA.files, "Files of this report:"));
     if (DATA.timing.rows.length) {
       var t = DATA.timing;

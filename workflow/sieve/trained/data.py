@@ -113,3 +113,27 @@ def write_class_names(tw: TrainedWorld, path: str | os.PathLike[str]) -> list[st
     lines = class_names(tw)
     write_text(path, "\n".join(lines) + "\n")
     return lines
+
+
+def class_folder(tw: TrainedWorld, index: int) -> str:
+    """The folder of class ``index`` in a picture folder: its index, zero-padded, then its concept
+    (``03_yellow_star``), so that the sorted folder names (an image folder's class labels,
+    :mod:`sieve.backends.imagesets`) are the class indices in order and readable."""
+    return f"{index:0{len(str(tw.n_classes - 1))}d}_{tw.classes[index].replace(' ', '_')}"
+
+
+def write_pictures(tw: TrainedWorld, split: str, out_dir: str | os.PathLike[str]) -> int:
+    """The pictures of ``split`` as PNG files in one folder per class index (``07/00123.png``): an image folder
+    that ``kind: imagefolder`` reads with the classes as labels (the trained models' probe set, labelled for
+    the neuron ablation). Returns the number written."""
+    from pathlib import Path
+
+    n = tw.n_train if split == "train" else tw.n_test
+    out = Path(out_dir)
+    for c in range(tw.n_classes):
+        (out / class_folder(tw, c)).mkdir(parents=True, exist_ok=True)
+    width = len(str(n - 1))
+    for i in range(n):
+        image = Image.fromarray(render_picture(tw, split, i)[0])
+        image.save(out / class_folder(tw, picture_class(tw, i)) / f"{i:0{width}d}.png")
+    return n

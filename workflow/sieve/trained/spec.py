@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..backends.models import TORCHVISION_CLASSES
+from ..backends import TORCHVISION_CLASSES
 from ..synthetic.world import SpecError, World, load_world
 
 MODEL_KEYS = ("arch", "kwargs", "steps", "batch_size", "lr", "weight_decay", "warmup", "min_accuracy")

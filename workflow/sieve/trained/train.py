@@ -296,6 +296,7 @@ def run_train(
         metrics_json,
         {
             **result.as_dict(),
+            "min_accuracy": tw.models[model].min_accuracy,
             "classes": list(tw.classes),
             "model_spec": model_spec(tw, model, weights=checkpoint),
             "penultimate": PENULTIMATE[tw.models[model].arch],
