@@ -312,7 +312,7 @@ def test_end_to_end_baseline_metrics_ablation_and_sweep(tmp_path):
             "shards": 1,
         },
         "hypothesize": {"methods": ["sieve", "clip_dissect"], "clip_dissect": {"top_images": 5}},
-        "evaluate": {"ablate_neurons": [0, 2], "mpnet_model": str(bert)},
+        "evaluate": {"ablate_neurons": {"tiny": [0, 2]}, "mpnet_model": str(bert)},
         "sweeps": {"select.tau": [1.1, 1.2, 3]},
     }
     work = tmp_path / "run"

@@ -53,6 +53,14 @@ def test_probe_and_select_end_to_end(tmp_path) -> None:
             {"evaluate": {"ablations": True}},
             "config key evaluate.ablations was renamed evaluate.stage_ablations",
         ),
+        (  # the old global list (every model entry, final-layer logits too) names the per-entry spelling
+            {"evaluate": {"ablate_neurons": [3]}},
+            "write `evaluate: {ablate_neurons: {<model>: [3]}}`",
+        ),
+        (
+            {"evaluate": {"ablate_neurons": {"tinyy": [3]}}},
+            "config key evaluate.ablate_neurons.tinyy: no model entry 'tinyy' in models: (tiny)",
+        ),
     ],
 )
 @pytest.mark.workflow

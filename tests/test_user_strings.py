@@ -38,7 +38,7 @@ def braced_config(tmp_path: Path) -> dict[str, Any]:
     cfg["generator"].update(prompt=PROMPT, kwargs={"negative_prompt": "{x} {probe}"})
     cfg["evaluate"] = {
         "stage_ablations": True,
-        "ablate_neurons": [0],
+        "ablate_neurons": {"synthetic": [0]},
         "mpnet_model": "org/{x}",
         "clip_model": {"source": "synthetic", "kwargs": {"note": "{x}"}},
     }

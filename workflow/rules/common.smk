@@ -47,8 +47,22 @@ def check_renamed_keys(cfg):
             )
 
 
+def check_ablate_neurons_mapping(cfg):
+    """`evaluate.ablate_neurons` was one list zeroed in every model entry (in a final layer: a class logit);
+    it is now a mapping from model entry to its neurons. The old list stops the run with the new spelling."""
+    value = (cfg.get("evaluate") or {}).get("ablate_neurons")
+    if isinstance(value, list):
+        ids = ", ".join(str(n) for n in value)
+        raise WorkflowError(
+            "config key evaluate.ablate_neurons is now a mapping from model entry to the neurons to zero in "
+            f"that entry's layer: write `evaluate: {{ablate_neurons: {{<model>: [{ids}]}}}}` with <model> one "
+            "of models: (a penultimate entry; in a final layer a neuron is a class logit)"
+        )
+
+
 coerce_booleans(config)  # `--config offline=true` arrives as a string
 check_renamed_keys(config)
+check_ablate_neurons_mapping(config)
 validate(config, schema="../schemas/config.schema.yaml")
 try:  # what the schema cannot say (finite numbers, local files, architecture names): before any job queues
     check_config(config)
@@ -78,7 +92,8 @@ CONCEPT_SETS = sorted(config["concept_sets"])
 HYPOTHESIZE_METHODS = hypothesize_methods()
 GROUND_TRUTH_MODELS = [m for m in MODELS if "ground_truth" in config["models"][m]]
 SYNTHETIC_MODELS = [m for m in MODELS if config["models"][m]["source"] == "synthetic"]
-ABLATE_NEURONS = config["evaluate"]["ablate_neurons"]
+ABLATE_NEURONS = {m: ids for m, ids in config["evaluate"]["ablate_neurons"].items() if ids}  # model -> ids
+ABLATED_MODELS = sorted(ABLATE_NEURONS)
 STAGE_ABLATIONS = config["evaluate"]["stage_ablations"]
 # no Select (select.enabled false), no Cluster (hypothesize.cluster false), no Verify (verify.enabled false), and
 # none of the three (all three switches off)
@@ -333,8 +348,8 @@ def get_stage_outputs():
         outs += over_runs(paths.FINAL_LAYER_METRICS, GROUND_TRUTH_MODELS)
         if SWEEP_TAUS or STAGE_ABLATIONS:
             outs += over_runs(paths.FINAL_LAYER_VARIANTS, GROUND_TRUTH_MODELS)
-    if ABLATE_NEURONS:
-        outs += over_runs(paths.NEURON_ABLATION)
+    if ABLATED_MODELS:
+        outs += over_runs(paths.NEURON_ABLATION, ABLATED_MODELS)
     if SWEEP_TAUS:
         outs += over_runs(paths.SWEEP_TABLE)
     return outs

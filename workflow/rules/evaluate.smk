@@ -1,5 +1,5 @@
 # Evaluation (sieve/evaluate/final_layer.py, neuron_ablation.py): final-layer metrics of models with
-# `ground_truth:` (layer fc; for every swept tau and stage-ablation variant too) and the per-class accuracy drop of zeroed neurons (evaluate.ablate_neurons).
+# `ground_truth:` (layer fc; for every swept tau and stage-ablation variant too) and the per-class accuracy drop of zeroed neurons (evaluate.ablate_neurons: model -> ids).
 # The CLIP-Dissect baseline is in baselines.smk, tau sweeps in sweep.smk, stage ablations in stage_ablation.smk.
 
 
@@ -91,7 +91,8 @@ rule final_layer_variants:
 
 
 rule ablate_neurons:
-    """Zero each neuron of evaluate.ablate_neurons; per-class accuracy drop on the labelled probe set."""
+    """Zero each neuron evaluate.ablate_neurons names for this model entry; per-class accuracy drop on the
+    labelled probe set."""
     input:
         ground_truth=ground_truth_file,
         checkpoint=trained_checkpoint,
@@ -121,7 +122,7 @@ rule ablate_neurons:
     params:
         model=probe_model_spec,
         probe=probe_spec,
-        neurons=ABLATE_NEURONS,
+        neurons=lambda wildcards: ABLATE_NEURONS[wildcards.model],
         device=config["device"],
     script:
         "../scripts/ablate_neurons.py"

@@ -219,6 +219,14 @@ def check_config(config: dict[str, Any]) -> None:
         if (model := trained_model_of(spec, trained)) is not None:
             errors += check_trained_entry(name, spec, config, model)
     errors += check_embedder(config.get("embedder") or {})
+    ablate = (config.get("evaluate") or {}).get("ablate_neurons") or {}
+    if isinstance(ablate, dict):
+        errors += [
+            f"config key evaluate.ablate_neurons.{name}: no model entry {name!r} in models: "
+            f"({', '.join(sorted(config.get('models', {})))})"
+            for name in sorted(ablate)
+            if name not in config.get("models", {})
+        ]
     for key in ("clip_model", "mpnet_model"):  # mpnet_model: a sentence model id, or an embedder spec
         spec = (config.get("evaluate") or {}).get(key)
         if isinstance(spec, dict):

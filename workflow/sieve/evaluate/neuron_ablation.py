@@ -1,6 +1,6 @@
 """Neuron ablation (:func:`run_neuron_ablation`, the paper's Fig. 6): what a model loses without one neuron.
 
-Each neuron of ``evaluate.ablate_neurons`` is zeroed in the analysed layer (a forward hook sets its channel
+Each neuron ``evaluate.ablate_neurons`` names for a model entry is zeroed in the analysed layer (a forward hook sets its channel
 to 0: dim 1 of a conv map or of ``[B, C]``, the last dim of transformer tokens) and the model's top-1
 accuracy per class is measured on the labelled probe set (labels are class indices of the model's output)
 with and without it. ``ablation/{neuron}.json`` lists the classes by accuracy drop, largest first;
@@ -134,7 +134,7 @@ def run_neuron_ablation(
     bad = [n for n in neurons if not 0 <= n < model.n_neurons]
     if bad:
         raise EvaluateError(
-            f"evaluate.ablate_neurons: neuron(s) {bad} do not exist in layer {model.layer!r} of model "
+            f"evaluate.ablate_neurons.{model.name}: neuron(s) {bad} do not exist in layer {model.layer!r} of model "
             f"{model.name!r} ({model.n_neurons} neurons)"
         )
     if probe.labels is None:
