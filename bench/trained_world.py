@@ -86,12 +86,52 @@ def headline(workdir: Path) -> dict[str, Any]:
     return out
 
 
+def selection(workdir: Path) -> dict[str, dict[str, Any]]:
+    """Per model entry: neurons selected by the run's select.negative (the default: auto), of how many."""
+    out = {}
+    for path in sorted((workdir / "results").glob("*/heldout/select/summary.json")):
+        sel = json.loads(path.read_text())
+        out[path.parents[2].name] = {k: sel.get(k) for k in ("n_selected", "n_neurons", "tau", "negative")}
+    return out
+
+
+def neuron_ablation(workdir: Path) -> dict[str, dict[str, Any]]:
+    """Fig. 6 per zeroed neuron (``model/neuron``): how it ranks among the entry's SIEVE-verified neurons by
+    best AR (how the example picked it), its label, and the accuracy drop with the class that dropped most."""
+    out = {}
+    for path in sorted((workdir / "results").glob("*/heldout/ablation/*.json")):
+        model, rec = path.parents[2].name, json.loads(path.read_text())
+        with open(workdir / "results" / model / "heldout/world/neuron_concepts.csv", encoding="utf-8") as fh:
+            verified = [r for r in csv.DictReader(fh) if r["status"] == "verified"]
+        ranked = sorted(verified, key=lambda r: (-float(r["best_ar"]), int(r["neuron"])))
+        rank = next((i for i, r in enumerate(ranked) if int(r["neuron"]) == rec["neuron"]), None)
+        mine = None if rank is None else ranked[rank]
+        top = rec["classes"][0] if rec["classes"] else {}
+        out[f"{model}/{rec['neuron']}"] = {
+            "n_verified": len(ranked),
+            "rank_by_best_ar": None if rank is None else rank + 1,
+            "n_verified_with_higher_ar": None
+            if mine is None
+            else sum(float(r["best_ar"]) > float(mine["best_ar"]) for r in ranked),
+            "best_concept": None if mine is None else mine["best_concept"],
+            "best_ar": None if mine is None else float(mine["best_ar"]),
+            "accuracy": rec["accuracy"],
+            "ablated_accuracy": rec["ablated_accuracy"],
+            "n_changed_predictions": rec.get("n_changed_predictions"),
+            "largest_drop": {k: top.get(k) for k in ("name", "accuracy", "ablated_accuracy", "drop")},
+        }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--workdir", type=Path, help="a folder where the example already ran (no new run)")
     ap.add_argument("--wall", type=float, help="with --workdir: that run's wall seconds, as measured")
     ap.add_argument("--cpu", type=float, help="with --workdir: that run's CPU seconds (user + sys, `time`)")
+    ap.add_argument(
+        "--loadavg-start", type=float, nargs=3, help="with --workdir: the load averages when that run started"
+    )
     ap.add_argument("--note", default="", help="what else to record (e.g. the machine was shared)")
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/trained_world.json")
     args = ap.parse_args()
@@ -129,11 +169,13 @@ def main() -> None:
             "machine": {
                 "cpus": os.cpu_count(),
                 "platform": platform.platform(),
-                "loadavg_start": list(load_before) if args.workdir is None else None,
+                "loadavg_start": list(load_before) if args.workdir is None else args.loadavg_start,
                 "loadavg_end": list(os.getloadavg()),
             },
             "training": training,
             "final_layer": headline(workdir),
+            "selected": selection(workdir),
+            "neuron_ablation": neuron_ablation(workdir),
             "rule_seconds": rule_seconds(workdir),
         },
     )
