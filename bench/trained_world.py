@@ -97,13 +97,17 @@ def selection(workdir: Path) -> dict[str, dict[str, Any]]:
 
 def neuron_ablation(workdir: Path) -> dict[str, dict[str, Any]]:
     """Fig. 6 per zeroed neuron (``model/neuron``): how it ranks among the entry's SIEVE-verified neurons by
-    best AR (how the example picked it), its label, and the accuracy drop with the class that dropped most."""
+    the example's rule (best AR, then verified hypotheses, then ratio; rank 1 is the pick), its label, and the accuracy drop with the class that dropped most."""
     out = {}
     for path in sorted((workdir / "results").glob("*/heldout/ablation/*.json")):
         model, rec = path.parents[2].name, json.loads(path.read_text())
         with open(workdir / "results" / model / "heldout/world/neuron_concepts.csv", encoding="utf-8") as fh:
             verified = [r for r in csv.DictReader(fh) if r["status"] == "verified"]
-        ranked = sorted(verified, key=lambda r: (-float(r["best_ar"]), int(r["neuron"])))
+        # the example's rule: highest AR, then more verified hypotheses, then the higher selectivity ratio
+        ranked = sorted(
+            verified,
+            key=lambda r: (-float(r["best_ar"]), -int(r["n_verified"]), -float(r["ratio"]), int(r["neuron"])),
+        )
         rank = next((i for i, r in enumerate(ranked) if int(r["neuron"]) == rec["neuron"]), None)
         mine = None if rank is None else ranked[rank]
         top = rec["classes"][0] if rec["classes"] else {}
