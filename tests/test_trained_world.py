@@ -260,7 +260,7 @@ def check_trained_world_run(work: Path) -> None:
         shares = [r[3] for r in rows]
         assert shares == sorted(shares, reverse=True), (m, shares)
 
-    # Fig. 6: only the entry the config names (a penultimate one), and its neuron is one SIEVE verified
+    # Fig. 6: only the entries the config names (the penultimate ones), each neuron one SIEVE verified
     cfg = yaml.safe_load((work / "config.yaml").read_text(encoding="utf-8"))["evaluate"]["ablate_neurons"]
     assert (
         {
@@ -269,7 +269,7 @@ def check_trained_world_run(work: Path) -> None:
             if t["title"].startswith("Fig. 6")
         }
         == set(cfg)
-        == {"resnet_penultimate"}
+        == {"resnet_penultimate", "vit_penultimate"}
     )
     assert not list((work / "results").glob("*_final/heldout/ablation"))
     for m, ids in cfg.items():
