@@ -381,3 +381,25 @@ def test_readme_quotes_the_recorded_run() -> None:
     assert int(v_cpu) == round(train["vit"]["cpu_seconds"]) and float(v_acc) == round(
         train["vit"]["accuracy"], 3
     )
+
+
+def test_fig6_figures_in_the_docs_are_the_recorded_run() -> None:
+    """docs/trained-world.md's Fig. 6 sentence (neuron, label, AR, top-1 before and after, largest class drop)
+    is bench/results/trained_world.json's, and each quoted neuron is the one the example's config zeroes."""
+    rec = json.loads((REPO / "bench/results/trained_world.json").read_text(encoding="utf-8"))[
+        "neuron_ablation"
+    ]
+    text = " ".join((REPO / "docs/trained-world.md").read_text(encoding="utf-8").split())
+    cfg = yaml.safe_load((REPO / "examples/trained_world.yaml").read_text(encoding="utf-8"))
+    for model, layer in (("resnet_penultimate", "layer4"), ("vit_penultimate", "encoder.ln")):
+        (neuron,) = cfg["evaluate"]["ablate_neurons"][model]
+        r = rec[f"{model}/{neuron}"]
+        assert r["rank_by_best_ar"] == 1, (model, r)
+        quoted = (
+            f'`{layer}` neuron {neuron}, "{r["best_concept"]}" (AR {r["best_ar"]}, of {r["n_verified"]}'
+            f"{' verified neurons' if model.startswith('resnet') else ''}), top-1 {r['accuracy']:.3f} -> "
+            f"{r['ablated_accuracy']:.3f}"
+        )
+        assert quoted in text, quoted
+        drop = r["largest_drop"]
+        assert f"largest class drop {drop['drop']:.2f} ({drop['name']})" in text, drop
