@@ -233,13 +233,16 @@ def check_trained_world_run(work: Path) -> None:
         assert 0 <= r[col["mean AR kept"]] <= 1 and r[col["mean AR initial"]] <= r[col["mean AR kept"]]
     assert "text side" in t12["note"]  # the world has no sentence model, and the report says so
 
-    # the trained world's guarantee: most class neurons of classes the model learned are selected (by the
+    # the trained world's guarantee: most (3 in 4) class neurons of classes the model learned are selected (by the
     # default select.negative, exp on these signed logits), and they are labelled with their own class
     for m, trained in (("resnet_final", "resnet"), ("vit_final", "vit")):
         sel = json.loads((work / f"results/{m}/heldout/select/summary.json").read_text())
         learned = json.loads((work / f"results/trained_world/{trained}/training.json").read_text())["learned"]
         chosen = {int(n) for n, v in sel["neurons"].items() if v["selected"]}
-        assert sel["n_neurons"] == 23 and len(chosen & set(learned)) > 0.5 * len(learned), (m, sorted(chosen))
+        assert sel["n_neurons"] == 23 and len(chosen & set(learned)) >= 0.75 * len(learned), (
+            m,
+            sorted(chosen),
+        )
         fl = json.loads((work / f"results/{m}/heldout/world/final_layer_metrics.json").read_text())
         row = fl["sieve / verified / www"]
         assert row["n_neurons"] >= 0.5 * len(learned), (m, row)
