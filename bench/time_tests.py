@@ -48,7 +48,7 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     load_end = os.getloadavg()[0]
     closing = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    slowest = re.findall(r"^([\d.]+)s (setup|call|teardown) +(\S+)$", proc.stdout, re.M)
+    slowest = re.findall(r"^([\d.]+)s (setup|call|teardown) +(.+?)\s*$", proc.stdout, re.M)  # ids hold spaces
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|deselected|errors?)", closing)}
     entry = {
         "command": "python -m pytest -q" + (f' -m "{args.marker}"' if args.marker else ""),
