@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +141,46 @@ def tiny_config(image_dir: Path, concepts: Path | None = None, **overrides) -> d
         else:
             cfg[key] = value
     return cfg
+
+
+# ------------------------------------------------------------------------------------- the shared default run
+# A whole default run (the repository's config.yaml) takes a minute or more on 2 cores; the tests that need one
+# share ONE (conftest's session fixture ``default_run``). Tests that only read its results read it in place;
+# a test that changes a run works on ``default_run_copy`` (a copy made by :func:`copy_run`).
+DEFAULT_RUN_TIMEOUT_S = 1800  # the run's own limit; tests that may be the first to use it allow more
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished run folder (config.yaml, results/, .snakemake/) and what Snakemake printed while making it."""
+
+    path: Path
+    output: str
+
+    def config(self) -> dict:
+        """The run's config, a fresh copy on every call (a test may change it without changing the run)."""
+        return yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
+
+
+def copy_run(src: Path, dest: Path) -> Path:
+    """A copy of the run folder ``src`` at ``dest`` that is as up to date as ``src``: every file (results,
+    logs, benchmarks, config.yaml, and Snakemake's own records in .snakemake/) with its modification time
+    (``shutil.copy2``), since Snakemake decides what to rerun from mtimes and its metadata. Real copies, not
+    hard links: a test that damages a file in place must not damage the original."""
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+def run_state(run: Path) -> dict[str, tuple[int, int]]:
+    """Relative path -> (mtime in ns, size) of every file of a run that a rerun or a damaging test changes:
+    config.yaml, results/ and Snakemake's metadata (what it decides reruns from)."""
+    files = [
+        run / "config.yaml",
+        *(run / "results").rglob("*"),
+        *(run / ".snakemake" / "metadata").rglob("*"),
+    ]
+    return {
+        str(p.relative_to(run)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in sorted(files)
+        if p.is_file() and not p.is_symlink()
+    }

@@ -1,9 +1,10 @@
 """The generation cache is checksummed and heals itself; a rerun with nothing to generate queues no GPU job.
 
 Unit tests run the shard and the plan on the tiny diffusion generator of tests/tinydiffusion.py (as
-test_verify.py does); the workflow tests inject faults into a finished default run (the planted world) and
-check that a plain `snakemake` restores byte-identical results, and that a concept set whose concepts were all
-generated before submits no `generate_shard` job (issues 12 and 15).
+test_verify.py does); the workflow tests inject faults into their own copy of the finished default run (the
+planted world; tests/conftest.py's ``default_run``, shared) and check that a plain `snakemake` restores
+byte-identical results, and that a concept set whose concepts were all generated before submits no
+`generate_shard` job (issues 12 and 15).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from test_verify import MODEL, N_NEURONS, Counting, gen_spec, generate_all, select_summary, write_hyp
 
-from helpers import REPO, jobs_run, run_snakemake
+from helpers import DEFAULT_RUN_TIMEOUT_S, jobs_run, run_snakemake
 from sieve.io import read_json, write_json
 from sieve.verify import VerifyError
 from sieve.verify.activation_rate import run_activation_rate
@@ -207,13 +207,11 @@ OUTPUTS = [
 GPU_RULES = ("generate_shard", "stage_ablation_generate_shard")
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished default run (the planted world, two shards, the stage ablations) and its outputs."""
-    work = tmp_path_factory.mktemp("heal")
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
-    run_snakemake(work, cfg)
-    return work, cfg, {f: (work / f).read_bytes() for f in OUTPUTS}
+@pytest.fixture
+def finished(default_run, default_run_copy):
+    """A private copy of the finished default run (the planted world, two shards, the stage ablations), its
+    config, and the outputs that every repair must restore byte for byte (read from the shared original)."""
+    return default_run_copy, default_run.config(), {f: (default_run.path / f).read_bytes() for f in OUTPUTS}
 
 
 def _nothing_to_do(work: Path) -> None:
@@ -223,7 +221,7 @@ def _nothing_to_do(work: Path) -> None:
 
 @pytest.mark.workflow
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # a whole default run (module fixture), then the damage and the rerun
+@pytest.mark.timeout(DEFAULT_RUN_TIMEOUT_S + 900)  # the shared default run (if first), the damage, the rerun
 def test_plain_rerun_after_removing_the_generation_folder(finished):
     """Issue 15 item 1: the stage ablations' manifests point into the shared cache; removing it (first thing
     after a fresh run, when nothing else has changed the plans' audit) is repaired by a plain rerun."""
@@ -238,7 +236,7 @@ def test_plain_rerun_after_removing_the_generation_folder(finished):
 
 @pytest.mark.workflow
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # a whole default run (module fixture), then the damage and the rerun
+@pytest.mark.timeout(DEFAULT_RUN_TIMEOUT_S + 900)  # the shared default run (if first), the damage, the rerun
 def test_plain_rerun_heals_a_damaged_cache(finished):
     work, _, want = finished
     cache = work / "results/generate/cache"
@@ -266,7 +264,7 @@ def test_plain_rerun_heals_a_damaged_cache(finished):
 
 @pytest.mark.workflow
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # a whole default run (module fixture), then the damage and the rerun
+@pytest.mark.timeout(DEFAULT_RUN_TIMEOUT_S + 900)  # the shared default run (if first), the damage, the rerun
 def test_a_concept_set_of_cached_concepts_submits_no_gpu_job(finished):
     """Issue 12: a new concept set whose concepts were all generated before runs no generate_shard job."""
     work, cfg, want = finished

@@ -35,13 +35,18 @@ def test_counts_of_the_default_config_follow_from_its_keys(default_config) -> No
     assert neurons > 0 and n_concepts > 0
     hyps = neurons * hyp["k_max"] * hyp["concepts_per_cluster"]
     assert pred["hypotheses_at_most"] == hyps
-    assert pred["distinct_prompts_at_most"] == min(n_concepts, hyps)
+    # Verify's control pool: up to verify.controls concepts of the set, and the neutral prompts
+    ver = with_defaults(default_config.get("verify"), "verify")
+    prompts = min(n_concepts, hyps + ver["controls"]) + len(ver["neutral_prompts"])
+    assert pred["distinct_prompts_at_most"] == prompts
     counts = {s["stage"]: s["count"] for s in pred["stages"]}
     assert counts == {
         "probe": probe["n_images"],
         "embed_crops": neurons * top_n,
-        "generate": min(n_concepts, hyps) * gen["images_per_concept"],
+        "generate": prompts * gen["images_per_concept"],
     }
+    no_verify = predict({**default_config, "verify": {**default_config.get("verify", {}), "enabled": False}})
+    assert no_verify["distinct_prompts_at_most"] == min(n_concepts, hyps)
     half = predict(default_config, selected_share=0.5)
     assert half["selected_at_most"] == {"synthetic": math.ceil(neurons / 2)}
 

@@ -1,5 +1,6 @@
 """The README's main command on the planted-concept world, end to end: one real `snakemake` run of the
-repository's config.yaml (a smaller probe, to stay fast), shared by every assert below."""
+repository's config.yaml as is (tests/conftest.py's ``default_run``, which other modules share), read by every
+assert below."""
 
 from __future__ import annotations
 
@@ -8,29 +9,25 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from helpers import REPO, jobs_run, run_snakemake
+from helpers import DEFAULT_RUN_TIMEOUT_S, jobs_run, run_snakemake
 from sieve.synthetic import load_world
 
-pytestmark = pytest.mark.slow
+# the first test to run makes the shared default run
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(DEFAULT_RUN_TIMEOUT_S + 600)]
 
 RUN = "results/synthetic/synthetic/synthetic"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    work = tmp_path_factory.mktemp("demo")
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["probes"]["synthetic"]["n_images"] = 400
-    config["generator"]["images_per_concept"] = 8
-    config["generator"]["shards"] = 1
+@pytest.fixture
+def demo(default_run):
+    work = default_run.path
+    config = default_run.config()
     assert (
         config["evaluate"]["stage_ablations"] is True
         and config["models"]["synthetic"]["source"] == "synthetic"
     )
-    proc = run_snakemake(work, config)
-    return work, proc
+    return work, default_run.output
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -104,10 +101,10 @@ def test_stage_ablation_table(demo):
 
 
 @pytest.mark.workflow
-def test_report_shows_the_truth_and_a_rerun_does_nothing(demo):
-    work, proc = demo
+def test_report_shows_the_truth_and_a_rerun_does_nothing(demo, default_run_copy):
+    work, output = demo
     html = (work / "results/report/index.html").read_text(encoding="utf-8")
     assert "Planted truth" in html
-    assert "results/report/index.html" in proc.stdout + proc.stderr
-    again = run_snakemake(work)
+    assert "results/report/index.html" in output
+    again = run_snakemake(default_run_copy)  # (on a copy: the shared run is never written to)
     assert sum(jobs_run(again).values()) == 0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -158,3 +159,20 @@ def test_bf16_figures_are_the_bench_results() -> None:
         vit["n_neurons"],
     ]
     assert res["selection_changed"] == vit["selection_changed"] == 0
+
+
+def test_readme_quotes_the_recorded_test_times() -> None:
+    """The README's test-suite times are bench/results/test_tiers.json's (made by bench/time_tests.py): each
+    "the NAME tier ... ran N tests in S s on C cores ... (load average L" matches the file's NAME entry."""
+    tiers = json.loads((REPO / "bench" / "results" / "test_tiers.json").read_text(encoding="utf-8"))
+    text = re.sub(r"\s+", " ", (REPO / "README.md").read_text(encoding="utf-8"))
+    quoted = re.findall(
+        r"the (\w+) tier[^.]*? ran (\d+) tests in (\d+) s on (\d+) cores[^(]*\(load average ([\d.]+)", text
+    )
+    assert "fast" in {name for name, *_ in quoted}, "README.md: the fast tier's time is not quoted"
+    for name, n, seconds, cores, load in quoted:
+        entry = tiers[name]
+        assert int(n) == entry["counts"]["passed"], f"README.md, {name} tier: {n} tests"
+        assert int(seconds) == round(entry["wall_seconds"]), f"README.md, {name} tier: {seconds} s"
+        assert int(cores) == entry["cores"], f"README.md, {name} tier: {cores} cores"
+        assert float(load) == entry["load_average_at_start"], f"README.md, {name} tier: load average {load}"

@@ -2,7 +2,7 @@
 world, 600 probe images), and every figure that docs/synthetic-world.md ("What the default world shows") and
 docs/evaluation.md (the stage-ablation table) give for it, read from the docs' text and compared with
 truth_summary.json and ablations.json. Editing the world, the config or a stage without updating the docs
-fails here, naming the figure. (tests/test_demo.py checks the same properties on a smaller world, fast.)
+fails here, naming the figure. (tests/test_demo.py checks the world's properties on the same shared run.)
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import json
 import re
 
 import pytest
-import yaml
 
-from helpers import REPO, run_snakemake
+from helpers import REPO
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -41,18 +40,18 @@ def _quoted(pattern: str, text: str, where: str) -> dict[str, str]:
     return m.groupdict()
 
 
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory) -> tuple[dict, dict]:
-    """truth_summary.json and ablations.json of config.yaml, run as the quick start runs it."""
-    work = tmp_path_factory.mktemp("default_run")
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    run_snakemake(work, config, targets=(TRUTH, ABLATIONS), timeout=1800)
-    return json.loads((work / TRUTH).read_text()), json.loads((work / ABLATIONS).read_text())
+@pytest.fixture
+def run_numbers(default_run) -> tuple[dict, dict]:
+    """truth_summary.json and ablations.json of config.yaml, run as the quick start runs it (the shared run of
+    tests/conftest.py)."""
+    return json.loads((default_run.path / TRUTH).read_text()), json.loads(
+        (default_run.path / ABLATIONS).read_text()
+    )
 
 
 @pytest.mark.timeout(2400)
-def test_synthetic_world_numbers_are_the_runs(default_run):
-    truth, _ = default_run
+def test_synthetic_world_numbers_are_the_runs(run_numbers):
+    truth, _ = run_numbers
     text = _doc("synthetic-world.md")
     doc = _quoted(
         r"The default world has (?P<n_neurons>\d+) neurons: (?P<detector>\d+) detectors, (?P<polysemantic>\d+) "
@@ -93,8 +92,8 @@ def test_synthetic_world_numbers_are_the_runs(default_run):
 
 
 @pytest.mark.timeout(2400)
-def test_stage_ablation_table_is_the_runs(default_run):
-    _, table = default_run
+def test_stage_ablation_table_is_the_runs(run_numbers):
+    _, table = run_numbers
     text = (REPO / "docs" / "evaluation.md").read_text(encoding="utf-8")
     header = "| variant | " + " | ".join(TABLE_COLUMNS) + " |"
     assert header in text, f"docs/evaluation.md: the stage-ablation table's header is not {header!r}"

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from helpers import REPO, TESTS, make_image_folder, run_snakemake, tiny_config
+from helpers import REPO, TESTS, copy_run, make_image_folder, run_snakemake, tiny_config
 
 pytestmark = [
     pytest.mark.slurm,
@@ -143,9 +143,18 @@ SYNTHETIC = {
 }
 
 
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory) -> tuple[Path, str]:
+    """The planted world, every stage, run through SLURM once: its folder and what Snakemake printed. Read by
+    the comparison with a local run; the rerun test changes a copy of it."""
+    work = tmp_path_factory.mktemp("slurm_synthetic") / "slurm"
+    proc = run_snakemake(work, SYNTHETIC, extra=PROFILES, timeout=SLURM_RUN_S)
+    return work, proc.stdout + proc.stderr
+
+
 @pytest.mark.workflow
 @pytest.mark.timeout(CLUSTER_START_S + LOCAL_RUN_S + SLURM_RUN_S + 60)
-def test_whole_workflow_through_slurm_equals_local(cluster, tmp_path):
+def test_whole_workflow_through_slurm_equals_local(cluster, slurm_run, tmp_path):
     """Every stage, probe to report, on the planted world: GPU rules as GPU jobs, bookkeeping grouped, and the
     same hypotheses, Activation Rates, verified concepts and planted-truth recovery as a local run."""
     local = run_snakemake(
@@ -154,8 +163,7 @@ def test_whole_workflow_through_slurm_equals_local(cluster, tmp_path):
         extra=("--profile", str(REPO / "profiles" / "local")),
         timeout=LOCAL_RUN_S,
     )
-    proc = run_snakemake(tmp_path / "slurm", SYNTHETIC, extra=PROFILES, timeout=SLURM_RUN_S)
-    text = proc.stdout + proc.stderr
+    slurm, text = slurm_run
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/(\w+?)/", text)
     kinds = sorted(name for _, name in submitted)
     gpu_rules = {"rule_probe_activations", "rule_embed_crops", "rule_embed_concepts", "rule_generate_shard"}
@@ -169,18 +177,19 @@ def test_whole_workflow_through_slurm_equals_local(cluster, tmp_path):
         assert line and "JobState=COMPLETED" in line.group(0), job_id
     res = "results/synthetic/synthetic/synthetic"
     for rel in (f"{res}/verify/ar.csv", f"{res}/neuron_concepts.csv", f"{res}/truth.csv"):
-        assert (tmp_path / "slurm" / rel).read_text() == (tmp_path / "local" / rel).read_text(), rel
-    truth = json.loads((tmp_path / "slurm" / res / "truth_summary.json").read_text())
+        assert (slurm / rel).read_text() == (tmp_path / "local" / rel).read_text(), rel
+    truth = json.loads((slurm / res / "truth_summary.json").read_text())
     assert truth["recovery"] >= 0.9
-    assert (tmp_path / "slurm" / "results/report/index.html").stat().st_size > 1000
+    assert (slurm / "results/report/index.html").stat().st_size > 1000
 
 
 @pytest.mark.workflow
 @pytest.mark.timeout(CLUSTER_START_S + 2 * SLURM_RUN_S + 60)
-def test_rerun_with_cached_concepts_submits_no_generation_job_through_slurm(cluster, tmp_path):
+def test_rerun_with_cached_concepts_submits_no_generation_job_through_slurm(cluster, slurm_run, tmp_path):
     """Issue 12: a concept set whose concepts were all generated before queues no generate_shard job (the
-    generation plan, a CPU job, finds them in the cache); its only GPU job embeds the new set's concepts."""
-    run_snakemake(tmp_path / "slurm", SYNTHETIC, extra=PROFILES, timeout=SLURM_RUN_S)
+    generation plan, a CPU job, finds them in the cache); its only GPU job embeds the new set's concepts. On a
+    copy of the shared SLURM run (mtimes and Snakemake's records kept: the copy is as up to date as the run)."""
+    copy_run(slurm_run[0], tmp_path / "slurm")
     more = {**SYNTHETIC, "concept_sets": {**SYNTHETIC["concept_sets"], "again": {"synthetic": "default"}}}
     proc = run_snakemake(tmp_path / "slurm", more, extra=PROFILES, timeout=SLURM_RUN_S)
     text = proc.stdout + proc.stderr

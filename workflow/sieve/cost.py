@@ -147,7 +147,12 @@ def predict(
     selected = {n: math.ceil(c * selected_share) for n, c in models.items()}
     top_n, k_max, per_cluster = int(sel["top_n"]), int(hyp["k_max"]), int(hyp["concepts_per_cluster"])
     hypotheses = sum(selected.values()) * len(probes) * k_max * per_cluster
-    prompts = sum(min(n, hypotheses) for n in concepts.values())
+    # Verify's control pool: per concept set, up to verify.controls of its concepts (perhaps hypotheses
+    # already), plus the neutral prompts once (sieve.verify.controls).
+    ver = with_defaults(config.get("verify"), "verify")
+    controls = int(ver["controls"]) if ver["enabled"] else 0
+    neutral = len(set(ver["neutral_prompts"])) if ver["enabled"] else 0
+    prompts = sum(min(n, hypotheses + controls) for n in concepts.values()) + neutral
     stages = [
         {
             "stage": "probe",
