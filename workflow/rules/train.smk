@@ -22,6 +22,8 @@ rule train_world_model:
         paths.benchmark(paths.TRAINED_WORLD, "{trained}/train")
     wildcard_constraints:
         trained=never_matching(TRAINED_MODELS),
+    group:
+        "trained_world"
     conda:
         "../../envs/cpu.yaml"
     # One thread: the same weights whatever --cores is (a float sum split over another number of threads
