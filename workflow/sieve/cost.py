@@ -107,7 +107,13 @@ def model_neurons(name: str, spec: dict[str, Any], given: dict[str, int]) -> int
         raise CostError(f"models.{name}: cannot build it here ({exc}); pass --neurons {name}=N") from None
 
 
-def concept_count(name: str, spec: dict[str, Any], files: dict[str, str]) -> int:
+def concept_count(
+    name: str, spec: dict[str, Any], files: dict[str, str], given: dict[str, int] | None = None
+) -> int:
+    """The set's concepts: ``given`` (counted already, e.g. by the report from the prepared set), a local copy
+    of the list, or the set read like the workflow reads it."""
+    if given and name in given:
+        return int(given[name])
     from .concepts import clean_concepts, load_concept_set, read_lines
 
     if name in files:
@@ -134,8 +140,10 @@ def predict(
     neurons_given: dict[str, int] | None = None,
     concept_files: dict[str, str] | None = None,
     selected_share: float = 1.0,
+    concepts_given: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Per stage: the items it processes (upper bounds after Select, see the module docstring)."""
+    """Per stage: the items it processes (upper bounds after Select, see the module docstring). Counts in
+    ``probe_given``, ``neurons_given`` and ``concepts_given`` are used as they are (nothing is built or read)."""
     if not 0 < selected_share <= 1:
         raise CostError(f"--selected-share {selected_share}: must be in (0, 1]")
     sel = with_defaults(config.get("select"), "select")
@@ -143,7 +151,9 @@ def predict(
     gen = with_defaults(config.get("generator"), "generator")
     probes = {n: probe_images(n, s, probe_given or {}) for n, s in config["probes"].items()}
     models = {n: model_neurons(n, s, neurons_given or {}) for n, s in config["models"].items()}
-    concepts = {n: concept_count(n, s, concept_files or {}) for n, s in config["concept_sets"].items()}
+    concepts = {
+        n: concept_count(n, s, concept_files or {}, concepts_given) for n, s in config["concept_sets"].items()
+    }
     selected = {n: math.ceil(c * selected_share) for n, c in models.items()}
     top_n, k_max, per_cluster = int(sel["top_n"]), int(hyp["k_max"]), int(hyp["concepts_per_cluster"])
     hypotheses = sum(selected.values()) * len(probes) * k_max * per_cluster

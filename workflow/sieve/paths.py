@@ -67,6 +67,7 @@ STAGE_ABLATION_NO_SELECT = stage_ablation_model_probe(
 # joins them to the folders it reads.
 SELECT_SUMMARY_FILE = "select/summary.json"
 SELECT_NEURONS_DIR = "select/neurons"
+ACTIVATIONS_FILE = "activations.h5"
 CROPS_FILE = "crops/crops.h5"
 CLUSTERS_DIR = "clusters"
 HYPOTHESES_DIR = "hypotheses"
@@ -143,7 +144,7 @@ def generation_plan(root: str = GENERATE) -> str:
 
 
 # ------------------------------------------------------------------------------------------- the run's files
-ACTIVATIONS = result(MODEL_PROBE, "activations.h5")
+ACTIVATIONS = result(MODEL_PROBE, ACTIVATIONS_FILE)
 SELECT_SUMMARY = select_summary()
 SELECT_NEURONS = select_neurons()
 RATIO_HISTOGRAM = result(MODEL_PROBE, RATIO_HISTOGRAM_FILE)

@@ -43,6 +43,7 @@ from ..paths import (
     VERIFY_SUMMARY_FILE,
 )
 from .assets import Assets, render_html
+from .cost_table import cost_table_or_none
 from .paper import paper_tables
 from .results import GeneratedActivations, best_ar, generated_activations, method_result, verified_concepts
 from .tables import (
@@ -467,12 +468,16 @@ def build_report(
     comparison = comparison_table(runs)
     paper = paper_tables(runs, settings.get("models") or {}, results, assets.link)
     timing = read_benchmarks(benchmarks)
+    cost = cost_table_or_none(
+        settings, results, Path(benchmarks), models, probes, concept_sets, settings["concept_counts"]
+    )
     data = {
         "title": title,
         "settings": settings_tables(settings, runs),
         "comparison": comparison,
         "paper": paper,
         "timing": timing,
+        "cost": cost,
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
         "files": [
             [label, assets.link(Path(path))]

@@ -89,6 +89,7 @@
       t.note = "total " + fmt(t.total_s, 1) + " s over " + t.rows.reduce(function (a, r) { return a + r[1]; }, 0) + " jobs";
       append(root, tableBlock(t, false));
     }
+    if (DATA.cost) append(root, tableBlock(DATA.cost, false));  // sieve.report.cost_table
     var nav = clear(document.getElementById("runs"));
     DATA.runs.forEach(function (r, i) {
       append(nav, el("button", {
