@@ -594,6 +594,11 @@ def test_report_rule_end_to_end(tmp_path):
         "generate_shard",
         "activation_rate",
     } <= stages
+    # the predicted cost beside the measured: every count read from the run's own files, every stage timed
+    cost_rows = data["cost"]["rows"]
+    assert [r[0] for r in cost_rows] == ["probe", "embed_crops", "generate"]
+    assert all(isinstance(r[2], int) and isinstance(r[3], int) and 0 < r[3] <= r[2] for r in cost_rows)
+    assert all(isinstance(r[-1], float) for r in cost_rows)
     assert (out / "comparison.csv").is_file() and (out / "ar_distribution.png").is_file()
 
     cfg["report"]["title"] = "second title"
