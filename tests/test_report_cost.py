@@ -130,9 +130,14 @@ def test_a_missing_count_is_unknown_and_the_report_still_builds(tmp_path):
     assert rows["embed_crops"]["measured s"] == "no benchmark file"
 
 
-def test_an_unreadable_file_drops_the_table_not_the_report(tmp_path, caplog):
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("toy/pics/activations.h5", b"not an HDF5 file"), ("toy/pics/crops/crops.h5", b"")],
+)
+def test_an_unreadable_file_drops_the_table_not_the_report(tmp_path, caplog, name, content):
     make_results(tmp_path, n_neurons=N_NEURONS, n_images=N_IMAGES, baseline=False, truth=False)
-    (tmp_path / "results/toy/pics/activations.h5").write_bytes(b"not an HDF5 file")
+    (tmp_path / "results" / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "results" / name).write_bytes(content)
     data = build(tmp_path)
     assert data["cost"] is None and data["timing"]["rows"]
     assert (tmp_path / "results/report/index.html").is_file()

@@ -162,6 +162,15 @@ def cost_table_or_none(*args: Any, **kwargs: Any) -> dict[str, Any] | None:
     """:func:`cost_table`, or None (logged) when the run's files cannot give one: the table never fails the report."""
     try:
         return cost_table(*args, **kwargs)
-    except (cost.CostError, ReportError, OSError, KeyError, TypeError, ValueError) as exc:
+    except (
+        cost.CostError,
+        ReportError,
+        OSError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        TypeError,
+        ValueError,
+    ) as exc:
         log.warning("report: no %r table (%s: %s)", TITLE, type(exc).__name__, exc)
         return None
