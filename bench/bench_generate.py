@@ -162,6 +162,45 @@ def sdxl_pipeline(scale: str, dtype: torch.dtype, device: str):
     return pipe.to(device, dtype)
 
 
+def shard_timer(
+    prompts: list[str],
+    spec: dict,
+    models: dict,
+    gen,
+    device: str,
+    texts: list[str] | None = None,
+):
+    """A callable that runs one whole shard of ``prompts`` in a fresh cache (so everything is generated) with
+    the preloaded generator ``gen``: its wall seconds, the manifest's generate-only rate and images generated.
+    Shared by this bench and gpu_suite.py."""
+    from sieve.verify.requests import collect_requests
+    from sieve.verify.shard import run_shard
+
+    req = collect_requests([], "{}", 1)
+    req["concepts"] = [
+        {"key": f"k{i:06d}", "prompt": p, "shard": 0, "texts": [t], "ids": [str(i)]}
+        for i, (p, t) in enumerate(zip(prompts, texts or prompts, strict=True))
+    ]
+
+    def run() -> dict:
+        with tempfile.TemporaryDirectory() as cache:
+            t0 = time.perf_counter()
+            m = run_shard(
+                req,
+                0,
+                spec,
+                models,
+                cache,
+                str(Path(cache) / "m.json"),
+                device=device,
+                load_generator_fn=lambda *_: gen,
+            )
+            seconds = time.perf_counter() - t0
+        return {"seconds": seconds, "generate_only_per_s": m["images_per_second"], "n": m["n_generated"]}
+
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pipeline", choices=["tiny", "sdxl-tiny", "sdxl"], default="tiny")
@@ -180,8 +219,6 @@ def main() -> None:
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
     from sieve.backends.generators import DiffusersGenerator
-    from sieve.verify.requests import collect_requests
-    from sieve.verify.shard import run_shard
 
     t0 = time.perf_counter()
     if args.pipeline == "tiny":
@@ -247,28 +284,12 @@ def main() -> None:
         "thumbnail_size": 128,
         "dtype": args.dtype,
     }
-    req = collect_requests([], "{}", 1)
-    req["concepts"] = [
-        {"key": f"k{i:06d}", "prompt": p, "shard": 0, "texts": [p], "ids": [str(i)]}
-        for i, p in enumerate(prompts)
-    ]
+    run_one_shard = shard_timer(prompts, spec, models, gen, args.device)
 
     def shard() -> dict:
-        with tempfile.TemporaryDirectory() as cache:
-            t0 = time.perf_counter()
-            m = run_shard(
-                req,
-                0,
-                spec,
-                models,
-                cache,
-                str(Path(cache) / "m.json"),
-                device=args.device,
-                load_generator_fn=lambda *_: gen,
-            )
-            seconds = time.perf_counter() - t0
-        assert m["n_generated"] == n_images, m
-        return {"seconds": seconds, "generate_only_images_per_s": m["images_per_second"]}
+        r = run_one_shard()
+        assert r["n"] == n_images, r
+        return {"seconds": r["seconds"], "generate_only_images_per_s": r["generate_only_per_s"]}
 
     runs = interleaved({"loop": loop, "shard": shard}, rounds=args.rounds)
     loop_s, shard_s = summary(runs["loop"], n_images), summary(runs["shard"], n_images)

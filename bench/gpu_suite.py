@@ -205,9 +205,9 @@ def shard_run(
     keep: str = "thumbnails",
 ) -> Callable[[], dict]:
     """One whole shard in a fresh cache (everything generated), ResNet-50 (small: the tests' CNN) measured."""
+    from bench_generate import shard_timer
+
     from sieve.backends.generators import DiffusersGenerator
-    from sieve.verify.requests import collect_requests
-    from sieve.verify.shard import run_shard
 
     per_concept = 4
     n_concepts = max(1, n_images // per_concept)
@@ -229,35 +229,8 @@ def shard_run(
         "keep_images": keep,
         "dtype": "bfloat16" if device.type == "cuda" else "float32",
     }
-    req = collect_requests([], "{}", 1)
-    req["concepts"] = [
-        {
-            "key": f"k{i:06d}",
-            "prompt": f"a photo of concept {i}",
-            "shard": 0,
-            "texts": [str(i)],
-            "ids": [str(i)],
-        }
-        for i in range(n_concepts)
-    ]
-
-    def run() -> dict:
-        with tempfile.TemporaryDirectory() as cache:
-            t0 = time.perf_counter()
-            m = run_shard(
-                req,
-                0,
-                spec,
-                models,
-                cache,
-                str(Path(cache) / "m.json"),
-                device=str(device),
-                load_generator_fn=lambda *_: gen,
-            )
-            seconds = time.perf_counter() - t0
-        return {"seconds": seconds, "generate_only_per_s": m["images_per_second"], "n": m["n_generated"]}
-
-    return run
+    prompts = [f"a photo of concept {i}" for i in range(n_concepts)]
+    return shard_timer(prompts, spec, models, gen, str(device), texts=[str(i) for i in range(n_concepts)])
 
 
 def gen_flops(pipe: Any, res: int, steps: int, guidance: float) -> float:
