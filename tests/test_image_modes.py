@@ -187,3 +187,29 @@ def test_report_thumbnail_scales_16_bit_and_composites_on_white(tmp_path: Path) 
     Image.new("RGBA", (16, 16), (0, 0, 0, 0)).save(tmp_path / "clear.png")
     make_thumbnail(tmp_path / "clear.png", tmp_path / "c.jpg", 8)
     assert np.asarray(open_rgb(tmp_path / "c.jpg")).min() >= 250
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"])
+def test_preprocess_geometry_equals_torchvision(interpolation: str) -> None:
+    """sieve.images' resize / centre crop / to-tensor (no torchvision import, issue 14) give torchvision's
+    tensors exactly: portrait, landscape, square, already at size, smaller than the crop (padded, odd pads)."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    rng = np.random.default_rng(0)
+    cases = [(75, 9, 36, 20), (40, 61, 32, 28), (30, 30, 30, 30), (17, 23, 12, 15), (8, 5, 5, 9)]
+    for w, h, size, crop in cases:
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        want = TF.to_tensor(
+            TF.center_crop(TF.resize(img, size, interpolation=InterpolationMode(interpolation)), [crop, crop])
+        )
+        got = Preprocess(input_size=crop, resize=size, interpolation=interpolation).geometric(img)
+        assert got.dtype == want.dtype and got.shape == want.shape, (w, h, size, crop)
+        assert torch.equal(got, want), (w, h, size, crop)
+    want = TF.to_tensor(TF.center_crop(TF.resize(img, 7, interpolation=InterpolationMode.BICUBIC), [7, 7]))
+    assert torch.equal(_clip_transform(7)(img), want)
+
+
+def test_preprocess_names_an_unknown_interpolation() -> None:
+    with pytest.raises(ValueError, match="interpolation 'cubic' is not one of nearest"):
+        Preprocess(interpolation="cubic").geometric(Image.new("RGB", (4, 4)))

@@ -13,6 +13,11 @@ Every other mode (``1``, ``L``, ``LA``, ``P``, ``PA``, ``RGBA``, ``RGBX``, ``CMY
 ``HSV``) goes through Pillow's conversion, which is exact for them. Transparency is dropped (the colour under
 it is kept, as torchvision's loaders do) unless a ``background`` colour is given to composite onto (the
 report's thumbnails use white).
+
+:func:`resize_short`, :func:`center_crop` and :func:`to_chw` are torchvision's ``transforms.functional``
+``resize`` (an int size), ``center_crop`` and ``to_tensor`` on an RGB PIL image, the same pixels and the same
+float32 values, in Pillow and numpy: importing torchvision takes seconds, a large share of a small job
+(issue 14); ``tests/test_image_modes.py`` compares them with torchvision's.
 """
 
 from __future__ import annotations
@@ -68,3 +73,55 @@ def open_rgb(path: str | os.PathLike[str], background: tuple[int, int, int] | No
     with Image.open(path) as img:
         img.load()
         return to_rgb(img, background)
+
+
+# torchvision's InterpolationMode values -> Pillow's resampling filters (torchvision's ``pil_modes_mapping``)
+RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "nearest-exact": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def resize_short(img: Image.Image, size: int, interpolation: str = "bilinear") -> Image.Image:
+    """The short side to ``size``, the long side to ``int(size * long / short)`` (an image already that size is
+    returned as is), with the named filter (antialiased, as Pillow always is)."""
+    if interpolation not in RESAMPLE:
+        raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(RESAMPLE)}")
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = int(size), int(int(size) * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    if (new_w, new_h) == (w, h):
+        return img
+    return img.resize((new_w, new_h), RESAMPLE[interpolation])
+
+
+def center_crop(img: Image.Image, size: int) -> Image.Image:
+    """The centred ``size`` x ``size`` square (offsets rounded half to even); a smaller image is first padded
+    with black, one pixel more on the right and bottom where the padding is odd."""
+    w, h = img.size
+    left = top = 0
+    if size > w or size > h:
+        pad_left = (size - w) // 2 if size > w else 0
+        pad_top = (size - h) // 2 if size > h else 0
+        padded = Image.new(img.mode, (max(w, size), max(h, size)))
+        padded.paste(img, (pad_left, pad_top))
+        img, (w, h) = padded, padded.size
+        if (w, h) == (size, size):
+            return img
+    top = int(round((h - size) / 2.0))
+    left = int(round((w - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def to_chw(img: Image.Image) -> np.ndarray:
+    """An 8-bit RGB or grey image -> float32 [C, H, W] in [0, 1] (value / 255)."""
+    if img.mode not in ("RGB", "L"):
+        raise ValueError(f"to_chw takes an 8-bit RGB or L image, got mode {img.mode!r} (use to_rgb first)")
+    a = np.array(img, dtype=np.uint8, copy=True).reshape(img.size[1], img.size[0], -1)
+    return np.ascontiguousarray(a.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)

@@ -41,7 +41,7 @@ from PIL import Image
 from torch import nn
 
 from ..config import schema_default
-from ..images import to_rgb
+from ..images import center_crop, resize_short, to_chw, to_rgb
 from . import TORCHVISION_CLASSES, BackendError, Registry, import_factory
 from .refs import parse_ref
 
@@ -66,15 +66,10 @@ class Preprocess:
     interpolation: str = "bilinear"
 
     def geometric(self, img: Image.Image) -> torch.Tensor:
-        """PIL image -> float tensor [3, S, S] in [0, 1], the model's view before normalisation."""
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms import functional as TF
-
-        mode = InterpolationMode(self.interpolation)
-        img = to_rgb(img)
-        img = TF.resize(img, self.resize, interpolation=mode)
-        img = TF.center_crop(img, [self.input_size, self.input_size])
-        return TF.to_tensor(img)
+        """PIL image -> float tensor [3, S, S] in [0, 1], the model's view before normalisation (torchvision's
+        ``resize``, ``center_crop`` and ``to_tensor``, without importing torchvision: :mod:`sieve.images`)."""
+        img = resize_short(to_rgb(img), self.resize, self.interpolation)
+        return torch.from_numpy(to_chw(center_crop(img, self.input_size)))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise a [B, 3, S, S] (or [3, S, S]) tensor in [0, 1]."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..config import with_defaults
-from ..images import to_rgb
+from ..images import center_crop, resize_short, to_chw, to_rgb
 from ..io import atomic_path, read_csv, read_json, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -133,13 +133,10 @@ def labels_from_scores(scores: np.ndarray) -> np.ndarray:
 
 def _clip_transform(side: int):
     """CLIP's own preprocessing geometry: short side to ``side`` (bicubic), centre crop, [0, 1] tensor."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
 
     def apply(img: Any) -> torch.Tensor:
-        img = TF.resize(to_rgb(img), side, interpolation=InterpolationMode.BICUBIC, antialias=True)
-        img = TF.center_crop(img, [side, side])
-        return TF.to_tensor(img)
+        img = resize_short(to_rgb(img), side, "bicubic")
+        return torch.from_numpy(to_chw(center_crop(img, side)))
 
     return apply
 
