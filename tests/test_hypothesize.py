@@ -19,8 +19,10 @@ from sieve.hypothesize import (
     cluster_embeddings,
     concept_scores,
     run_hypothesize,
+    silhouette_score,
     top_concepts,
     top_k_indices,
+    ward_labels,
 )
 from tinyclip import make_tiny_clip
 
@@ -122,6 +124,45 @@ def test_small_clusters_dropped_and_ablation():
     few = cluster_embeddings(x[:2])
     assert few["k"] == 1 and few["clusters"][0]["size"] == 2
     assert cluster_embeddings(np.ones((6, 4)))["k"] == 1  # identical crops: nothing to split
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_ward_cut_and_silhouette_equal_scikit_learn(seed):
+    """Hypothesize clusters without importing scikit-learn (issue 14): the partition of each k is
+    AgglomerativeClustering's and the silhouette the very float of sklearn's silhouette_score, also with tied
+    and duplicate points."""
+    import warnings
+
+    from scipy.cluster.hierarchy import ward
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import silhouette_score as sk_silhouette
+
+    rng = np.random.default_rng(seed)
+    for n, dim in [(20, 64), (33, 8), (7, 2)]:
+        x = rng.normal(size=(3, dim))[rng.integers(0, 3, n)] + rng.normal(scale=0.5, size=(n, dim))
+        if seed % 2:
+            x = np.round(x, 1)
+            x[: n // 3] = x[0]
+        tree = ward(x)
+        for k in range(2, min(6, n - 1) + 1):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # sklearn: "Partial build of the tree ..."
+                theirs = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(x)
+            ours = ward_labels(tree, k)
+            assert adjusted_rand_score(theirs, ours) == 1.0 and len(set(ours)) == k, (seed, n, k)
+            assert silhouette_score(x, ours) == float(sk_silhouette(x, theirs, metric="euclidean")), (n, k)
+
+
+def test_ward_cut_and_silhouette_refuse_impossible_splits():
+    from scipy.cluster.hierarchy import ward
+
+    x = np.arange(8.0).reshape(4, 2)
+    assert ward_labels(ward(x), 1).tolist() == [0, 0, 0, 0]
+    assert ward_labels(ward(x), 4).tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="cannot cut 4 points into 5 clusters"):
+        ward_labels(ward(x), 5)
+    with pytest.raises(ValueError, match="2 to 3 non-empty clusters, got sizes \\[4\\]"):
+        silhouette_score(x, np.zeros(4, dtype=int))
 
 
 # ------------------------------------------------------------------------------------------------ scores

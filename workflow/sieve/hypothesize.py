@@ -50,6 +50,55 @@ class HypothesizeError(ValueError):
 # 3. clustering
 
 
+def ward_labels(tree: np.ndarray, k: int) -> np.ndarray:
+    """The k clusters of a Ward tree (scipy's linkage matrix [n - 1, 4]) that its first n - k merges leave:
+    scikit-learn's ``AgglomerativeClustering(n_clusters=k, linkage="ward")`` partition, which cuts the same
+    scipy tree, without importing scikit-learn (seconds per job, issue 14). Labels 0..k-1 in order of each
+    cluster's first member."""
+    n = len(tree) + 1
+    if not 1 <= k <= n:
+        raise ValueError(f"cannot cut {n} points into {k} clusters")
+    members: dict[int, list[int]] = {i: [i] for i in range(n)}
+    for row, (a, b) in enumerate(tree[: n - k, :2].astype(np.int64)):
+        members[n + row] = members.pop(int(a)) + members.pop(int(b))
+    labels = np.empty(n, dtype=np.int64)
+    for c, m in enumerate(sorted(members.values(), key=min)):
+        labels[m] = c
+    return labels
+
+
+def silhouette_score(x: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette of ``x`` [n, D] (float64) under ``labels`` (0..k-1, 2 <= k <= n - 1), Euclidean, computed
+    as scikit-learn's ``silhouette_score`` computes it (the same operations in the same order, so the same
+    float), without importing scikit-learn."""
+    x = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    freqs = np.bincount(labels)
+    if not 2 <= len(freqs) <= n - 1 or (freqs == 0).any():
+        raise ValueError(f"silhouette needs 2 to {n - 1} non-empty clusters, got sizes {freqs.tolist()}")
+    sq = np.einsum("ij,ij->i", x, x)[:, None]
+    d = -2 * (x @ x.T)
+    d += sq
+    d += sq.T
+    np.maximum(d, 0, out=d)
+    np.fill_diagonal(d, 0)
+    np.sqrt(d, out=d)
+    sums = np.zeros((n, len(freqs)), dtype=np.float64)
+    for i in range(n):
+        sums[i] += np.bincount(labels, weights=d[i], minlength=len(freqs))
+    own = (np.arange(n), labels)
+    intra = sums[own]
+    sums[own] = np.inf
+    sums /= freqs
+    inter = sums.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        intra /= (freqs - 1).take(labels, mode="clip")
+        sil = inter - intra
+        sil /= np.maximum(intra, inter)
+    return float(np.mean(np.nan_to_num(sil)))
+
+
 def cluster_embeddings(
     x: np.ndarray,
     k_max: int = _HYP["k_max"],
@@ -61,9 +110,6 @@ def cluster_embeddings(
 
     Returns ``labels`` [K] (cluster ids numbered by best-ranked member), ``silhouette`` {k: score}, ``k``,
     ``clusters`` (kept: cluster, members, size) and ``dropped`` (cluster, size, reason)."""
-    from sklearn.cluster import AgglomerativeClustering
-    from sklearn.metrics import silhouette_score
-
     x = np.asarray(x, dtype=np.float64)
     n = len(x)
     silhouette: dict[str, float] = {}
@@ -71,10 +117,13 @@ def cluster_embeddings(
     k = 1 if n else 0
     distinct = len(np.unique(np.round(x, 6), axis=0)) if n else 0
     if enabled and n >= 3 and distinct >= 2:
+        from scipy.cluster.hierarchy import ward
+
+        tree = ward(x)  # one tree, cut at each k
         best_k, best_s, best_labels = 1, -math.inf, labels
         for kk in range(2, min(k_max, n - 1, distinct) + 1):
-            lab = AgglomerativeClustering(n_clusters=kk, linkage="ward").fit_predict(x)
-            s = float(silhouette_score(x, lab, metric="euclidean"))
+            lab = ward_labels(tree, kk)
+            s = silhouette_score(x, lab)
             silhouette[str(kk)] = s
             if s > best_s + 1e-12:
                 best_k, best_s, best_labels = kk, s, lab
