@@ -367,16 +367,14 @@ def ar_figure(runs: list[dict[str, Any]]) -> Any:
 
     Each panel has a y axis of hypothesis counts (integer ticks) and the legend to the right of the plot, so that
     no label covers a bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # not pyplot: its import is most of the report's (issue 14)
     from matplotlib.ticker import MaxNLocator
 
     panels = [(r["key"], m, a) for r in runs for m, a in r["ar"].items()]
-    fig, axes = plt.subplots(
-        max(len(panels), 1), 1, figsize=(8, 2.6 * max(len(panels), 1)), dpi=110, squeeze=False
-    )
+    fig = Figure(figsize=(8, 2.6 * max(len(panels), 1)), dpi=110)
+    FigureCanvasAgg(fig)  # what pyplot's Agg backend gives it
+    axes = fig.subplots(max(len(panels), 1), 1, squeeze=False)
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no Verify results (no ar.csv)", ha="center", va="center")
         axes[0, 0].set_axis_off()
@@ -401,12 +399,9 @@ def ar_figure(runs: list[dict[str, Any]]) -> Any:
 
 def ar_distribution_png(runs: list[dict[str, Any]], out_png: str | Path) -> None:
     """``ar_distribution.png``: :func:`ar_figure`, written atomically."""
-    import matplotlib.pyplot as plt
-
     fig = ar_figure(runs)
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp)
-    plt.close(fig)
 
 
 def write_table_csv(table: dict[str, Any], out_csv: str | Path) -> None:
