@@ -71,3 +71,50 @@ def test_every_script_puts_this_checkout_first() -> None:
         if first_checkout is None or (first_sieve is not None and first_checkout > first_sieve):
             missing.append(script.name)
     assert missing == []
+
+
+# What a job runs, in a process where the heavy module it no longer needs cannot be imported (issue 14: each
+# took seconds of a small job's import time). Each snippet checks a real result, so that a silent fallback fails.
+RUNS_WITHOUT = {
+    "cluster_crops: Ward clusters and silhouettes without scikit-learn": (
+        ("sklearn", "torch"),
+        "import numpy as np\n"
+        "from sieve.hypothesize import cluster_embeddings\n"
+        "x = np.repeat(np.eye(2, 8), 5, axis=0) + np.random.default_rng(0).normal(0, 0.01, (10, 8))\n"
+        "res = cluster_embeddings(x, k_max=4, silhouette_floor=0.1, min_cluster_size=2)\n"
+        "assert res['k'] == 2 and res['labels'].tolist() == [0] * 5 + [1] * 5, res\n",
+    ),
+    "probe, crops, CLIP-Dissect images: the model's view without torchvision": (
+        ("torchvision",),
+        "from PIL import Image\n"
+        "from sieve.backends.models import Preprocess\n"
+        "from sieve.evaluate.clip_dissect import _clip_transform\n"
+        "img = Image.new('RGB', (40, 20), (255, 0, 0))\n"
+        "x = Preprocess(input_size=8, resize=10).geometric(img)\n"
+        "assert tuple(x.shape) == (3, 8, 8) and float(x[0].min()) == 1.0 and float(x[1].max()) == 0.0\n"
+        "assert tuple(_clip_transform(6)(img).shape) == (3, 6, 6)\n",
+    ),
+    "ratio_histogram and the report's AR figure without pyplot": (
+        ("matplotlib.pyplot",),
+        "import sys, tempfile\n"
+        "from pathlib import Path\n"
+        "from sieve.select import ratio_histogram\n"
+        "from sieve.report.tables import ar_distribution_png\n"
+        "d = Path(tempfile.mkdtemp())\n"
+        "neurons = {str(i): {'ratio': r, 'dead': False} for i, r in enumerate([2.0, 30.0, float('inf')])}\n"
+        "ratio_histogram({'neurons': neurons, 'tau': 10, 'n_selected': 2, 'n_neurons': 3}, str(d / 'h.png'))\n"
+        "ar = {'values': [0.1, 0.9], 'mean_initial': 0.5, 'mean_kept': 0.9}\n"
+        "ar_distribution_png([{'key': 'm', 'ar': {'sieve': ar}}], d / 'ar.png')\n"
+        "assert all((d / f).read_bytes()[:8] == b'\\x89PNG\\r\\n\\x1a\\n' for f in ('h.png', 'ar.png'))\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("what", list(RUNS_WITHOUT))
+def test_light_work_runs_without_heavy_imports(what: str) -> None:
+    blocked, body = RUNS_WITHOUT[what]
+    code = "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked) + body
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=snakemake_env(), timeout=120
+    )
+    assert proc.returncode == 0, f"{what}:\n{proc.stderr[-3000:]}"
