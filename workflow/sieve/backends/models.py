@@ -76,6 +76,20 @@ class Preprocess:
         img = TF.center_crop(img, [self.input_size, self.input_size])
         return TF.to_tensor(img)
 
+    def geometric_tensor(self, img: torch.Tensor) -> torch.Tensor:
+        """:meth:`geometric` on decoded pixels: uint8 RGB [..., 3, H, W] on any device (images of one size may
+        come as a batch) -> float [..., 3, S, S] in [0, 1]. The same output sizes and crop offsets (torchvision
+        computes both the same way for a PIL image and a tensor); the resize is antialiased, as Pillow's always
+        is, and rounded to 8 bits like Pillow's, so pixels differ from :meth:`geometric` by a few levels
+        only (tests/test_probe_decode.py measures it)."""
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        mode = InterpolationMode(self.interpolation)
+        img = TF.resize(img, self.resize, interpolation=mode, antialias=True)
+        img = TF.center_crop(img, [self.input_size, self.input_size])
+        return img.float().div(255)
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise a [B, 3, S, S] (or [3, S, S]) tensor in [0, 1]."""
         shape = (-1, 1, 1) if x.dim() == 3 else (1, -1, 1, 1)
