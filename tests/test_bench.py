@@ -113,6 +113,10 @@ def test_gpu_suite_small_mode_records_every_section(tmp_path) -> None:
     probe = rec["probe"]["resnet18"]
     assert probe["per_s_median"] > 0 and probe["flops_per_item"] > 1e8  # ResNet-18 at 224: about 3.6 GFLOP
     assert probe["floor_per_s"] is None and probe["fraction_of_floor"] is None
+    # both decodes ran, interleaved; on the CPU `auto` is the host decode, whose figures are the arch's own
+    assert probe["decode"] == "host" and set(probe["by_decode"]) == {"host", "device"}
+    assert probe["by_decode"]["host"]["seconds"] == probe["seconds"]
+    assert probe["by_decode"]["device"]["rounds"] == 1 and probe["by_decode"]["device"]["per_s_median"] > 0
     crops = rec["crop_embedding"]
     assert crops["crops"] == 8 and crops["per_s_median"] > 0 and crops["seconds_for_41k_crops_median"] > 0
     gen = rec["generate"]
