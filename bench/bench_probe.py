@@ -148,8 +148,8 @@ def cheap_net():
 def compare_decode(args: argparse.Namespace) -> dict:
     """host against device decode through run_probe on the CPU (see the module docstring)."""
     import torch
-
     from gpu_suite import write_jpegs  # the GPU suite's probe images: smooth pictures, 500 x 375, quality 90
+
     from sieve.backends.imagesets import open_image_set
     from sieve.backends.models import load_model
     from sieve.probe import run_probe

@@ -25,7 +25,7 @@ from torchvision.transforms import functional as TF
 from helpers import REPO
 from sieve.activations import read_activations
 from sieve.backends import models
-from sieve.backends.imagesets import open_image_set
+from sieve.backends.imagesets import ImageSet, open_image_set
 from sieve.backends.models import Preprocess, load_model, resize_like_pillow
 from sieve.probe import TooManyBadImages, device_decodable, resolve_decode, run_probe
 
@@ -218,3 +218,17 @@ def test_bad_decode_value_is_an_error_naming_the_key(tiny, tmp_path) -> None:
     cfg["probe"] = {"threads": 0}
     with pytest.raises(WorkflowError, match="0 is less than the minimum of 1"):
         validate(cfg, schema=str(SCHEMA))
+
+
+def test_an_image_set_without_files_takes_the_host_path(tiny, tmp_path) -> None:
+    """A set whose images come from a loader (the synthetic world's) has no bytes to read: host path."""
+    rng = np.random.default_rng(3)
+    pictures = [smooth(rng, (48, 40)) for _ in range(5)]
+    probe = ImageSet("gen", str(tmp_path), [f"scene{i}" for i in range(5)], loader=pictures.__getitem__)
+    for decode in ("host", "device"):
+        run_probe(
+            tiny, probe, str(tmp_path / f"{decode}.h5"), top_n=2, batch_size=2, progress=False, decode=decode
+        )
+    host, dev = read_activations(str(tmp_path / "host.h5")), read_activations(str(tmp_path / "device.h5"))
+    np.testing.assert_array_equal(host["activations"], dev["activations"])
+    assert "decode" not in dev["attrs"]
