@@ -102,11 +102,14 @@ class _ProbeDataset(Dataset):
             return i, None, f"{self.probe.paths[i]}: {type(exc).__name__}: {exc}"
 
 
-class _BytesDataset(_ProbeDataset):
-    """The device path's items: a JPEG's bytes (uint8 [n]) for the main process to decode, or, for any other
-    file, the host path's item (preprocessed tensor or error message)."""
+Item = tuple[int, torch.Tensor | None, str]  # (index, preprocessed image or None, error message or "")
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
+
+class _BytesDataset(_ProbeDataset):
+    """The device path's items: a JPEG's bytes, for the main process to decode, or, for any other file, the
+    host path's item (preprocessed tensor, or None and the error message)."""
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | bytes | None, str]:  # type: ignore[override]
         try:
             with open(os.path.join(self.probe.root, self.probe.paths[i]), "rb") as fh:
                 data = fh.read()
@@ -114,38 +117,52 @@ class _BytesDataset(_ProbeDataset):
             data = b""  # the host path reports it
         if not device_decodable(data):
             return super().__getitem__(i)
-        return i, torch.frombuffer(bytearray(data), dtype=torch.uint8), ""
+        return i, data, ""
+
+
+def _collate_bytes(
+    batch: list[tuple[int, torch.Tensor | bytes | None, str]],
+) -> tuple[list[Item], list[tuple[int, int]], torch.Tensor]:
+    """A batch of :class:`_BytesDataset` items -> (items, (position, size) of each JPEG, the JPEGs' bytes end to
+    end in one uint8 tensor: from a worker, one shared-memory block rather than one per image). A JPEG's item
+    holds None and "" until :func:`_decode_batch` decodes it."""
+    raw = [(j, x) for j, (_, x, _) in enumerate(batch) if isinstance(x, bytes)]
+    data = bytearray().join(x for _, x in raw)
+    blob = torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+    items = [(i, None if isinstance(x, bytes) else x, msg) for i, x, msg in batch]
+    return items, [(j, len(x)) for j, x in raw], blob
 
 
 def _decode_batch(
-    batch: list[tuple[int, torch.Tensor | None, str]], host: _ProbeDataset, device: torch.device
+    batch: tuple[list[Item], list[tuple[int, int]], torch.Tensor], host: _ProbeDataset, device: torch.device
 ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
-    """One batch of :class:`_BytesDataset` items -> what :func:`_collate` gives for the host path: JPEG bytes
-    are decoded together on ``device`` and preprocessed there; one that fails to decode is loaded again by the
-    host path (which names the file if it is bad)."""
+    """One :func:`_collate_bytes` batch -> what :func:`_collate` gives for the host path. The JPEGs are decoded
+    together on ``device`` and preprocessed there; one that fails to decode is loaded again by the host path
+    (which names the file if it is bad)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    raw = [j for j, (_, x, _) in enumerate(batch) if x is not None and x.dtype == torch.uint8]
+    items, raw, blob = batch
     images: dict[int, torch.Tensor] = {}
     if raw:
-        data = [batch[j][1] for j in raw]
+        data = blob.split([n for _, n in raw])  # contiguous views, no copy
         try:
-            images = dict(zip(raw, decode_jpeg(data, mode=ImageReadMode.RGB, device=device), strict=True))
+            decoded = decode_jpeg(list(data), mode=ImageReadMode.RGB, device=device)
+            images = {j: img for (j, _), img in zip(raw, decoded, strict=True)}
         except RuntimeError:  # one bad file fails the batch: decode one by one
-            for j, x in zip(raw, data, strict=True):
+            for (j, _), x in zip(raw, data, strict=True):
                 try:
                     images[j] = decode_jpeg(x, mode=ImageReadMode.RGB, device=device)
                 except RuntimeError:
-                    batch[j] = host[batch[j][0]]
+                    items[j] = host[items[j][0]]
     by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for j, img in images.items():
         by_size[tuple(img.shape)].append(j)
-    out: dict[int, torch.Tensor] = {}
     for js in by_size.values():  # one resize per image size: a batch of 500 x 375 photos is one call
-        pixels = host.pre.geometric_tensor(torch.stack([images[j] for j in js]))
-        out.update(zip(js, host.pre.normalize(pixels), strict=True))
-    good = [(i, out[j] if j in out else x) for j, (i, x, _) in enumerate(batch) if j in out or x is not None]
-    bad = [(i, msg) for j, (i, x, msg) in enumerate(batch) if j not in out and x is None]
+        pixels = host.pre.normalize(host.pre.geometric_tensor(torch.stack([images[j] for j in js])))
+        for j, x in zip(js, pixels, strict=True):
+            items[j] = (items[j][0], x, "")
+    good = [(i, x) for i, x, _ in items if x is not None]
+    bad = [(i, msg) for i, x, msg in items if x is None]
     xs = torch.stack([x.to(device) for _, x in good]) if good else None
     return [i for i, _ in good], xs, bad
 
@@ -225,7 +242,7 @@ def run_probe(
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=list if on_device else _collate,
+        collate_fn=_collate_bytes if on_device else _collate,
         pin_memory=model.device.type == "cuda" and not on_device,
         persistent_workers=False,
         prefetch_factor=4 if num_workers > 0 else None,
