@@ -158,13 +158,22 @@ def _decode_batch(
     for j, img in images.items():
         by_size[tuple(img.shape)].append(j)
     for js in by_size.values():  # one resize per image size: a batch of 500 x 375 photos is one call
-        pixels = host.pre.normalize(host.pre.geometric_tensor(torch.stack([images[j] for j in js])))
+        pixels = host.pre.normalize(host.pre.geometric_tensor(_stack([images[j] for j in js])))
         for j, x in zip(js, pixels, strict=True):
             items[j] = (items[j][0], x, "")
     good = [(i, x) for i, x, _ in items if x is not None]
     bad = [(i, msg) for i, x, msg in items if x is None]
     xs = torch.stack([x.to(device) for _, x in good]) if good else None
     return [i for i, _ in good], xs, bad
+
+
+def _stack(images: list[torch.Tensor]) -> torch.Tensor:
+    """Decoded images of one size [3, H, W] -> [B, 3, H, W], keeping their memory layout: libjpeg's pixels are
+    interleaved (a channels-last view), nvjpeg's planar; a copy that changes the layout costs more than the
+    resize."""
+    if all(img.permute(1, 2, 0).is_contiguous() for img in images):
+        return torch.stack([img.permute(1, 2, 0) for img in images]).permute(0, 3, 1, 2)
+    return torch.stack(images)
 
 
 def _collate(

@@ -84,8 +84,8 @@ class Preprocess:
 
         h, w = img.shape[-2:]
         img = resize_like_pillow(img, self.resized_size(h, w), self.interpolation)
-        img = TF.center_crop(img, [self.input_size, self.input_size])
-        return img.float().div(255)
+        img = TF.center_crop(img, [self.input_size, self.input_size]).contiguous()  # small: uint8 at S x S
+        return img.float().div_(255)
 
     def resized_size(self, h: int, w: int) -> tuple[int, int]:
         """(height, width) after :meth:`geometric`'s resize: the short side to ``resize``, the long side scaled
