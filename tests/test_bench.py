@@ -64,6 +64,29 @@ def test_bench_probe_small_mode(tmp_path) -> None:
     assert set(report["speedup"]) == {"from_min", "from_median"}
 
 
+def test_bench_probe_decode_compare_small_mode(tmp_path) -> None:
+    """--decode-compare: host and device decode through run_probe, interleaved, with the activations' gap."""
+    out = tmp_path / "decode.json"
+    proc = _run(
+        "bench_probe.py",
+        "--decode-compare",
+        "--images",
+        "4",
+        "--batch-size",
+        "2",
+        "--rounds",
+        "2",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for side in ("host", "device"):
+        assert report[side]["rounds"] == 2 and report[side]["ms_per_image_min"] > 0
+    assert set(report["device_speedup"]) == {"from_min", "from_median"}
+    assert report["pooled_max_abs_diff"] < 0.005 * report["pooled_max_abs"]
+
+
 def test_bench_generate_small_mode(tmp_path) -> None:
     out = tmp_path / "generate.jsonl"
     proc = _run(
