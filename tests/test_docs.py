@@ -174,10 +174,13 @@ def test_decode_figures_are_the_bench_results() -> None:
         assert row + f"{side['ms_per_image_min']} / {side['ms_per_image_median']} |" in bench, label
     sp = result["device_speedup"]
     assert f"{sp['from_min']}x from the best rounds, {sp['from_median']}x from the medians" in bench
-    assert f"{host['ms_per_image_min']} to {host['ms_per_image_median']} ms of one core per image" in bench
+    assert f"{host['ms_per_image_min']} to {host['ms_per_image_median']} ms of a core per image" in bench
+    assert f"differ by at most {result['pooled_max_abs_diff']:.2g}" in bench
+    assert f"load average {result['load_average_at_start']} at the start" in bench
     config = re.sub(r"\s+", " ", (REPO / "docs/configuration.md").read_text(encoding="utf-8"))
     quoted = f"{host['ms_per_image_min']:.1f} to {host['ms_per_image_median']:.1f} ms"
-    assert f"one 500 x 375 JPEG takes a CPU core {quoted}" in config
+    assert f"one 500 x 375 JPEG on the host took a CPU core {quoted}" in config
+    assert f"at load average {result['load_average_at_start']}:" in config
 
 
 def test_readme_quotes_the_recorded_test_times() -> None:
