@@ -6,6 +6,14 @@ as trained ones) and the same generated images:
     python bench/bench_probe.py --arch resnet50 --images 512 --device cuda --out bench/results/probe_gpu.json
     python bench/bench_probe.py --arch resnet18 --images 128 --device cpu  --out bench/results/probe_cpu.json
 
+``--decode-compare`` instead compares the probe's two decodes (``probe.decode``) on the CPU, in this process:
+``host`` (Pillow decodes and preprocesses each image) against ``device`` (torchvision's batched ``decode_jpeg``
+and tensor resize, crop and normalisation, here with ``device="cpu"``), through the whole
+:func:`sieve.probe.run_probe` on 500 x 375 JPEGs with a model that costs next to nothing (one strided
+convolution), no DataLoader workers and one torch thread: the time is what each decode path costs one core:
+
+    python bench/bench_probe.py --decode-compare --images 256 --rounds 5 --out bench/results/probe_decode_cpu.json
+
 The two methods run interleaved for ``--rounds`` rounds (plain, sieve, plain, sieve, ...; at least 3 for a
 recorded result) after one uncounted warm-up round each; images/s is reported from the minimum and the median
 time (bench/timing.py). Also peak host memory (ru_maxrss) and, on a GPU, peak device memory, plus the memory the
@@ -24,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -117,6 +126,85 @@ def run_plain(args: argparse.Namespace, images: Path) -> dict:
     }
 
 
+def cheap_net():
+    """A probe model that costs next to nothing (one 16 x 16 stride-16 convolution, a 14 x 14 map at 224),
+    with ImageNet's preprocessing: loaded as ``{source: python, factory: "bench_probe:cheap_net"}``."""
+    import torch
+    from torch import nn
+
+    class CheapNet(nn.Module):
+        sieve_penultimate = "layer4"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer4 = nn.Sequential(nn.Conv2d(3, 16, 16, stride=16), nn.ReLU())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer4(x)
+
+    return CheapNet(), {"input_size": 224, "resize": 256}
+
+
+def compare_decode(args: argparse.Namespace) -> dict:
+    """host against device decode through run_probe on the CPU (see the module docstring)."""
+    import torch
+    from gpu_suite import write_jpegs  # the GPU suite's probe images: smooth pictures, 500 x 375, quality 90
+
+    from sieve.backends.imagesets import open_image_set
+    from sieve.backends.models import load_model
+    from sieve.probe import run_probe
+
+    torch.set_num_threads(args.threads)
+    model = load_model("cheap", {"source": "python", "factory": "bench_probe:cheap_net"})
+    with tempfile.TemporaryDirectory() as tmp:
+        write_jpegs(Path(tmp) / "imgs", args.images)
+        probe = open_image_set("bench", {"kind": "imagefolder", "path": str(Path(tmp) / "imgs")})
+
+        def side(decode: str):
+            def run() -> dict:
+                t0 = time.perf_counter()
+                run_probe(
+                    model,
+                    probe,
+                    str(Path(tmp) / f"{decode}.h5"),
+                    top_n=20,
+                    batch_size=args.batch_size,
+                    num_workers=0,
+                    progress=False,
+                    decode=decode,
+                )
+                return {"seconds": time.perf_counter() - t0}
+
+            return run
+
+        runs = interleaved({"host": side("host"), "device": side("device")}, rounds=args.rounds, warmup=True)
+        acts = {}
+        for decode in ("host", "device"):
+            with h5py.File(Path(tmp) / f"{decode}.h5") as f:
+                acts[decode] = f["activations"][()]
+    results = {d: summary(rs, args.images) for d, rs in runs.items()}
+    for r in results.values():
+        r["ms_per_image_min"] = round(1000 * r["seconds_min"] / args.images, 3)
+        r["ms_per_image_median"] = round(1000 * r["seconds_median"] / args.images, 3)
+    diff = np.abs(acts["host"] - acts["device"])
+    return {
+        "what": "run_probe on the CPU, host against device decode (decode_jpeg on the CPU), no workers",
+        "images": args.images,
+        "image_size": [500, 375],
+        "batch_size": args.batch_size,
+        "torch_threads": args.threads,
+        "rounds": args.rounds,
+        "load_average_at_start": LOAD_AT_START,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "host": results["host"],
+        "device": results["device"],
+        "device_speedup": speedup(results["host"], results["device"]),
+        "pooled_max_abs_diff": float(diff.max()),
+        "pooled_max_abs": float(np.abs(acts["host"]).max()),
+    }
+
+
 def child(args: argparse.Namespace) -> None:
     images = Path(args.images_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,11 +230,16 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--rounds", type=int, default=MIN_ROUNDS)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--decode-compare", action="store_true", help="host against device decode, on the CPU")
+    ap.add_argument("--threads", type=int, default=1, help="--decode-compare: torch threads")
     ap.add_argument("--child", choices=["sieve", "plain"], help=argparse.SUPPRESS)
     ap.add_argument("--images-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args)
+        return
+    if args.decode_compare:
+        write_report(compare_decode(args), args.out)
         return
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) / "imgs"
@@ -208,10 +301,14 @@ def main() -> None:
         "imagenet_val_maps_gb_plain": 50000 * c * 49 * 4 / 1e9,
         "imagenet_val_maps_mb_sieve": c * 20 * 49 * 2 / 1e6,
     }
+    write_report(report, args.out)
+
+
+def write_report(report: dict, out: str | None) -> None:
     print(json.dumps(report, indent=2))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

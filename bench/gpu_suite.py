@@ -11,7 +11,10 @@ very module that runs, the GPU's FLOP floor (its dense bf16 peak / FLOPs per ite
 reached:
 
 1. ``probe``: :func:`sieve.probe.run_probe` with ResNet-50 and ViT-B/16 at 224 on JPEG files the suite writes
-   itself (500 x 375, ImageNet's typical size), decoded by DataLoader workers on the host.
+   itself (500 x 375, ImageNet's typical size), with both decodes interleaved (``by_decode``): ``host``
+   (DataLoader workers decode) and ``device`` (workers read bytes, batched ``decode_jpeg`` on the device: nvjpeg
+   on a GPU). The arch's own figures are those of ``probe.decode: auto`` (``device`` on a GPU), named by
+   ``decode``.
 2. ``crop_embedding``: the design issue 14 asks for, crops cut and resized on the device with
    ``torchvision.ops.roi_align`` and embedded by a ViT-B/16 image tower (the size of CLIP ViT-B/16's), timed
    from decoded images on the device to embeddings; extrapolated to 2,048 neurons x 20 images (41k crops).
@@ -46,7 +49,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 for sub in ("tests", "workflow", "bench"):
     sys.path.insert(0, str(REPO / sub))
-from timing import MIN_ROUNDS, interleaved, summary  # noqa: E402
+from timing import MIN_ROUNDS, interleaved, speedup, summary  # noqa: E402
 
 # Dense bf16 tensor-core peaks from the vendors' data sheets (TFLOP/s, without sparsity).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
@@ -102,10 +105,13 @@ def write_jpegs(root: Path, n: int, size: tuple[int, int] = (500, 375)) -> None:
         Image.fromarray(small).resize(size, Image.Resampling.BICUBIC).save(root / f"{i:05d}.jpg", quality=90)
 
 
+DECODE_SIDES = ("host", "device")
+
+
 def bench_probe(args: argparse.Namespace, device: torch.device, peak: float | None, tmp: Path) -> dict:
     from sieve.backends.imagesets import open_image_set
     from sieve.backends.models import load_model
-    from sieve.probe import run_probe
+    from sieve.probe import resolve_decode, run_probe
 
     images = tmp / "probe"
     write_jpegs(images, args.probe_images)
@@ -122,23 +128,36 @@ def bench_probe(args: argparse.Namespace, device: torch.device, peak: float | No
         with torch.inference_mode():
             flops = count_flops(lambda m=model, x=x: m.activations(x, maps=False))
 
-        def run(model: Any = model) -> dict:
-            t0 = time.perf_counter()
-            run_probe(
-                model,
-                probe,
-                str(tmp / "probe.h5"),
-                top_n=20,
-                batch_size=args.probe_batch,
-                num_workers=args.workers,
-                progress=False,
-            )
-            sync(device)
-            return {"seconds": time.perf_counter() - t0}
+        def side(decode: str, model: Any = model) -> Callable[[], dict]:
+            def run() -> dict:
+                t0 = time.perf_counter()
+                run_probe(
+                    model,
+                    probe,
+                    str(tmp / "probe.h5"),
+                    top_n=20,
+                    batch_size=args.probe_batch,
+                    num_workers=args.workers,
+                    progress=False,
+                    decode=decode,
+                )
+                sync(device)
+                return {"seconds": time.perf_counter() - t0}
 
-        runs = interleaved({arch: run}, rounds=args.rounds, warmup=True)
-        s = summary(runs[arch], args.probe_images)
-        out[arch] = {**s, **floor(flops, peak, s["per_s_max"])}
+            return run
+
+        # both decodes, interleaved; the arch's own figures are those of `auto` (what a default run does)
+        runs = interleaved({d: side(d) for d in DECODE_SIDES}, rounds=args.rounds, warmup=True)
+        by_decode = {d: summary(runs[d], args.probe_images) for d in DECODE_SIDES}
+        auto = resolve_decode("auto", device)
+        s = by_decode[auto]
+        out[arch] = {
+            **s,
+            **floor(flops, peak, s["per_s_max"]),
+            "decode": auto,
+            "by_decode": by_decode,
+            "device_decode_speedup": speedup(by_decode["host"], by_decode["device"]),
+        }
         del model
     return out
 

@@ -64,6 +64,29 @@ def test_bench_probe_small_mode(tmp_path) -> None:
     assert set(report["speedup"]) == {"from_min", "from_median"}
 
 
+def test_bench_probe_decode_compare_small_mode(tmp_path) -> None:
+    """--decode-compare: host and device decode through run_probe, interleaved, with the activations' gap."""
+    out = tmp_path / "decode.json"
+    proc = _run(
+        "bench_probe.py",
+        "--decode-compare",
+        "--images",
+        "4",
+        "--batch-size",
+        "2",
+        "--rounds",
+        "2",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for side in ("host", "device"):
+        assert report[side]["rounds"] == 2 and report[side]["ms_per_image_min"] > 0
+    assert set(report["device_speedup"]) == {"from_min", "from_median"}
+    assert report["pooled_max_abs_diff"] < 0.005 * report["pooled_max_abs"]
+
+
 def test_bench_generate_small_mode(tmp_path) -> None:
     out = tmp_path / "generate.jsonl"
     proc = _run(
@@ -113,6 +136,10 @@ def test_gpu_suite_small_mode_records_every_section(tmp_path) -> None:
     probe = rec["probe"]["resnet18"]
     assert probe["per_s_median"] > 0 and probe["flops_per_item"] > 1e8  # ResNet-18 at 224: about 3.6 GFLOP
     assert probe["floor_per_s"] is None and probe["fraction_of_floor"] is None
+    # both decodes ran, interleaved; on the CPU `auto` is the host decode, whose figures are the arch's own
+    assert probe["decode"] == "host" and set(probe["by_decode"]) == {"host", "device"}
+    assert probe["by_decode"]["host"]["seconds"] == probe["seconds"]
+    assert probe["by_decode"]["device"]["rounds"] == 1 and probe["by_decode"]["device"]["per_s_median"] > 0
     crops = rec["crop_embedding"]
     assert crops["crops"] == 8 and crops["per_s_median"] > 0 and crops["seconds_for_41k_crops_median"] > 0
     gen = rec["generate"]

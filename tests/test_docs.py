@@ -161,6 +161,28 @@ def test_bf16_figures_are_the_bench_results() -> None:
     assert res["selection_changed"] == vit["selection_changed"] == 0
 
 
+def test_decode_figures_are_the_bench_results() -> None:
+    """bench/README.md's decode table and docs/configuration.md's cost per image quote
+    bench/results/probe_decode_cpu.json."""
+    import json
+
+    result = json.loads((REPO / "bench/results/probe_decode_cpu.json").read_text(encoding="utf-8"))
+    host, dev = result["host"], result["device"]
+    bench = re.sub(r"\s+", " ", (REPO / "bench/README.md").read_text(encoding="utf-8"))
+    for label, side in (("host (Pillow)", host), ("device path on the CPU", dev)):
+        row = f"| {label} | {side['per_s_max']} | {side['per_s_median']} | "
+        assert row + f"{side['ms_per_image_min']} / {side['ms_per_image_median']} |" in bench, label
+    sp = result["device_speedup"]
+    assert f"{sp['from_min']}x from the best rounds, {sp['from_median']}x from the medians" in bench
+    assert f"{host['ms_per_image_min']} to {host['ms_per_image_median']} ms of a core per image" in bench
+    assert f"differ by at most {result['pooled_max_abs_diff']:.2g}" in bench
+    assert f"load average {result['load_average_at_start']} at the start" in bench
+    config = re.sub(r"\s+", " ", (REPO / "docs/configuration.md").read_text(encoding="utf-8"))
+    quoted = f"{host['ms_per_image_min']:.1f} to {host['ms_per_image_median']:.1f} ms"
+    assert f"one 500 x 375 JPEG on the host took a CPU core {quoted}" in config
+    assert f"at load average {result['load_average_at_start']}:" in config
+
+
 def test_readme_quotes_the_recorded_test_times() -> None:
     """The README's test-suite times are bench/results/test_tiers.json's (made by bench/time_tests.py): each
     "the NAME tier ... ran N tests in S s on C cores ... (load average L" matches the file's NAME entry."""

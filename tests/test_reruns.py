@@ -32,10 +32,16 @@ def test_partial_reruns(tmp_path):
     fast = {
         **cfg,
         "num_workers": 1,
+        "probe": {"threads": 3},
         "models": {"tiny": {**cfg["models"]["tiny"], "batch_size": 3}},
         "embedder": {**cfg["embedder"], "batch_size": 5},
     }
     assert jobs_run(run_snakemake(tmp_path, fast, targets=targets, extra=("-n",))) == Counter()
+    # the decode can move activations slightly: changing it reruns the probe (and what reads it)
+    decoded = jobs_run(
+        run_snakemake(tmp_path, {**cfg, "probe": {"decode": "device"}}, targets, extra=("-n",))
+    )
+    assert decoded["probe_activations"] == 1
 
     # a concept set's contents change and a new set is added: only concept jobs and hypotheses run
     crops_mtime = (tmp_path / "results/tiny/pics/crops/crops.h5").stat().st_mtime_ns

@@ -29,6 +29,12 @@ def hotspot_cnn(channels: int = 8, seed: int = 0):
     return HotSpotCNN(channels, seed), {"input_size": 16, "resize": 16, "mean": [0.5] * 3, "std": [0.5] * 3}
 
 
+def hotspot_cnn_resized(channels: int = 16, seed: int = 0):
+    """HotSpotCNN behind an ImageNet-style preprocessing at toy size: short side to 37 px, centre crop 32, the
+    ImageNet mean and std (the probe's decode tests compare host and device geometry on it)."""
+    return HotSpotCNN(channels, seed), {"input_size": 32, "resize": 37}
+
+
 def tiny_torchvision_vit():
     """torchvision's VisionTransformer at toy size: 32 px, 16 px patches (2 x 2 grid), width 16."""
     from torchvision.models import VisionTransformer

@@ -13,10 +13,10 @@ rule probe_activations:
         paths.benchmark(paths.MODEL_PROBE, "probe_activations")
     conda:
         "../../envs/gpu.yaml"
-    threads: 4
+    threads: config["probe"]["threads"]
     resources:
         gpu=1,
-        cpus_per_gpu=4,
+        cpus_per_gpu=config["probe"]["threads"],
         mem_mb=per_attempt(16000),
         runtime=per_attempt(240),
         batch_size=model_batch_size,
@@ -26,6 +26,7 @@ rule probe_activations:
         probe=probe_spec,
         top_n=config["select"]["top_n"],
         device=config["device"],
+        decode=config["probe"]["decode"],
         max_bad_share=config["max_bad_image_share"],
         packaged_world=probe_packaged_world,
     script:

@@ -22,4 +22,5 @@ with script_logging(snakemake.log[0]):
         num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),
         max_bad_share=p.max_bad_share,
         probe_spec=p.probe,
+        decode=p.decode,
     )

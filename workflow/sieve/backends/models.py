@@ -71,6 +71,24 @@ class Preprocess:
         img = resize_short(to_rgb(img), self.resize, self.interpolation)
         return torch.from_numpy(to_chw(center_crop(img, self.input_size)))
 
+    def geometric_tensor(self, img: torch.Tensor) -> torch.Tensor:
+        """:meth:`geometric` on decoded pixels: uint8 RGB [..., 3, H, W] on any device (images of one size may
+        come as a batch) -> float [..., 3, S, S] in [0, 1]: the same output size, the same crop offsets, an
+        antialiased resize rounded to 8 bits as Pillow's is (:func:`resize_like_pillow`)."""
+        from torchvision.transforms import functional as TF
+
+        h, w = img.shape[-2:]
+        img = resize_like_pillow(img, self.resized_size(h, w), self.interpolation)
+        img = TF.center_crop(img, [self.input_size, self.input_size]).contiguous()  # small: uint8 at S x S
+        return img.float().div_(255)
+
+    def resized_size(self, h: int, w: int) -> tuple[int, int]:
+        """(height, width) after :meth:`geometric`'s resize: the short side to ``resize``, the long side scaled
+        and truncated (torchvision's rule for an int size, for PIL images and tensors alike)."""
+        short, long = (h, w) if h <= w else (w, h)
+        new_short, new_long = self.resize, int(self.resize * long / short)
+        return (new_short, new_long) if h <= w else (new_long, new_short)
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise a [B, 3, S, S] (or [3, S, S]) tensor in [0, 1]."""
         shape = (-1, 1, 1) if x.dim() == 3 else (1, -1, 1, 1)
@@ -113,6 +131,30 @@ class Preprocess:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def resize_like_pillow(
+    img: torch.Tensor, size: tuple[int, int], interpolation: str, uint8_kernel: bool | None = None
+) -> torch.Tensor:
+    """uint8 [..., 3, H, W] resized to ``size`` as Pillow resizes (antialiased), with 8-bit results.
+
+    Bilinear and bicubic: on the CPU (``uint8_kernel``, by default where ``img`` is) torch's uint8 kernel,
+    which follows Pillow's arithmetic (bilinear: equal but for a rare level); elsewhere (CUDA has no uint8
+    kernel) the float kernel rounded to 8 bits: at most one level from Pillow. Other modes: torchvision's
+    tensor resize."""
+    if interpolation not in ("bilinear", "bicubic"):
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        return TF.resize(img, list(size), interpolation=InterpolationMode(interpolation), antialias=True)
+    x = img if img.dim() == 4 else img.unsqueeze(0)
+    if img.device.type == "cpu" if uint8_kernel is None else uint8_kernel:
+        x = x.contiguous(memory_format=torch.channels_last)  # the kernel's fast layout
+        out = F.interpolate(x, size=size, mode=interpolation, antialias=True, align_corners=False)
+    else:
+        out = F.interpolate(x.float(), size=size, mode=interpolation, antialias=True, align_corners=False)
+        out = out.round_().clamp_(0, 255).to(torch.uint8)
+    return out if img.dim() == 4 else out[0]
 
 
 @dataclass
