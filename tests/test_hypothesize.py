@@ -79,6 +79,40 @@ def test_window_box_and_edge_cases():
     assert boxes.shape == (2, 4) and boxes.dtype == np.int32
 
 
+def _region_box_reference(up, threshold, min_size):
+    """``method: region`` spelled out: every pixel of the peak's 8-connected region, then the square fit."""
+    from scipy import ndimage
+
+    from sieve.crops import _fit_square
+
+    size = up.shape[0]
+    lo, hi = up.min(), up.max()
+    py, px = np.unravel_index(np.argmax(up), up.shape)
+    mask = up >= threshold * hi if hi > 0 else (up - lo) / (hi - lo) >= threshold
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=int))
+    ys, xs = np.nonzero(labels == labels[py, px])
+    side = max(xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min(), int(np.ceil(min_size * size)))
+    return _fit_square((xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2, side, size)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_region_boxes_equal_the_reference_and_threads_change_nothing(seed):
+    from sieve.backends.models import Preprocess
+    from sieve.crops import TopImages, crop_boxes
+
+    rng = np.random.default_rng(seed)
+    maps = rng.normal(size=(6, 5, 7, 7)).astype(np.float32)
+    maps[:, :2] = np.maximum(maps[:, :2], 0) ** 3  # several separate blobs
+    maps[:, 4] -= 10  # every value negative (ViT tokens)
+    crop = {"method": "region", "threshold": 0.4, "min_size": 0.1}
+    ups = upsample_map(maps.reshape(-1, 7, 7), 48)
+    want = np.array([_region_box_reference(u.astype(np.float64), 0.4, 0.1) for u in ups]).reshape(6, 5, 4)
+    top = TopImages(Preprocess(input_size=48), np.arange(6), 5, *(np.zeros((6, 5)),) * 3, maps, {})
+    np.testing.assert_array_equal(crop_boxes(top, crop), want)
+    np.testing.assert_array_equal(crop_boxes(top, crop, threads=3), want)
+    assert len({tuple(b) for b in want.reshape(-1, 4)}) > 10  # boxes of many sizes and places
+
+
 def _images_and_boxes(n_images=4, per_image=6, size=64, seed=0):
     """Smooth random uint8 images (as ``Preprocess.geometric`` x 255) and random square boxes on them."""
     g = torch.Generator().manual_seed(seed)

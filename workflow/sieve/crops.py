@@ -30,9 +30,10 @@ and CLIP-embed every crop (``crops.h5``, read back by :func:`sieve.hypothesize.r
      smaller than the embedder's side) samples once per pixel at the same positions as the host's bilinear
      resize; only the outermost pixels differ (roi_align reads the image just outside the box, the host
      repeats the box's edge). The embedder then normalises and encodes the crops as usual (an open_clip
-     embedder skips its resize, the crops being its side already). Embeddings agree with the host path's
-     to a cosine of 0.99 or more per crop (``tests/test_hypothesize.py``); ``crops.h5``'s ``crop`` attribute
-     records ``"resize": "device"`` when this path made them.
+     embedder skips its resize, the crops being its side already). In the tests (a tiny open_clip with
+     random weights, ``tests/test_hypothesize.py``) every crop's embedding has a cosine of 0.99 or more with
+     the host path's; ``crops.h5``'s ``crop`` attribute records ``"resize": "device"`` when this path made
+     them.
 """
 
 from __future__ import annotations
@@ -112,8 +113,9 @@ def crop_box(
         raise ValueError(f"hypothesize.crop.method must be 'region' or 'window', not {method!r}")
     mask = up >= threshold * hi if hi > 0 else (up - lo) / (hi - lo) >= threshold
     labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=int))
-    ys, xs = np.nonzero(labels == labels[peak_y, peak_x])
-    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    region = labels == labels[peak_y, peak_x]
+    ys, xs = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))  # its bounding box
+    x0, x1, y0, y1 = int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1
     side = max(x1 - x0, y1 - y0, min_side)
     return _fit_square((x0 + x1) / 2, (y0 + y1) / 2, side, size)
 
@@ -216,7 +218,7 @@ def read_selected(neurons_dir: str) -> list[dict[str, Any]]:
 
 class _CropDataset:
     """One item per probe image: its crops (all neurons that have it among their top images), cut and resized
-    here (``host``), or the model's S x S image as uint8 and its boxes (``device``)."""
+    here (``host``), or the model's S x S image as uint8 (``device``: the main process holds the boxes)."""
 
     def __init__(
         self,
@@ -313,11 +315,22 @@ def read_top_images(activations_h5: str, neurons_dir: str, selected: list[dict[s
     )
 
 
-def crop_boxes(top: TopImages, crop: dict[str, Any]) -> np.ndarray:
-    """Phase 2: [S, K, 4] boxes, in model-input pixels, of every top image of every selected neuron."""
+def crop_boxes(top: TopImages, crop: dict[str, Any], threads: int = 1) -> np.ndarray:
+    """Phase 2: [S, K, 4] boxes, in model-input pixels, of every top image of every selected neuron; one neuron
+    at a time on each of ``threads`` threads (the upsampling and ``ndimage.label`` release the GIL)."""
     boxes = np.zeros((len(top.neurons), top.k, 4), dtype=np.int32)
-    for s in range(len(top.neurons)):
+
+    def one(s: int) -> None:
         boxes[s] = neuron_boxes(top.maps[s], top.pre.input_size, crop)
+
+    if threads > 1 and len(top.neurons) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(threads, len(top.neurons))) as pool:
+            list(pool.map(one, range(len(top.neurons))))
+    else:
+        for s in range(len(top.neurons)):
+            one(s)
     return boxes
 
 
@@ -510,7 +523,7 @@ def run_embed_crops(
         crop["resize"] = "device"
     selected = read_selected(neurons_dir)
     top = read_top_images(activations_h5, neurons_dir, selected)
-    boxes = crop_boxes(top, crop)
+    boxes = crop_boxes(top, crop, threads=max(1, num_workers))
     jobs = crop_jobs(top.probe_index, boxes)
     side = embedder_image_size(embedder)
     emb, n_crops = embed_crop_jobs(
