@@ -12,7 +12,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from helpers import jobs_run, make_image_folder, run_snakemake, tiny_config
+from helpers import copy_run, jobs_run, make_image_folder, run_snakemake, tiny_config
 from sieve.crops import crop_box, neuron_boxes, upsample_map
 from sieve.hypothesize import (
     HypothesizeError,
@@ -396,6 +396,20 @@ def test_device_resize_gives_the_same_crops_and_close_embeddings(e2e, tmp_path):
     with h5py.File(res / "crops/crops.h5") as f, h5py.File(outs["auto"]) as a, h5py.File(outs["device"]) as d:
         assert "resize" not in json.loads(f.attrs["crop"]) and a.attrs["crop"] == f.attrs["crop"]
         assert json.loads(d.attrs["crop"]) == {**json.loads(f.attrs["crop"]), "resize": "device"}
+
+
+@pytest.mark.workflow
+def test_changing_crop_resize_reruns_the_crops_and_what_follows(e2e, tmp_path):
+    """``hypothesize.crop.resize`` is a parameter of ``embed_crops``: on a copy of the run, ``device`` reruns the
+    crops and what reads them, never the probe, Select or the concept embeddings."""
+    work, cfg, _ = e2e
+    run = copy_run(work, tmp_path / "run")
+    cfg = json.loads(json.dumps(cfg))
+    cfg.setdefault("hypothesize", {})["crop"] = {"resize": "device"}
+    proc = run_snakemake(run, cfg, targets=("results/tiny/pics/words/hypotheses", "results/tiny/pics/grids"))
+    assert jobs_run(proc) == {"embed_crops": 1, "cluster_crops": 1, "hypothesize": 1, "neuron_grids": 1}
+    with h5py.File(run / "results/tiny/pics/crops/crops.h5") as f:
+        assert json.loads(f.attrs["crop"])["resize"] == "device"
 
 
 @pytest.mark.workflow
