@@ -142,6 +142,8 @@ def test_gpu_suite_small_mode_records_every_section(tmp_path) -> None:
     assert probe["by_decode"]["device"]["rounds"] == 1 and probe["by_decode"]["device"]["per_s_median"] > 0
     crops = rec["crop_embedding"]
     assert crops["crops"] == 8 and crops["per_s_median"] > 0 and crops["seconds_for_41k_crops_median"] > 0
+    assert crops["embedder"].startswith("open_clip:") and crops["flops_per_item"] > 0  # sieve's embedder
+    assert crops["from_jpeg"]["per_s_median"] > 0 and crops["boxes"]["crops"] == 80
     gen = rec["generate"]
     assert set(gen["turbo"]["batch_sizes"]) == {"2", "4"}
     for r in gen["turbo"]["batch_sizes"].values():
@@ -153,3 +155,19 @@ def test_gpu_suite_small_mode_records_every_section(tmp_path) -> None:
     assert (
         gen["base"]["steps"] == 2 and gen["base"]["flops_per_item"] > gen["compile"]["on"]["flops_per_item"]
     )
+
+
+def test_bench_crops_small_mode(tmp_path) -> None:
+    """Host against device crop path through sieve.crops, boxes before and after: same boxes on every side
+    (else the bench exits non-zero), close embeddings, every side timed over the rounds."""
+    out = tmp_path / "crops.json"
+    proc = _run("bench_crops.py", "--small", "--rounds", "3", "--threads", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads(out.read_text())
+    embed, boxes = rec["embed"], rec["boxes"]
+    assert embed["crops"] == 18 and embed["side"] == 224 and embed["min_cosine_device_vs_host"] >= 0.99
+    for side in ("host", "device"):
+        assert embed[side]["rounds"] == 3 and embed[side]["per_s_median"] > 0
+    assert boxes["crops"] == 60 and boxes["threads"] == 2
+    for side in ("before", "after_1_thread", "after_threads"):
+        assert len(boxes[side]["seconds"]) == 3 and boxes[side]["seconds_min"] > 0

@@ -198,3 +198,25 @@ def test_readme_quotes_the_recorded_test_times() -> None:
         assert int(seconds) == round(entry["wall_seconds"]), f"README.md, {name} tier: {seconds} s"
         assert int(cores) == entry["cores"], f"README.md, {name} tier: {cores} cores"
         assert float(load) == entry["load_average_at_start"], f"README.md, {name} tier: load average {load}"
+
+
+def test_crop_bench_table_is_the_bench_results() -> None:
+    """bench/README.md's crop table quotes bench/results/crops_cpu*.json (bench/bench_crops.py), cell for cell."""
+    text = (REPO / "bench/README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| \[`(crops_cpu\w*\.json)`\]\(results/\1\), (\d+) rounds \| (.*) \|$", text, re.M)
+    assert len(rows) == 2, "bench/README.md: the crop table changed; update tests/test_docs.py"
+    for name, rounds, cells in rows:
+        r = json.loads((REPO / "bench/results" / name).read_text(encoding="utf-8"))
+        e, b = r["embed"], r["boxes"]
+
+        def pair(d: dict) -> str:
+            return f"{d['per_s_max']} / {d['per_s_median']}"
+
+        want = [
+            str(r["load_average_at_start"]),
+            pair(e["host"]),
+            pair(e["device"]),
+            f"{e['speedup_device_vs_host']['from_min']}x / {e['speedup_device_vs_host']['from_median']}x",
+            *(str(b[k]["ms_per_crop_min"]) for k in ("before", "after_1_thread", "after_threads")),
+        ]
+        assert int(rounds) == r["rounds"] and cells.split(" | ") == want

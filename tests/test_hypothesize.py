@@ -12,7 +12,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from helpers import jobs_run, make_image_folder, run_snakemake, tiny_config
+from helpers import copy_run, jobs_run, make_image_folder, run_snakemake, tiny_config
 from sieve.crops import crop_box, neuron_boxes, upsample_map
 from sieve.hypothesize import (
     HypothesizeError,
@@ -79,6 +79,117 @@ def test_window_box_and_edge_cases():
         crop_box(up, "bogus")
     boxes = neuron_boxes(np.stack([fmap, neg]), 32, {"method": "region", "threshold": 0.5, "min_size": 0.25})
     assert boxes.shape == (2, 4) and boxes.dtype == np.int32
+
+
+def _region_box_reference(up, threshold, min_size):
+    """``method: region`` spelled out: every pixel of the peak's 8-connected region, then the square fit."""
+    from scipy import ndimage
+
+    from sieve.crops import _fit_square
+
+    size = up.shape[0]
+    lo, hi = up.min(), up.max()
+    py, px = np.unravel_index(np.argmax(up), up.shape)
+    mask = up >= threshold * hi if hi > 0 else (up - lo) / (hi - lo) >= threshold
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=int))
+    ys, xs = np.nonzero(labels == labels[py, px])
+    side = max(xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min(), int(np.ceil(min_size * size)))
+    return _fit_square((xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2, side, size)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_region_boxes_equal_the_reference_and_threads_change_nothing(seed):
+    from sieve.backends.models import Preprocess
+    from sieve.crops import TopImages, crop_boxes
+
+    rng = np.random.default_rng(seed)
+    maps = rng.normal(size=(6, 5, 7, 7)).astype(np.float32)
+    maps[:, :2] = np.maximum(maps[:, :2], 0) ** 3  # several separate blobs
+    maps[:, 4] -= 10  # every value negative (ViT tokens)
+    crop = {"method": "region", "threshold": 0.4, "min_size": 0.1}
+    ups = upsample_map(maps.reshape(-1, 7, 7), 48)
+    want = np.array([_region_box_reference(u.astype(np.float64), 0.4, 0.1) for u in ups]).reshape(6, 5, 4)
+    top = TopImages(Preprocess(input_size=48), np.arange(6), 5, *(np.zeros((6, 5)),) * 3, maps, {})
+    np.testing.assert_array_equal(crop_boxes(top, crop), want)
+    np.testing.assert_array_equal(crop_boxes(top, crop, threads=3), want)
+    assert len({tuple(b) for b in want.reshape(-1, 4)}) > 10  # boxes of many sizes and places
+
+
+def _images_and_boxes(n_images=4, per_image=6, size=64, seed=0):
+    """Smooth random uint8 images (as ``Preprocess.geometric`` x 255) and random square boxes on them."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(n_images, 3, 16, 16, generator=g)
+    images = torch.nn.functional.interpolate(small, size=(size, size), mode="bicubic").clamp(0, 1)
+    images = images.mul(255).round().to(torch.uint8)
+    rng = np.random.default_rng(seed)
+    index, boxes = [], []
+    for i in range(n_images):
+        for _ in range(per_image):
+            side = int(rng.integers(6, size + 1))  # boxes smaller and larger than the embedder's 32
+            x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, 2))
+            index.append(i)
+            boxes.append((x0, y0, x0 + side, y0 + side))
+    return images, np.array(index), np.array(boxes)
+
+
+def test_device_crops_match_the_host_crops():
+    """roi_align (device path) against the host's antialiased resize, pixel by pixel: the whole image at the
+    embedder's side is the image itself; upsampled and downsampled crops stay within a few grey levels."""
+    from sieve.crops import cut_and_resize, cut_and_resize_on_device
+
+    images, index, boxes = _images_and_boxes()
+    unit = images.float() / 255
+    host = torch.stack([cut_and_resize(unit[i], b, 32) for i, b in zip(index, boxes, strict=True)])
+    dev = cut_and_resize_on_device(images, torch.from_numpy(index), torch.from_numpy(boxes), 32)
+    assert dev.shape == host.shape == (len(boxes), 3, 32, 32) and dev.dtype == torch.float32
+    assert 0 <= dev.min() and dev.max() <= 1
+    assert (dev - host).abs().mean() < 0.01  # a shifted or unaligned cut is about 0.1 off
+    assert (dev - host.roll(1, 0)).abs().mean() > 0.05  # (the bound above can fail)
+    same = cut_and_resize_on_device(images[:1], torch.tensor([0]), torch.tensor([[16, 8, 48, 40]]), 32)
+    torch.testing.assert_close(same[0], unit[0, :, 8:40, 16:48], rtol=0, atol=1e-6)
+    # float [0, 1] images are taken as they are
+    torch.testing.assert_close(
+        cut_and_resize_on_device(unit, torch.from_numpy(index), torch.from_numpy(boxes), 32), dev
+    )
+
+
+def test_device_crop_embeddings_agree_with_the_host_path(tmp_path):
+    """A tiny open_clip embedder: every device-path embedding has cosine >= 0.99 with its host-path crop's,
+    and its own host crop is the nearest of all."""
+    from sieve.backends.embedders import load_embedder
+    from sieve.crops import cut_and_resize, embed_boxes_on_device
+
+    embedder = load_embedder(make_tiny_clip(tmp_path / "clip"), "cpu")
+    side = embedder.image_size
+    images, index, boxes = _images_and_boxes()
+    unit = images.float() / 255
+    host = torch.stack([cut_and_resize(unit[i], b, side) for i, b in zip(index, boxes, strict=True)])
+    z_host = embedder.encode_images(host.to(torch.float16).float())
+    z_dev = embed_boxes_on_device(images, torch.from_numpy(index), torch.from_numpy(boxes), embedder, side, 5)
+    assert z_dev.shape == z_host.shape == (len(boxes), embedder.dim)
+    cos = z_dev @ z_host.T
+    assert cos.diagonal().min() >= 0.99
+    assert (cos.argmax(1) == torch.arange(len(boxes))).all()
+
+
+def test_crop_resize_setting():
+    """``auto`` is the host path except on CUDA; a bad value is an error naming the key (the schema too)."""
+    import yaml
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from sieve.crops import resolve_resize
+
+    assert resolve_resize("auto", "cpu") == "host" and resolve_resize("auto", torch.device("cpu")) == "host"
+    assert resolve_resize("auto", "cuda") == "device" and resolve_resize("auto", "cuda:1") == "device"
+    assert resolve_resize("device", "cpu") == "device" and resolve_resize("host", "cuda") == "host"
+    with pytest.raises(HypothesizeError, match="hypothesize.crop.resize must be one of host, device, auto"):
+        resolve_resize("gpu", "cpu")
+    repo = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((repo / "config.yaml").read_text())
+    cfg.setdefault("hypothesize", {})["crop"] = {"resize": "gpu"}
+    with pytest.raises(WorkflowError, match="'gpu' is not one of \\['host', 'device', 'auto'\\]"):
+        validate(cfg, schema=str(repo / "workflow/schemas/config.schema.yaml"))
 
 
 # ------------------------------------------------------------------------------------------------ clusters
@@ -281,6 +392,65 @@ def test_crop_embedding_is_the_crop_of_the_image_the_model_saw(e2e):
     x = cut_and_resize(pre.geometric(probe.load(pi)), box, embedder.image_size)
     got = embedder.encode_images(x[None].to(torch.float16).float())[0].numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.workflow
+def test_device_resize_gives_the_same_crops_and_close_embeddings(e2e, tmp_path):
+    """``crop.resize: device`` (on the CPU here) against the workflow's own ``crops.h5`` (``auto`` on the CPU:
+    the host path, rerun here to the same file contents): same neurons, rows and boxes, embeddings within a
+    cosine of 0.99 per crop, and the path recorded in the ``crop`` attribute."""
+    from sieve.backends.embedders import load_embedder
+    from sieve.backends.imagesets import open_image_set
+    from sieve.config import with_defaults
+    from sieve.crops import run_embed_crops
+    from sieve.hypothesize import read_crops
+
+    work, cfg, _ = e2e
+    res = work / "results/tiny/pics"
+    crop = with_defaults(cfg.get("hypothesize", {}).get("crop"), "hypothesize.crop")  # as the workflow's
+    probe = open_image_set("pics", cfg["probes"]["pics"])
+    embedder = load_embedder(cfg["embedder"], "cpu")
+    outs = {}
+    # the host path at the workflow's batch size (its float sums depend on it); the device path at 4: several
+    # flushes, each with crops of several images
+    for resize, batch_size in (
+        ("auto", with_defaults(cfg["embedder"], "embedder")["batch_size"]),
+        ("device", 4),
+    ):
+        outs[resize] = tmp_path / f"{resize}.h5"
+        run_embed_crops(
+            str(res / "activations.h5"),
+            str(res / "select/neurons"),
+            probe,
+            embedder,
+            str(outs[resize]),
+            spec=cfg["embedder"],
+            crop={**crop, "resize": resize},
+            batch_size=batch_size,
+        )
+    want, host, dev = (read_crops(str(p)) for p in (res / "crops/crops.h5", outs["auto"], outs["device"]))
+    for key in ("neurons", "rows", "probe_index", "boxes", "activation"):
+        np.testing.assert_array_equal(dev[key], want[key])
+    np.testing.assert_array_equal(host["embeddings"], want["embeddings"])
+    cos = np.einsum("skd,skd->sk", dev["embeddings"], want["embeddings"])
+    assert cos.min() >= 0.99 and not np.array_equal(dev["embeddings"], want["embeddings"])
+    with h5py.File(res / "crops/crops.h5") as f, h5py.File(outs["auto"]) as a, h5py.File(outs["device"]) as d:
+        assert "resize" not in json.loads(f.attrs["crop"]) and a.attrs["crop"] == f.attrs["crop"]
+        assert json.loads(d.attrs["crop"]) == {**json.loads(f.attrs["crop"]), "resize": "device"}
+
+
+@pytest.mark.workflow
+def test_changing_crop_resize_reruns_the_crops_and_what_follows(e2e, tmp_path):
+    """``hypothesize.crop.resize`` is a parameter of ``embed_crops``: on a copy of the run, ``device`` reruns the
+    crops and what reads them, never the probe, Select or the concept embeddings."""
+    work, cfg, _ = e2e
+    run = copy_run(work, tmp_path / "run")
+    cfg = json.loads(json.dumps(cfg))
+    cfg.setdefault("hypothesize", {})["crop"] = {"resize": "device"}
+    proc = run_snakemake(run, cfg, targets=("results/tiny/pics/words/hypotheses", "results/tiny/pics/grids"))
+    assert jobs_run(proc) == {"embed_crops": 1, "cluster_crops": 1, "hypothesize": 1, "neuron_grids": 1}
+    with h5py.File(run / "results/tiny/pics/crops/crops.h5") as f:
+        assert json.loads(f.attrs["crop"])["resize"] == "device"
 
 
 @pytest.mark.workflow

@@ -10,7 +10,8 @@ from sieve.io import script_logging
 
 with script_logging(snakemake.log[0]):
     p = snakemake.params
-    embedder = load_embedder(dict(p.embedder), resolve_device(p.device))
+    device = resolve_device(p.device)
+    embedder = load_embedder(dict(p.embedder), device)
     run_embed_crops(
         snakemake.input.h5,
         snakemake.input.neurons,
@@ -21,4 +22,5 @@ with script_logging(snakemake.log[0]):
         crop=dict(p.crop),
         batch_size=snakemake.resources.batch_size,
         num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),
+        device=device,
     )

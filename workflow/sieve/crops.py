@@ -14,6 +14,26 @@ and CLIP-embed every crop (``crops.h5``, read back by :func:`sieve.hypothesize.r
    batched job: each probe image is loaded once (DataLoader workers), its crops are resized to the
    embedder's input side and encoded in batches. ``crops.h5``: ``neurons`` [S], ``rows`` / ``probe_index`` /
    ``activation`` / ``paths`` [S, K], ``boxes`` [S, K, 4], ``embeddings`` [S, K, D] float32 L2-normalised.
+
+   Where crops are cut and resized is ``hypothesize.crop.resize`` (:func:`resolve_resize`; ``auto``, the
+   default, is ``device`` on CUDA and ``host`` elsewhere, so CPU runs keep the host path):
+
+   - ``host``: the workers cut each crop from the [0, 1] image and resize it with
+     :func:`cut_and_resize` (bilinear, antialiased), then send it as float16.
+   - ``device``: the workers send the model's S x S image as uint8 (``Preprocess.geometric`` is exactly
+     uint8 / 255, so nothing is lost), each image goes to the device once, and all its crops are cut and
+     resized there at once by :func:`cut_and_resize_on_device` (``torchvision.ops.roi_align``,
+     ``aligned=True``, float32). roi_align averages, per output pixel, a grid of bilinear samples spread
+     over that pixel's footprint in the box; ``sampling_ratio=-1`` makes the grid ``ceil(box side /
+     embedder side)`` points a side, so downsampling is an area (box-filter) average, where the host's
+     antialiased bilinear is a triangle filter twice as wide: slightly sharper crops. Upsampling (a box
+     smaller than the embedder's side) samples once per pixel at the same positions as the host's bilinear
+     resize; only the outermost pixels differ (roi_align reads the image just outside the box, the host
+     repeats the box's edge). The embedder then normalises and encodes the crops as usual (an open_clip
+     embedder skips its resize, the crops being its side already). In the tests (a tiny open_clip with
+     random weights, ``tests/test_hypothesize.py``) every crop's embedding has a cosine of 0.99 or more with
+     the host path's; ``crops.h5``'s ``crop`` attribute records ``"resize": "device"`` when this path made
+     them.
 """
 
 from __future__ import annotations
@@ -93,8 +113,9 @@ def crop_box(
         raise ValueError(f"hypothesize.crop.method must be 'region' or 'window', not {method!r}")
     mask = up >= threshold * hi if hi > 0 else (up - lo) / (hi - lo) >= threshold
     labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=int))
-    ys, xs = np.nonzero(labels == labels[peak_y, peak_x])
-    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    region = labels == labels[peak_y, peak_x]
+    ys, xs = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))  # its bounding box
+    x0, x1, y0, y1 = int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1
     side = max(x1 - x0, y1 - y0, min_side)
     return _fit_square((x0 + x1) / 2, (y0 + y1) / 2, side, size)
 
@@ -119,6 +140,71 @@ def cut_and_resize(
     ].clamp(0, 1)
 
 
+RESIZE_MODES = ("host", "device", "auto")
+
+
+def resolve_resize(mode: str, device: torch.device | str) -> str:
+    """``hypothesize.crop.resize`` -> ``host`` or ``device`` (``auto``: ``device`` on CUDA, else ``host``)."""
+    import torch
+
+    if mode not in RESIZE_MODES:
+        raise HypothesizeError(
+            f"config key hypothesize.crop.resize must be one of {', '.join(RESIZE_MODES)}, not {mode!r}"
+        )
+    if mode == "auto":
+        return "device" if torch.device(device).type == "cuda" else "host"
+    return mode
+
+
+def cut_and_resize_on_device(
+    images: torch.Tensor, image_index: torch.Tensor, boxes: torch.Tensor, side: int
+) -> torch.Tensor:
+    """Every box's crop, resized to [3, side, side], in one ``roi_align`` call on the images' device.
+
+    ``images``: [N, 3, S, S] uint8 (0..255) or float in [0, 1]; ``image_index``: [M] the image of each box;
+    ``boxes``: [M, 4] ``x0, y0, x1, y1`` in pixels, ends exclusive (as :func:`crop_box`). -> [M, 3, side, side]
+    float32 in [0, 1] (the resampling is in the module docstring)."""
+    import torch
+    from torchvision.ops import roi_align
+
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    rois = torch.cat(
+        [
+            torch.as_tensor(image_index, device=x.device).to(torch.float32).view(-1, 1),
+            torch.as_tensor(boxes, device=x.device).to(torch.float32).view(-1, 4),
+        ],
+        dim=1,
+    )
+    if not len(rois):
+        return x.new_zeros((0, x.shape[1], side, side))
+    # aligned=True: a box [x0, x1) covers exactly pixels x0..x1-1; sampling_ratio=-1: ceil(box / side) samples
+    # per output pixel and side, an area average when downsampling
+    out = roi_align(x, rois, (side, side), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    return out.clamp_(0, 1)
+
+
+def embed_boxes_on_device(
+    images: torch.Tensor,
+    image_index: torch.Tensor,
+    boxes: torch.Tensor,
+    embedder: Any,
+    side: int,
+    batch_size: int,
+) -> torch.Tensor:
+    """The ``device`` path from decoded images to embeddings: ``images`` ([N, 3, S, S], uint8 or [0, 1] float,
+    already on the device) are cut and resized (:func:`cut_and_resize_on_device`) and encoded by
+    ``embedder.encode_images`` (its own normalisation) in batches of ``batch_size`` crops. -> [M, D] on the
+    CPU, in the order of ``boxes``."""
+    import torch
+
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    out = []
+    for i in range(0, len(boxes), batch_size):
+        crops = cut_and_resize_on_device(x, image_index[i : i + batch_size], boxes[i : i + batch_size], side)
+        out.append(embedder.encode_images(crops).float().cpu())
+    return torch.cat(out) if out else torch.zeros((0, int(embedder.dim)))
+
+
 def read_selected(neurons_dir: str) -> list[dict[str, Any]]:
     """Every ``{neuron}.json`` of a select/neurons directory, sorted by neuron id."""
     files = sorted(Path(neurons_dir).glob("*.json"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
@@ -131,12 +217,18 @@ def read_selected(neurons_dir: str) -> list[dict[str, Any]]:
 
 
 class _CropDataset:
-    """One item per probe image: its crops (all neurons that have it among their top images)."""
+    """One item per probe image: its crops (all neurons that have it among their top images), cut and resized
+    here (``host``), or the model's S x S image as uint8 (``device``: the main process holds the boxes)."""
 
     def __init__(
-        self, probe: Any, pre: Any, jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]], side: int
+        self,
+        probe: Any,
+        pre: Any,
+        jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]],
+        side: int,
+        resize: str = "host",
     ) -> None:
-        self.probe, self.pre, self.jobs, self.side = probe, pre, jobs, side
+        self.probe, self.pre, self.jobs, self.side, self.resize = probe, pre, jobs, side, resize
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -149,12 +241,23 @@ class _CropDataset:
             return [(s, k) for s, k, _ in crops], None, f"{self.probe.paths[pi]} (probe index {pi}): {exc}"
         import torch
 
+        if self.resize == "device":  # geometric() is uint8 / 255 (to_tensor): the uint8 image is exact
+            return [(s, k) for s, k, _ in crops], img.mul(255).round_().to(torch.uint8), ""
         x = torch.stack([cut_and_resize(img, box, self.side) for _, _, box in crops])
         return [(s, k) for s, k, _ in crops], x.to(torch.float16), ""
 
 
 def _collate_crops(batch: list) -> list:
     return batch
+
+
+def _collate_images(batch: list) -> tuple[list, torch.Tensor, list[str]]:
+    """``device``: the batch's uint8 images stacked into one tensor (pinned by the DataLoader on CUDA)."""
+    import torch
+
+    shape = next((x.shape for _, x, _ in batch if x is not None), (3, 1, 1))
+    images = torch.stack([x if x is not None else torch.zeros(shape, dtype=torch.uint8) for _, x, _ in batch])
+    return [pos for pos, _, _ in batch], images, [err for _, _, err in batch]
 
 
 @dataclass
@@ -212,11 +315,22 @@ def read_top_images(activations_h5: str, neurons_dir: str, selected: list[dict[s
     )
 
 
-def crop_boxes(top: TopImages, crop: dict[str, Any]) -> np.ndarray:
-    """Phase 2: [S, K, 4] boxes, in model-input pixels, of every top image of every selected neuron."""
+def crop_boxes(top: TopImages, crop: dict[str, Any], threads: int = 1) -> np.ndarray:
+    """Phase 2: [S, K, 4] boxes, in model-input pixels, of every top image of every selected neuron; one neuron
+    at a time on each of ``threads`` threads (the upsampling and ``ndimage.label`` release the GIL)."""
     boxes = np.zeros((len(top.neurons), top.k, 4), dtype=np.int32)
-    for s in range(len(top.neurons)):
+
+    def one(s: int) -> None:
         boxes[s] = neuron_boxes(top.maps[s], top.pre.input_size, crop)
+
+    if threads > 1 and len(top.neurons) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(threads, len(top.neurons))) as pool:
+            list(pool.map(one, range(len(top.neurons))))
+    else:
+        for s in range(len(top.neurons)):
+            one(s)
     return boxes
 
 
@@ -239,10 +353,18 @@ def embed_crop_jobs(
     side: int,
     batch_size: int,
     num_workers: int,
+    resize: str = "host",
+    device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, int]:
-    """Phase 4: load each probe image once (DataLoader workers), cut its crops, embed them in batches.
+    """Phase 4: load each probe image once (DataLoader workers), cut its crops, embed them in batches; where
+    the crops are cut and resized is ``resize`` (``host`` or ``device``: see the module docstring).
     -> ([S, K, D] embeddings, number of crops)."""
     import torch
+
+    if resize == "device":
+        return _embed_crop_jobs_on_device(jobs, top, probe, embedder, side, batch_size, num_workers, device)
+    if resize != "host":
+        raise HypothesizeError(f"embed_crop_jobs: resize must be 'host' or 'device', not {resize!r}")
     from tqdm import tqdm
 
     emb = np.full((len(top.neurons), top.k, int(embedder.dim)), np.nan, dtype=np.float32)
@@ -285,6 +407,77 @@ def embed_crop_jobs(
     return emb, n_crops
 
 
+def _embed_crop_jobs_on_device(
+    jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]],
+    top: TopImages,
+    probe: Any,
+    embedder: Any,
+    side: int,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device | str,
+) -> tuple[np.ndarray, int]:
+    """:func:`embed_crop_jobs` with ``resize: device``: the workers send uint8 S x S images, each goes to the
+    device once, and every crop of the images gathered (at least ``batch_size`` crops) is cut, resized and
+    embedded there (:func:`embed_boxes_on_device`)."""
+    import torch
+    from tqdm import tqdm
+
+    device = torch.device(device)
+    emb = np.full((len(top.neurons), top.k, int(embedder.dim)), np.nan, dtype=np.float32)
+    box_of = {(s, r): box for _, crops in jobs for s, r, box in crops}
+    loader = torch.utils.data.DataLoader(
+        _CropDataset(probe, top.pre, jobs, side, resize="device"),
+        batch_size=max(1, batch_size // max(1, top.k)),
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate_images,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+    pending_pos: list[tuple[int, int]] = []
+    pending_index: list[int] = []
+    pending_images: list[torch.Tensor] = []
+    n_images = 0
+
+    def flush() -> None:
+        nonlocal n_images
+        if not pending_pos:
+            return
+        images = torch.cat(pending_images)
+        boxes = torch.from_numpy(np.stack([box_of[p] for p in pending_pos]).astype(np.float32))
+        z = embed_boxes_on_device(
+            images, torch.tensor(pending_index), boxes, embedder, side, batch_size
+        ).numpy()
+        for (s, r), v in zip(pending_pos, z, strict=True):
+            emb[s, r] = v
+        pending_pos.clear()
+        pending_index.clear()
+        pending_images.clear()
+        n_images = 0
+
+    n_crops = 0
+    for positions, images, errors in tqdm(
+        loader, desc="crops", unit="img", mininterval=5.0, total=len(loader)
+    ):
+        for pos, err in zip(positions, errors, strict=True):
+            if err:
+                ns = sorted({int(top.neurons[s]) for s, _ in pos})
+                raise HypothesizeError(f"top image {err} of neuron(s) {ns} cannot be read any more")
+        pending_images.append(images.to(device, non_blocking=True))
+        for j, pos in enumerate(positions):
+            pending_pos.extend(pos)
+            pending_index.extend([n_images + j] * len(pos))
+            n_crops += len(pos)
+        n_images += len(positions)
+        if len(pending_pos) >= batch_size:
+            flush()
+    flush()
+    if not np.isfinite(emb).all():
+        raise HypothesizeError("some crops got no embedding (non-finite values)")
+    return emb, n_crops
+
+
 def write_crops(
     out_h5: str,
     top: TopImages,
@@ -317,18 +510,25 @@ def run_embed_crops(
     crop: dict[str, Any] | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Crop every top image of every selected neuron and embed the crops (see the module docstring), in
-    phases: read the top images, box them, group the crops by image, embed, write ``crops.h5``."""
+    phases: read the top images, box them, group the crops by image, embed, write ``crops.h5``. ``device``:
+    where ``crop.resize: device`` (or ``auto`` on CUDA) cuts and resizes the crops."""
     from .backends.embedders import embedder_image_size
 
     crop = dict(crop or {})
+    resize = resolve_resize(crop.pop("resize", _CROP["resize"]), device)
+    if resize == "device":  # recorded only where it departs from the host path (older files: host)
+        crop["resize"] = "device"
     selected = read_selected(neurons_dir)
     top = read_top_images(activations_h5, neurons_dir, selected)
-    boxes = crop_boxes(top, crop)
+    boxes = crop_boxes(top, crop, threads=max(1, num_workers))
     jobs = crop_jobs(top.probe_index, boxes)
     side = embedder_image_size(embedder)
-    emb, n_crops = embed_crop_jobs(jobs, top, probe, embedder, side, batch_size, num_workers)
+    emb, n_crops = embed_crop_jobs(
+        jobs, top, probe, embedder, side, batch_size, num_workers, resize=resize, device=device
+    )
     write_crops(
         out_h5,
         top,
@@ -348,10 +548,11 @@ def run_embed_crops(
         },
     )
     log.info(
-        "embedded %d crops of %d neurons from %d images (dim %d)",
+        "embedded %d crops of %d neurons from %d images (dim %d, crops resized on the %s)",
         n_crops,
         len(top.neurons),
         len(jobs),
         int(embedder.dim),
+        resize,
     )
     return {"n_neurons": len(top.neurons), "n_crops": n_crops, "n_images": len(jobs)}
