@@ -31,93 +31,23 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from ..config import schema_default
-from ..images import to_rgb
 from . import TORCHVISION_CLASSES, BackendError, Registry, import_factory
+from .preprocess import Preprocess
 from .refs import parse_ref
 
 log = logging.getLogger(__name__)
 
 MODELS = Registry("model")
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PLACES365_URL = "http://places2.csail.mit.edu/models_places365/{arch}_places365.pth.tar"
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Geometry (resize the short side, centre crop) then normalisation: kept apart so that later stages can
-    cut crops from exactly the image the model saw, and resize generated images on the device."""
-
-    input_size: int = 224
-    resize: int = 256
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"
-
-    def geometric(self, img: Image.Image) -> torch.Tensor:
-        """PIL image -> float tensor [3, S, S] in [0, 1], the model's view before normalisation."""
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms import functional as TF
-
-        mode = InterpolationMode(self.interpolation)
-        img = to_rgb(img)
-        img = TF.resize(img, self.resize, interpolation=mode)
-        img = TF.center_crop(img, [self.input_size, self.input_size])
-        return TF.to_tensor(img)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise a [B, 3, S, S] (or [3, S, S]) tensor in [0, 1]."""
-        shape = (-1, 1, 1) if x.dim() == 3 else (1, -1, 1, 1)
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(shape)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(shape)
-        return (x - mean) / std
-
-    def from_batch(self, x: torch.Tensor) -> torch.Tensor:
-        """Generated images [B, 3, H, W] in [0, 1], on any device -> normalised model input, on the device."""
-        if x.shape[-2:] != (self.input_size, self.input_size):
-            short = min(x.shape[-2:])
-            if x.shape[-1] != x.shape[-2]:
-                top = (x.shape[-2] - short) // 2
-                left = (x.shape[-1] - short) // 2
-                x = x[..., top : top + short, left : left + short]
-            x = F.interpolate(
-                x,
-                size=(self.input_size, self.input_size),
-                mode="bilinear",
-                antialias=True,
-                align_corners=False,
-            )
-        return self.normalize(x.clamp(0, 1))
-
-    @classmethod
-    def coerce(cls, obj: Any) -> Preprocess:
-        if isinstance(obj, Preprocess):
-            return obj
-        if obj is None:
-            return cls()
-        if isinstance(obj, dict):
-            known = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__}
-            if "input_size" in known and "resize" not in known:
-                known["resize"] = int(round(known["input_size"] / 0.875))
-            for key in ("mean", "std"):
-                if key in known:
-                    known[key] = tuple(float(v) for v in known[key])
-            return cls(**known)
-        raise BackendError(f"preprocessing must be a Preprocess or a dict, got {type(obj).__name__}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
