@@ -61,10 +61,14 @@ _BLACK, _WHITE = (
     np.array([0, 0, 0, 255], np.uint8).view(np.uint32)[0],
     np.array([255, 255, 255, 255], np.uint8).view(np.uint32)[0],
 )
-FONT_PX = 18  # drawn ~950 px wide, shown 600-820 px wide in the report: 12-15 px on screen
+# A cell's image and map are GRID_TILE px square: a grid of 8 columns is about 830 px wide, which is how wide the
+# report shows it at most (report.css: 820 px; 96 px tiles made 954 px grids that the page shrank to ~82 px tiles),
+# and it takes about 0.7 of the pixels to draw and encode.
+GRID_TILE = 80
+FONT_PX = 16  # drawn ~830 px wide, shown 600-820 px wide in the report: 12-16 px on screen
 # Grids are JPEGs (quality 90): the report re-encodes them as JPEG anyway, and a grid of 20 top images with maps
-# (about 0.8 megapixel) takes about 15 times longer as a zlib level-1 PNG and over 100 times with optimize=True
-# (bench/bench_cpu_stages.py, bench/results/cpu_stages.json), at 4 times the bytes.
+# takes many times longer as a zlib level-1 PNG and over 100 times with optimize=True, at several times the bytes
+# (bench/bench_cpu_stages.py, bench/results/cpu_stages.json).
 GRID_SUFFIX = ".jpg"
 GRID_JPEG_QUALITY = 90
 
@@ -307,7 +311,7 @@ def draw_grid(
     doc: dict[str, Any],
     thumbs: dict[int, np.ndarray],
     input_size: int,
-    tile: int = 96,
+    tile: int = GRID_TILE,
     per_row: int = 8,
     maps: np.ndarray | None = None,
 ) -> Any:
@@ -436,7 +440,7 @@ def run_grids(
     crops_h5: str,
     probe: Any,
     out_dir: str,
-    tile: int = 96,
+    tile: int = GRID_TILE,
     num_workers: int = 0,
     activations_h5: str | None = None,
 ) -> int:
