@@ -17,7 +17,7 @@ and concept set of the synthetic world; the probe images are re-rendered from ``
   neuron. ``job`` is :func:`~sieve.report.grids.run_grids` itself (thumbnails loaded in the job's thread as the
   default run's rule runs it, drawn, encoded and written) over the run's neurons and over ``--replicas`` copies of each
   (other neuron ids, top images shifted through the whole probe set), per neuron; its import time is not in it
-  (bench/import_share.py measures imports).
+  (bench/import_share.py measures imports). Every grid side records wall time and this process's CPU time.
 - **Hypothesize**: :func:`sieve.hypothesize.run_hypothesize` on the run's clusters and crops with the run's
   concept set padded to ``--concepts`` concepts (random unit embeddings after the real ones): ``full_sort`` (the
   first k of a stable descending argsort of every score, what it did before) against ``partition``
@@ -35,6 +35,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -130,6 +131,18 @@ def replicate_run(results: Path, replicas: int, n_images: int, tmp: Path) -> tup
     return out, tmp / "activations.h5"
 
 
+def per_neuron(runs: list[dict[str, Any]], neurons: int) -> dict[str, Any]:
+    """summary() of a side's rounds, plus ms per neuron (min, median) of wall time and of this process's CPU time
+    (user + system: less sensitive to other sessions on shared cores, though not immune)."""
+    s = summary(runs, neurons)
+    cpu = [float(r["cpu_seconds"]) for r in runs]
+    s["ms_per_neuron_min"] = round(1000 * s["seconds_min"] / neurons, 2)
+    s["ms_per_neuron_median"] = round(1000 * s["seconds_median"] / neurons, 2)
+    s["cpu_ms_per_neuron_min"] = round(1000 * min(cpu) / neurons, 2)
+    s["cpu_ms_per_neuron_median"] = round(1000 * statistics.median(cpu) / neurons, 2)
+    return s
+
+
 def bench_grids(results: Path, rounds: int, before: str, replicas: int) -> dict[str, Any]:
     from sieve.backends.preprocess import Preprocess
     from sieve.io import read_json
@@ -159,9 +172,9 @@ def bench_grids(results: Path, rounds: int, before: str, replicas: int) -> dict[
 
     def timed(fn: Callable[[], Any]) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            return {"seconds": time.perf_counter() - t0}
+            return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
         return run
 
@@ -216,9 +229,7 @@ def bench_grids(results: Path, rounds: int, before: str, replicas: int) -> dict[
         "pixels_per_grid_mean": int(np.mean([i.size[0] * i.size[1] for i in drawn])),
     }
     for name, rs in runs.items():
-        s = summary(rs, len(docs))
-        s["ms_per_neuron_min"] = round(1000 * s["seconds_min"] / len(docs), 2)
-        s["ms_per_neuron_median"] = round(1000 * s["seconds_median"] / len(docs), 2)
+        s = per_neuron(rs, len(docs))
         if name in sizes:
             s["bytes_per_grid"] = round(sizes[name] / len(docs))
         out[name] = s
@@ -248,27 +259,23 @@ def bench_grids_job(results: Path, probe: Any, rounds: int, replicas: int) -> di
 
                 grids.clear_text_cache()
                 shutil.rmtree(tmp / "out", ignore_errors=True)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 counts[name] = run_grids(
                     cases[name][0],
                     crops_h5,
                     probe,
                     str(tmp / "out"),
-                    num_workers=1,
+                    num_workers=0,
                     activations_h5=cases[name][1],
                 )
-                return {"seconds": time.perf_counter() - t0}
+                return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
             return run
 
         runs = interleaved({name: side(name) for name in cases}, rounds=rounds, warmup=True)
     out: dict[str, Any] = {"num_workers": 0}
     for name, rs in runs.items():
-        s = summary(rs, counts[name])
-        s["neurons"] = counts[name]
-        s["ms_per_neuron_min"] = round(1000 * s["seconds_min"] / counts[name], 2)
-        s["ms_per_neuron_median"] = round(1000 * s["seconds_median"] / counts[name], 2)
-        out[name] = s
+        out[name] = {"neurons": counts[name], **per_neuron(rs, counts[name])}
     return out
 
 
