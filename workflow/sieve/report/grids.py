@@ -172,7 +172,7 @@ def _ink(text: str, colour: tuple[int, int, int], size: int = FONT_PX) -> tuple[
         out[..., :3] = 255 - (cov * (255 - np.asarray(colour, np.uint16)) + 127) // 255
         out[..., 3] = 255
         out.flags.writeable = False
-    return out, sum(_glyph(ch, size)[2] for ch in text)
+    return out, text_width(text, size)
 
 
 def text_width(text: str, size: int = FONT_PX) -> int:
