@@ -1,16 +1,23 @@
-"""Per-neuron CPU costs, before and after (issue 14's CPU targets): the neuron grids' image encoding and
+"""Per-neuron CPU costs, before and after (issue 14's CPU targets): the neuron grids (drawing and encoding) and
 Hypothesize's naming of clusters from 20,000 concepts.
 
     python bench/bench_cpu_stages.py --results results --out bench/results/cpu_stages.json
 
-Both read a default run's outputs (``--results``: its ``results/`` folder; the grids and the Hypothesize inputs
-of the synthetic world).
+Both read a default run's outputs (``--results``: its ``results/`` folder: the cluster files, crops, activations
+and concept set of the synthetic world; the probe images are re-rendered from ``config.yaml``'s probe spec).
 
-- **Grids**: every grid of the run, decoded once, then encoded per side: ``png_optimize`` (PNG with
-  ``optimize=True``, the encoding issue 14 measured), ``png_level1`` (plain PNG at zlib level 1, what
-  :func:`sieve.report.grids.run_grids` writes), ``jpeg_q90`` (JPEG quality 90, for comparison). Drawing a grid
-  (:func:`sieve.report.grids.draw_grid`, from the run's cluster files on flat tiles) is timed as its own side.
-  Reported per neuron.
+- **Grids**: every neuron of the run, with its real top images (thumbnails loaded once, outside the timing) and
+  its real activation maps. ``draw`` is :func:`sieve.report.grids.draw_grid` (at its default tile,
+  :data:`~sieve.report.grids.GRID_TILE`; composed labels forgotten before each round, so every label is
+  composed as in a fresh job), ``draw_jpeg`` draws and encodes each grid (JPEG quality 90, what
+  :func:`~sieve.report.grids.run_grids` does per neuron). ``before_draw`` and ``before_draw_jpeg`` are the same for
+  the previous implementation, ``grids.py`` as of ``--before`` (a git revision; Pillow drawing per tile, 96 px
+  tiles, 3-byte thumbnails; the job imported torch), loaded from git. ``jpeg_q90``, ``png_level1`` and
+  ``png_optimize`` encode the new grids (already drawn) per format, for the choice of format. Reported per
+  neuron. ``job`` is :func:`~sieve.report.grids.run_grids` itself (thumbnails loaded in the job's thread as the
+  default run's rule runs it, drawn, encoded and written) over the run's neurons and over ``--replicas`` copies of each
+  (other neuron ids, top images shifted through the whole probe set), per neuron; its import time is not in it
+  (bench/import_share.py measures imports). Every grid side records wall time and this process's CPU time.
 - **Hypothesize**: :func:`sieve.hypothesize.run_hypothesize` on the run's clusters and crops with the run's
   concept set padded to ``--concepts`` concepts (random unit embeddings after the real ones): ``full_sort`` (the
   first k of a stable descending argsort of every score, what it did before) against ``partition``
@@ -28,6 +35,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -57,63 +65,217 @@ def encoders() -> dict[str, Callable[[Any], int]]:
         return run
 
     return {
-        "png_optimize": enc(format="PNG", optimize=True),
-        "png_level1": enc(format="PNG", compress_level=1),
         "jpeg_q90": enc(format="JPEG", quality=90),
+        "png_level1": enc(format="PNG", compress_level=1),
+        "png_optimize": enc(format="PNG", optimize=True),
     }
 
 
-def bench_grids(results: Path, rounds: int) -> dict[str, Any]:
-    from PIL import Image
+def grids_before(rev: str) -> Any:
+    """``workflow/sieve/report/grids.py`` at git revision ``rev``, imported as ``sieve.report._grids_before`` (its
+    relative imports resolve in this checkout's package)."""
+    import importlib.util
+    import subprocess
+
+    src = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{rev}:workflow/sieve/report/grids.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp(prefix="grids_before_")) / "grids_before.py"
+    path.write_text(src, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("sieve.report._grids_before", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def default_probe() -> Any:
+    """The default run's probe set, from config.yaml (the synthetic world's images, rendered on demand)."""
+    import yaml
+
+    from sieve.backends.imagesets import open_image_set
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    name = WORLD.parts[1]
+    return open_image_set(name, dict(cfg["probes"][name]))
+
+
+def replicate_run(results: Path, replicas: int, n_images: int, tmp: Path) -> tuple[Path, Path]:
+    """The run's cluster files ``replicas`` times (neuron ids offset by the number of neurons, top images shifted
+    by 37 x the copy through the probe set) with an activations file holding each copy's maps."""
+    import h5py
 
     from sieve.io import read_json
-    from sieve.report.grids import draw_grid
 
-    pngs = sorted((results / WORLD / "grids").glob("*.png"))
-    if not pngs:
-        raise SystemExit(f"no grids under {results / WORLD / 'grids'}: run the default workflow first")
-    images = []
-    for p in pngs:
-        with Image.open(p) as im:
-            images.append(im.convert("RGB"))
     docs = [read_json(p) for p in sorted((results / WORLD / "clusters").glob("*.json"))]
-    tile = 96
-    flat = {int(c["probe_index"]): np.full((tile, tile, 3), 128, np.uint8) for d in docs for c in d["crops"]}
-    maps = {int(d["neuron"]): np.random.default_rng(0).random((len(d["crops"]), 7, 7)) for d in docs}
+    with h5py.File(results / WORLD / "activations.h5", "r") as f:
+        maps = f["topk/maps"][()]
+    out = tmp / "clusters"
+    out.mkdir()
+    n = maps.shape[0]
+    big = np.zeros((n * replicas, *maps.shape[1:]), maps.dtype)
+    for j in range(replicas):
+        big[j * n : (j + 1) * n] = maps
+        for d in docs:
+            c = json.loads(json.dumps(d))
+            c["neuron"] = int(d["neuron"]) + j * n
+            for crop in c["crops"]:
+                crop["probe_index"] = (int(crop["probe_index"]) + 37 * j) % n_images
+            (out / f"{c['neuron']}.json").write_text(json.dumps(c))
+    with h5py.File(tmp / "activations.h5", "w") as f:
+        f["topk/maps"] = big
+    return out, tmp / "activations.h5"
+
+
+def per_neuron(runs: list[dict[str, Any]], neurons: int) -> dict[str, Any]:
+    """summary() of a side's rounds, plus ms per neuron (min, median) of wall time and of this process's CPU time
+    (user + system: less sensitive to other sessions on shared cores, though not immune)."""
+    s = summary(runs, neurons)
+    cpu = [float(r["cpu_seconds"]) for r in runs]
+    s["ms_per_neuron_min"] = round(1000 * s["seconds_min"] / neurons, 2)
+    s["ms_per_neuron_median"] = round(1000 * s["seconds_median"] / neurons, 2)
+    s["cpu_ms_per_neuron_min"] = round(1000 * min(cpu) / neurons, 2)
+    s["cpu_ms_per_neuron_median"] = round(1000 * statistics.median(cpu) / neurons, 2)
+    return s
+
+
+def bench_grids(results: Path, rounds: int, before: str, replicas: int) -> dict[str, Any]:
+    from sieve.backends.preprocess import Preprocess
+    from sieve.io import read_json
+    from sieve.report import grids
+
+    old = grids_before(before)
+    docs = [read_json(p) for p in sorted((results / WORLD / "clusters").glob("*.json"))]
+    if not docs:
+        raise SystemExit(
+            f"no cluster files under {results / WORLD / 'clusters'}: run the default workflow first"
+        )
+    crops_h5, acts_h5 = results / WORLD / "crops" / "crops.h5", results / WORLD / "activations.h5"
+    probe = default_probe()
+    import h5py
+
+    with h5py.File(crops_h5, "r") as f:
+        pre = Preprocess.coerce(json.loads(f.attrs["preprocess"]))
+    indices = sorted({int(c["probe_index"]) for d in docs for c in d["crops"]})
+    thumbs = grids.load_thumbnails(probe, pre, indices, grids.GRID_TILE)
+    old_tile = 96
+    old_thumbs = {i: np.asarray(pre.view(probe.load(i), size=old_tile)) for i in indices}
+    maps = grids.read_top_maps(str(acts_h5), [int(d["neuron"]) for d in docs])
+    drawn = [  # as RGB: PNG has no RGBX mode
+        grids.draw_grid(d, thumbs, pre.input_size, maps=maps[int(d["neuron"])]).convert("RGB") for d in docs
+    ]
     sizes: dict[str, int] = {}
 
-    def side(name: str, encode: Callable[[Any], int]) -> Callable[[], dict[str, Any]]:
+    def timed(fn: Callable[[], Any]) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
-            t0 = time.perf_counter()
-            sizes[name] = sum(encode(img) for img in images)
-            return {"seconds": time.perf_counter() - t0}
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
         return run
 
-    def draw() -> dict[str, Any]:
-        t0 = time.perf_counter()
-        for d in docs:
-            draw_grid(d, flat, 224, tile, maps=maps[int(d["neuron"])])
-        return {"seconds": time.perf_counter() - t0}
+    def draw(encode: bool) -> Callable[[], None]:
+        def run() -> None:
+            grids.clear_text_cache()
+            n = 0
+            for d in docs:
+                img = grids.draw_grid(d, thumbs, pre.input_size, maps=maps[int(d["neuron"])])
+                if encode:
+                    buf = io.BytesIO()
+                    grids.encode_grid(img, buf)
+                    n += buf.tell()
+            if encode:
+                sizes["draw_jpeg"] = n
 
-    sides = {name: side(name, fn) for name, fn in encoders().items()}
-    sides["draw"] = draw
+        return run
+
+    def draw_before(encode: bool) -> Callable[[], None]:
+        def run() -> None:
+            n = 0
+            for d in docs:
+                img = old.draw_grid(d, old_thumbs, pre.input_size, old_tile, maps=maps[int(d["neuron"])])
+                if encode:
+                    buf = io.BytesIO()
+                    img.save(buf, format="JPEG", quality=90)
+                    n += buf.tell()
+            if encode:
+                sizes["before_draw_jpeg"] = n
+
+        return run
+
+    def encode(name: str, fn: Callable[[Any], int]) -> Callable[[], None]:
+        def run() -> None:
+            sizes[name] = sum(fn(img) for img in drawn)
+
+        return run
+
+    sides = {
+        "before_draw": timed(draw_before(False)),
+        "before_draw_jpeg": timed(draw_before(True)),
+        "draw": timed(draw(False)),
+        "draw_jpeg": timed(draw(True)),
+    }
+    sides.update({name: timed(encode(name, fn)) for name, fn in encoders().items()})
     runs = interleaved(sides, rounds=rounds, warmup=True)
     out: dict[str, Any] = {
-        "neurons": len(images),
-        "pixels_per_grid_mean": int(np.mean([i.size[0] * i.size[1] for i in images])),
+        "neurons": len(docs),
+        "tile": grids.GRID_TILE,
+        "tile_before": old_tile,
+        "before": before,
+        "pixels_per_grid_mean": int(np.mean([i.size[0] * i.size[1] for i in drawn])),
     }
     for name, rs in runs.items():
-        s = summary(rs, len(images))
-        s["ms_per_neuron_min"] = round(1000 * s["seconds_min"] / len(images), 2)
-        s["ms_per_neuron_median"] = round(1000 * s["seconds_median"] / len(images), 2)
+        s = per_neuron(rs, len(docs))
         if name in sizes:
-            s["bytes_per_grid"] = round(sizes[name] / len(images))
+            s["bytes_per_grid"] = round(sizes[name] / len(docs))
         out[name] = s
-    out["speedup_level1_vs_optimize"] = speedup(out["png_optimize"], out["png_level1"])
-    out["draw_plus_png_level1_ms_per_neuron_median"] = round(
-        out["draw"]["ms_per_neuron_median"] + out["png_level1"]["ms_per_neuron_median"], 2
-    )
+    out["speedup_draw_jpeg_vs_before"] = speedup(out["before_draw_jpeg"], out["draw_jpeg"])
+    out["job"] = bench_grids_job(results, probe, rounds, replicas)
+    return out
+
+
+def bench_grids_job(results: Path, probe: Any, rounds: int, replicas: int) -> dict[str, Any]:
+    """run_grids as the default run's rule runs it (config.yaml's ``num_workers: 0``: thumbnails loaded in the job's
+    own thread), on the run's neurons and on ``replicas`` copies."""
+    from sieve.report.grids import run_grids
+
+    crops_h5 = str(results / WORLD / "crops" / "crops.h5")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        clusters, acts = replicate_run(results, replicas, len(probe), tmp)
+        cases = {
+            "run": (str(results / WORLD / "clusters"), str(results / WORLD / "activations.h5")),
+            f"x{replicas}": (str(clusters), str(acts)),
+        }
+        counts: dict[str, int] = {}
+
+        def side(name: str) -> Callable[[], dict[str, Any]]:
+            def run() -> dict[str, Any]:
+                from sieve.report import grids
+
+                grids.clear_text_cache()
+                shutil.rmtree(tmp / "out", ignore_errors=True)
+                t0, c0 = time.perf_counter(), time.process_time()
+                counts[name] = run_grids(
+                    cases[name][0],
+                    crops_h5,
+                    probe,
+                    str(tmp / "out"),
+                    num_workers=0,
+                    activations_h5=cases[name][1],
+                )
+                return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+
+            return run
+
+        runs = interleaved({name: side(name) for name in cases}, rounds=rounds, warmup=True)
+    out: dict[str, Any] = {"num_workers": 0}
+    for name, rs in runs.items():
+        out[name] = {"neurons": counts[name], **per_neuron(rs, counts[name])}
     return out
 
 
@@ -206,6 +368,8 @@ def main() -> None:
     ap.add_argument("--results", default=str(REPO / "results"), help="a default run's results/ folder")
     ap.add_argument("--concepts", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=MIN_ROUNDS)
+    ap.add_argument("--before", default="69f32b8", help="git revision of the grids' previous implementation")
+    ap.add_argument("--replicas", type=int, default=20, help="copies of the run's neurons for the job's cost")
     ap.add_argument("--note", default="", help="recorded as is, e.g. that the machine was shared")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "cpu_stages.json"))
     args = ap.parse_args()
@@ -215,7 +379,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "rounds": args.rounds,
         "note": args.note,
-        "grids": bench_grids(results, args.rounds),
+        "grids": bench_grids(results, args.rounds, args.before, args.replicas),
         "hypothesize": bench_hypothesize(results, args.concepts, args.rounds),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

@@ -3,6 +3,7 @@ job time, issue 14): their scripts' sieve imports succeed in a process where tor
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ LIGHT = [
     "cluster_crops",
     "generation_requests",
     "hypothesize",
+    "neuron_grids",
     "prepare_concepts",
     "ratio_histogram",
     "select_neurons",
@@ -43,6 +45,48 @@ def test_light_job_imports_no_torch(script: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=snakemake_env(), timeout=120
     )
     assert proc.returncode == 0, f"{script}.py needs torch through {modules}:\n{proc.stderr[-3000:]}"
+
+
+GRIDS_RUN = """
+import sys, json
+sys.modules['torch'] = None  # any import of torch (or of a module that needs it) fails
+from pathlib import Path
+import h5py, numpy as np
+from PIL import Image
+from sieve.backends.imagesets import open_image_set
+from sieve.report.grids import run_grids
+tmp = Path(sys.argv[1])
+(tmp / "clusters").mkdir()
+crops = [{"rank": r, "probe_index": 2 * r, "box": [8, 8, 40, 40], "activation": 1.0 - r / 10} for r in range(5)]
+doc = {"neuron": 3, "k": 2, "crops": crops, "dropped": [],
+       "clusters": [{"cluster": 0, "members": [0, 1, 2], "size": 3}, {"cluster": 1, "members": [3, 4], "size": 2}]}
+(tmp / "clusters" / "3.json").write_text(json.dumps(doc))
+with h5py.File(tmp / "crops.h5", "w") as f:
+    f.attrs["preprocess"] = json.dumps({"input_size": 64, "resize": 64})
+with h5py.File(tmp / "activations.h5", "w") as f:
+    f["topk/maps"] = np.random.default_rng(0).random((4, 5, 4, 4)).astype(np.float16)
+probe = open_image_set("pics", {"kind": "synthetic", "n_images": 12, "seed": 0})
+n = run_grids(str(tmp / "clusters"), str(tmp / "crops.h5"), probe, str(tmp / "grids"), tile=32, num_workers=2,
+              activations_h5=str(tmp / "activations.h5"))
+with Image.open(tmp / "grids" / "3.jpg") as im:
+    print(json.dumps({"n": n, "format": im.format, "size": im.size, "torch": sys.modules.get("torch")}))
+"""
+
+
+def test_neuron_grids_runs_without_torch(tmp_path) -> None:
+    """The grids job end to end (thumbnails of the synthetic probe set by worker threads, the model's view,
+    drawing, JPEG) in a process where torch cannot be imported."""
+    proc = subprocess.run(
+        [sys.executable, "-c", GRIDS_RUN, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=snakemake_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["n"] == 1 and out["format"] == "JPEG" and out["torch"] is None
+    assert out["size"][1] > 2 * 32 * 2  # two row blocks of an image and its map
 
 
 def test_the_check_catches_a_torch_import() -> None:

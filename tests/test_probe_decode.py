@@ -24,9 +24,10 @@ from torchvision.transforms import functional as TF
 
 from helpers import REPO
 from sieve.activations import read_activations
-from sieve.backends import models
+from sieve.backends import preprocess
 from sieve.backends.imagesets import ImageSet, open_image_set
-from sieve.backends.models import Preprocess, load_model, resize_like_pillow
+from sieve.backends.models import Preprocess, load_model
+from sieve.backends.preprocess import resize_like_pillow
 from sieve.probe import TooManyBadImages, device_decodable, resolve_decode, run_probe
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -142,8 +143,8 @@ def probe_both(tiny, images, tmp_path, **kw):
 def test_device_decode_agrees_with_host_decode(tiny, tmp_path, monkeypatch, kernel: str) -> None:
     """The device path against the host path, with the CPU's uint8 resize and with the float resize a GPU runs."""
     if kernel == "float":
-        resize = models.resize_like_pillow
-        monkeypatch.setattr(models, "resize_like_pillow", lambda *a: resize(*a, uint8_kernel=False))
+        resize = preprocess.resize_like_pillow
+        monkeypatch.setattr(preprocess, "resize_like_pillow", lambda *a: resize(*a, uint8_kernel=False))
     runs = probe_both(tiny, write_folder(tmp_path / "imgs"), tmp_path, max_bad_share=0.2)
     (h_res, h_path), (d_res, d_path) = runs["host"], runs["device"]
     # bad files: the same two skipped, with the same messages naming them

@@ -608,27 +608,35 @@ def test_report_rule_end_to_end(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- neuron grids
+def _grid_doc(n: int = 2, dropped: int = 0) -> dict:
+    crops = [
+        {"rank": r, "probe_index": r, "box": [8, 8, 40, 48], "activation": round(2.5 - r / 8, 3)}
+        for r in range(n + dropped)
+    ]
+    return {
+        "neuron": 3,
+        "k": 1,
+        "clusters": [{"cluster": 0, "members": list(range(n)), "size": n}],
+        "dropped": [{"cluster": 1, "members": list(range(n, n + dropped)), "size": dropped}]
+        if dropped
+        else [],
+        "crops": crops,
+    }
+
+
 def test_grid_draws_each_top_image_with_its_activation_map():
     """Below each top image, its activation map: hottest (the colour ramp's end) where the probe stage's map
     peaks, at that place in the cell; a grid without maps has no such pixels and is one tile row shorter."""
     from sieve.report.grids import HEAT_LUT, draw_grid
 
     tile, size = 96, 64
-    doc = {
-        "neuron": 3,
-        "k": 1,
-        "dropped": [],
-        "clusters": [{"cluster": 0, "members": [0, 1], "size": 2}],
-        "crops": [
-            {"rank": r, "probe_index": r, "box": [0, 0, 32, 32], "activation": 2.5 - r} for r in range(2)
-        ],
-    }
+    doc = _grid_doc(2)
     thumbs = {r: np.full((tile, tile, 3), 128, np.uint8) for r in range(2)}
     maps = np.zeros((2, 4, 4), np.float16)
     maps[0, 0, 0] = 3.0  # rank 0 fires top left, rank 1 bottom right
     maps[1, 3, 3] = 3.0
-    plain = np.asarray(draw_grid(doc, thumbs, size, tile))
-    img = np.asarray(draw_grid(doc, thumbs, size, tile, maps=maps))
+    plain = np.asarray(draw_grid(doc, thumbs, size, tile).convert("RGB"))
+    img = np.asarray(draw_grid(doc, thumbs, size, tile, maps=maps).convert("RGB"))
     assert img.shape[0] == plain.shape[0] + tile
     hot = np.all(np.abs(img.astype(int) - HEAT_LUT[255].round().astype(int)) <= 2, axis=2)
     assert not np.all(np.abs(plain.astype(int) - HEAT_LUT[255].round().astype(int)) <= 2, axis=2).any()
@@ -639,6 +647,121 @@ def test_grid_draws_each_top_image_with_its_activation_map():
     assert left.any() and right.any()
     assert ys[left].mean() < ys[right].mean() - tile / 2  # top of the first cell, bottom of the second
     assert xs[left].mean() < xs[left].min() + tile / 2 and xs[right].mean() > xs[right].max() - tile / 2
+
+
+def test_grid_cells_hold_their_image_box_map_and_label():
+    """Each cell, found by its image's colour: the image fills a tile x tile square, the crop box (scaled to the
+    tile) is a white line between black ones at the box's place, the map fills the square below, the label below
+    that is "#rank activation" exactly as Pillow writes it, the cluster label is in the cluster's colour, and an
+    image that cannot be read is a grey tile. RGB (the tests') and RGBX (the job's) thumbnails draw the same."""
+    from PIL import ImageDraw
+
+    from sieve.report.grids import (
+        FONT_PX,
+        PALETTE,
+        draw_grid,
+        grid_font,
+        heat_tiles,
+        normalized_maps,
+        overlay,
+    )
+
+    tile, size = 96, 64
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+    doc = _grid_doc(2, dropped=1)
+    thumbs = {
+        r: np.full((tile, tile, 3), c, np.uint8) for r, c in enumerate(colours[:2])
+    }  # rank 2: unreadable
+    maps = np.random.default_rng(0).random((3, 4, 4)).astype(np.float32)
+    grid = draw_grid(doc, thumbs, size, tile, maps=maps)
+    assert grid.mode == "RGBX"
+    img = np.asarray(grid.convert("RGB")).astype(int)
+    rgbx = {
+        r: np.concatenate([t, np.full((tile, tile, 1), 255, np.uint8)], axis=2) for r, t in thumbs.items()
+    }
+    assert np.array_equal(np.asarray(draw_grid(doc, rgbx, size, tile, maps=maps)), np.asarray(grid))
+    font = grid_font()
+    for r, colour in enumerate([*colours[:2], (160, 160, 160)]):
+        mask = np.all(img == colour, axis=2)  # rows and columns mostly of it: the tile (not antialiased text)
+        ys, xs = np.nonzero(mask.sum(axis=1) > tile // 2)[0], np.nonzero(mask.sum(axis=0) > tile // 2)[0]
+        y, x = ys.min(), xs.min()
+        assert (ys.max() - y, xs.max() - x) == (tile - 1, tile - 1)  # the whole tile, box lines aside
+        # the box [8, 8, 40, 48] of a 64 px input: columns 12..59, rows 12..71 of the tile, drawn inclusive
+        x0, y0, x1, y1 = x + 12, y + 12, x + 59, y + 71
+        assert (img[y0, x0 : x1 + 1] == 255).all() and (img[y0 : y1 + 1, x1] == 255).all()  # white line
+        for off in (1, -1):  # black on both sides of it
+            assert (img[y0 + off, x0 + 2 : x1 - 1] == 0).all() and (img[y0 + 2 : y1 - 1, x1 + off] == 0).all()
+        assert (img[y0 + 2 : y1 - 1, x0 + 2 : x1 - 1] == colour).all()  # inside the box: the image
+        # the map below: the overlay of this image with this rank's map, pixel for pixel
+        below = np.asarray(grid)[y + tile : y + 2 * tile, x : x + tile]
+
+        want = overlay(
+            np.full((1, tile, tile, 3), colour, np.uint8), heat_tiles(normalized_maps(maps), tile)[r : r + 1]
+        )
+        assert np.array_equal(below.view(np.uint32)[..., 0], want[0])
+        label = f"#{r} {doc['crops'][r]['activation']:.3g}"
+        ref = Image.new("L", (tile, FONT_PX + 5), 0)  # the label alone: the next cell's label comes after
+        ImageDraw.Draw(ref).text((0, 0), label, fill=255, font=font)
+        cov = np.asarray(ref).astype(int)
+        ly = y + 2 * tile + 2
+        got = 255 - img[ly : ly + cov.shape[0], x : x + cov.shape[1]]
+        assert (cov > 0).sum() > 50 and np.array_equal(got[..., 0], cov[: got.shape[0]])
+    # the cluster labels in their colours, left of the cells; the dropped cluster in grey
+    left = img[:, :140]
+    for colour in (PALETTE[0], (120, 120, 120)):
+        assert np.all(np.abs(left - np.array(colour)) <= 3, axis=2).sum() > 20
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest", "lanczos"])
+def test_grid_thumbnails_are_the_models_view_without_torch(interpolation):
+    """Preprocess.view (Pillow only, what the grids draw) is the model's view pixel for pixel: resize of the short
+    side then centre crop, as torchvision's transforms give it (landscape, portrait, already sized, smaller than
+    the crop); with ``size`` it is that square resampled once, close to resizing the view."""
+    from torchvision.transforms import functional as TF
+
+    from sieve.backends.preprocess import Preprocess
+
+    rng = np.random.default_rng(0)
+    for w, h in [(300, 200), (199, 301), (256, 256), (100, 50), (224, 224)]:
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        for pre in (
+            Preprocess(interpolation=interpolation),
+            Preprocess(input_size=300, resize=256, interpolation=interpolation),  # padded with zeros
+        ):
+            view = pre.view(img)
+            assert view.size == (pre.input_size, pre.input_size)
+            assert np.array_equal(TF.to_tensor(view).numpy(), pre.geometric(img).numpy())
+    gx, gy = np.meshgrid(np.linspace(0, 255, 320), np.linspace(0, 255, 240))
+    smooth = Image.fromarray(np.stack([gx, gy, np.full_like(gx, 90.0)], -1).round().astype(np.uint8))
+    pre = Preprocess(interpolation=interpolation)
+    thumb = np.asarray(pre.view(smooth, size=48)).astype(int)
+    assert thumb.shape == (48, 48, 3)
+    assert np.abs(thumb - np.asarray(pre.view(smooth).resize((48, 48), Image.Resampling.BOX))).max() <= 8
+    with pytest.raises(ValueError, match="interpolation 'cubic'"):
+        Preprocess(interpolation="cubic").view(smooth)
+
+
+def test_heat_overlay_is_the_documented_blend():
+    """overlay(): grey * 0.55 * (1 - alpha) + ramp colour * alpha, alpha = 0.25 + 0.75 q, per pixel, within one
+    level of rounding; RGB and RGBX images give the same pixels."""
+    from sieve.report.grids import HEAT_LUT, overlay
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    heat = rng.random((3, 16, 16)).astype(np.float32)
+    heat[0] = 0.0
+    heat[1, 0, 0] = 1.0
+    got = overlay(images, heat).view(np.uint8).reshape(3, 16, 16, 4)
+    assert (got[..., 3] == 255).all()
+    rgbx = np.concatenate([images, np.zeros((3, 16, 16, 1), np.uint8)], axis=3)
+    assert np.array_equal(overlay(rgbx, heat), overlay(images, heat))
+    q = (heat * 255).astype(int)
+    alpha = (0.25 + 0.75 * q / 255)[..., None]
+    grey = np.asarray(Image.fromarray(images.reshape(48, 16, 3)).convert("L"), dtype=np.float64).reshape(
+        3, 16, 16, 1
+    )
+    want = grey * 0.55 * (1 - alpha) + HEAT_LUT[q] * alpha
+    assert np.abs(got[..., :3] - want).max() <= 1.5
 
 
 def test_heat_maps_are_upsampled_like_the_crop_boxes_and_scaled_per_neuron():

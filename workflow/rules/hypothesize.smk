@@ -169,6 +169,6 @@ rule neuron_grids:
         workers=config["num_workers"],
     params:
         probe=probe_spec,
-        tile=96,
+        tile=80,
     script:
         "../scripts/neuron_grids.py"

@@ -15,6 +15,6 @@ with script_logging(snakemake.log[0]):
         open_image_set(snakemake.wildcards.probe, dict(p.probe)),
         snakemake.output.grids,
         tile=p.tile,
-        num_workers=min(snakemake.resources.workers, max(0, snakemake.threads - 1)),
+        num_workers=min(snakemake.resources.workers, snakemake.threads),  # threads loading thumbnails
         activations_h5=snakemake.input.activations,
     )

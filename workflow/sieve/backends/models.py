@@ -31,130 +31,23 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from ..config import schema_default
-from ..images import center_crop, resize_short, to_chw, to_rgb
 from . import TORCHVISION_CLASSES, BackendError, Registry, import_factory
+from .preprocess import Preprocess
 from .refs import parse_ref
 
 log = logging.getLogger(__name__)
 
 MODELS = Registry("model")
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PLACES365_URL = "http://places2.csail.mit.edu/models_places365/{arch}_places365.pth.tar"
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Geometry (resize the short side, centre crop) then normalisation: kept apart so that later stages can
-    cut crops from exactly the image the model saw, and resize generated images on the device."""
-
-    input_size: int = 224
-    resize: int = 256
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"
-
-    def geometric(self, img: Image.Image) -> torch.Tensor:
-        """PIL image -> float tensor [3, S, S] in [0, 1], the model's view before normalisation (torchvision's
-        ``resize``, ``center_crop`` and ``to_tensor``, without importing torchvision: :mod:`sieve.images`)."""
-        img = resize_short(to_rgb(img), self.resize, self.interpolation)
-        return torch.from_numpy(to_chw(center_crop(img, self.input_size)))
-
-    def geometric_tensor(self, img: torch.Tensor) -> torch.Tensor:
-        """:meth:`geometric` on decoded pixels: uint8 RGB [..., 3, H, W] on any device (images of one size may
-        come as a batch) -> float [..., 3, S, S] in [0, 1]: the same output size, the same crop offsets, an
-        antialiased resize rounded to 8 bits as Pillow's is (:func:`resize_like_pillow`)."""
-        from torchvision.transforms import functional as TF
-
-        h, w = img.shape[-2:]
-        img = resize_like_pillow(img, self.resized_size(h, w), self.interpolation)
-        img = TF.center_crop(img, [self.input_size, self.input_size]).contiguous()  # small: uint8 at S x S
-        return img.float().div_(255)
-
-    def resized_size(self, h: int, w: int) -> tuple[int, int]:
-        """(height, width) after :meth:`geometric`'s resize: the short side to ``resize``, the long side scaled
-        and truncated (torchvision's rule for an int size, for PIL images and tensors alike)."""
-        short, long = (h, w) if h <= w else (w, h)
-        new_short, new_long = self.resize, int(self.resize * long / short)
-        return (new_short, new_long) if h <= w else (new_long, new_short)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise a [B, 3, S, S] (or [3, S, S]) tensor in [0, 1]."""
-        shape = (-1, 1, 1) if x.dim() == 3 else (1, -1, 1, 1)
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(shape)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(shape)
-        return (x - mean) / std
-
-    def from_batch(self, x: torch.Tensor) -> torch.Tensor:
-        """Generated images [B, 3, H, W] in [0, 1], on any device -> normalised model input, on the device."""
-        if x.shape[-2:] != (self.input_size, self.input_size):
-            short = min(x.shape[-2:])
-            if x.shape[-1] != x.shape[-2]:
-                top = (x.shape[-2] - short) // 2
-                left = (x.shape[-1] - short) // 2
-                x = x[..., top : top + short, left : left + short]
-            x = F.interpolate(
-                x,
-                size=(self.input_size, self.input_size),
-                mode="bilinear",
-                antialias=True,
-                align_corners=False,
-            )
-        return self.normalize(x.clamp(0, 1))
-
-    @classmethod
-    def coerce(cls, obj: Any) -> Preprocess:
-        if isinstance(obj, Preprocess):
-            return obj
-        if obj is None:
-            return cls()
-        if isinstance(obj, dict):
-            known = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__}
-            if "input_size" in known and "resize" not in known:
-                known["resize"] = int(round(known["input_size"] / 0.875))
-            for key in ("mean", "std"):
-                if key in known:
-                    known[key] = tuple(float(v) for v in known[key])
-            return cls(**known)
-        raise BackendError(f"preprocessing must be a Preprocess or a dict, got {type(obj).__name__}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def resize_like_pillow(
-    img: torch.Tensor, size: tuple[int, int], interpolation: str, uint8_kernel: bool | None = None
-) -> torch.Tensor:
-    """uint8 [..., 3, H, W] resized to ``size`` as Pillow resizes (antialiased), with 8-bit results.
-
-    Bilinear and bicubic: on the CPU (``uint8_kernel``, by default where ``img`` is) torch's uint8 kernel,
-    which follows Pillow's arithmetic (bilinear: equal but for a rare level); elsewhere (CUDA has no uint8
-    kernel) the float kernel rounded to 8 bits: at most one level from Pillow. Other modes: torchvision's
-    tensor resize."""
-    if interpolation not in ("bilinear", "bicubic"):
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms import functional as TF
-
-        return TF.resize(img, list(size), interpolation=InterpolationMode(interpolation), antialias=True)
-    x = img if img.dim() == 4 else img.unsqueeze(0)
-    if img.device.type == "cpu" if uint8_kernel is None else uint8_kernel:
-        x = x.contiguous(memory_format=torch.channels_last)  # the kernel's fast layout
-        out = F.interpolate(x, size=size, mode=interpolation, antialias=True, align_corners=False)
-    else:
-        out = F.interpolate(x.float(), size=size, mode=interpolation, antialias=True, align_corners=False)
-        out = out.round_().clamp_(0, 255).to(torch.uint8)
-    return out if img.dim() == 4 else out[0]
 
 
 @dataclass

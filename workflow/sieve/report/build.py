@@ -70,7 +70,7 @@ from .values import (
 
 log = logging.getLogger(__name__)
 
-GRID_MAX_SIZE = 960  # px, width of a neuron's top-image grid (the grids are drawn ~950 px wide)
+GRID_MAX_SIZE = 960  # px, width of a neuron's top-image grid (the grids are drawn ~830 px wide)
 GRID_MAX_HEIGHT = (
     2400  # px: a grid is tall (a row of activation maps below each row of images), keep it legible
 )

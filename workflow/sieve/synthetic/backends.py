@@ -1,22 +1,26 @@
 """The planted world as a backend of every kind: model, image set, generator and embedder (``synthetic``).
 
 Not registered with decorators: :data:`sieve.backends.PLUGINS` names these functions and each registry imports
-this module the first time a config asks for ``synthetic``, so ``sieve.backends`` never imports the world.
+this module the first time a config asks for ``synthetic``, so ``sieve.backends`` never imports the world. torch is
+imported by the backends that compute (model, generator, embedder), not by the image set: a job that only draws
+the probe images (the neuron grids) runs without it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..backends import BackendError
 from ..backends.imagesets import ImageSet
-from ..backends.models import Preprocess
+from ..backends.preprocess import Preprocess
 from ..config import schema_default
 from .world import SpecError, World, load_world, render_prompt, render_scene
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _world(spec: dict[str, Any] | None, what: str) -> World:
@@ -65,11 +69,15 @@ class SyntheticGenerator:
     def __init__(
         self, world: World, resolution: int | None = None, device: torch.device | None = None
     ) -> None:
+        import torch
+
         self.world = world
         self.resolution = int(resolution or world.image_size)
         self.device = device or torch.device("cpu")
 
     def generate(self, prompts: list[str], seeds: list[int]) -> torch.Tensor:
+        import torch
+
         if len(prompts) != len(seeds):
             raise ValueError(f"generate: {len(prompts)} prompts but {len(seeds)} seeds")
         if not prompts:
