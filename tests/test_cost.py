@@ -110,6 +110,14 @@ def test_measured_rates_come_from_the_gpu_suites_results_not_its_small_mode(tmp_
         "crop_embedding": 900.0,
         "generate/turbo": 95.0,
     }
+    # the suite's current record: the job's rate is boxes, then crops from JPEG files, their times per crop added
+    suite["crop_embedding"] = {
+        "per_s_median": 900.0,
+        "from_jpeg": {"per_s_median": 600.0},
+        "boxes": {"per_s_median": 3000.0},
+    }
+    (tmp_path / "gpu_suite_NVIDIA_H200.json").write_text(json.dumps(suite))
+    assert measured_rates(tmp_path)["NVIDIA H200"]["rates"]["crop_embedding"] == pytest.approx(500.0)
 
 
 @pytest.mark.skipif(not SHARED_LISTS.is_dir(), reason="no local copy of the example's concept lists")
