@@ -69,10 +69,10 @@ rule embed_crops:
         paths.benchmark(paths.MODEL_PROBE, "embed_crops")
     conda:
         "../../envs/gpu.yaml"
-    threads: 4
+    threads: config["probe"]["threads"]
     resources:
         gpu=1,
-        cpus_per_gpu=4,
+        cpus_per_gpu=config["probe"]["threads"],
         mem_mb=per_attempt(16000),
         runtime=per_attempt(120),
         batch_size=config["embedder"]["batch_size"],
