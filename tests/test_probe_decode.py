@@ -233,3 +233,29 @@ def test_an_image_set_without_files_takes_the_host_path(tiny, tmp_path) -> None:
     host, dev = read_activations(str(tmp_path / "host.h5")), read_activations(str(tmp_path / "device.h5"))
     np.testing.assert_array_equal(host["activations"], dev["activations"])
     assert "decode" not in dev["attrs"]
+
+
+def test_an_image_too_large_for_pillow_is_skipped_either_way(tiny, tmp_path, monkeypatch) -> None:
+    """A JPEG over Pillow's decompression-bomb limit (twice ``Image.MAX_IMAGE_PIXELS``) is skipped by the host
+    path; the device path must not decode it instead: it goes to the host path and is skipped with the same
+    message. (In this process, without workers, so that the lowered limit holds where the files are read.)"""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # 90 x 70 = 6300 px > 6000; 80 x 60 = 4800 px
+    images = write_folder(tmp_path / "imgs", n_bad=0)
+    big, small = (images / "07.jpg").read_bytes(), (images / "02.jpg").read_bytes()
+    assert not device_decodable(big) and device_decodable(small)
+    probe = open_image_set("p", {"kind": "imagefolder", "path": str(images)})
+    results = [
+        run_probe(
+            tiny,
+            probe,
+            str(tmp_path / f"{decode}.h5"),
+            top_n=3,
+            batch_size=4,
+            max_bad_share=0.2,
+            progress=False,
+            decode=decode,
+        )
+        for decode in ("host", "device")
+    ]
+    assert results[0] == results[1] and results[0]["n_skipped"] == 1
+    assert "07.jpg" in results[0]["skipped"][0] and "decompression bomb" in results[0]["skipped"][0]

@@ -9,8 +9,8 @@ Decoding (``probe.decode``): ``host`` decodes and preprocesses every image in th
 ``device`` has the workers read JPEG files' bytes only and decodes each batch in the main process with
 torchvision's batched ``decode_jpeg`` on the model's device (nvjpeg on a GPU), then resizes, crops and
 normalises there (:meth:`Preprocess.geometric_tensor`). A file that is not a plain 8-bit JPEG (PNG, CMYK,
-lossless, a file without its end marker) and a JPEG that ``decode_jpeg`` rejects take the host path, so a bad
-image is skipped with the same message either way. ``auto``: ``device`` on a GPU, ``host`` elsewhere.
+lossless, a file without its end marker, one larger than Pillow opens) and a JPEG that ``decode_jpeg`` rejects
+take the host path, so a bad image is skipped with the same message either way. ``auto``: ``device`` on a GPU, ``host`` elsewhere.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .activations import printable_attrs, write_image_names
@@ -61,8 +62,10 @@ _OTHER_SOF = (0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
 
 def device_decodable(data: bytes) -> bool:
     """True for a JPEG the device path takes: 8-bit Huffman-coded, grey or 3-channel (YCbCr), ending with its
-    EOI marker (a truncated file goes to the host path, which reports it). Anything else (CMYK, 12-bit,
-    lossless or arithmetic-coded, not a JPEG) returns False: only speed depends on this, never a result."""
+    EOI marker (a truncated file goes to the host path, which reports it), of a size Pillow opens (no more than
+    twice ``PIL.Image.MAX_IMAGE_PIXELS``: a larger one goes to the host path, which skips it as a decompression
+    bomb, as it would without the device path). Anything else (CMYK, 12-bit, lossless or arithmetic-coded, a
+    frame without its height, not a JPEG) returns False: only speed depends on this, never a result."""
     if data[:3] != b"\xff\xd8\xff" or data.rstrip(b"\0")[-2:] != b"\xff\xd9":
         return False
     pos = 2
@@ -74,7 +77,11 @@ def device_decodable(data: bytes) -> bool:
             pos += 1
             continue
         if marker in _HUFFMAN_SOF:
-            return pos + 10 <= len(data) and data[pos + 4] == 8 and data[pos + 9] in (1, 3)
+            if pos + 10 > len(data) or data[pos + 4] != 8 or data[pos + 9] not in (1, 3):
+                return False
+            height, width = (int.from_bytes(data[p : p + 2], "big") for p in (pos + 5, pos + 7))
+            limit = Image.MAX_IMAGE_PIXELS  # read now: a job may change it
+            return height > 0 and width > 0 and (limit is None or height * width <= 2 * limit)
         if marker in _OTHER_SOF or marker == 0xDA:  # another coding, or a scan before any frame header
             return False
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
