@@ -172,6 +172,37 @@ def test_device_crop_embeddings_agree_with_the_host_path(tmp_path):
     assert (cos.argmax(1) == torch.arange(len(boxes))).all()
 
 
+@pytest.mark.parametrize("resize", ["host", "device"])
+def test_a_top_image_gone_since_the_probe_is_an_error_naming_it_and_its_neurons(tmp_path, resize):
+    """Both crop paths stop on a top image that can no longer be read, naming the file and the neurons."""
+    from PIL import Image
+
+    from sieve.backends.imagesets import open_image_set
+    from sieve.backends.models import Preprocess
+    from sieve.crops import TopImages, crop_jobs, embed_crop_jobs
+    from sieve.hypothesize import HypothesizeError
+
+    class Embedder:
+        dim = 4
+
+        def encode_images(self, x):
+            return torch.nn.functional.normalize(x.mean(dim=(2, 3)).float().repeat(1, 2)[:, :4], dim=1)
+
+    for i in range(3):
+        Image.new("RGB", (40, 30), (60 * i, 90, 200)).save(tmp_path / f"{i}.png")
+    probe = open_image_set("p", {"kind": "imagefolder", "path": str(tmp_path)})
+    index = np.array([[0, 1], [2, 1]])
+    top = TopImages(
+        Preprocess(32, 32), np.array([5, 9]), 2, index, np.ones((2, 2)), index, np.ones((2, 2, 4, 4)), {}
+    )
+    jobs = crop_jobs(index, np.tile(np.array([0, 0, 16, 16]), (2, 2, 1)))
+    emb, n = embed_crop_jobs(jobs, top, probe, Embedder(), 8, 4, 0, resize=resize)
+    assert n == 4 and emb.shape == (2, 2, 4) and np.isfinite(emb).all()
+    (tmp_path / "1.png").write_bytes(b"not an image any more")
+    with pytest.raises(HypothesizeError, match=r"1\.png.* of neuron\(s\) \[5, 9\] cannot be read any more"):
+        embed_crop_jobs(jobs, top, probe, Embedder(), 8, 4, 0, resize=resize)
+
+
 def test_crop_resize_setting():
     """``auto`` is the host path except on CUDA; a bad value is an error naming the key (the schema too)."""
     import yaml

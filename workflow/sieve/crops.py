@@ -345,6 +345,38 @@ def crop_jobs(
     return sorted(by_image.items())
 
 
+def _image_loader(
+    jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]],
+    top: TopImages,
+    probe: Any,
+    side: int,
+    batch_size: int,
+    num_workers: int,
+    resize: str,
+    device: torch.device | str = "cpu",
+) -> Any:
+    """Phase 4's DataLoader: one :class:`_CropDataset` item per probe image, about ``batch_size`` crops a batch;
+    ``device``: the uint8 images stacked (:func:`_collate_images`), pinned on CUDA."""
+    import torch
+
+    on_device = resize == "device"
+    return torch.utils.data.DataLoader(
+        _CropDataset(probe, top.pre, jobs, side, resize=resize),
+        batch_size=max(1, batch_size // max(1, top.k)),
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate_images if on_device else _collate_crops,
+        pin_memory=on_device and torch.device(device).type == "cuda",
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+
+
+def _unreadable(top: TopImages, positions: list[tuple[int, int]], err: str) -> HypothesizeError:
+    """The error for a top image that the probe read but this job cannot, naming the neurons that have it."""
+    ns = sorted({int(top.neurons[s]) for s, _ in positions})
+    return HypothesizeError(f"top image {err} of neuron(s) {ns} cannot be read any more")
+
+
 def embed_crop_jobs(
     jobs: list[tuple[int, list[tuple[int, int, np.ndarray]]]],
     top: TopImages,
@@ -368,14 +400,7 @@ def embed_crop_jobs(
     from tqdm import tqdm
 
     emb = np.full((len(top.neurons), top.k, int(embedder.dim)), np.nan, dtype=np.float32)
-    loader = torch.utils.data.DataLoader(
-        _CropDataset(probe, top.pre, jobs, side),
-        batch_size=max(1, batch_size // max(1, top.k)),
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_collate_crops,
-        prefetch_factor=4 if num_workers > 0 else None,
-    )
+    loader = _image_loader(jobs, top, probe, side, batch_size, num_workers, "host")
     pending_pos: list[tuple[int, int]] = []
     pending_x: list[torch.Tensor] = []
 
@@ -394,8 +419,7 @@ def embed_crop_jobs(
     for batch in tqdm(loader, desc="crops", unit="img", mininterval=5.0, total=len(loader)):
         for pos, x, err in batch:
             if x is None:
-                ns = sorted({int(top.neurons[s]) for s, _ in pos})
-                raise HypothesizeError(f"top image {err} of neuron(s) {ns} cannot be read any more")
+                raise _unreadable(top, pos, err)
             pending_pos.extend(pos)
             pending_x.append(x)
             n_crops += len(pos)
@@ -426,15 +450,7 @@ def _embed_crop_jobs_on_device(
     device = torch.device(device)
     emb = np.full((len(top.neurons), top.k, int(embedder.dim)), np.nan, dtype=np.float32)
     box_of = {(s, r): box for _, crops in jobs for s, r, box in crops}
-    loader = torch.utils.data.DataLoader(
-        _CropDataset(probe, top.pre, jobs, side, resize="device"),
-        batch_size=max(1, batch_size // max(1, top.k)),
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_collate_images,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if num_workers > 0 else None,
-    )
+    loader = _image_loader(jobs, top, probe, side, batch_size, num_workers, "device", device)
     pending_pos: list[tuple[int, int]] = []
     pending_index: list[int] = []
     pending_images: list[torch.Tensor] = []
@@ -462,8 +478,7 @@ def _embed_crop_jobs_on_device(
     ):
         for pos, err in zip(positions, errors, strict=True):
             if err:
-                ns = sorted({int(top.neurons[s]) for s, _ in pos})
-                raise HypothesizeError(f"top image {err} of neuron(s) {ns} cannot be read any more")
+                raise _unreadable(top, pos, err)
         pending_images.append(images.to(device, non_blocking=True))
         for j, pos in enumerate(positions):
             pending_pos.extend(pos)
