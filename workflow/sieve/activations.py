@@ -12,7 +12,7 @@ so that a job that only reads it never imports torch).
 - ``image_names_raw`` [N] (vlen uint8), only when a name is not valid UTF-8: the exact bytes of each name in
   ``images`` (which shows such names with ``\\xNN`` escapes, see :mod:`sieve.filenames`);
 - attributes: model, source, arch, weights, layer, preprocess (JSON), probe, probe_spec (JSON), n_skipped,
-  complete=1.
+  complete=1; decode="device" only where the probe decoded on the device (``probe.decode``, :mod:`sieve.probe`).
 """
 
 from __future__ import annotations
