@@ -259,3 +259,23 @@ def test_an_image_too_large_for_pillow_is_skipped_either_way(tiny, tmp_path, mon
     ]
     assert results[0] == results[1] and results[0]["n_skipped"] == 1
     assert "07.jpg" in results[0]["skipped"][0] and "decompression bomb" in results[0]["skipped"][0]
+
+
+@pytest.mark.parametrize("interpolation", ["lanczos", "nearest"])
+def test_a_resize_the_device_path_cannot_reproduce_takes_the_host_path(tiny, tmp_path, interpolation) -> None:
+    """A model preprocessed with another resize than bilinear or bicubic (torch has no antialiased lanczos
+    kernel, its nearest picks other pixels than Pillow's): probe.decode: device probes it on the host path, the
+    same file as decode: host, instead of failing or drifting; the tensor resize refuses the mode by name."""
+    tiny.preprocess = Preprocess(input_size=32, resize=37, interpolation=interpolation)
+    images = write_folder(tmp_path / "imgs", n_bad=0)
+    probe = open_image_set("p", {"kind": "imagefolder", "path": str(images)})
+    for decode in ("host", "device"):
+        run_probe(
+            tiny, probe, str(tmp_path / f"{decode}.h5"), top_n=3, batch_size=4, progress=False, decode=decode
+        )
+    with h5py.File(tmp_path / "host.h5") as fh, h5py.File(tmp_path / "device.h5") as fd:
+        assert dict(fh.attrs) == dict(fd.attrs) and "decode" not in fd.attrs
+        for key in ("activations", "topk/index", "topk/value", "topk/maps"):
+            np.testing.assert_array_equal(fh[key][()], fd[key][()])
+    with pytest.raises(ValueError, match=f"bilinear and bicubic only, not '{interpolation}'"):
+        resize_like_pillow(torch.zeros(3, 8, 8, dtype=torch.uint8), (4, 4), interpolation)

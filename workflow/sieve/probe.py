@@ -10,7 +10,10 @@ Decoding (``probe.decode``): ``host`` decodes and preprocesses every image in th
 torchvision's batched ``decode_jpeg`` on the model's device (nvjpeg on a GPU), then resizes, crops and
 normalises there (:meth:`Preprocess.geometric_tensor`). A file that is not a plain 8-bit JPEG (PNG, CMYK,
 lossless, a file without its end marker, one larger than Pillow opens) and a JPEG that ``decode_jpeg`` rejects
-take the host path, so a bad image is skipped with the same message either way. ``auto``: ``device`` on a GPU, ``host`` elsewhere.
+take the host path, so a bad image is skipped with the same message either way. A model whose preprocessing
+resizes other than bilinear or bicubic (nearest, lanczos, box, hamming: the tensor resize does not reproduce
+Pillow's) is probed on the host path whatever ``probe.decode`` says. ``auto``: ``device`` on a GPU, ``host``
+elsewhere.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from .activations import printable_attrs, write_image_names
 from .backends.imagesets import BadImage, ImageSet
 from .backends.models import LoadedModel, Preprocess
+from .backends.preprocess import DEVICE_INTERPOLATIONS
 from .config import schema_default
 from .filenames import printable_name
 from .io import atomic_path
@@ -247,11 +251,21 @@ def run_probe(
 ) -> dict[str, Any]:
     """Stream ``probe`` through ``model`` and write the activations HDF5 (see module docstring). ``decode``:
     ``host``, ``device`` or ``auto`` (see module docstring); an image set without files (the synthetic
-    world's) always takes the host path."""
+    world's) and a model whose preprocessing resizes other than bilinear or bicubic always take the host path."""
     n_total = len(probe)
     c = model.n_neurons
     h, w = model.map_size
     on_device = resolve_decode(decode, model.device) == "device" and probe.loader is None
+    if on_device and model.preprocess.interpolation not in DEVICE_INTERPOLATIONS:
+        (log.warning if decode == "device" else log.info)(
+            "probe.decode: %s: model %s resizes with %r, which the device path does not reproduce (%s only): "
+            "decoding on the host",
+            decode,
+            model.name,
+            model.preprocess.interpolation,
+            " or ".join(DEVICE_INTERPOLATIONS),
+        )
+        on_device = False
     host = _ProbeDataset(probe, model.preprocess)
     loader = DataLoader(
         _BytesDataset(probe, model.preprocess) if on_device else host,

@@ -19,6 +19,8 @@ from . import BackendError
 if TYPE_CHECKING:
     import torch
 
+# The resizes that resize_like_pillow reproduces on tensors (the probe's device decode takes no other).
+DEVICE_INTERPOLATIONS = ("bilinear", "bicubic")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -72,7 +74,8 @@ class Preprocess:
     def geometric_tensor(self, img: torch.Tensor) -> torch.Tensor:
         """:meth:`geometric` on decoded pixels: uint8 RGB [..., 3, H, W] on any device (images of one size may
         come as a batch) -> float [..., 3, S, S] in [0, 1]: the same output size, the same crop offsets, an
-        antialiased resize rounded to 8 bits as Pillow's is (:func:`resize_like_pillow`)."""
+        antialiased resize rounded to 8 bits as Pillow's is (:func:`resize_like_pillow`: bilinear or bicubic
+        only)."""
         from torchvision.transforms import functional as TF
 
         h, w = img.shape[-2:]
@@ -138,20 +141,21 @@ class Preprocess:
 def resize_like_pillow(
     img: torch.Tensor, size: tuple[int, int], interpolation: str, uint8_kernel: bool | None = None
 ) -> torch.Tensor:
-    """uint8 [..., 3, H, W] resized to ``size`` as Pillow resizes (antialiased), with 8-bit results.
+    """uint8 [..., 3, H, W] resized to ``size`` as Pillow resizes (antialiased), with 8-bit results, bilinear or
+    bicubic (:data:`DEVICE_INTERPOLATIONS`; another mode is a ValueError: torch has no antialiased box, hamming
+    or lanczos kernel, and its nearest picks other pixels than Pillow's).
 
-    Bilinear and bicubic: on the CPU (``uint8_kernel``, by default where ``img`` is) torch's uint8 kernel,
-    which follows Pillow's arithmetic (bilinear: equal but for a rare level); elsewhere (CUDA has no uint8
-    kernel) the float kernel rounded to 8 bits: at most one level from Pillow. Other modes: torchvision's
-    tensor resize."""
+    On the CPU (``uint8_kernel``, by default where ``img`` is) torch's uint8 kernel, which follows Pillow's
+    arithmetic (bilinear: equal but for a rare level); elsewhere (CUDA has no uint8 kernel) the float kernel
+    rounded to 8 bits: at most one level from Pillow."""
     import torch
     import torch.nn.functional as F
 
-    if interpolation not in ("bilinear", "bicubic"):
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms import functional as TF
-
-        return TF.resize(img, list(size), interpolation=InterpolationMode(interpolation), antialias=True)
+    if interpolation not in DEVICE_INTERPOLATIONS:
+        raise ValueError(
+            f"the tensor resize reproduces Pillow's {' and '.join(DEVICE_INTERPOLATIONS)} only, "
+            f"not {interpolation!r}"
+        )
     x = img if img.dim() == 4 else img.unsqueeze(0)
     if img.device.type == "cpu" if uint8_kernel is None else uint8_kernel:
         x = x.contiguous(memory_format=torch.channels_last)  # the kernel's fast layout
