@@ -235,6 +235,7 @@ def test_an_image_set_without_files_takes_the_host_path(tiny, tmp_path) -> None:
     assert "decode" not in dev["attrs"]
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # the images under the limit
 def test_an_image_too_large_for_pillow_is_skipped_either_way(tiny, tmp_path, monkeypatch) -> None:
     """A JPEG over Pillow's decompression-bomb limit (twice ``Image.MAX_IMAGE_PIXELS``) is skipped by the host
     path; the device path must not decode it instead: it goes to the host path and is skipped with the same
