@@ -220,3 +220,53 @@ def test_crop_bench_table_is_the_bench_results() -> None:
             *(str(b[k]["ms_per_crop_min"]) for k in ("before", "after_1_thread", "after_threads")),
         ]
         assert int(rounds) == r["rounds"] and cells.split(" | ") == want
+
+
+def test_cpu_stage_and_import_figures_are_the_bench_results() -> None:
+    """bench/README.md's per-neuron grid table, its job, Hypothesize and import-share figures quote
+    bench/results/cpu_stages.json (bench/bench_cpu_stages.py) and import_share.json (bench/import_share.py)."""
+    text = re.sub(r"\s+", " ", (REPO / "bench/README.md").read_text(encoding="utf-8"))
+    stages = json.loads((REPO / "bench/results/cpu_stages.json").read_text(encoding="utf-8"))
+    g, hyp = stages["grids"], stages["hypothesize"]
+    rows = {
+        "before: drawing": ("before_draw", False),
+        "before: drawing + JPEG, quality 90": ("before_draw_jpeg", True),
+        "now: drawing": ("draw", False),
+        "now: drawing + JPEG, quality 90": ("draw_jpeg", True),
+        "JPEG, quality 90, of a drawn grid": ("jpeg_q90", True),
+        "PNG, zlib level 1, of a drawn grid": ("png_level1", True),
+        "PNG, `optimize=True`, of a drawn grid": ("png_optimize", True),
+    }
+    for label, (key, has_bytes) in rows.items():
+        s = g[key]
+        cells = [s["ms_per_neuron_min"], s["ms_per_neuron_median"], s["cpu_ms_per_neuron_median"]]
+        row = (
+            f"| {label} | " + " | ".join(map(str, cells)) + f" | {s['bytes_per_grid'] if has_bytes else ''} |"
+        )
+        assert row.replace("|  |", "| |") in text, label
+    dj, job = g["draw_jpeg"], g["job"]
+    assert (
+        f"costs {dj['ms_per_neuron_min']} ms at best and {dj['ms_per_neuron_median']} ms in the median"
+        in text
+    )
+    assert f"({g['speedup_draw_jpeg_vs_before']['from_min']} times faster than before" in text
+    assert f"load average {stages['load_average_at_start']} at the start" in text
+    run, x20 = job["run"], job["x20"]
+    assert (
+        f"{run['ms_per_neuron_min']} / {run['ms_per_neuron_median']} ms per neuron on the run's {run['neurons']} "
+        f"neurons and {x20['ms_per_neuron_min']} / {x20['ms_per_neuron_median']} ms on {x20['neurons']}"
+    ) in text
+    full, part = hyp["full_sort"], hyp["partition"]
+    assert f"{hyp['neurons']} neurons and {hyp['clusters']} clusters" in text
+    assert f"{full['seconds_min']} / {full['seconds_median']} s with a full sort" in text
+    assert (
+        f"{part['seconds_min']} / {part['seconds_median']} s with the partition" in text
+        and hyp["outputs_identical"]
+    )
+    imp = json.loads((REPO / "bench/results/import_share.json").read_text(encoding="utf-8"))
+    assert (
+        f"{imp['import_seconds']} s of the {imp['job_wall_seconds']} s of job time was spent importing "
+        f"(`import_share_of_job_time` {imp['import_share_of_job_time']};"
+    ) in text
+    assert f"{imp['jobs_importing_torch']} of its {imp['jobs']} jobs import torch" in text
+    assert f"{imp['torch_import_seconds']} s of the import time is theirs" in text
