@@ -206,6 +206,12 @@ def test_compile_wraps_the_unet_and_the_vae_decoder_and_keeps_the_images(pipe_di
     assert len(lines) == 1 and "channels_last: off" in lines[0]
     assert "torch.compile: unet, vae.decoder (backend eager, mode default" in lines[0]
     assert torch.equal(compiled.generate(prompts, seeds), eager.generate(prompts, seeds))
+    # applying the settings again wraps nothing twice
+    from sieve.backends.generators import apply_speed
+
+    unet = compiled.pipe.unet
+    assert apply_speed(compiled.pipe, {"compile": True, "compile_backend": "eager"}) == compiled.speed
+    assert compiled.pipe.unet is unet and not isinstance(unet._orig_mod, OptimizedModule)
     # a later batch of another size runs through the same compiled modules
     assert torch.equal(compiled.generate(["a cow"], [9]), eager.generate(["a cow"], [9]))
 

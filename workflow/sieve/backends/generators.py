@@ -152,12 +152,14 @@ def apply_speed(pipe: Any, spec: dict[str, Any], device: Any = None) -> dict[str
             )
         mode = None if full["compile_mode"] == "default" else full["compile_mode"]
         options = {"backend": full["compile_backend"], "mode": mode}
-        if denoiser is not None:
-            setattr(pipe, denoiser, torch.compile(getattr(pipe, denoiser), **options))
-            applied["compile"].append(denoiser)
-        if vae is not None and getattr(vae, "decoder", None) is not None:
-            vae.decoder = torch.compile(vae.decoder, **options)
-            applied["compile"].append("vae.decoder")
+        owners = [(pipe, denoiser, denoiser), (vae, "decoder", "vae.decoder")]
+        for owner, attr, name in owners:
+            module = getattr(owner, attr, None) if owner is not None and attr else None
+            if module is None:
+                continue
+            if not hasattr(module, "_orig_mod"):  # compiled already (a second call): never wrapped twice
+                setattr(owner, attr, torch.compile(module, **options))
+            applied["compile"].append(name)
         applied["compile_backend"] = full["compile_backend"]
         applied["compile_mode"] = full["compile_mode"]
     return applied
