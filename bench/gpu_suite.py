@@ -23,8 +23,10 @@ reached:
    extrapolated to 2,048 neurons x 20 images (41k crops), issue 14's target being 60 s.
 3. ``generate``: :func:`sieve.verify.shard.run_shard` (whole shard: generate, thumbnails, ResNet-50 measured in
    the same process, cache writes) on SDXL-Turbo's architecture at 512 px, 1 step, bf16, at batch sizes 8 to
-   64; ``keep_images: full`` against thumbnails and ``torch.compile`` off and on (UNet and VAE decoder), at
-   batch 16; the shard's own generate-only rate beside each. Then SDXL base (the same UNet and VAE architecture: Turbo is distilled from it) at 1024 px,
+   64, with ``generator.channels_last`` as a run sets it (``--channels-last``, default ``auto``: on on a GPU;
+   ``speed`` records what was applied); ``keep_images: full`` against thumbnails and ``generator.compile`` off
+   and on (the generator's own option, which compiles the UNet and the VAE decoder; ``--compile-backend``,
+   ``--compile-mode``), interleaved at batch 16; the shard's own generate-only rate beside each. Then SDXL base (the same UNet and VAE architecture: Turbo is distilled from it) at 1024 px,
    ``--base-steps`` steps, guidance 5.
 
 ``--budget-s`` bounds the whole run: a section that would start after it is recorded as skipped. The peak is
@@ -275,24 +277,35 @@ def bench_crops(args: argparse.Namespace, device: torch.device, peak: float | No
 # ------------------------------------------------------------------------------------------------- generate
 
 
-def shard_run(
-    pipe: Any,
-    device: torch.device,
-    n_images: int,
-    batch: int,
-    res: int,
-    steps: int,
-    guidance: float,
-    keep: str = "thumbnails",
-) -> Callable[[], dict]:
-    """One whole shard in a fresh cache (everything generated), ResNet-50 (small: the tests' CNN) measured."""
-    from bench_generate import shard_timer
+def generator(pipe: Any, res: int, steps: int, guidance: float, **speed: Any) -> Any:
+    """The pipeline behind sieve's Generator contract, built by the same function as a loaded pipeline
+    (:func:`sieve.backends.generators.pipeline_generator`), which applies the speed settings ``speed``
+    (``generator.channels_last``, ``compile``, ``compile_backend``, ``compile_mode``) as a run would."""
+    from sieve.backends.generators import pipeline_generator
 
-    from sieve.backends.generators import DiffusersGenerator
+    spec = {"source": "python", "resolution": res, "steps": steps, "guidance_scale": guidance, **speed}
+    return pipeline_generator(pipe, spec, name=type(pipe).__name__)
+
+
+def twin_pipeline(pipe: Any) -> Any:
+    """A second pipeline over the same weights, to compile without touching ``pipe``: every component shared
+    but the VAE, copied (compiling replaces its decoder, in place)."""
+    import copy
+
+    twin = type(pipe)(**{**pipe.components, "vae": copy.deepcopy(pipe.vae)})
+    twin.set_progress_bar_config(disable=True)
+    return twin
+
+
+def shard_run(
+    gen: Any, device: torch.device, n_images: int, batch: int, keep: str = "thumbnails"
+) -> Callable[[], dict]:
+    """One whole shard of generator ``gen`` in a fresh cache (everything generated), ResNet-50 (small: the
+    tests' CNN) measured."""
+    from bench_generate import shard_timer
 
     per_concept = 4
     n_concepts = max(1, n_images // per_concept)
-    gen = DiffusersGenerator(pipe, res, steps, guidance)
     if device.type == "cuda":
         models = {"rn50": {"source": "torchvision", "arch": "resnet50", "weights": None, "batch_size": 64}}
     else:
@@ -300,9 +313,9 @@ def shard_run(
     spec = {
         "source": "python",
         "factory": "bench:preloaded",
-        "resolution": res,
-        "steps": steps,
-        "guidance_scale": guidance,
+        "resolution": gen.resolution,
+        "steps": gen.steps,
+        "guidance_scale": gen.guidance_scale,
         "images_per_concept": per_concept,
         "batch_size": batch,
         "shards": 1,
@@ -314,10 +327,8 @@ def shard_run(
     return shard_timer(prompts, spec, models, gen, str(device), texts=[str(i) for i in range(n_concepts)])
 
 
-def gen_flops(pipe: Any, res: int, steps: int, guidance: float) -> float:
-    from sieve.backends.generators import DiffusersGenerator
-
-    gen = DiffusersGenerator(pipe, res, steps, guidance)
+def gen_flops(gen: Any) -> float:
+    """FLOPs of one image of ``gen`` (an eager generator: the counter sees every operation)."""
     return count_flops(lambda: gen.generate(["a photo"], [0]))
 
 
@@ -345,21 +356,24 @@ def bench_generate(
     pipe.set_progress_bar_config(disable=True)
     out: dict[str, Any] = {"architecture": scale, "load_s": round(time.perf_counter() - t0, 1)}
     res = args.turbo_resolution
-    flops = gen_flops(pipe, res, 1, 0.0)
+    # generator.channels_last as a run sets it (auto: on CUDA only), applied once to the pipeline
+    turbo = generator(pipe, res, 1, 0.0, channels_last=args.channels_last)
+    out["speed"] = {"channels_last": args.channels_last, "applied": turbo.speed}
+    flops = gen_flops(turbo)
     out["turbo"] = {"resolution": res, "steps": 1, "guidance_scale": 0.0, "batch_sizes": {}}
     for b in args.batch_sizes:
         if time.perf_counter() > deadline:
             out["turbo"]["batch_sizes"][str(b)] = "skipped: over --budget-s"
             continue
         n = max(b * 2, args.gen_images)
-        run = shard_run(pipe, device, n, b, res, 1, 0.0)
+        run = shard_run(turbo, device, n, b)
         run()  # warm-up: kernels, allocator
         runs = interleaved({"shard": run}, rounds=args.rounds)["shard"]
         out["turbo"]["batch_sizes"][str(b)] = gen_summary(runs, runs[0]["n"], flops, peak)
     if time.perf_counter() < deadline:  # keep_images: full (a PNG per image) against thumbnails, interleaved
         b = args.compile_batch
         n = max(2 * b, args.gen_images)
-        sides = {k: shard_run(pipe, device, n, b, res, 1, 0.0, keep=k) for k in ("thumbnails", "full")}
+        sides = {k: shard_run(turbo, device, n, b, keep=k) for k in ("thumbnails", "full")}
         runs = interleaved(sides, rounds=args.rounds, warmup=True)
         thumbs, full = (gen_summary(runs[k], runs[k][0]["n"], flops, peak) for k in ("thumbnails", "full"))
         out["keep_images"] = {
@@ -371,31 +385,43 @@ def bench_generate(
     else:
         out["keep_images"] = "skipped: over --budget-s"
     if args.compile and time.perf_counter() < deadline:
+        # generator.compile: true, as a run loads it (the generator's own option, on a twin pipeline over the
+        # same weights), against the eager generator, interleaved; the first compiled shard compiles
         b = args.compile_batch
-        run = shard_run(pipe, device, max(2 * b, args.gen_images), b, res, 1, 0.0)
-        eager = interleaved({"shard": run}, rounds=args.rounds, warmup=True)["shard"]
-        unet, decoder = pipe.unet, pipe.vae.decoder
+        n = max(2 * b, args.gen_images)
         t1 = time.perf_counter()
-        backend = args.compile_backend
-        pipe.unet = torch.compile(unet, backend=backend)
-        pipe.vae.decoder = torch.compile(decoder, backend=backend)
-        run()  # compiles
+        compiled = generator(
+            twin_pipeline(pipe),
+            res,
+            1,
+            0.0,
+            channels_last=args.channels_last,
+            compile=True,
+            compile_backend=args.compile_backend,
+            compile_mode=args.compile_mode,
+        )
+        sides = {"off": shard_run(turbo, device, n, b), "on": shard_run(compiled, device, n, b)}
+        sides["on"]()  # compiles (at the first batch, and again for a new batch shape)
         compile_s = time.perf_counter() - t1
-        compiled = interleaved({"shard": run}, rounds=args.rounds)["shard"]
-        pipe.unet, pipe.vae.decoder = unet, decoder
+        runs = interleaved(sides, rounds=args.rounds, warmup=True)
+        off, on = (gen_summary(runs[k], runs[k][0]["n"], flops, peak) for k in ("off", "on"))
         out["compile"] = {
             "backend": args.compile_backend,
+            "mode": args.compile_mode,
+            "applied": compiled.speed,
             "batch_size": b,
             "compile_seconds": round(compile_s, 1),
-            "off": gen_summary(eager, eager[0]["n"], flops, peak),
-            "on": gen_summary(compiled, compiled[0]["n"], flops, peak),
+            "off": off,
+            "on": on,
+            "speedup": speedup(off, on),
         }
     elif args.compile:
         out["compile"] = "skipped: over --budget-s"
     if time.perf_counter() < deadline:
         res_b, steps = args.base_resolution, args.base_steps
-        flops_b = gen_flops(pipe, res_b, steps, 5.0)
-        run = shard_run(pipe, device, args.base_images, args.base_batch, res_b, steps, 5.0)
+        base = generator(pipe, res_b, steps, 5.0, channels_last=args.channels_last)
+        flops_b = gen_flops(base)
+        run = shard_run(base, device, args.base_images, args.base_batch)
         runs = interleaved({"shard": run}, rounds=args.rounds, warmup=True)["shard"]
         out["base"] = {
             "resolution": res_b,
@@ -426,9 +452,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--compile-backend", default="inductor", help="torch.compile's backend (the tests use 'eager': fast)"
     )
+    ap.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+        help="generator.compile_mode of the compiled side",
+    )
+    ap.add_argument(
+        "--channels-last",
+        default="auto",
+        choices=["auto", "true", "false"],
+        help="generator.channels_last of every generate section (auto: on CUDA only, as in a run)",
+    )
     ap.add_argument("--out", default=None, help="default: bench/results/gpu_suite_<gpu>.json")
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
+    args.channels_last = {"true": True, "false": False}.get(args.channels_last, args.channels_last)
     small = args.small
     args.probe_archs = ["resnet18"] if small else ["resnet50", "vit_b_16"]
     args.probe_images = 8 if small else 4096

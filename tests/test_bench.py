@@ -152,6 +152,16 @@ def test_gpu_suite_small_mode_records_every_section(tmp_path) -> None:
         gen["keep_images"]["full"]["per_s_median"] > 0 < gen["keep_images"]["full_share_of_thumbnails_median"]
     )
     assert gen["compile"]["backend"] == "eager" and gen["compile"]["on"]["per_s_median"] > 0
+    # the generator's own settings: compile through generator.compile, channels_last per auto (off on a CPU)
+    assert gen["speed"] == {"channels_last": "auto", "applied": {"channels_last": [], "compile": []}}
+    assert gen["compile"]["applied"] == {
+        "channels_last": [],
+        "compile": ["unet", "vae.decoder"],
+        "compile_backend": "eager",
+        "compile_mode": "default",
+    }
+    assert gen["compile"]["off"]["rounds"] == gen["compile"]["on"]["rounds"] == 1
+    assert gen["compile"]["speedup"]["from_median"] > 0
     assert (
         gen["base"]["steps"] == 2 and gen["base"]["flops_per_item"] > gen["compile"]["on"]["flops_per_item"]
     )

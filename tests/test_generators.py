@@ -165,3 +165,183 @@ def test_each_distinct_prompt_is_encoded_once_and_images_are_unchanged(pipe_dir,
     every = gen.generate(prompts, seeds)
     assert encoded == [prompts]  # the pipeline's own path encodes all 8
     assert torch.equal(once, every)
+
+
+# ------------------------------------------------------------------------------------------- speed settings
+
+
+def _conv_weights(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [m.weight for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_compile_wraps_the_unet_and_the_vae_decoder_and_keeps_the_images(pipe_dir):
+    """``compile: true`` (backend eager on the CPU: tracing, no code generation) compiles the UNet and the VAE
+    decoder of the loaded pipeline once; its images equal the eager pipeline's bit for bit."""
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    prompts, seeds = ["a dog", "a cat", "a dog"], [3, 4, 5]
+    eager = load_generator(diffusers_spec(pipe_dir), "cpu")
+    assert not isinstance(eager.pipe.unet, OptimizedModule)
+    assert eager.speed == {"channels_last": [], "compile": []}
+    import logging
+
+    # the load's log line, by a handler on this logger only (caplog would turn torch's tracing logs on)
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("sieve.backends.generators")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        compiled = load_generator(diffusers_spec(pipe_dir, compile=True, compile_backend="eager"), "cpu")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert isinstance(compiled.pipe.unet, OptimizedModule)
+    assert isinstance(compiled.pipe.vae.decoder, OptimizedModule)
+    assert not isinstance(compiled.pipe.vae.encoder, OptimizedModule)  # text-to-image never encodes
+    assert compiled.speed["compile"] == ["unet", "vae.decoder"]
+    assert compiled.speed["compile_backend"] == "eager" and compiled.speed["compile_mode"] == "default"
+    assert len(lines) == 1 and "channels_last: off" in lines[0]
+    assert "torch.compile: unet, vae.decoder (backend eager, mode default" in lines[0]
+    assert torch.equal(compiled.generate(prompts, seeds), eager.generate(prompts, seeds))
+    # applying the settings again wraps nothing twice
+    from sieve.backends.generators import apply_speed
+
+    unet = compiled.pipe.unet
+    assert apply_speed(compiled.pipe, {"compile": True, "compile_backend": "eager"}) == compiled.speed
+    assert compiled.pipe.unet is unet and not isinstance(unet._orig_mod, OptimizedModule)
+    # a later batch of another size runs through the same compiled modules
+    assert torch.equal(compiled.generate(["a cow"], [9]), eager.generate(["a cow"], [9]))
+
+
+def test_channels_last_puts_the_unet_and_vae_convolutions_in_channels_last(pipe_dir):
+    prompts, seeds = ["a dog", "a cat"], [3, 4]
+    default = load_generator(diffusers_spec(pipe_dir), "cpu")
+    # auto: on a CUDA device only, so the CPU's images are those of the default memory format
+    auto = load_generator(diffusers_spec(pipe_dir, channels_last="auto"), "cpu")
+    assert auto.speed["channels_last"] == []
+    for w in _conv_weights(auto.pipe.unet) + _conv_weights(auto.pipe.vae):
+        assert w.is_contiguous()
+    assert torch.equal(auto.generate(prompts, seeds), default.generate(prompts, seeds))
+    on = load_generator(diffusers_spec(pipe_dir, channels_last=True), "cpu")
+    assert on.speed["channels_last"] == ["unet", "vae"]
+    weights = _conv_weights(on.pipe.unet) + _conv_weights(on.pipe.vae)
+    assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    assert not all(w.is_contiguous() for w in weights)  # a real change of layout, not a 1x1 no-op
+    # the same image up to float rounding (measured: 4e-7 at most on this pipeline)
+    torch.testing.assert_close(
+        on.generate(prompts, seeds), default.generate(prompts, seeds), atol=1e-5, rtol=0
+    )
+
+
+def test_speed_settings_on_an_sdxl_pipeline():
+    """The python source's pipeline goes through the same function: an SDXL layout (two text encoders) gets
+    both settings and gives the images of the eager, default-format pipeline."""
+    import sys
+
+    from helpers import REPO
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from bench_generate import sdxl_pipeline
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    from sieve.backends.generators import pipeline_generator
+
+    def pipe():  # random weights: the same ones each time
+        torch.manual_seed(0)
+        return sdxl_pipeline("sdxl-tiny", torch.float32, "cpu")
+
+    spec = diffusers_spec(Path("unused"), source="python")
+    plain = pipeline_generator(pipe(), spec)
+    fast = pipeline_generator(
+        pipe(), {**spec, "compile": True, "compile_backend": "eager", "channels_last": True}
+    )
+    assert type(fast.pipe).__name__ == "StableDiffusionXLPipeline"
+    assert isinstance(fast.pipe.unet, OptimizedModule) and isinstance(fast.pipe.vae.decoder, OptimizedModule)
+    assert fast.speed["channels_last"] == ["unet", "vae"]
+    torch.testing.assert_close(
+        fast.generate(["a dog", "a cat"], [1, 2]),
+        plain.generate(["a dog", "a cat"], [1, 2]),
+        atol=1e-5,
+        rtol=0,
+    )
+
+
+def test_speed_settings_asked_of_a_generator_without_a_pipeline_are_errors():
+    """The synthetic world and a python factory's own generator have no UNet or VAE: ``compile: true`` or
+    ``channels_last: true`` is an error naming the key (at parse time for the synthetic source); ``auto`` and
+    ``false`` ask nothing of them."""
+    for key in ("compile", "channels_last"):
+        with pytest.raises(
+            BackendError, match=rf"generator.{key}: true needs a diffusers pipeline.*synthetic"
+        ):
+            check_generator_source({"source": "synthetic", key: True})
+        with pytest.raises(BackendError, match=rf"generator.{key}: true needs a diffusers pipeline"):
+            load_generator({"source": "python", "factory": "tinydiffusion:PatternGenerator", key: True})
+    check_generator_source({"source": "synthetic", "compile": False, "channels_last": "auto"})
+    g = load_generator(
+        {"source": "python", "factory": "tinydiffusion:PatternGenerator", "channels_last": "auto"}, "cpu"
+    )
+    assert g.generate(["x"], [0]).shape[0] == 1
+
+
+def test_speed_settings_are_not_in_the_cache_key_and_reach_the_job_as_resources(pipe_dir):
+    from sieve.backends.generators import SPEED_KEYS, generation_spec, speed_from_resources, speed_resources
+
+    base = diffusers_spec(pipe_dir)
+    fast = {
+        **base,
+        "batch_size": 3,
+        "channels_last": True,
+        "compile": True,
+        "compile_backend": "eager",
+        "compile_mode": "max-autotune-no-cudagraphs",
+    }
+    assert generator_settings(fast, torch.float32) == generator_settings(base, torch.float32)
+    assert generation_spec(fast) == generation_spec(base) == base  # the rules' params
+    res = speed_resources(fast)
+    assert all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in res.values())
+    assert speed_from_resources(res) == {k: fast[k] for k in SPEED_KEYS}
+    # the schema's defaults when the spec has none
+    assert speed_from_resources(speed_resources(base)) == {
+        "batch_size": 16,
+        "channels_last": "auto",
+        "compile": False,
+        "compile_backend": "inductor",
+        "compile_mode": "default",
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("compile", "sometimes", "'sometimes' is not of type 'boolean'"),
+        ("channels_last", "maybe", "'maybe' is not one of ['auto', True, False]"),
+        ("compile_mode", "fast", "'fast' is not one of ['default'"),
+        ("compile_backend", "", "'' should be non-empty"),
+    ],
+)
+def test_bad_speed_settings_are_schema_errors_naming_the_key(key, value, message):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from sieve.config import SCHEMA_PATH, coerce_booleans
+
+    cfg = tiny_config(Path("images"), generator={key: value})
+    coerce_booleans(cfg)
+    with pytest.raises(WorkflowError) as err:
+        validate(cfg, str(SCHEMA_PATH))
+    assert message in str(err.value) and f"On instance['generator']['{key}']" in str(err.value)
+
+
+def test_shell_spellings_of_channels_last_become_bools():
+    from sieve.config import coerce_booleans
+
+    cfg = {"generator": {"channels_last": "TRUE", "compile": "no"}}
+    coerce_booleans(cfg)
+    assert cfg == {"generator": {"channels_last": True, "compile": False}}
+    cfg = {"generator": {"channels_last": "auto"}}
+    coerce_booleans(cfg)
+    assert cfg == {"generator": {"channels_last": "auto"}}

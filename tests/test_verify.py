@@ -618,6 +618,42 @@ def test_changing_the_verify_filter_reruns_only_the_activation_rate(e2e):
 
 @pytest.mark.workflow
 @pytest.mark.slow
+def test_generator_speed_settings_rerun_nothing_and_reach_the_shard_job(e2e, tmp_path):
+    """generator.batch_size, channels_last, compile, compile_backend and compile_mode change no result: they are
+    neither in the cache key nor params of a rule (the shard job gets them as resources), so a dry run after
+    changing them has nothing to do. The next shard job that generates applies them (its log says so) and
+    fills the same cache entries."""
+    from helpers import copy_run, jobs_run, run_snakemake
+
+    run, cfg, _, target = e2e
+    work = copy_run(run, tmp_path / "run")
+    speed = {
+        "batch_size": 2,
+        "channels_last": True,
+        "compile": True,
+        "compile_backend": "eager",
+        "compile_mode": "max-autotune-no-cudagraphs",
+    }
+    fast = {**cfg, "generator": {**cfg["generator"], **speed}}
+    dry = run_snakemake(work, fast, targets=(target,), extra=("-n",))
+    assert jobs_run(dry) == Counter(), dry.stdout[-3000:]
+
+    cache = work / "results/generate/cache"
+    keys = {p.name for p in cache.iterdir() if p.name != "resolved"}
+    more = {**fast, "generator": {**fast["generator"], "images_per_concept": 4}}  # one more seed each
+    ran = jobs_run(run_snakemake(work, more, targets=(target,)))
+    assert ran["generate_shard"] == 2, ran
+    assert {p.name for p in cache.iterdir() if p.name != "resolved"} == keys  # the same generator key
+    for shard in (0, 1):
+        text = (work / f"logs/generate/generate_shard_{shard}.log").read_text()
+        assert (
+            "channels_last: unet, vae; torch.compile: unet, vae.decoder (backend eager, mode "
+            "max-autotune-no-cudagraphs" in text
+        ), text[-2000:]
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
 def test_snakemake_reruns_generate_only_new_concepts_and_verify_ablation(e2e):
     from helpers import jobs_run, run_snakemake
 

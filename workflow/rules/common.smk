@@ -21,7 +21,11 @@ if sys.path[:1] != [PACKAGE_DIR]:  # first, even when an installed copy (a .pth)
 from sieve import paths  # noqa: E402  (light: no torch)
 from sieve.config import coerce_booleans  # noqa: E402
 from sieve.backends import BackendError, activation_spec, embedding_spec  # noqa: E402
-from sieve.backends.generators import check_generator_source  # noqa: E402
+from sieve.backends.generators import (  # noqa: E402
+    check_generator_source,
+    generation_spec,
+    speed_resources,
+)
 from sieve.config_checks import (  # noqa: E402
     ConfigError,
     check_config,
@@ -174,6 +178,17 @@ def verbatim(value):
 # ---------------------------------------------------------------------------------------------------- specs
 def model_spec(wildcards):
     return config["models"][wildcards.model]
+
+
+def generator_result_spec():
+    """The generator spec as a param: without its speed settings (batch size, channels-last, torch.compile),
+    which reach the shard job as resources (generator_speed)."""
+    return generation_spec(config["generator"])
+
+
+def generator_speed(key):
+    """One generator speed setting as a resource (an int or a string): changing it reruns nothing."""
+    return speed_resources(config["generator"])[key]
 
 
 def embedder_result_spec():

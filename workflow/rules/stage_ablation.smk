@@ -102,7 +102,7 @@ checkpoint stage_ablation_generation_plan:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(20),
     params:
-        generator=config["generator"],
+        generator=generator_result_spec(),
         models=config["models"],
         device=config["device"],
         cache=paths.GENERATE_CACHE,

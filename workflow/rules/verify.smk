@@ -34,7 +34,7 @@ rule generation_requests:
     params:
         prompt=verbatim(config["generator"]["prompt"]),
         shards=config["generator"]["shards"],
-        generator=config["generator"],
+        generator=generator_result_spec(),
         controls=config["verify"]["controls"],
         control_seed=config["verify"]["control_seed"],
         neutral_prompts=verbatim(config["verify"]["neutral_prompts"]),
@@ -68,7 +68,7 @@ checkpoint generation_plan:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(20),
     params:
-        generator=config["generator"],
+        generator=generator_result_spec(),
         models=config["models"],
         device=config["device"],
         cache=paths.GENERATE_CACHE,
@@ -100,8 +100,13 @@ rule generate_shard:
         cpus_per_gpu=4,
         mem_mb=per_attempt(32000),
         runtime=per_attempt(360),
+        batch_size=generator_speed("batch_size"),
+        channels_last=generator_speed("channels_last"),
+        compile=generator_speed("compile"),
+        compile_backend=generator_speed("compile_backend"),
+        compile_mode=generator_speed("compile_mode"),
     params:
-        generator=config["generator"],
+        generator=generator_result_spec(),
         models=config["models"],
         device=config["device"],
         cache=paths.GENERATE_CACHE,

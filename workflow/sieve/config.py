@@ -106,9 +106,9 @@ def _boolean(value: Any) -> Any:
 
 
 def coerce_booleans(cfg: dict[str, Any], node: dict[str, Any] | None = None) -> None:
-    """Turn the spellings of a boolean into bools, in place, at every key the schema types ``boolean`` (at any
-    depth, named entries such as ``probes.*.download`` included), before validation. Other values are left
-    as they are, for the schema to reject with its own message."""
+    """Turn the spellings of a boolean into bools, in place, at every key the schema types ``boolean`` or whose
+    ``enum`` holds ``true`` (at any depth, named entries such as ``probes.*.download`` included), before
+    validation. Other values are left as they are, for the schema to reject with its own message."""
     node = _resolve(schema() if node is None else node)
     props, extra = node.get("properties", {}), node.get("additionalProperties")
     for key, value in cfg.items():
@@ -116,7 +116,7 @@ def coerce_booleans(cfg: dict[str, Any], node: dict[str, Any] | None = None) -> 
         if sub is None:
             continue
         sub = _resolve(sub)
-        if sub.get("type") == "boolean":
-            cfg[key] = _boolean(value)
+        if sub.get("type") == "boolean" or any(v is True for v in sub.get("enum", ())):
+            cfg[key] = _boolean(value)  # a boolean, or an enum with true and false (`auto | true | false`)
         elif isinstance(value, dict):
             coerce_booleans(value, sub)

@@ -12,6 +12,15 @@ Contract for every builder registered in ``GENERATORS``: ``builder(spec: dict, d
 - ``synthetic``: the planted world's renderer (:mod:`sieve.synthetic.backends`, a plugin listed in
   :data:`sieve.backends.PLUGINS`).
 
+Speed settings (:data:`SPEED_KEYS`) apply to every diffusers pipeline, of either source, once when it is loaded
+(:func:`apply_speed`): ``channels_last`` puts the UNet and the VAE in the channels-last memory format (``auto``:
+on a CUDA device only), ``compile`` wraps the denoiser (``unet``, or ``transformer`` in a pipeline without one)
+and ``vae.decoder`` in ``torch.compile`` with ``compile_backend`` and ``compile_mode``. They change no pixel
+beyond float rounding, so they are not in the cache key (:func:`generator_settings`), and the rules pass them
+as resources, not params (:func:`generation_spec`): changing them reruns nothing. A generator that is no
+pipeline (``synthetic``, a ``python`` factory's own object) has nothing to apply them to: asking it for
+``compile: true`` or ``channels_last: true`` is an error.
+
 This module stays light at import time (no torch import) so that the Snakefile can check the generator
 config (:func:`check_generator_source`) when it is parsed.
 """
@@ -19,6 +28,7 @@ config (:func:`check_generator_source`) when it is parsed.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -32,9 +42,13 @@ if TYPE_CHECKING:
     import torch
 
 GENERATORS = Registry("generator")
+log = logging.getLogger(__name__)
 
 # config keys that change the pixels of a generated image (the cache key is built from these)
 PIXEL_KEYS = ("source", "model", "factory", "kwargs", "spec", "steps", "guidance_scale", "resolution")
+# config keys that change only how fast images come: neither in the cache key nor in the rules' params (the shard
+# job gets them as resources, :func:`speed_resources`), so changing one reruns nothing
+SPEED_KEYS = ("batch_size", "channels_last", "compile", "compile_backend", "compile_mode")
 
 
 @runtime_checkable
@@ -53,7 +67,114 @@ def load_generator(
     """The one entry point: config ``generator:`` spec -> Generator."""
     import torch
 
-    return GENERATORS.get(spec.get("source"))(spec, torch.device(device), dtype or torch.float32)
+    generator = GENERATORS.get(spec.get("source"))(spec, torch.device(device), dtype or torch.float32)
+    if not isinstance(generator, DiffusersGenerator):
+        check_speed_applies(spec, f"source {spec.get('source')!r} ({type(generator).__name__})")
+    return generator
+
+
+# ----------------------------------------------------------------------------------------------------------
+# speed settings
+
+
+def generation_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A generator spec without its speed settings (:data:`SPEED_KEYS`): the rules' param."""
+    return {k: v for k, v in spec.items() if k not in SPEED_KEYS}
+
+
+def speed_resources(spec: dict[str, Any]) -> dict[str, int | str]:
+    """The speed settings as Snakemake resources (an int or a string each; the schema's defaults where the spec
+    has none). :func:`speed_from_resources` reads them back."""
+    full = with_defaults(spec, "generator")
+    return {k: int(full[k]) if k == "batch_size" else str(full[k]).lower() for k in SPEED_KEYS if k in full}
+
+
+def speed_from_resources(resources: Any) -> dict[str, Any]:
+    """The speed settings a shard job got as resources (:func:`speed_resources`), as the config writes them."""
+    words = {"true": True, "false": False}
+    out: dict[str, Any] = {}
+    for key in SPEED_KEYS:
+        value = getattr(resources, key, None) if not isinstance(resources, dict) else resources.get(key)
+        if value is None:
+            continue
+        if key == "batch_size":
+            out[key] = int(value)
+        elif key in ("channels_last", "compile"):
+            out[key] = words.get(str(value), str(value))
+        else:
+            out[key] = str(value)
+    return out
+
+
+def check_speed_applies(spec: dict[str, Any], what: str) -> None:
+    """``compile: true`` and ``channels_last: true`` need a diffusers pipeline: an error naming the key
+    otherwise (``channels_last: auto`` asks nothing of a generator that is no pipeline)."""
+    for key in ("compile", "channels_last"):
+        if spec.get(key) is True:
+            raise BackendError(
+                f"generator.{key}: true needs a diffusers pipeline (a UNet and a VAE to apply it to); the "
+                f"generator of {what} has none: remove the key or set it to false"
+            )
+
+
+def apply_speed(pipe: Any, spec: dict[str, Any], device: Any = None) -> dict[str, Any]:
+    """Apply the spec's speed settings to a loaded diffusers pipeline, in place, once; returns what was applied.
+
+    - ``channels_last`` (``auto``: on a CUDA device only, so the CPU's images stay those of the default format):
+      the UNet and the VAE (their convolutions' weights) in the channels-last memory format.
+    - ``compile``: ``pipe.unet`` (``pipe.transformer`` in a pipeline without a UNet) and ``pipe.vae.decoder``
+      replaced by ``torch.compile(module, backend=compile_backend, mode=compile_mode)``; the compile itself
+      runs at the first batch (and again for a new batch shape), once per loaded pipeline.
+    """
+    import torch
+
+    full = with_defaults(spec, "generator")
+    device = torch.device(device if device is not None else pipe.device)
+    want_cl = full["channels_last"]
+    channels_last = device.type == "cuda" if want_cl == "auto" else bool(want_cl)
+    denoiser = next((n for n in ("unet", "transformer") if getattr(pipe, n, None) is not None), None)
+    vae = getattr(pipe, "vae", None)
+    applied: dict[str, Any] = {"channels_last": [], "compile": []}
+    if channels_last:
+        for name in ("unet", "vae"):
+            module = getattr(pipe, name, None)
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+                applied["channels_last"].append(name)
+        if not applied["channels_last"] and want_cl is True:
+            raise BackendError(
+                f"generator.channels_last: true: the pipeline {type(pipe).__name__} has no UNet or VAE"
+            )
+    if full["compile"]:
+        if denoiser is None and vae is None:
+            raise BackendError(
+                f"generator.compile: true: the pipeline {type(pipe).__name__} has no UNet, transformer or VAE"
+            )
+        mode = None if full["compile_mode"] == "default" else full["compile_mode"]
+        options = {"backend": full["compile_backend"], "mode": mode}
+        owners = [(pipe, denoiser, denoiser), (vae, "decoder", "vae.decoder")]
+        for owner, attr, name in owners:
+            module = getattr(owner, attr, None) if owner is not None and attr else None
+            if module is None:
+                continue
+            if not hasattr(module, "_orig_mod"):  # compiled already (a second call): never wrapped twice
+                setattr(owner, attr, torch.compile(module, **options))
+            applied["compile"].append(name)
+        applied["compile_backend"] = full["compile_backend"]
+        applied["compile_mode"] = full["compile_mode"]
+    return applied
+
+
+def describe_speed(applied: dict[str, Any]) -> str:
+    """One line of what :func:`apply_speed` applied (the load's log line)."""
+    cl = ", ".join(applied["channels_last"]) or "off"
+    comp = (
+        f"{', '.join(applied['compile'])} (backend {applied['compile_backend']}, mode "
+        f"{applied['compile_mode']}; compiled at the first batch)"
+        if applied["compile"]
+        else "off"
+    )
+    return f"channels_last: {cl}; torch.compile: {comp}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -91,6 +212,8 @@ def check_generator_source(spec: dict[str, Any]) -> None:
         local_folder(str(model))
     elif source == "python" and not spec.get("factory"):
         raise BackendError("generator: source python needs 'factory: package.module:function'")
+    elif source == "synthetic":
+        check_speed_applies(spec, "source 'synthetic' (the planted world's renderer)")
 
 
 def folder_fingerprint(folder: Path) -> str:
@@ -140,12 +263,14 @@ class DiffusersGenerator:
         steps: int = 1,
         guidance_scale: float = 0.0,
         name: str = "pipeline",
+        speed: dict[str, Any] | None = None,
     ) -> None:
         self.pipe = pipe
         self.resolution = int(resolution)
         self.steps = int(steps)
         self.guidance_scale = float(guidance_scale)
         self.name = name
+        self.speed = speed or {"channels_last": [], "compile": []}  # what apply_speed applied
         if getattr(pipe, "safety_checker", None) is not None:
             pipe.safety_checker = (
                 None  # a blacked-out image would count as "not active": AR must see the image
@@ -241,13 +366,18 @@ def _diffusers(spec: dict[str, Any], device: torch.device, dtype: torch.dtype) -
     except Exception as exc:  # noqa: BLE001 - name the model in whatever went wrong
         raise BackendError(f"generator model {model!r}: cannot load a diffusers pipeline: {exc}") from exc
     pipe = pipe.to(device)
-    return _diffusers_generator(pipe, spec, name=str(model))
+    return pipeline_generator(pipe, spec, name=str(model))
 
 
-def _diffusers_generator(pipe: Any, spec: dict[str, Any], name: str) -> DiffusersGenerator:
-    """A pipeline with the spec's resolution, steps and guidance (the schema's defaults where it has none)."""
+def pipeline_generator(pipe: Any, spec: dict[str, Any], name: str = "pipeline") -> DiffusersGenerator:
+    """A loaded pipeline (on its device) with the spec's resolution, steps and guidance, and its speed settings
+    applied (:func:`apply_speed`; the schema's defaults where the spec has none)."""
     full = with_defaults(spec, "generator")
-    return DiffusersGenerator(pipe, full["resolution"], full["steps"], full["guidance_scale"], name=name)
+    speed = apply_speed(pipe, full)
+    log.info("generator %s on %s: %s", name, pipe.device, describe_speed(speed))
+    return DiffusersGenerator(
+        pipe, full["resolution"], full["steps"], full["guidance_scale"], name=name, speed=speed
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -269,7 +399,7 @@ def _python(spec: dict[str, Any], device: torch.device, dtype: torch.dtype) -> G
             kwargs[key] = value
     obj = fn(**kwargs)
     if hasattr(obj, "components") and callable(obj) and not hasattr(obj, "generate"):  # a diffusers pipeline
-        obj = _diffusers_generator(obj.to(device), spec, name=spec["factory"])
+        obj = pipeline_generator(obj.to(device), spec, name=spec["factory"])
     if not isinstance(obj, Generator):
         raise BackendError(
             f"generator factory {spec['factory']!r} returned {type(obj).__name__}, which has no "
