@@ -189,6 +189,27 @@ def test_neuron_maps_light_up_the_object(model):
     assert m[m > 0.5 * m.max()].size >= (size // 4) ** 2 * 0.6  # the whole box, not one pixel
 
 
+def test_pooled_activations_are_exact_whatever_the_order_of_additions(model):
+    """The analysed layer's maps sit on a grid of MAP_STEP, so every pooled mean is an exact float32 sum: the
+    same value in any summation order (another CPU's vector width), and ties between scenes are true ties (a
+    CI machine without AVX-512 once ranked the top images of tied scenes differently, and the run changed)."""
+    from sieve.synthetic.model import MAP_STEP
+
+    scenes = np.stack([render_scene(WORLD, 0, i)[0] for i in range(48)])
+    x = torch.from_numpy(scenes).permute(0, 3, 1, 2).float() / 255
+    pooled, maps = model.activations(model.preprocess.normalize(x))
+    steps = maps.double() / MAP_STEP
+    assert torch.equal(steps, steps.round()), "maps off the MAP_STEP grid"
+    assert maps.flatten(2).sum(2).double().max() * 2 / MAP_STEP < 2**24  # sums stay exact in float32
+    flat = maps.flatten(2)
+    forward = flat.sum(2) / flat.shape[2]
+    backward = flat.flip(2).cumsum(2)[..., -1] / flat.shape[2]  # another order of the same additions
+    exact = flat.double().sum(2) / flat.shape[2]
+    assert torch.equal(pooled, forward) and torch.equal(forward, backward)
+    assert torch.equal(pooled.double(), exact)
+    assert len(np.unique(pooled.numpy()[:, 0])) < len(scenes)  # the world has ties, and they stay ties
+
+
 def test_select_keeps_planted_neurons_and_rejects_redundant_and_dead(model):
     probe = open_image_set("synthetic", {"kind": "synthetic", "n_images": 160, "seed": 0})
     x = (

@@ -14,7 +14,9 @@ layer) responds to is known:
    nearest-prototype layer turns them into one channel per texture;
 5. concept channels (colour x shape, colour, texture) are average-pooled 4x4 and ``neurons`` (1x1 conv + ReLU)
    combines them following the spec: detectors, polysemantic (two concepts), attribute (a colour),
-   redundant (weak response to everything), promiscuous and dead neurons;
+   redundant (weak response to everything), promiscuous and dead neurons; their maps are rounded to
+   multiples of :data:`MAP_STEP`, so pooled activations are exact and equal on every CPU (ties among probe
+   images, which the planted world has many of, are broken by image order, not by rounding noise);
 6. only when the spec has a promiscuous neuron: a ``large object`` channel, the object map (every detected
    object's box, solid or textured, whatever its colour, shape or texture) eroded by a window of
    ``max(sizes) - 2`` pixels, so it is non-zero only inside objects at least as large as the largest probe
@@ -45,6 +47,21 @@ POOL = 4  # analysed layer: image_size / POOL squared positions
 REDUNDANT_BIAS = 0.25
 REDUNDANT_WEIGHT = 0.05
 LARGE_OBJECT = "large object"  # the promiscuous neuron's channel (only in a world that has one)
+# The analysed layer's maps are rounded to multiples of 2**-12: every pooled mean is then an exact float32 sum
+# (a map holds at most 2**8 positions of at most 2**3), whatever the CPU's vector width or the order of the
+# additions, so a run gives the same activations, top images and ties on every machine.
+MAP_STEP = 2.0**-12
+
+
+class Quantize(nn.Module):
+    """Rounds to the nearest multiple of ``step`` (no parameters: the state dict is unchanged)."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.round(x / self.step) * self.step
 
 
 def concept_channels(world: World) -> list[str]:
@@ -126,7 +143,7 @@ class PlantedNet(nn.Module):
         # 5. the analysed layer
         self.pool = nn.AvgPool2d(POOL)
         n = len(world.neurons)
-        self.neurons = nn.Sequential(nn.Conv2d(len(self.channels), n, 1), nn.ReLU())
+        self.neurons = nn.Sequential(nn.Conv2d(len(self.channels), n, 1), nn.ReLU(), Quantize(MAP_STEP))
         wn = torch.zeros(n, len(self.channels), 1, 1)
         bn = torch.zeros(n)
         index = {c: i for i, c in enumerate(self.channels)}
