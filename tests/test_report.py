@@ -741,6 +741,38 @@ def test_grid_thumbnails_are_the_models_view_without_torch(interpolation):
         Preprocess(interpolation="cubic").view(smooth)
 
 
+def test_grid_thumbnails_of_jpeg_files_are_decoded_reduced_and_look_the_same(tmp_path):
+    """A JPEG probe image is decoded at the DCT scale that still gives the view's square twice the tile's pixels
+    (1/2 for a 500 x 375 ImageNet-sized file at 80 px tiles, 1/4 at 40 px), and its thumbnail is the full
+    decode's within rounding; a PNG, an image smaller than the crop and a loader's image decode in full."""
+    from sieve.backends.imagesets import open_image_set
+    from sieve.backends.preprocess import Preprocess
+    from sieve.report.grids import thumbnail
+
+    gx, gy = np.meshgrid(np.linspace(0, 1, 500), np.linspace(0, 1, 375))
+    pixels = np.stack([255 * gx, 255 * gy, 128 + 100 * np.sin(gx * 60) * np.cos(gy * 45)], -1)
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    Image.fromarray(pixels.round().astype(np.uint8)).save(folder / "a.jpg", quality=95)
+    Image.fromarray(pixels.round().astype(np.uint8)).save(folder / "b.png")
+    Image.fromarray(pixels[:150, :200].round().astype(np.uint8)).save(folder / "c.jpg", quality=95)
+    probe = open_image_set("p", {"kind": "imagefolder", "path": str(folder)})
+    pre = Preprocess()
+    assert pre.draft_size(500, 375, 80) == (244, 183)  # its 328 px square at 160 px or more: 1/2 (250 x 188)
+    for tile, scale in ((80, 2), (40, 4)):
+        img, full = probe.load_reduced(0, lambda w, h, t=tile: pre.draft_size(w, h, t))
+        assert full == (500, 375) and img.size == (500 // scale, -(-375 // scale))
+        reduced = thumbnail(probe, pre, 0, tile).astype(int)
+        whole = thumbnail(probe, pre, 0, tile, reduced=False).astype(int)
+        assert reduced.shape == whole.shape == (tile, tile, 4)
+        # within rounding (mean 0.3, max 3 levels here); the square cut one file pixel off gives a mean of 4.8
+        assert np.abs(reduced - whole)[..., :3].mean() < 1 and np.abs(reduced - whole).max() <= 8
+    for i in (1, 2):  # PNG; a JPEG smaller than the crop (the view needs all of it)
+        img, full = probe.load_reduced(i, lambda w, h: pre.draft_size(w, h, 80))
+        assert img.size == full
+        assert np.array_equal(thumbnail(probe, pre, i, 80), thumbnail(probe, pre, i, 80, reduced=False))
+
+
 def test_heat_overlay_is_the_documented_blend():
     """overlay(): grey * 0.55 * (1 - alpha) + ramp colour * alpha, alpha = 0.25 + 0.75 q, per pixel, within one
     level of rounding; RGB and RGBX images give the same pixels."""

@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from ..config import schema_default
-from ..images import open_rgb
+from ..images import open_rgb, open_rgb_reduced
 from . import BackendError, Registry
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,21 @@ class ImageSet:
         path = os.path.join(self.root, self.paths[i])
         try:
             return open_rgb(path)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            raise BadImage(f"{path}: {exc}") from exc
+
+    def load_reduced(
+        self, i: int, request: Callable[[int, int], tuple[int, int]]
+    ) -> tuple[Image.Image, tuple[int, int]]:
+        """:meth:`load`, decoding a JPEG file at a reduced scale when ``request(width, height)`` allows it
+        (:func:`sieve.images.open_rgb_reduced`): (image, the file's full width and height). Images from a
+        ``loader`` come at their full size."""
+        if self.loader is not None:
+            img = self.loader(i)
+            return img, img.size
+        path = os.path.join(self.root, self.paths[i])
+        try:
+            return open_rgb_reduced(path, request)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             raise BadImage(f"{path}: {exc}") from exc
 

@@ -8,6 +8,7 @@ model's view (the neuron grids) needs no torch; :meth:`Preprocess.geometric` is 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,32 +37,52 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
 
-    def view(self, img: Image.Image, size: int | None = None) -> Image.Image:
+    def view(
+        self, img: Image.Image, size: int | None = None, source_size: tuple[int, int] | None = None
+    ) -> Image.Image:
         """PIL image -> the model's view (RGB, ``input_size`` square) as a PIL image, without torch: the short side
         resized to ``resize`` (the long side truncated in proportion), then the centre ``input_size`` square
         (zeros where the image is smaller), as torchvision's ``resize`` and ``center_crop`` do on PIL images.
 
         With ``size``: the same square of the image at ``size`` x ``size`` px, resampled once from the source (a
-        thumbnail of the view at the cost of one small resize)."""
+        thumbnail of the view at the cost of one small resize). ``source_size``: the (width, height) of the file
+        when ``img`` was decoded reduced (:meth:`draft_size`): the square is placed on the file's geometry, then
+        cut from ``img`` at its scale."""
         if self.interpolation not in RESAMPLE:
             raise BackendError(
                 f"preprocessing interpolation {self.interpolation!r} is not one of {', '.join(RESAMPLE)}"
             )
         resample = RESAMPLE[self.interpolation]
         img = to_rgb(img)
-        w0, h0 = img.size
+        w0, h0 = source_size or img.size
         h, w = self.resized_size(h0, w0)
         s = self.input_size
-        if size is not None and s <= min(
-            w, h
-        ):  # the crop inside the resized image: one resample of its region
+        if size is not None and s <= min(w, h):
+            # the crop inside the resized image: one resample of its region
             left, top = int(round((w - s) / 2.0)), int(round((h - s) / 2.0))
             fx, fy = w0 / w, h0 / h
-            return img.resize(
-                (size, size), resample, box=(left * fx, top * fy, (left + s) * fx, (top + s) * fy)
-            )
+            box = (left * fx, top * fy, (left + s) * fx, (top + s) * fy)
+            if source_size is not None and img.size != source_size:  # decoded at 1/2, 1/4 or 1/8 (JPEG DCT)
+                scale = max(1, round(w0 / img.size[0]))
+                box = tuple(v / scale for v in box)
+            return img.resize((size, size), resample, box=box)
+        if source_size is not None and img.size != source_size:
+            img = img.resize(source_size, resample)  # not a reduced decode's case (draft_size asks for none)
         img = center_crop(resize_short(img, self.resize, self.interpolation), s)
         return img if size is None or size == s else img.resize((size, size), resample)
+
+    def draft_size(self, width: int, height: int, size: int, gap: float = 2.0) -> tuple[int, int]:
+        """The smallest (width, height) a file of ``width`` x ``height`` may be decoded at for a ``size`` px
+        :meth:`view` (Pillow's ``Image.draft`` request): the view's square still spans ``gap`` x ``size`` px of
+        it (``gap`` 2, as Pillow's own ``thumbnail``). The full size where the view needs every pixel (an image
+        smaller than the crop) or no reduction is possible."""
+        h, w = self.resized_size(height, width)
+        s = self.input_size
+        if s > min(w, h):
+            return width, height
+        side = s * width / w  # the square's side in file pixels
+        r = min(1.0, gap * size / side)
+        return max(1, math.ceil(width * r)), max(1, math.ceil(height * r))
 
     def geometric(self, img: Image.Image) -> torch.Tensor:
         """PIL image -> float tensor [3, S, S] in [0, 1], the model's view before normalisation (torchvision's
