@@ -17,7 +17,10 @@ and concept set of the synthetic world; the probe images are re-rendered from ``
   neuron. ``job`` is :func:`~sieve.report.grids.run_grids` itself (thumbnails loaded in the job's thread as the
   default run's rule runs it, drawn, encoded and written) over the run's neurons and over ``--replicas`` copies of each
   (other neuron ids, top images shifted through the whole probe set), per neuron; its import time is not in it
-  (bench/import_share.py measures imports). Every grid side records wall time and this process's CPU time.
+  (bench/import_share.py measures imports); ``job.jpeg`` runs the copies' grids over a folder of 500 x 375 JPEG
+  files under ImageNet's preprocessing, ``full`` (each file decoded in full, as before) against ``reduced`` (at
+  the DCT scale the tile allows, what the job does). Every grid side records wall time and this process's CPU
+  time.
 - **Hypothesize**: :func:`sieve.hypothesize.run_hypothesize` on the run's clusters and crops with the run's
   concept set padded to ``--concepts`` concepts (random unit embeddings after the real ones): ``full_sort`` (the
   first k of a stable descending argsort of every score, what it did before) against ``partition``
@@ -51,6 +54,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from timing import MIN_ROUNDS, interleaved, speedup, summary  # noqa: E402
 
 WORLD = Path("synthetic") / "synthetic"  # the default run's probe/model folder under results/
+JPEG_SIZE = (500, 375)  # ImageNet's most common image size (width, height)
 
 
 def encoders() -> dict[str, Callable[[Any], int]]:
@@ -273,9 +277,84 @@ def bench_grids_job(results: Path, probe: Any, rounds: int, replicas: int) -> di
             return run
 
         runs = interleaved({name: side(name) for name in cases}, rounds=rounds, warmup=True)
-    out: dict[str, Any] = {"num_workers": 0}
+        out: dict[str, Any] = {"num_workers": 0}
+        for name, rs in runs.items():
+            out[name] = {"neurons": counts[name], **per_neuron(rs, counts[name])}
+        out["jpeg"] = bench_grids_jpeg(clusters, acts, len(probe), tmp, rounds)
+    return out
+
+
+def jpeg_folder(folder: Path, n: int, size: tuple[int, int] = JPEG_SIZE) -> int:
+    """``n`` JPEG files (quality 90) of ImageNet's typical size, photo-like (smooth colour fields, edges and
+    grain), named so that their sorted order is their index; returns the folder's bytes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    w, h = size
+    for i in range(n):
+        coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
+            (w, h), Image.BICUBIC
+        )
+        px = np.asarray(coarse, dtype=np.float32) + rng.normal(0, 10, (h, w, 3))
+        px[rng.integers(0, h) :, rng.integers(0, w) :] *= 0.6  # an edge
+        Image.fromarray(px.clip(0, 255).astype(np.uint8)).save(folder / f"{i:05d}.jpg", quality=90)
+    return sum(p.stat().st_size for p in folder.iterdir())
+
+
+def bench_grids_jpeg(clusters: Path, acts: Path, n_images: int, tmp: Path, rounds: int) -> dict[str, Any]:
+    """The replicated run's grids over a folder of JPEG files (``n_images``, 500 x 375) under ImageNet's
+    preprocessing (224 px crop of the 256 px short side): ``full`` decodes each file in full, ``reduced`` at
+    the DCT scale :meth:`~sieve.backends.preprocess.Preprocess.draft_size` allows (what the job does). Per
+    neuron and per image loaded (each probe image once per job)."""
+    import h5py
+
+    from sieve.backends.imagesets import open_image_set
+    from sieve.backends.preprocess import Preprocess
+    from sieve.io import read_json
+    from sieve.report.grids import run_grids
+
+    folder_bytes = jpeg_folder(tmp / "jpeg", n_images)
+    probe = open_image_set("jpeg", {"kind": "imagefolder", "path": str(tmp / "jpeg")})
+    crops_h5 = tmp / "crops_imagenet.h5"
+    with h5py.File(crops_h5, "w") as f:
+        f.attrs["preprocess"] = json.dumps(Preprocess().as_dict())
+    loaded = len({int(c["probe_index"]) for p in clusters.glob("*.json") for c in read_json(p)["crops"]})
+    counts: dict[str, int] = {}
+
+    def side(reduced: bool) -> Callable[[], dict[str, Any]]:
+        def run() -> dict[str, Any]:
+            from sieve.report import grids
+
+            grids.clear_text_cache()
+            shutil.rmtree(tmp / "out", ignore_errors=True)
+            t0, c0 = time.perf_counter(), time.process_time()
+            counts["n"] = run_grids(
+                str(clusters),
+                str(crops_h5),
+                probe,
+                str(tmp / "out"),
+                num_workers=0,
+                activations_h5=str(acts),
+                reduced=reduced,
+            )
+            return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+
+        return run
+
+    runs = interleaved({"full": side(False), "reduced": side(True)}, rounds=rounds, warmup=True)
+    out: dict[str, Any] = {
+        "images": n_images,
+        "image_size": list(JPEG_SIZE),
+        "bytes_per_image": folder_bytes // n_images,
+        "images_loaded": loaded,
+        "preprocess": "ImageNet (224 of 256)",
+    }
     for name, rs in runs.items():
-        out[name] = {"neurons": counts[name], **per_neuron(rs, counts[name])}
+        out[name] = {"neurons": counts["n"], **per_neuron(rs, counts["n"])}
+        out[name]["ms_per_image_min"] = round(1000 * out[name]["seconds_min"] / loaded, 3)
+        out[name]["ms_per_image_median"] = round(1000 * out[name]["seconds_median"] / loaded, 3)
+    out["speedup_reduced_vs_full"] = speedup(out["full"], out["reduced"])
     return out
 
 

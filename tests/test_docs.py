@@ -256,6 +256,18 @@ def test_cpu_stage_and_import_figures_are_the_bench_results() -> None:
         f"{run['ms_per_neuron_min']} / {run['ms_per_neuron_median']} ms per neuron on the run's {run['neurons']} "
         f"neurons and {x20['ms_per_neuron_min']} / {x20['ms_per_neuron_median']} ms on {x20['neurons']}"
     ) in text
+    jpeg = job["jpeg"]
+    jf, jr = jpeg["full"], jpeg["reduced"]
+    assert (
+        f"draws the same {jr['neurons']} grids from a folder of {jpeg['images']} JPEG files" in text
+        and f"all {jpeg['images_loaded']} loaded" in text
+    )
+    assert (
+        f"{jf['ms_per_neuron_min']} / {jf['ms_per_neuron_median']} ms per neuron decoding each file in full, "
+        f"{jr['ms_per_neuron_min']} / {jr['ms_per_neuron_median']} ms decoding it at the DCT scale"
+    ) in text
+    assert f"{jpeg['speedup_reduced_vs_full']['from_min']} times faster from the best rounds" in text
+    assert f"{jr['ms_per_image_min']} / {jr['ms_per_image_median']} ms, `ms_per_image_min`" in text
     full, part = hyp["full_sort"], hyp["partition"]
     assert f"{hyp['neurons']} neurons and {hyp['clusters']} clusters" in text
     assert f"{full['seconds_min']} / {full['seconds_median']} s with a full sort" in text
