@@ -32,6 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
+from sieve.evaluate.neuron_ablation import rank_verified  # noqa: E402
 from sieve.io import write_json  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "trained_world.yaml"
@@ -103,11 +104,7 @@ def neuron_ablation(workdir: Path) -> dict[str, dict[str, Any]]:
         model, rec = path.parents[2].name, json.loads(path.read_text())
         with open(workdir / "results" / model / "heldout/world/neuron_concepts.csv", encoding="utf-8") as fh:
             verified = [r for r in csv.DictReader(fh) if r["status"] == "verified"]
-        # the example's rule: highest AR, then more verified hypotheses, then the higher selectivity ratio
-        ranked = sorted(
-            verified,
-            key=lambda r: (-float(r["best_ar"]), -int(r["n_verified"]), -float(r["ratio"]), int(r["neuron"])),
-        )
+        ranked = rank_verified(verified)  # best_verified's rule, which the example's config uses
         rank = next((i for i, r in enumerate(ranked) if int(r["neuron"]) == rec["neuron"]), None)
         mine = None if rank is None else ranked[rank]
         top = rec["classes"][0] if rec["classes"] else {}

@@ -16,12 +16,17 @@ import torch
 from PIL import Image
 from test_baselines import numpy_soft_wpmi
 
-from helpers import jobs_run, make_image_folder, run_snakemake
+from helpers import SMALL_SYNTHETIC, jobs_run, make_image_folder, run_snakemake
 from sieve.evaluate import EvaluateError
 from sieve.evaluate.final_layer import SentenceEncoder, protocol_scores, read_ground_truth, synonyms
-from sieve.evaluate.neuron_ablation import accuracy_drop_table, run_neuron_ablation, zero_channel
+from sieve.evaluate.neuron_ablation import (
+    accuracy_drop_table,
+    best_verified_neurons,
+    run_neuron_ablation,
+    zero_channel,
+)
 from sieve.evaluate.sweep import select_at_tau, sweep_table
-from sieve.io import read_json
+from sieve.io import read_json, write_csv
 from sieve.verify.activation_rate import AR_COLUMNS
 
 WORDS = ["red", "blue", "green", "dog", "cat", "stripes", "lime", "crimson"]
@@ -531,3 +536,71 @@ def test_rule_ground_truth_list_fetches_checks_and_cleans(tmp_path):
     run_snakemake(tmp_path, cfg, targets=("resources/ground_truth/tiny/classes.txt",))
     assert (tmp_path / "resources/ground_truth/tiny/classes.txt").read_text() == "cat\ndog/indoor\n"
     assert (tmp_path / f"resources/ground_truth/{digest}.txt").read_bytes() == raw.read_bytes()
+
+
+# ------------------------------------------------------------------------------------------ best verified neurons
+def _neuron_concepts(path: Path, rows: list[tuple[int, str, float, int, float]]) -> str:
+    """A neuron_concepts.csv of (neuron, status, best_ar, n_verified, ratio) rows."""
+    cols = ["neuron", "status", "n_hypotheses", "n_verified", "best_concept", "best_ar", "ratio"]
+    write_csv(
+        path,
+        cols,
+        [[n, st, 2, nv, f"c{n}" if st == "verified" else "", ar, ratio] for n, st, ar, nv, ratio in rows],
+    )
+    return str(path)
+
+
+def test_best_verified_neurons_rank_by_ar_then_verified_count_then_ratio(tmp_path, caplog) -> None:
+    csv_path = _neuron_concepts(
+        tmp_path / "nc.csv",
+        [
+            (0, "verified", 0.8, 1, 30.0),
+            (1, "verified", 1.0, 1, 12.0),
+            (2, "unverified", 1.0, 2, 99.0),  # never verified: never zeroed, whatever its figures
+            (3, "verified", 1.0, 2, 11.0),  # ties 1 and 5 on AR, more verified hypotheses
+            (4, "not_selected", 0.0, 0, 2.0),
+            (5, "verified", 1.0, 1, 15.0),  # ties 1 on AR and count, higher ratio
+            (6, "verified", 0.8, 1, 30.0),  # ties 0 on everything: the lower id first
+        ],
+    )
+    assert best_verified_neurons(csv_path, 1) == [3]
+    assert best_verified_neurons(csv_path, 5) == [3, 5, 1, 0, 6]
+    with caplog.at_level("WARNING"):
+        assert best_verified_neurons(csv_path, 9) == [3, 5, 1, 0, 6]
+    assert "only 5 neurons are verified" in caplog.text
+    none = _neuron_concepts(
+        tmp_path / "none.csv", [(0, "unverified", 1.0, 0, 20.0), (1, "dead", 0.0, 0, 0.0)]
+    )
+    with pytest.raises(
+        EvaluateError, match=r"none\.csv: no neuron is verified.*ablate_neurons\.m: best_verified"
+    ):
+        best_verified_neurons(none, 1, "m")
+
+
+@pytest.mark.workflow
+def test_best_verified_ablation_waits_for_the_runs_verified_neurons(tmp_path) -> None:
+    """{best_verified: N} makes the ablation job read the run's neuron_concepts.csv (so Verify runs first); the
+    list form does not; a missing or unknown concept set stops the parse naming the key."""
+    target = ("results/synthetic/synthetic/ablation",)
+
+    def planned(ablate, **extra) -> dict[str, int]:
+        cfg = {**SMALL_SYNTHETIC, **extra, "evaluate": {"ablate_neurons": {"synthetic": ablate}}}
+        return dict(jobs_run(run_snakemake(tmp_path / "run", cfg, targets=target, extra=("-n",))))
+
+    assert planned({"best_verified": 1})["activation_rate"] == 1
+    assert "activation_rate" not in planned([0, 2])
+    sets = {"a": {"synthetic": "default"}, "b": {"synthetic": "default"}}
+    assert planned({"best_verified": 1, "concept_set": "b"}, concept_sets=sets)["activation_rate"] == 1
+    for ablate, message in (
+        (
+            {"best_verified": 1},
+            "config key evaluate.ablate_neurons.synthetic: best_verified needs concept_set: one of a, b",
+        ),
+        (
+            {"best_verified": 1, "concept_set": "c"},
+            "config key evaluate.ablate_neurons.synthetic.concept_set: no concept set 'c' in concept_sets: (a, b)",
+        ),
+    ):
+        cfg = {**SMALL_SYNTHETIC, "concept_sets": sets, "evaluate": {"ablate_neurons": {"synthetic": ablate}}}
+        proc = run_snakemake(tmp_path / "bad", cfg, targets=target, extra=("-n",), check=False)
+        assert proc.returncode != 0 and message in proc.stdout + proc.stderr

@@ -96,7 +96,8 @@ CONCEPT_SETS = sorted(config["concept_sets"])
 HYPOTHESIZE_METHODS = hypothesize_methods()
 GROUND_TRUTH_MODELS = [m for m in MODELS if "ground_truth" in config["models"][m]]
 SYNTHETIC_MODELS = [m for m in MODELS if config["models"][m]["source"] == "synthetic"]
-ABLATE_NEURONS = {m: ids for m, ids in config["evaluate"]["ablate_neurons"].items() if ids}  # model -> ids
+# model -> neuron ids, or {best_verified: N, concept_set: ...} (the run's own best verified neurons)
+ABLATE_NEURONS = {m: ids for m, ids in config["evaluate"]["ablate_neurons"].items() if ids}
 ABLATED_MODELS = sorted(ABLATE_NEURONS)
 STAGE_ABLATIONS = config["evaluate"]["stage_ablations"]
 # no Select (select.enabled false), no Cluster (hypothesize.cluster false), no Verify (verify.enabled false), and
@@ -315,6 +316,40 @@ def trained_probe_pictures(wildcards):
     if isinstance(path, str) and os.path.normpath(path) == TRAINED_PICTURES:
         return [paths.TRAINED_PICTURES]
     return []
+
+
+def ablation_concept_set(model):
+    """The concept set whose SIEVE-verified neurons `evaluate.ablate_neurons.<model>: {best_verified: N}` takes:
+    its `concept_set`, or the config's only one."""
+    choice = ABLATE_NEURONS[model]
+    name = choice.get("concept_set")
+    if name is None and len(CONCEPT_SETS) == 1:
+        return CONCEPT_SETS[0]
+    if name in CONCEPT_SETS and "sieve" in HYPOTHESIZE_METHODS:
+        return name
+    key = f"config key evaluate.ablate_neurons.{model}"
+    if "sieve" not in HYPOTHESIZE_METHODS:
+        raise WorkflowError(f"{key}: best_verified needs hypothesize.methods to include sieve")
+    if name is None:
+        raise WorkflowError(
+            f"{key}: best_verified needs concept_set: one of {', '.join(CONCEPT_SETS)} (the config has several)"
+        )
+    raise WorkflowError(
+        f"{key}.concept_set: no concept set {name!r} in concept_sets: ({', '.join(CONCEPT_SETS)})"
+    )
+
+
+def ablation_verified(wildcards):
+    """The run's neuron_concepts.csv when the ablated neurons are its best verified ones; else nothing."""
+    if not isinstance(ABLATE_NEURONS[wildcards.model], dict):
+        return []
+    run = paths.RUN.replace("{concept_set}", ablation_concept_set(wildcards.model))
+    return [paths.verify_files(run)["neuron_concepts"]]
+
+
+for _model, _choice in ABLATE_NEURONS.items():  # a wrong concept set stops the parse, not the job
+    if isinstance(_choice, dict):
+        ablation_concept_set(_model)
 
 
 def ground_truth_file(wildcards):

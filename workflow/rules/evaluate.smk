@@ -91,12 +91,13 @@ rule final_layer_variants:
 
 
 rule ablate_neurons:
-    """Zero each neuron evaluate.ablate_neurons names for this model entry; per-class accuracy drop on the
-    labelled probe set."""
+    """Zero each neuron evaluate.ablate_neurons names for this model entry (or, with best_verified, the run's
+    best SIEVE-verified ones); per-class accuracy drop on the labelled probe set."""
     input:
         ground_truth=ground_truth_file,
         checkpoint=trained_checkpoint,
         pictures=trained_probe_pictures,
+        verified=ablation_verified,
     output:
         ablation=report(
             directory(paths.NEURON_ABLATION),

@@ -6,11 +6,18 @@ from sieve.backends.imagesets import open_image_set
 from sieve.backends.models import load_model
 from sieve.devices import resolve_device
 from sieve.evaluate.final_layer import read_ground_truth
-from sieve.evaluate.neuron_ablation import run_neuron_ablation
+from sieve.evaluate.neuron_ablation import best_verified_neurons, run_neuron_ablation
 from sieve.io import script_logging
 
 with script_logging(snakemake.log[0]):
     p = snakemake.params
+    choice = p.neurons
+    if isinstance(choice, dict):  # {best_verified: N}: the run's own best verified neurons
+        neurons = best_verified_neurons(
+            snakemake.input.verified[0], int(choice["best_verified"]), snakemake.wildcards.model
+        )
+    else:
+        neurons = [int(n) for n in choice]
     model = load_model(snakemake.wildcards.model, dict(p.model), resolve_device(p.device))
     probe = open_image_set(snakemake.wildcards.probe, dict(p.probe))
     from_truth = len(snakemake.input.ground_truth) > 0
@@ -18,7 +25,7 @@ with script_logging(snakemake.log[0]):
     run_neuron_ablation(
         model,
         probe,
-        list(p.neurons),
+        neurons,
         snakemake.output.ablation,
         class_names=names,
         batch_size=snakemake.resources.batch_size,

@@ -1,6 +1,7 @@
 """Neuron ablation (:func:`run_neuron_ablation`, the paper's Fig. 6): what a model loses without one neuron.
 
-Each neuron ``evaluate.ablate_neurons`` names for a model entry is zeroed in the analysed layer (a forward hook sets its channel
+Each neuron ``evaluate.ablate_neurons`` names for a model entry (or, with ``{best_verified: N}``, the N neurons of
+the run's ``neuron_concepts.csv`` that :func:`best_verified_neurons` ranks first) is zeroed in the analysed layer (a forward hook sets its channel
 to 0: dim 1 of a conv map or of ``[B, C]``, the last dim of transformer tokens) and the model's top-1
 accuracy per class is measured on the labelled probe set (labels are class indices of the model's output)
 with and without it. ``ablation/{neuron}.json`` lists the classes by accuracy drop, largest first;
@@ -20,10 +21,39 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io import atomic_path, write_json
+from ..io import atomic_path, read_csv, write_json
 from . import EvaluateError
 
 log = logging.getLogger(__name__)
+
+
+def rank_verified(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``neuron_concepts.csv`` rows by highest AR, then more verified hypotheses, then the higher selectivity
+    ratio, then the lower neuron id."""
+    return sorted(
+        rows,
+        key=lambda r: (-float(r["best_ar"]), -int(r["n_verified"]), -float(r["ratio"]), int(r["neuron"])),
+    )
+
+
+def best_verified_neurons(neuron_concepts_csv: str, n: int, model: str = "") -> list[int]:
+    """The ``n`` neurons SIEVE verified with the highest AR in a run's ``neuron_concepts.csv`` (ties: more
+    verified hypotheses, then the higher selectivity ratio, then the lower id), best first; fewer (with a
+    warning) when fewer are verified, and an error naming the file when none is."""
+    rows = [r for r in read_csv(neuron_concepts_csv) if r["status"] == "verified"]
+    if not rows:
+        raise EvaluateError(
+            f"{neuron_concepts_csv}: no neuron is verified, so evaluate.ablate_neurons.{model}: best_verified has "
+            "nothing to zero; name the neurons instead"
+        )
+    ranked = rank_verified(rows)
+    if len(ranked) < n:
+        log.warning(
+            "%s: best_verified %d, but only %d neurons are verified", neuron_concepts_csv, n, len(ranked)
+        )
+    chosen = [int(r["neuron"]) for r in ranked[:n]]
+    log.info("best verified neurons of %s: %s", neuron_concepts_csv, chosen)
+    return chosen
 
 
 def zero_channel(output: torch.Tensor, neuron: int) -> torch.Tensor:
