@@ -282,3 +282,26 @@ def test_cpu_stage_and_import_figures_are_the_bench_results() -> None:
     ) in text
     assert f"{imp['jobs_importing_torch']} of its {imp['jobs']} jobs import torch" in text
     assert f"{imp['torch_import_seconds']} s of the import time is theirs" in text
+
+
+def test_shard_share_figures_are_the_bench_results() -> None:
+    """bench/README.md's quiet generate rows and shard-phase figures quote generate.jsonl's last two lines
+    (bench/bench_generate.py) and shard_phases_cpu.json (bench/shard_phases.py)."""
+    text = re.sub(r"\s+", " ", (REPO / "bench/README.md").read_text(encoding="utf-8"))
+    lines = (REPO / "bench/results/generate.jsonl").read_text(encoding="utf-8").splitlines()
+    for d in (json.loads(line) for line in lines[-2:]):
+        row = (
+            f"| `{d['pipeline']}` | after, quiet | {d['load_average_at_start']} | {d['loop']['per_s_max']} / "
+            f"{d['loop']['per_s_median']} | {d['shard']['per_s_max']} / {d['shard']['per_s_median']} | "
+            f"{d['shard_generate_only_images_per_s_median']} | {d['shard_share_of_generate_only_median']} |"
+        )
+        assert row in text, row
+    ph = json.loads((REPO / "bench/results/shard_phases_cpu.json").read_text(encoding="utf-8"))
+    for figure in (
+        f"{ph['seconds_per_run']} s per run, of which generation {ph['generate_seconds_per_run']} s "
+        f"(`generate_share` {ph['generate_share']}), measuring {ph['measure']} s",
+        f"waiting for the writer thread {ph['main_waits_for_writer']} s",
+        f"own work is {ph['writer_seconds_per_run']} s (thumbnail files {ph['writer_thumbnail_files']} s",
+        f"prompt and activations {ph['writer_concept_files']} s)",
+    ):
+        assert figure in text, figure
