@@ -242,10 +242,36 @@ def bench_grids(results: Path, rounds: int, before: str, replicas: int) -> dict[
     return out
 
 
+def grids_job_side(
+    counts: dict[str, int],
+    key: str,
+    out: Path,
+    clusters: str,
+    crops_h5: str,
+    probe: Any,
+    activations_h5: str,
+    reduced: bool = True,
+) -> Callable[[], dict[str, Any]]:
+    """One timed side: :func:`~sieve.report.grids.run_grids` into a fresh ``out`` in the job's own thread
+    (``num_workers: 0``, composed labels forgotten first), its grid count stored in ``counts[key]``."""
+
+    def run() -> dict[str, Any]:
+        from sieve.report import grids
+
+        grids.clear_text_cache()
+        shutil.rmtree(out, ignore_errors=True)
+        t0, c0 = time.perf_counter(), time.process_time()
+        counts[key] = grids.run_grids(
+            clusters, crops_h5, probe, str(out), num_workers=0, activations_h5=activations_h5, reduced=reduced
+        )
+        return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+
+    return run
+
+
 def bench_grids_job(results: Path, probe: Any, rounds: int, replicas: int) -> dict[str, Any]:
     """run_grids as the default run's rule runs it (config.yaml's ``num_workers: 0``: thumbnails loaded in the job's
     own thread), on the run's neurons and on ``replicas`` copies."""
-    from sieve.report.grids import run_grids
 
     crops_h5 = str(results / WORLD / "crops" / "crops.h5")
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -256,27 +282,11 @@ def bench_grids_job(results: Path, probe: Any, rounds: int, replicas: int) -> di
             f"x{replicas}": (str(clusters), str(acts)),
         }
         counts: dict[str, int] = {}
-
-        def side(name: str) -> Callable[[], dict[str, Any]]:
-            def run() -> dict[str, Any]:
-                from sieve.report import grids
-
-                grids.clear_text_cache()
-                shutil.rmtree(tmp / "out", ignore_errors=True)
-                t0, c0 = time.perf_counter(), time.process_time()
-                counts[name] = run_grids(
-                    cases[name][0],
-                    crops_h5,
-                    probe,
-                    str(tmp / "out"),
-                    num_workers=0,
-                    activations_h5=cases[name][1],
-                )
-                return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
-
-            return run
-
-        runs = interleaved({name: side(name) for name in cases}, rounds=rounds, warmup=True)
+        sides = {
+            name: grids_job_side(counts, name, tmp / "out", clusters_dir, crops_h5, probe, acts_h5)
+            for name, (clusters_dir, acts_h5) in cases.items()
+        }
+        runs = interleaved(sides, rounds=rounds, warmup=True)
         out: dict[str, Any] = {"num_workers": 0}
         for name, rs in runs.items():
             out[name] = {"neurons": counts[name], **per_neuron(rs, counts[name])}
@@ -312,7 +322,6 @@ def bench_grids_jpeg(clusters: Path, acts: Path, n_images: int, tmp: Path, round
     from sieve.backends.imagesets import open_image_set
     from sieve.backends.preprocess import Preprocess
     from sieve.io import read_json
-    from sieve.report.grids import run_grids
 
     folder_bytes = jpeg_folder(tmp / "jpeg", n_images)
     probe = open_image_set("jpeg", {"kind": "imagefolder", "path": str(tmp / "jpeg")})
@@ -321,28 +330,12 @@ def bench_grids_jpeg(clusters: Path, acts: Path, n_images: int, tmp: Path, round
         f.attrs["preprocess"] = json.dumps(Preprocess().as_dict())
     loaded = len({int(c["probe_index"]) for p in clusters.glob("*.json") for c in read_json(p)["crops"]})
     counts: dict[str, int] = {}
-
-    def side(reduced: bool) -> Callable[[], dict[str, Any]]:
-        def run() -> dict[str, Any]:
-            from sieve.report import grids
-
-            grids.clear_text_cache()
-            shutil.rmtree(tmp / "out", ignore_errors=True)
-            t0, c0 = time.perf_counter(), time.process_time()
-            counts["n"] = run_grids(
-                str(clusters),
-                str(crops_h5),
-                probe,
-                str(tmp / "out"),
-                num_workers=0,
-                activations_h5=str(acts),
-                reduced=reduced,
-            )
-            return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
-
-        return run
-
-    runs = interleaved({"full": side(False), "reduced": side(True)}, rounds=rounds, warmup=True)
+    args = (tmp / "out", str(clusters), str(crops_h5), probe, str(acts))
+    sides = {
+        "full": grids_job_side(counts, "n", *args, reduced=False),
+        "reduced": grids_job_side(counts, "n", *args, reduced=True),
+    }
+    runs = interleaved(sides, rounds=rounds, warmup=True)
     out: dict[str, Any] = {
         "images": n_images,
         "image_size": list(JPEG_SIZE),
