@@ -321,22 +321,21 @@ def trained_probe_pictures(wildcards):
 def ablation_concept_set(model):
     """The concept set whose SIEVE-verified neurons `evaluate.ablate_neurons.<model>: {best_verified: N}` takes:
     its `concept_set`, or the config's only one."""
-    choice = ABLATE_NEURONS[model]
-    name = choice.get("concept_set")
-    if name is None and len(CONCEPT_SETS) == 1:
-        return CONCEPT_SETS[0]
-    if name in CONCEPT_SETS and "sieve" in HYPOTHESIZE_METHODS:
-        return name
+    name = ABLATE_NEURONS[model].get("concept_set")
     key = f"config key evaluate.ablate_neurons.{model}"
     if "sieve" not in HYPOTHESIZE_METHODS:
         raise WorkflowError(f"{key}: best_verified needs hypothesize.methods to include sieve")
     if name is None:
+        if len(CONCEPT_SETS) == 1:
+            return CONCEPT_SETS[0]
         raise WorkflowError(
             f"{key}: best_verified needs concept_set: one of {', '.join(CONCEPT_SETS)} (the config has several)"
         )
-    raise WorkflowError(
-        f"{key}.concept_set: no concept set {name!r} in concept_sets: ({', '.join(CONCEPT_SETS)})"
-    )
+    if name not in CONCEPT_SETS:
+        raise WorkflowError(
+            f"{key}.concept_set: no concept set {name!r} in concept_sets: ({', '.join(CONCEPT_SETS)})"
+        )
+    return name
 
 
 def ablation_verified(wildcards):

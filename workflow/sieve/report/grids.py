@@ -408,7 +408,7 @@ def thumbnail(probe: Any, pre: Preprocess, index: int, tile: int, reduced: bool 
     the image cannot be read. ``reduced``: a JPEG file is decoded at the smallest DCT scale that still gives
     the square twice the tile's pixels (:meth:`Preprocess.draft_size`), several times faster than in full."""
     try:
-        if reduced and hasattr(probe, "load_reduced"):
+        if reduced:
             img, full = probe.load_reduced(index, lambda w, h: pre.draft_size(w, h, tile))
             return np.asarray(pre.view(img, size=tile, source_size=full).convert("RGBX"))
         return np.asarray(pre.view(probe.load(index), size=tile).convert("RGBX"))
