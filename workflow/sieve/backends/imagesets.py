@@ -48,11 +48,7 @@ class ImageSet:
     def load(self, i: int) -> Image.Image:
         if self.loader is not None:
             return self.loader(i)
-        path = os.path.join(self.root, self.paths[i])
-        try:
-            return open_rgb(path)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-            raise BadImage(f"{path}: {exc}") from exc
+        return self._read(i, open_rgb)
 
     def load_reduced(
         self, i: int, request: Callable[[int, int], tuple[int, int]]
@@ -63,9 +59,13 @@ class ImageSet:
         if self.loader is not None:
             img = self.loader(i)
             return img, img.size
+        return self._read(i, lambda path: open_rgb_reduced(path, request))
+
+    def _read(self, i: int, open_file: Callable[[str], Any]) -> Any:
+        """``open_file`` of image ``i``'s file; what Pillow raises for an unreadable one becomes BadImage."""
         path = os.path.join(self.root, self.paths[i])
         try:
-            return open_rgb_reduced(path, request)
+            return open_file(path)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             raise BadImage(f"{path}: {exc}") from exc
 
