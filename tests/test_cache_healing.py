@@ -79,7 +79,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
 def test_cache_files_record_their_checksum(tmp_path):
     path = tmp_path / "e" / "acts" / "m.npz"
     path.parent.mkdir(parents=True)
-    write_cache_file(path, lambda tmp: tmp.write_bytes(b"payload"))
+    write_cache_file(path, b"payload")
     assert checksum_path(path).read_text().strip() == hashlib.sha256(b"payload").hexdigest()
     assert file_status(path) == INTACT
     path.write_bytes(b"pay1oad")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from helpers import REPO, snakemake_env
-from sieve.io import atomic_path, ordinary_file_mode, write_json, write_text
+from sieve.io import atomic_path, ordinary_file_mode, write_bytes_atomic, write_json, write_text
 from sieve.verify.cache import write_cache_file
 
 
@@ -42,9 +42,23 @@ def test_atomic_writers_give_umask_mode(tmp_path: Path, umask: int) -> None:
     write_text(tmp_path / "b.txt", "hello")
     with atomic_path(tmp_path / "c.h5", suffix=".h5.partial") as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("x", data=np.arange(3))
-    write_cache_file(tmp_path / "cache" / "d.npz", lambda tmp: tmp.write_bytes(b"npz"))
-    for name in ("a.json", "b.txt", "c.h5", "cache/d.npz"):
+    write_cache_file(tmp_path / "cache" / "d.npz", b"npz")
+    for name in ("a.json", "b.txt", "c.h5", "cache/d.npz", "cache/d.npz.sha256"):
         assert _mode(tmp_path / name) == want, name
+
+
+def test_bytes_written_atomically_replace_the_file_or_leave_it_alone(tmp_path: Path) -> None:
+    """The cache's writer (bytes already in memory): the parent is created, an old file is replaced whole, and a
+    failed rename leaves neither a changed file nor a temporary one."""
+    path = tmp_path / "new" / "dir" / "t.jpg"
+    write_bytes_atomic(path, b"first")
+    write_bytes_atomic(path, b"second")
+    assert path.read_bytes() == b"second"
+    blocked = tmp_path / "new" / "dir" / "d.jpg"
+    (blocked / "inside").mkdir(parents=True)  # a non-empty directory: os.replace onto it fails
+    with pytest.raises(OSError):
+        write_bytes_atomic(blocked, b"x")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["d.jpg", "t.jpg"]
 
 
 def test_overwrite_does_not_keep_an_old_private_mode(tmp_path: Path, umask: int) -> None:

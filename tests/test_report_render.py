@@ -32,6 +32,8 @@ def test_the_report_reads_the_manifests_of_the_plan(tmp_path) -> None:
 def test_a_damaged_activation_file_shows_no_values(tmp_path) -> None:
     """The report reads Verify's cache through its checksums: an altered file gives no values, not wrong ones,
     and an intact one gives the stored activations."""
+    import io
+
     import numpy as np
 
     from sieve.io import write_json
@@ -40,13 +42,9 @@ def test_a_damaged_activation_file_shows_no_values(tmp_path) -> None:
 
     def acts_file(name: str) -> str:
         path = tmp_path / "results" / "generate" / "cache" / f"{name}.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-        def write(tmp):
-            with open(tmp, "wb") as fh:
-                np.savez(fh, seeds=np.arange(2), pooled=np.array([[0.5], [2.0]], dtype=np.float32))
-
-        write_cache_file(path, write)
+        buf = io.BytesIO()
+        np.savez(buf, seeds=np.arange(2), pooled=np.array([[0.5], [2.0]], dtype=np.float32))
+        write_cache_file(path, buf.getvalue())
         return path.relative_to(tmp_path).as_posix()
 
     good, bad = acts_file("good"), acts_file("bad")

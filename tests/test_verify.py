@@ -440,22 +440,21 @@ def test_shard_survives_another_job_cleaning_its_temporary_files(tmp_path, monke
     req = run_requests([str(hyp)], str(tmp_path / "requests.json"), spec["prompt"], 1)
     cache = tmp_path / "cache"
     cleaned = []
+    real_replace = os.replace
 
-    def other_job_cleans(kind, real):
-        def wrapped(*args, **kwargs):
-            out = real(*args, **kwargs)
-            if kind not in cleaned:  # once per kind of file: after the write, before the rename
-                cleaned.append(kind)
-                for p in cache.rglob(".*.partial"):
-                    p.unlink()
-            return out
+    def other_job_cleans(src, dst):
+        """The rename of a cache file, with another job's clean-up just before it, once per kind of file: the
+        temporary file is written, then gone."""
+        kind = Path(dst).suffix
+        if kind in (".jpg", ".npz") and kind not in cleaned:
+            cleaned.append(kind)
+            for p in cache.rglob(".*.partial"):
+                p.unlink()
+        return real_replace(src, dst)
 
-        return wrapped
-
-    monkeypatch.setattr(np, "savez", other_job_cleans("acts", np.savez))
-    monkeypatch.setattr(Image.Image, "save", other_job_cleans("thumb", Image.Image.save))
+    monkeypatch.setattr(os, "replace", other_job_cleans)
     m = generate_all(req, spec, tmp_path)[0]
-    assert cleaned == ["thumb", "acts"] and m["n_generated"] == 8
+    assert cleaned == [".jpg", ".npz"] and m["n_generated"] == 8
     assert len(list(cache.rglob("*.npz"))) == 2 and len(list(cache.rglob("*.jpg"))) == 8
     assert not list(cache.rglob("*.partial"))
 

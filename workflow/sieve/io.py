@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -91,9 +92,36 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         raise
 
 
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` as :func:`atomic_path` would (a temporary ``.<name>.<random>.partial`` beside it,
+    renamed onto it), in fewer system calls, for bytes already in memory: the temporary file is created with
+    mode 0o666, which the kernel reduces by the umask as it does for ``open(path, "w")``, so no chmod (and no
+    reading of the umask) follows. The parent directory is created when it is missing. A temporary file that
+    disappears before the rename (another job cleaning partial files) raises FileNotFoundError."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:  # another writer's name: draw again
+            continue
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, flags, 0o666)
+        break
+    try:
+        with open(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(dumps(obj) + "\n", encoding="utf-8")
+    write_bytes_atomic(path, (dumps(obj) + "\n").encode("utf-8"))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -102,8 +130,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def csv_cell(value: Any) -> Any:

@@ -1,8 +1,8 @@
 """The content-addressed generation cache (layout in :mod:`sieve.verify`): entries, keys, atomic writes,
 checksums, images.
 
-Every cache file is written under a temporary name and renamed (:func:`write_cache_file`); its SHA-256 is then
-recorded beside it (``<file>.sha256``, :func:`checksum_path`). A reader checks the file against that record
+Every cache file is encoded in memory, written under a temporary name and renamed (:func:`write_cache_file`); the
+SHA-256 of those bytes is then recorded beside it (``<file>.sha256``, :func:`checksum_path`). A reader checks the file against that record
 (:func:`file_status`): a file that is missing, or whose bytes no longer match, counts as missing and is generated
 again. A file without a record (a cache written before checksums existed) is accepted when it loads, and gets its
 record from the next planning job (:func:`adopt_checksums`), so an existing cache stays valid.
@@ -14,11 +14,12 @@ where they run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import logging
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..backends import activation_spec
 from ..images import open_rgb
-from ..io import atomic_path, local_file_fingerprints, sha256_file, stable_hash
+from ..io import local_file_fingerprints, sha256_file, stable_hash, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def adopt_checksums(paths: Iterable[Path]) -> int:
 
 
 def record_checksum(path: Path, digest: str) -> None:
-    _write_atomic(checksum_path(path), lambda tmp: tmp.write_text(digest + "\n", encoding="ascii"))
+    _write_atomic(checksum_path(path), (digest + "\n").encode("ascii"))
 
 
 def model_key(spec: dict[str, Any], dtype: Any) -> str:
@@ -128,24 +129,34 @@ def model_key(spec: dict[str, Any], dtype: Any) -> str:
     return stable_hash("model", measured, str(dtype).replace("torch.", ""), local_file_fingerprints(spec))
 
 
-@dataclass
+@dataclass(frozen=True)
 class CacheEntry:
     root: Path
     generator_key: str
     key: str
 
-    @property
+    # The entry's folders are built once: a shard asks for thousands of its paths (planning, writing, the
+    # manifest), and each pathlib join costs microseconds.
+    @functools.cached_property
     def dir(self) -> Path:
         return Path(self.root) / self.generator_key / self.key[:2] / self.key
+
+    @functools.cached_property
+    def _thumbs(self) -> Path:
+        return self.dir / "thumbs"
+
+    @functools.cached_property
+    def _images(self) -> Path:
+        return self.dir / "images"
 
     def acts_path(self, mkey: str) -> Path:
         return self.dir / "acts" / f"{mkey}.npz"
 
     def thumb(self, seed: int) -> Path:
-        return self.dir / "thumbs" / f"{seed}.jpg"
+        return self._thumbs / f"{seed}.jpg"
 
     def image(self, seed: int) -> Path:
-        return self.dir / "images" / f"{seed}.png"
+        return self._images / f"{seed}.png"
 
     def clean_partials(self) -> int:
         """Remove temporary files a killed job left behind (never a complete file). A job sharing the cache may be
@@ -188,36 +199,24 @@ class CacheEntry:
         merged.update(rows)
         seeds = np.array(sorted(merged), dtype=np.int64)
         pooled = np.stack([merged[int(s)] for s in seeds]).astype(np.float32)
-        path = self.acts_path(mkey)
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, seeds=seeds, pooled=pooled)
-
-        write_cache_file(path, write)
+        buf = io.BytesIO()
+        np.savez(buf, seeds=seeds, pooled=pooled)
+        write_cache_file(self.acts_path(mkey), buf.getvalue())
 
 
-def write_cache_file(path: Path, write: Callable[[Path], None], attempts: int = 3) -> None:
-    """Write one cache file under a temporary name, rename it, then record its SHA-256 beside it (the digest of
-    the bytes written, taken before the rename). Shard jobs share the cache and each removes the temporary files
-    it finds in the entries it starts on (:meth:`CacheEntry.clean_partials`): a temporary file removed under a
-    running write is written again instead of failing the job."""
-    digest: list[str] = []
-
-    def write_and_hash(tmp: Path) -> None:
-        write(tmp)
-        digest[:] = [sha256_file(tmp)]
-
-    _write_atomic(path, write_and_hash, attempts)
-    record_checksum(path, digest[0])
+def write_cache_file(path: Path, data: bytes, attempts: int = 3) -> None:
+    """Write one cache file's bytes under a temporary name and rename it, then record their SHA-256 beside it
+    (hashed from memory: the file is not read back). Shard jobs share the cache and each removes the temporary
+    files it finds in the entries it starts on (:meth:`CacheEntry.clean_partials`): a temporary file removed
+    under a running write is written again instead of failing the job."""
+    _write_atomic(path, data, attempts)
+    record_checksum(path, hashlib.sha256(data).hexdigest())
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None], attempts: int = 3) -> None:
+def _write_atomic(path: Path, data: bytes, attempts: int = 3) -> None:
     for attempt in range(attempts):
         try:
-            with atomic_path(path) as tmp:
-                write(tmp)
+            write_bytes_atomic(path, data)
             return
         except FileNotFoundError:
             if attempt == attempts - 1:
@@ -250,12 +249,12 @@ def write_images(arr: np.ndarray, paths: list[Path], kind: str) -> None:
     from PIL import Image
 
     for a, path in zip(arr, paths, strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        img = Image.fromarray(a)
+        buf = io.BytesIO()
         if kind == "thumbnails":
-            write_cache_file(path, lambda tmp, img=img: img.save(tmp, format="JPEG", quality=90))
+            Image.fromarray(a).save(buf, format="JPEG", quality=90)
         else:
-            write_cache_file(path, lambda tmp, img=img: img.save(tmp, format="PNG"))
+            Image.fromarray(a).save(buf, format="PNG")
+        write_cache_file(path, buf.getvalue())
 
 
 def save_images(images: Any, paths: list[Path], kind: str, thumb_size: int) -> None:

@@ -237,6 +237,8 @@ def plan_concept(
     A seed is generated when the image ``keep_images`` asks for is missing, or when a model lacks its activation
     and no full image is kept; it is measured from its full image when only a model's activation is missing.
     A file that does not match its recorded checksum counts as missing (:func:`~.cache.usable`)."""
+    if not entry.dir.is_dir():  # a new concept: nothing to look up, file by file
+        return sorted(set(seeds)), []
     have = {}
     for mk in set(model_keys):
         got = entry.read_acts(mk)
@@ -394,7 +396,7 @@ class ShardRecorder:
 
     def _finish(self, p: _Pending) -> None:
         text = dumps({"prompt": p.prompt, "generator": self.settings}) + "\n"
-        write_cache_file(p.entry.dir / "prompt.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_cache_file(p.entry.dir / "prompt.json", text.encode("utf-8"))
         for mk, rows in p.rows.items():  # acts last: the completion marker
             p.entry.write_acts(mk, rows)
 
@@ -516,8 +518,8 @@ def shard_manifest(
             "entry": str(entry.dir),
             "seeds": seeds,
             "acts": {name: str(entry.acts_path(mk)) for name, mk in mkeys.items()},
-            "thumbs": [str(entry.thumb(s)) for s in seeds if entry.thumb(s).is_file()],
-            "images": [str(entry.image(s)) for s in seeds if entry.image(s).is_file()],
+            "thumbs": [str(p) for p in map(entry.thumb, seeds) if p.is_file()],
+            "images": [str(p) for p in map(entry.image, seeds) if p.is_file()],
         }
         for c, entry in zip(concepts, entries, strict=True)
     ]
@@ -588,7 +590,9 @@ def run_shard(
     )
     entries = [CacheEntry(Path(cache_root), settings.generator_key, c["key"]) for c in concepts]
     clean_entries(entries, shard)
-    adopt_checksums(f for e in entries for f in e.files(settings.model_keys.values(), settings.seeds))
+    adopt_checksums(
+        f for e in entries if e.dir.is_dir() for f in e.files(settings.model_keys.values(), settings.seeds)
+    )
     plan = plan_shard(entries, settings.seeds, settings.keep, settings.model_keys.values())
     log.info(
         "shard %d: %d concepts, %d images to generate, %d to measure from kept images, %d cached",
