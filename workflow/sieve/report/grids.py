@@ -13,6 +13,7 @@ probe's image set, each probe image loaded once.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 import math
@@ -25,7 +26,7 @@ import h5py
 import numpy as np
 
 from ..backends.preprocess import Preprocess
-from ..io import atomic_path, read_json
+from ..io import read_json, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -461,7 +462,8 @@ def run_grids(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for d in docs:
         grid = draw_grid(d, thumbs, pre.input_size, tile, maps=maps.get(int(d["neuron"])))
-        with atomic_path(os.path.join(out_dir, f"{d['neuron']}{GRID_SUFFIX}"), suffix=GRID_SUFFIX) as tmp:
-            encode_grid(grid, tmp)
+        buf = io.BytesIO()
+        encode_grid(grid, buf)
+        write_bytes_atomic(os.path.join(out_dir, f"{d['neuron']}{GRID_SUFFIX}"), buf.getvalue())
     log.info("drew %d grids", len(docs))
     return len(docs)
