@@ -112,6 +112,48 @@ def test_bench_generate_small_mode(tmp_path) -> None:
     assert set(record["speedup_shard_vs_loop"]) == {"from_min", "from_median"}
 
 
+def test_compare_revisions_alternates_two_checkouts(tmp_path) -> None:
+    """bench/compare_revisions.py: --before checked out in a temporary worktree, each side its own bench_generate
+    process, every process's share kept, and the worktree removed afterwards."""
+    out = tmp_path / "revisions.json"
+    args = [
+        "--images",
+        "4",
+        "--images-per-concept",
+        "2",
+        "--batch-size",
+        "2",
+        "--warmup",
+        "1",
+        "--rounds",
+        "1",
+    ]
+    proc = _run("compare_revisions.py", "--before", "HEAD", "--rounds", "2", "--out", str(out), "--", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    assert report["before_revision"] == head.stdout.strip()
+    assert report["after_revision"].startswith(report["before_revision"])
+    assert report["bench_generate_args"] == args and report["images"] == 4
+    for side in ("before", "after"):
+        shares = report[side]["share_of_generate_only"]
+        assert len(shares) == 2 and all(0 < x for x in shares)
+        assert report[side]["share_min"] <= report[side]["share_median"] <= report[side]["share_max"]
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=REPO, capture_output=True, text=True).stdout
+    assert "/before" not in worktrees
+
+
+def test_shard_phases_records_the_writer_alone_and_in_the_shard(tmp_path) -> None:
+    out = tmp_path / "phases.json"
+    proc = _run("shard_phases.py", "--runs", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ph = json.loads(out.read_text())
+    assert 0 < ph["generate_seconds_per_run"] < ph["seconds_per_run"]
+    assert ph["writer_seconds_per_run"] == round(ph["writer_thumbnail_files"] + ph["writer_concept_files"], 4)
+    assert 0 < ph["writer_cpu_seconds_per_run"]
+    assert 0 < ph["thumbnail_file_alone_ms"] and 0 < ph["thumbnail_file_in_shard_ms"] and 0 < ph["mkdir_ms"]
+
+
 def test_gpu_suite_small_mode_records_every_section(tmp_path) -> None:
     """The GPU suite's small CPU mode: every section runs and is recorded, FLOPs are counted, and no FLOP floor
     is claimed without a known GPU peak."""
