@@ -19,7 +19,9 @@ and concept set of the synthetic world; the probe images are re-rendered from ``
   (other neuron ids, top images shifted through the whole probe set), per neuron; its import time is not in it
   (bench/import_share.py measures imports); ``job.jpeg`` runs the copies' grids over a folder of 500 x 375 JPEG
   files under ImageNet's preprocessing, ``full`` (each file decoded in full, as before) against ``reduced`` (at
-  the DCT scale the tile allows, what the job does). Every grid side records wall time and this process's CPU
+  the DCT scale the tile allows, what the job does), both in the job's thread, and ``reduced_2_threads`` (2
+  threads loading and drawing: the rule's setting for a probe without ``num_workers: 0``). Every grid side
+  records wall time and this process's CPU
   time.
 - **Hypothesize**: :func:`sieve.hypothesize.run_hypothesize` on the run's clusters and crops with the run's
   concept set padded to ``--concepts`` concepts (random unit embeddings after the real ones): ``full_sort`` (the
@@ -251,9 +253,10 @@ def grids_job_side(
     probe: Any,
     activations_h5: str,
     reduced: bool = True,
+    workers: int = 0,
 ) -> Callable[[], dict[str, Any]]:
-    """One timed side: :func:`~sieve.report.grids.run_grids` into a fresh ``out`` in the job's own thread
-    (``num_workers: 0``, composed labels forgotten first), its grid count stored in ``counts[key]``."""
+    """One timed side: :func:`~sieve.report.grids.run_grids` into a fresh ``out`` (composed labels forgotten
+    first), in the job's own thread or with ``workers`` threads, its grid count stored in ``counts[key]``."""
 
     def run() -> dict[str, Any]:
         from sieve.report import grids
@@ -262,7 +265,13 @@ def grids_job_side(
         shutil.rmtree(out, ignore_errors=True)
         t0, c0 = time.perf_counter(), time.process_time()
         counts[key] = grids.run_grids(
-            clusters, crops_h5, probe, str(out), num_workers=0, activations_h5=activations_h5, reduced=reduced
+            clusters,
+            crops_h5,
+            probe,
+            str(out),
+            num_workers=workers,
+            activations_h5=activations_h5,
+            reduced=reduced,
         )
         return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
@@ -315,7 +324,8 @@ def jpeg_folder(folder: Path, n: int, size: tuple[int, int] = JPEG_SIZE) -> int:
 def bench_grids_jpeg(clusters: Path, acts: Path, n_images: int, tmp: Path, rounds: int) -> dict[str, Any]:
     """The replicated run's grids over a folder of JPEG files (``n_images``, 500 x 375) under ImageNet's
     preprocessing (224 px crop of the 256 px short side): ``full`` decodes each file in full, ``reduced`` at
-    the DCT scale :meth:`~sieve.backends.preprocess.Preprocess.draft_size` allows (what the job does). Per
+    the DCT scale :meth:`~sieve.backends.preprocess.Preprocess.draft_size` allows (what the job does),
+    ``reduced_2_threads`` the same with 2 threads (``num_workers`` 2). Per
     neuron and per image loaded (each probe image once per job)."""
     import h5py
 
@@ -334,6 +344,9 @@ def bench_grids_jpeg(clusters: Path, acts: Path, n_images: int, tmp: Path, round
     sides = {
         "full": grids_job_side(counts, "n", *args, reduced=False),
         "reduced": grids_job_side(counts, "n", *args, reduced=True),
+        # what the rule runs for a probe without config.yaml's num_workers: 0 (the schema's 4, capped by the
+        # job's 2 threads): thumbnails loaded and grids drawn by 2 threads
+        "reduced_2_threads": grids_job_side(counts, "n", *args, reduced=True, workers=2),
     }
     runs = interleaved(sides, rounds=rounds, warmup=True)
     out: dict[str, Any] = {
@@ -348,6 +361,7 @@ def bench_grids_jpeg(clusters: Path, acts: Path, n_images: int, tmp: Path, round
         out[name]["ms_per_image_min"] = round(1000 * out[name]["seconds_min"] / loaded, 3)
         out[name]["ms_per_image_median"] = round(1000 * out[name]["seconds_median"] / loaded, 3)
     out["speedup_reduced_vs_full"] = speedup(out["full"], out["reduced"])
+    out["speedup_2_threads_vs_1"] = speedup(out["reduced"], out["reduced_2_threads"])
     return out
 
 

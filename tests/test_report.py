@@ -831,3 +831,58 @@ def test_a_degenerate_selection_is_a_warning_above_the_facts(tmp_path):
     run = build(tmp_path, **kw)["runs"][0]
     assert run["warnings"] == [summary["degenerate"]["message"]]
     assert run["warnings"][0].startswith("degenerate selection: no neuron of 12 selected at tau 10; tau ")
+
+
+def test_grids_drawn_by_threads_are_the_files_of_one_thread(tmp_path):
+    """run_grids' ``num_workers`` threads load the probe images and draw, encode and write the grids: the files are
+    byte for byte those of the job's own thread, and a neuron whose grid cannot be drawn stops the job."""
+    import h5py
+
+    from sieve.backends.imagesets import open_image_set
+    from sieve.report.grids import run_grids
+
+    clusters = tmp_path / "clusters"
+    clusters.mkdir()
+    for neuron in range(7):
+        crops = [
+            {
+                "rank": r,
+                "probe_index": (3 * neuron + 2 * r) % 12,
+                "box": [8, 8, 40, 40],
+                "activation": 1 - r / 10,
+            }
+            for r in range(5)
+        ]
+        groups = [
+            {"cluster": 0, "members": [0, 1, 2], "size": 3},
+            {"cluster": 1, "members": [3, 4], "size": 2},
+        ]
+        doc = {"neuron": neuron, "k": 2, "crops": crops, "dropped": [], "clusters": groups}
+        (clusters / f"{neuron}.json").write_text(json.dumps(doc))
+    with h5py.File(tmp_path / "crops.h5", "w") as f:
+        f.attrs["preprocess"] = json.dumps({"input_size": 64, "resize": 64})
+    with h5py.File(tmp_path / "activations.h5", "w") as f:
+        f["topk/maps"] = np.random.default_rng(0).random((7, 5, 4, 4)).astype(np.float16)
+    probe = open_image_set("pics", {"kind": "synthetic", "n_images": 12, "seed": 0})
+
+    def grids(workers: int, out: str) -> dict[str, bytes]:
+        n = run_grids(
+            str(clusters),
+            str(tmp_path / "crops.h5"),
+            probe,
+            str(tmp_path / out),
+            tile=32,
+            num_workers=workers,
+            activations_h5=str(tmp_path / "activations.h5"),
+        )
+        assert n == 7
+        return {p.name: p.read_bytes() for p in sorted((tmp_path / out).iterdir())}
+
+    one = grids(0, "one")
+    assert sorted(one) == [f"{n}.jpg" for n in range(7)]
+    assert grids(3, "three") == one
+    bad = json.loads((clusters / "4.json").read_text())
+    bad["clusters"][0]["members"] = [0, 1, 9]  # no crop 9
+    (clusters / "4.json").write_text(json.dumps(bad))
+    with pytest.raises(IndexError):
+        grids(3, "bad")

@@ -451,8 +451,10 @@ def run_grids(
     reduced: bool = True,
 ) -> int:
     """One ``grids/{neuron}.jpg`` (JPEG, :data:`GRID_JPEG_QUALITY`) per clustered neuron (each probe image loaded
-    once, by ``num_workers`` threads); with ``activations_h5``, each top image's activation map is drawn below it.
-    Imports no torch. ``reduced``: JPEG probe images decoded at a reduced scale (:func:`thumbnail`)."""
+    once); with ``activations_h5``, each top image's activation map is drawn below it. ``num_workers`` threads
+    load the probe images, then draw, encode and write the grids (Pillow and numpy's large operations release
+    the GIL; 0: all in this thread); the files do not depend on it. Imports no torch. ``reduced``: JPEG probe
+    images decoded at a reduced scale (:func:`thumbnail`)."""
     with h5py.File(crops_h5, "r") as f:
         pre = Preprocess.coerce(json.loads(f.attrs["preprocess"]))
     docs = [read_json(p) for p in sorted(Path(clusters_dir).glob("*.json"))]
@@ -460,10 +462,18 @@ def run_grids(
     indices = sorted({int(c["probe_index"]) for d in docs for c in d["crops"]})
     thumbs = load_thumbnails(probe, pre, indices, tile, num_workers, reduced)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    for d in docs:
+
+    def write(d: dict[str, Any]) -> None:
         grid = draw_grid(d, thumbs, pre.input_size, tile, maps=maps.get(int(d["neuron"])))
         buf = io.BytesIO()
         encode_grid(grid, buf)
         write_bytes_atomic(os.path.join(out_dir, f"{d['neuron']}{GRID_SUFFIX}"), buf.getvalue())
+
+    if num_workers > 0:
+        with ThreadPoolExecutor(num_workers) as pool:
+            list(pool.map(write, docs))  # list(): a grid's error is raised here
+    else:
+        for d in docs:
+            write(d)
     log.info("drew %d grids", len(docs))
     return len(docs)
