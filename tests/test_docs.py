@@ -268,6 +268,12 @@ def test_cpu_stage_and_import_figures_are_the_bench_results() -> None:
     ) in text
     assert f"{jpeg['speedup_reduced_vs_full']['from_min']} times faster from the best rounds" in text
     assert f"{jr['ms_per_image_min']} / {jr['ms_per_image_median']} ms, `ms_per_image_min`" in text
+    j2, s2 = jpeg["reduced_2_threads"], jpeg["speedup_2_threads_vs_1"]
+    assert (
+        f"(`reduced_2_threads`): {j2['ms_per_neuron_min']} / {j2['ms_per_neuron_median']} ms per neuron "
+        f"({s2['from_min']} / {s2['from_median']} times the one thread's rate; {j2['cpu_ms_per_neuron_median']} ms "
+        "of CPU per neuron"
+    ) in text
     full, part = hyp["full_sort"], hyp["partition"]
     assert f"{hyp['neurons']} neurons and {hyp['clusters']} clusters" in text
     assert f"{full['seconds_min']} / {full['seconds_median']} s with a full sort" in text
