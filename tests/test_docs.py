@@ -291,23 +291,41 @@ def test_cpu_stage_and_import_figures_are_the_bench_results() -> None:
 
 
 def test_shard_share_figures_are_the_bench_results() -> None:
-    """bench/README.md's quiet generate rows and shard-phase figures quote generate.jsonl's last two lines
-    (bench/bench_generate.py) and shard_phases_cpu.json (bench/shard_phases.py)."""
+    """bench/README.md's generate rows after the cache wrote from memory, its revision comparison and its
+    shard-phase figures quote generate.jsonl's last two lines (bench/bench_generate.py),
+    shard_share_revisions*.json (bench/compare_revisions.py) and shard_phases_cpu.json (bench/shard_phases.py)."""
     text = re.sub(r"\s+", " ", (REPO / "bench/README.md").read_text(encoding="utf-8"))
     lines = (REPO / "bench/results/generate.jsonl").read_text(encoding="utf-8").splitlines()
     for d in (json.loads(line) for line in lines[-2:]):
         row = (
-            f"| `{d['pipeline']}` | after, quiet | {d['load_average_at_start']} | {d['loop']['per_s_max']} / "
-            f"{d['loop']['per_s_median']} | {d['shard']['per_s_max']} / {d['shard']['per_s_median']} | "
-            f"{d['shard_generate_only_images_per_s_median']} | {d['shard_share_of_generate_only_median']} |"
+            f"| `{d['pipeline']}` | writes from memory, quiet | {d['load_average_at_start']} | "
+            f"{d['loop']['per_s_max']} / {d['loop']['per_s_median']} | {d['shard']['per_s_max']} / "
+            f"{d['shard']['per_s_median']} | {d['shard_generate_only_images_per_s_median']} | "
+            f"{d['shard_share_of_generate_only_median']} |"
         )
         assert row in text, row
+    for name, processes in (("shard_share_revisions.json", 6), ("shard_share_revisions_20.json", 5)):
+        rv = json.loads((REPO / "bench/results" / name).read_text(encoding="utf-8"))
+        cells = [str(rv["rounds"])]
+        cells += [f"{rv[k]['share_min']} / {rv[k]['share_median']}" for k in ("before", "after")]
+        cells += [
+            f"{rv[k]['shard_seconds_min']} / {rv[k]['shard_seconds_median_of_runs']} s"
+            for k in ("before", "after")
+        ]
+        assert f"(results/{name})) | " + " | ".join(cells) + " |" in text, name
+        assert rv["rounds"] == processes and rv["before_revision"] == "a85afe2"
+        assert f"| before ({rv['before_revision']}) |" in text
     ph = json.loads((REPO / "bench/results/shard_phases_cpu.json").read_text(encoding="utf-8"))
     for figure in (
         f"{ph['seconds_per_run']} s per run, of which generation {ph['generate_seconds_per_run']} s "
         f"(`generate_share` {ph['generate_share']}), measuring {ph['measure']} s",
         f"waiting for the writer thread {ph['main_waits_for_writer']} s",
         f"own work is {ph['writer_seconds_per_run']} s (thumbnail files {ph['writer_thumbnail_files']} s",
-        f"prompt and activations {ph['writer_concept_files']} s)",
+        f"prompt and activations {ph['writer_concept_files']} s), {ph['writer_cpu_seconds_per_run']} s of it CPU",
+        f"A thumbnail file costs {ph['thumbnail_file_in_shard_ms']} ms in the shard and "
+        f"{ph['thumbnail_file_alone_ms']} ms written alone",
+        f"one folder: {ph['mkdir_ms']} ms, `mkdir_ms`",
+        f"(about {round(ph['seconds_per_run'] - ph['generate_and_measure'], 4)} s)",
+        f"costs {round(ph['generate_seconds_per_run'] / ph['images_per_run'] * 1000, 2)} ms to generate here",
     ):
         assert figure in text, figure
