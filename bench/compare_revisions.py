@@ -46,6 +46,23 @@ def run_side(root: Path, extra: list[str], out: Path) -> dict[str, Any]:
     return json.loads(out.read_text(encoding="utf-8").splitlines()[-1])
 
 
+WORKTREE_PREFIX = "sieve-compare-"
+
+
+def remove_stale_worktrees() -> None:
+    """Remove the worktrees a killed run of this script left registered (their folders under the temporary
+    directory, named with :data:`WORKTREE_PREFIX`)."""
+    listing = subprocess.run(
+        ["git", "worktree", "list", "--porcelain"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout
+    for line in listing.splitlines():
+        path = line.removeprefix("worktree ")
+        if line.startswith("worktree ") and Path(path).parent.name.startswith(WORKTREE_PREFIX):
+            subprocess.run(["git", "worktree", "remove", "--force", path], cwd=REPO, capture_output=True)
+            shutil.rmtree(Path(path).parent, ignore_errors=True)
+    subprocess.run(["git", "worktree", "prune"], cwd=REPO, capture_output=True)
+
+
 def side_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     share = [r["shard_share_of_generate_only_median"] for r in records]
     seconds = [r["shard"]["seconds_median"] for r in records]
@@ -82,7 +99,8 @@ def main() -> None:
             ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
         ).stdout.strip()
     )
-    tmp = Path(tempfile.mkdtemp())
+    remove_stale_worktrees()
+    tmp = Path(tempfile.mkdtemp(prefix=WORKTREE_PREFIX))
     before_root = tmp / "before"
     subprocess.run(
         ["git", "worktree", "add", "--detach", str(before_root), rev],

@@ -140,7 +140,7 @@ def test_compare_revisions_alternates_two_checkouts(tmp_path) -> None:
         assert len(shares) == 2 and all(0 < x for x in shares)
         assert report[side]["share_min"] <= report[side]["share_median"] <= report[side]["share_max"]
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=REPO, capture_output=True, text=True).stdout
-    assert "/before" not in worktrees
+    assert "sieve-compare-" not in worktrees
 
 
 def test_shard_phases_records_the_writer_alone_and_in_the_shard(tmp_path) -> None:

@@ -448,8 +448,8 @@ def test_shard_survives_another_job_cleaning_its_temporary_files(tmp_path, monke
         kind = Path(dst).suffix
         if kind in (".jpg", ".npz") and kind not in cleaned:
             cleaned.append(kind)
-            for p in cache.rglob(".*.partial"):
-                p.unlink()
+            removed = [p for p in cache.rglob(".*.partial") if p.unlink() is None]
+            assert Path(src) in removed  # the file being renamed is one that clean_partials' pattern finds
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", other_job_cleans)
@@ -917,3 +917,20 @@ def test_a_local_run_with_all_shards_in_one_job_loads_the_pipeline_once(tmp_path
     manifests = [read_json(run / f"results/generate/shards/{s}.json") for s in plan["work"]]
     assert manifests[0]["job_shards"] == plan["work"]
     assert sum(m["n_generated"] for m in manifests) == manifests[0]["n_generated"] > 0
+
+
+@pytest.mark.parametrize("keep", ["thumbnails", "full", "none"])
+def test_a_new_concept_is_planned_like_an_empty_folder(tmp_path, keep):
+    """plan_concept's shortcut for an entry without a folder gives what looking up its files in an empty folder
+    gives: every seed (sorted, once) to generate; with keep_images none and no model, nothing."""
+    from sieve.verify.cache import CacheEntry
+    from sieve.verify.shard import plan_concept
+
+    new, empty = CacheEntry(tmp_path, "g", "abc123"), CacheEntry(tmp_path, "g", "def456")
+    empty.dir.mkdir(parents=True)
+    seeds = [3, 1, 2, 1]
+    for mkeys in (["m1", "m2"], []):
+        got = plan_concept(new, seeds, keep, iter(mkeys))
+        assert got == plan_concept(empty, seeds, keep, iter(mkeys))
+        assert got == (([1, 2, 3], []) if keep != "none" or mkeys else ([], []))
+    assert not new.dir.exists()

@@ -96,11 +96,12 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` as :func:`atomic_path` would (a temporary ``.<name>.<random>.partial`` beside it,
     renamed onto it), in fewer system calls, for bytes already in memory: the temporary file is created with
     mode 0o666, which the kernel reduces by the umask as it does for ``open(path, "w")``, so no chmod (and no
-    reading of the umask) follows. The parent directory is created when it is missing. A temporary file that
-    disappears before the rename (another job cleaning partial files) raises FileNotFoundError."""
+    reading of the umask) follows (in a folder with a default ACL, the ACL gives the mode, as it does for
+    ``open``). The parent directory is created when it is missing. A temporary file that disappears before the
+    rename (another job cleaning partial files) raises FileNotFoundError."""
     path = Path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
+    for _ in range(100):
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
         try:
             fd = os.open(tmp, flags, 0o666)
@@ -110,6 +111,8 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, flags, 0o666)
         break
+    else:
+        raise FileExistsError(f"no free temporary name beside {path} in 100 tries")
     try:
         with open(fd, "wb") as fh:
             fh.write(data)

@@ -470,8 +470,13 @@ def run_grids(
         write_bytes_atomic(os.path.join(out_dir, f"{d['neuron']}{GRID_SUFFIX}"), buf.getvalue())
 
     if num_workers > 0:
-        with ThreadPoolExecutor(num_workers) as pool:
+        pool = ThreadPoolExecutor(num_workers)
+        try:
             list(pool.map(write, docs))  # list(): a grid's error is raised here
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the queued grids are not drawn
+            raise
+        pool.shutdown()
     else:
         for d in docs:
             write(d)

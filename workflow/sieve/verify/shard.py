@@ -237,10 +237,11 @@ def plan_concept(
     A seed is generated when the image ``keep_images`` asks for is missing, or when a model lacks its activation
     and no full image is kept; it is measured from its full image when only a model's activation is missing.
     A file that does not match its recorded checksum counts as missing (:func:`~.cache.usable`)."""
-    if not entry.dir.is_dir():  # a new concept: nothing to look up, file by file
-        return sorted(set(seeds)), []
+    model_keys = set(model_keys)
+    if not entry.dir.is_dir() and (keep in ("thumbnails", "full") or model_keys):
+        return sorted(set(seeds)), []  # a new concept: every seed lacks its image or activations
     have = {}
-    for mk in set(model_keys):
+    for mk in model_keys:
         got = entry.read_acts(mk)
         have[mk] = set() if got is None else {int(s) for s in got[0]}
     need_acts = [s for s in seeds if any(s not in h for h in have.values())]
