@@ -30,6 +30,13 @@ sys.path.insert(0, str(REPO / "bench"))
 from timing import MIN_ROUNDS  # noqa: E402
 
 
+def git(*args: str, check: bool = True) -> str:
+    """``git args`` in this checkout: its standard output, stripped."""
+    return subprocess.run(
+        ["git", *args], cwd=REPO, check=check, capture_output=True, text=True
+    ).stdout.strip()
+
+
 def run_side(root: Path, extra: list[str], out: Path) -> dict[str, Any]:
     """One ``bench_generate.py`` process of the checkout at ``root``: its record (the line it appends to ``out``)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # each side imports its own sieve
@@ -52,15 +59,12 @@ WORKTREE_PREFIX = "sieve-compare-"
 def remove_stale_worktrees() -> None:
     """Remove the worktrees a killed run of this script left registered (their folders under the temporary
     directory, named with :data:`WORKTREE_PREFIX`)."""
-    listing = subprocess.run(
-        ["git", "worktree", "list", "--porcelain"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout
-    for line in listing.splitlines():
+    for line in git("worktree", "list", "--porcelain").splitlines():
         path = line.removeprefix("worktree ")
         if line.startswith("worktree ") and Path(path).parent.name.startswith(WORKTREE_PREFIX):
-            subprocess.run(["git", "worktree", "remove", "--force", path], cwd=REPO, capture_output=True)
+            git("worktree", "remove", "--force", path, check=False)
             shutil.rmtree(Path(path).parent, ignore_errors=True)
-    subprocess.run(["git", "worktree", "prune"], cwd=REPO, capture_output=True)
+    git("worktree", "prune", check=False)
 
 
 def side_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -88,35 +92,20 @@ def main() -> None:
     args = ap.parse_args()
     if args.rounds < 1:
         raise SystemExit("--rounds must be at least 1")
-    rev = subprocess.run(
-        ["git", "rev-parse", "--short", args.before], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = bool(
-        subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-    )
+    rev = git("rev-parse", "--short", args.before)
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", check=False))
     remove_stale_worktrees()
     tmp = Path(tempfile.mkdtemp(prefix=WORKTREE_PREFIX))
     before_root = tmp / "before"
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(before_root), rev],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    )
+    git("worktree", "add", "--detach", str(before_root), rev)
     records: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     try:
         for _ in range(args.rounds):
             for side, root in (("before", before_root), ("after", REPO)):
                 records[side].append(run_side(root, args.extra, tmp / f"{side}.jsonl"))
     finally:
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(before_root)], cwd=REPO, capture_output=True
-        )
+        git("worktree", "remove", "--force", str(before_root), check=False)
         shutil.rmtree(tmp, ignore_errors=True)
     record = {
         "before_revision": rev,

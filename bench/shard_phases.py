@@ -76,6 +76,7 @@ def main() -> None:
         "thumbnail_size": 128,
         "dtype": "float32",
     }
+    n_images = len(prompts) * spec["images_per_concept"]
     run = bench_generate.shard_timer(prompts, spec, models, DiffusersGenerator(pipe, 32, 1, 0.0), "cpu")
     run()  # warm-up
     spent.clear()
@@ -90,7 +91,7 @@ def main() -> None:
         "load_average_at_start": load,
         "cpus": os.cpu_count(),
         "runs": args.runs,
-        "images_per_run": 64,
+        "images_per_run": n_images,
         "seconds_per_run": round(total / args.runs, 4),
         "generate_seconds_per_run": round(generate / args.runs, 4),
         "generate_share": round(generate / total, 3),
@@ -102,7 +103,7 @@ def main() -> None:
         "writer_cpu_seconds_per_run": round(
             (cpu["writer_thumbnail_files"] + cpu["writer_concept_files"]) / args.runs, 4
         ),
-        "thumbnail_file_in_shard_ms": round(per_run["writer_thumbnail_files"] / 64 * 1e3, 3),
+        "thumbnail_file_in_shard_ms": round(per_run["writer_thumbnail_files"] / n_images * 1e3, 3),
         **files_alone(),
         "note": args.note,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),

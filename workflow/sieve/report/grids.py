@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -417,6 +418,21 @@ def thumbnail(probe: Any, pre: Preprocess, index: int, tile: int, reduced: bool 
         return None
 
 
+def map_threads(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:
+    """``[fn(x) for x in items]``, on ``workers`` threads (0: in this thread); the first error is raised and the
+    calls still queued are cancelled."""
+    if workers <= 0:
+        return [fn(x) for x in items]
+    pool = ThreadPoolExecutor(workers)
+    try:
+        out = list(pool.map(fn, items))
+    except BaseException:
+        pool.shutdown(cancel_futures=True)
+        raise
+    pool.shutdown()
+    return out
+
+
 def load_thumbnails(
     probe: Any, pre: Preprocess, indices: list[int], tile: int, workers: int = 0, reduced: bool = True
 ) -> dict[int, np.ndarray]:
@@ -426,11 +442,7 @@ def load_thumbnails(
     def one(i: int) -> np.ndarray | None:
         return thumbnail(probe, pre, i, tile, reduced)
 
-    if workers > 0:
-        with ThreadPoolExecutor(workers) as pool:
-            arrays = list(pool.map(one, indices))
-    else:
-        arrays = [one(i) for i in indices]
+    arrays = map_threads(one, indices, workers)
     thumbs: dict[int, np.ndarray] = {}
     for pi, arr in zip(indices, arrays, strict=True):
         if arr is None:
@@ -469,16 +481,6 @@ def run_grids(
         encode_grid(grid, buf)
         write_bytes_atomic(os.path.join(out_dir, f"{d['neuron']}{GRID_SUFFIX}"), buf.getvalue())
 
-    if num_workers > 0:
-        pool = ThreadPoolExecutor(num_workers)
-        try:
-            list(pool.map(write, docs))  # list(): a grid's error is raised here
-        except BaseException:
-            pool.shutdown(cancel_futures=True)  # the queued grids are not drawn
-            raise
-        pool.shutdown()
-    else:
-        for d in docs:
-            write(d)
+    map_threads(write, docs, num_workers)
     log.info("drew %d grids", len(docs))
     return len(docs)
